@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs everything terad's build and test suite need on a Debian bookworm machine:
+#   - protobuf-compiler: `protoc`, needed at build time by the etcd-client crate
+#   - etcd-server, etcd-client: a real etcd 3.4 for the integration tests
+#   - haproxy: HAProxy 2.6 for the sidecar end-to-end test
+#   - consul: not packaged for bookworm, so the bullseye package (1.8) is downloaded from the
+#     mirror this machine already uses and unpacked without touching the system's apt lists.
+# Safe to run repeatedly; it skips what is already present.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Where the consul binary is placed; tests look here (and on PATH).
+DEPS_BIN="${TERAD_DEPS_BIN:-/usr/local/bin}"
+
+need_apt=()
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+command -v etcd >/dev/null || need_apt+=(etcd-server)
+command -v etcdctl >/dev/null || need_apt+=(etcd-client)
+command -v haproxy >/dev/null || need_apt+=(haproxy)
+
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  # etcd-server's post-install starts a system service where systemd runs; the tests start their own.
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+if ! command -v consul >/dev/null && [ ! -x "$DEPS_BIN/consul" ]; then
+  sources=/etc/apt/sources.list.d/debian.sources
+  # The first URIs line of the system's own Debian stanza: the mirror this machine is allowed to use.
+  mirror=$(awk '/^URIs:/ { print $2; exit }' "$sources")
+  if [ -z "$mirror" ]; then
+    echo "install-deps: no 'URIs:' line in $sources; cannot locate the Debian mirror" >&2
+    exit 1
+  fi
+  work=$(mktemp -d)
+  chmod 755 "$work"  # apt downloads as the unprivileged _apt user
+  trap 'rm -rf "$work"' EXIT
+  mkdir -p "$work/lists/partial" "$work/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror bullseye main" >"$work/bullseye.list"
+  # A private list, state and cache directory: the system's sources and package lists stay untouched.
+  apt_opts=(
+    -o "Dir::Etc::sourcelist=$work/bullseye.list"
+    -o "Dir::Etc::sourceparts=-"
+    -o "Dir::State::Lists=$work/lists"
+    -o "Dir::Cache=$work/cache"
+    -o "APT::Get::List-Cleanup=0"
+  )
+  echo "install-deps: fetching consul from the bullseye suite"
+  $SUDO apt-get "${apt_opts[@]}" update -qq
+  (cd "$work" && apt-get "${apt_opts[@]}" download consul)
+  dpkg -x "$work"/consul_*.deb "$work/root"
+  $SUDO install -m 0755 "$work/root/usr/bin/consul" "$DEPS_BIN/consul"
+fi
+
+echo "install-deps: $(protoc --version); $(etcd --version | head -n1); $(haproxy -v | head -n1); $("$(command -v consul || echo "$DEPS_BIN/consul")" version | head -n1)"

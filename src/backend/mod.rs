@@ -1,0 +1,219 @@
+//! Where keys come from. Each backend is one module behind the small [`KeySource`] trait; the
+//! closed set of backends is the [`Backend`] enum.
+//!
+//! A backend does two things: list every key under a set of prefixes at one point in time, and
+//! (where it can) follow changes after that point, sending them as [`Update`]s. Everything else
+//! (the live store, retries, deciding what to re-render) is the runner's job and shared by all
+//! backends.
+
+pub mod env;
+pub mod file;
+#[cfg(test)]
+pub mod memory;
+
+use std::future::Future;
+
+use tokio::sync::mpsc;
+
+use crate::store::{Change, key_in_scope};
+
+/// Every key under some prefixes at one point in time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The backend's position (etcd revision, Consul index, file generation) the listing is at.
+    pub revision: u64,
+    pub entries: Vec<(String, String)>,
+}
+
+/// What a watching backend reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// The complete current contents of `prefixes`, replacing what the store held there.
+    Listing {
+        prefixes: Vec<String>,
+        listing: Listing,
+    },
+    /// Changes since the previous update, all taken at one `revision`.
+    Changes { revision: u64, changes: Vec<Change> },
+}
+
+/// Why a backend call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// No endpoint answered; the endpoints are named so the operator can check them.
+    #[error("cannot reach {backend} at {endpoints}: {message}")]
+    Unreachable {
+        backend: &'static str,
+        endpoints: String,
+        message: String,
+    },
+    /// The backend refused the credentials (or has none for us).
+    #[error("{backend} refused access: {message}")]
+    Denied {
+        backend: &'static str,
+        message: String,
+    },
+    /// The watch cannot resume where it stopped; only a fresh listing can continue.
+    #[error("{backend}: history before revision {revision} was compacted")]
+    Compacted {
+        backend: &'static str,
+        revision: u64,
+    },
+    /// A file of the file backend cannot be read or parsed.
+    #[error("{path:?}: {message}")]
+    File {
+        path: std::path::PathBuf,
+        message: String,
+    },
+    #[error("{backend}: {message}")]
+    Other {
+        backend: &'static str,
+        message: String,
+    },
+}
+
+impl BackendError {
+    /// Whether the only way forward is a new listing (as opposed to retrying the watch).
+    pub fn needs_relist(&self) -> bool {
+        matches!(self, BackendError::Compacted { .. })
+    }
+}
+
+/// The interface every backend implements.
+pub trait KeySource {
+    /// A short name for logs and metrics: `etcd`, `consul`, `file`, `env`.
+    fn name(&self) -> &'static str;
+
+    /// Whether [`KeySource::watch`] follows changes; a backend without watches is polled.
+    fn supports_watch(&self) -> bool;
+
+    /// Lists every key under `prefixes` at one point in time.
+    fn list(
+        &mut self,
+        prefixes: &[String],
+    ) -> impl Future<Output = Result<Listing, BackendError>> + Send;
+
+    /// Sends every change under `prefixes` after `revision` to `updates`, advancing `revision`
+    /// to each update's position so a broken watch resumes where it stopped. Returns `Ok` when
+    /// `updates` is closed (shutdown), an error when the watch broke.
+    fn watch(
+        &mut self,
+        prefixes: &[String],
+        revision: &mut u64,
+        updates: &mpsc::Sender<Update>,
+    ) -> impl Future<Output = Result<(), BackendError>> + Send;
+}
+
+/// The backends terad supports. Cloning gives a second handle on the same backend (the watch
+/// task and the runner's re-listing each hold one).
+#[derive(Debug, Clone)]
+pub enum Backend {
+    File(file::FileSource),
+    Env(env::EnvSource),
+    #[cfg(test)]
+    Memory(memory::MemorySource),
+}
+
+impl KeySource for Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::File(source) => source.name(),
+            Backend::Env(source) => source.name(),
+            #[cfg(test)]
+            Backend::Memory(source) => source.name(),
+        }
+    }
+
+    fn supports_watch(&self) -> bool {
+        match self {
+            Backend::File(source) => source.supports_watch(),
+            Backend::Env(source) => source.supports_watch(),
+            #[cfg(test)]
+            Backend::Memory(source) => source.supports_watch(),
+        }
+    }
+
+    async fn list(&mut self, prefixes: &[String]) -> Result<Listing, BackendError> {
+        match self {
+            Backend::File(source) => source.list(prefixes).await,
+            Backend::Env(source) => source.list(prefixes).await,
+            #[cfg(test)]
+            Backend::Memory(source) => source.list(prefixes).await,
+        }
+    }
+
+    async fn watch(
+        &mut self,
+        prefixes: &[String],
+        revision: &mut u64,
+        updates: &mpsc::Sender<Update>,
+    ) -> Result<(), BackendError> {
+        match self {
+            Backend::File(source) => source.watch(prefixes, revision, updates).await,
+            Backend::Env(source) => source.watch(prefixes, revision, updates).await,
+            #[cfg(test)]
+            Backend::Memory(source) => source.watch(prefixes, revision, updates).await,
+        }
+    }
+}
+
+/// Reduces the resources' keys to the distinct prefixes to list and watch: a key covered by
+/// another (on `/` boundaries) is dropped, so fifty resources under `/proxy` share one watch.
+pub fn merge_prefixes<'a>(keys: impl IntoIterator<Item = &'a String>) -> Vec<String> {
+    let mut sorted: Vec<&String> = keys.into_iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut merged: Vec<String> = Vec::new();
+    for key in sorted {
+        // Sorted order puts a covering prefix before everything it covers.
+        if !merged.iter().any(|prefix| key_in_scope(prefix, key)) {
+            merged.push(key.clone());
+        }
+    }
+    merged
+}
+
+/// Keeps the entries that lie under one of `prefixes`.
+pub fn within_prefixes(
+    entries: impl IntoIterator<Item = (String, String)>,
+    prefixes: &[String],
+) -> Vec<(String, String)> {
+    entries
+        .into_iter()
+        .filter(|(key, _)| prefixes.iter().any(|prefix| key_in_scope(prefix, key)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn covered_prefixes_merge_on_segment_boundaries() {
+        let keys: Vec<String> = [
+            "/proxy/frontend",
+            "/proxy",
+            "/proxy2/x",
+            "/app/db",
+            "/app/db/host",
+            "/app",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(merge_prefixes(&keys), ["/app", "/proxy", "/proxy2/x"]);
+        let root = vec!["/a".to_owned(), "/".to_owned()];
+        assert_eq!(merge_prefixes(&root), ["/"]);
+        let fifty: Vec<String> = (0..50).map(|_| "/proxy".to_owned()).collect();
+        assert_eq!(merge_prefixes(&fifty).len(), 1);
+    }
+
+    #[test]
+    fn within_prefixes_respects_boundaries() {
+        let entries = vec![
+            ("/app/x".to_owned(), "1".to_owned()),
+            ("/app2/x".to_owned(), "2".to_owned()),
+        ];
+        assert_eq!(within_prefixes(entries, &["/app".to_owned()]).len(), 1);
+    }
+}

@@ -1,0 +1,151 @@
+//! The command line. Every option is also read from a `TERAD_*` environment variable; a value
+//! given on the command line wins over the environment, which wins over the configuration file,
+//! which wins over the default. Options therefore stay `Option`s here: [`crate::config`] does the
+//! layering and the validation.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use clap::builder::BoolishValueParser;
+
+/// terad renders configuration files from etcd, Consul, files or the environment with Tera
+/// templates, validates them with a check command, swaps them in atomically and reloads the
+/// service.
+#[derive(Debug, Clone, Default, Parser)]
+#[command(name = "terad", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// Render every resource once and exit: 0 when all succeeded, 1 when any failed, 2 on a
+    /// configuration error.
+    #[arg(long, env = "TERAD_ONETIME", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub onetime: Option<bool>,
+
+    /// Follow the backend's changes (etcd and Consul watches, file notifications).
+    #[arg(long, env = "TERAD_WATCH", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub watch: Option<bool>,
+
+    /// Re-read the backend every SECS seconds; together with --watch, a periodic reconcile.
+    /// Without --onetime or --watch terad polls every 600 seconds, like confd.
+    #[arg(long, env = "TERAD_INTERVAL", value_name = "SECS")]
+    pub interval: Option<u64>,
+
+    /// Where keys come from: etcd (or etcdv3), consul, file or env.
+    #[arg(long, env = "TERAD_BACKEND", value_name = "NAME")]
+    pub backend: Option<String>,
+
+    /// A backend endpoint (`http://host:port`, `https://host:port` or `host:port`). Repeat the
+    /// option, or separate endpoints with commas, to give several for failover.
+    #[arg(
+        long = "node",
+        env = "TERAD_NODE",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub nodes: Vec<String>,
+
+    /// A YAML, JSON or TOML file, or a directory of them, for the file backend. Repeatable.
+    #[arg(
+        long = "file",
+        env = "TERAD_FILE",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub files: Vec<PathBuf>,
+
+    /// The directory holding `conf.d/`, `templates/` and the optional `terad.toml`
+    /// [default: /etc/terad].
+    #[arg(long, env = "TERAD_CONFDIR", value_name = "DIR")]
+    pub confdir: Option<PathBuf>,
+
+    /// The configuration file (terad.toml, or an existing confd.toml)
+    /// [default: CONFDIR/terad.toml when it exists].
+    #[arg(long, env = "TERAD_CONFIG_FILE", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+
+    /// A key prefix put in front of every resource's prefix and keys.
+    #[arg(long, env = "TERAD_PREFIX", value_name = "PREFIX")]
+    pub prefix: Option<String>,
+
+    /// Render and print a unified diff of each pending change; write nothing, run nothing.
+    #[arg(long, env = "TERAD_NOOP", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub noop: Option<bool>,
+
+    /// Write changed files but run neither check_cmd nor reload_cmd.
+    #[arg(long, env = "TERAD_SYNC_ONLY", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sync_only: Option<bool>,
+
+    /// Keep each stage file next to its destination for inspection instead of removing it.
+    #[arg(long, env = "TERAD_KEEP_STAGE_FILE", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub keep_stage_file: Option<bool>,
+
+    /// Log verbosity: trace, debug, info, warn or error [default: info].
+    #[arg(long, env = "TERAD_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log line format: text or json [default: text].
+    #[arg(long, env = "TERAD_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Client certificate (PEM) for TLS to the backend.
+    #[arg(long, env = "TERAD_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Client private key (PEM) for TLS to the backend.
+    #[arg(long, env = "TERAD_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+
+    /// CA certificate bundle (PEM) that signs the backend's certificate.
+    #[arg(
+        long = "client-ca-keys",
+        env = "TERAD_CLIENT_CA_KEYS",
+        value_name = "FILE"
+    )]
+    pub client_ca_keys: Option<PathBuf>,
+
+    /// Skip verification of the backend's TLS certificate. Dangerous; logged as a warning.
+    #[arg(long, env = "TERAD_CLIENT_INSECURE", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub client_insecure: Option<bool>,
+
+    /// URL scheme for `host:port` nodes: http or https [default: http].
+    #[arg(long, env = "TERAD_SCHEME", value_name = "SCHEME")]
+    pub scheme: Option<String>,
+
+    /// User name for backend authentication.
+    #[arg(long, env = "TERAD_USERNAME", value_name = "NAME")]
+    pub username: Option<String>,
+
+    /// Password for backend authentication. Prefer --password-file or the TERAD_PASSWORD
+    /// variable: a command line is visible to every user of the machine.
+    #[arg(
+        long,
+        env = "TERAD_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+
+    /// A file whose first line is the password for backend authentication.
+    #[arg(long, env = "TERAD_PASSWORD_FILE", value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Use HTTP basic authentication with --username/--password (Consul behind a proxy).
+    #[arg(long, env = "TERAD_BASIC_AUTH", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub basic_auth: Option<bool>,
+
+    /// ACL token for Consul (also read from CONSUL_HTTP_TOKEN).
+    #[arg(
+        long,
+        env = "TERAD_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+
+    /// A file holding the Consul ACL token (also read from CONSUL_HTTP_TOKEN_FILE).
+    #[arg(long, env = "TERAD_AUTH_TOKEN_FILE", value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
+
+    /// How long --onetime keeps retrying an unreachable backend before it gives up
+    /// [default: 10s].
+    #[arg(long, env = "TERAD_BACKEND_TIMEOUT", value_name = "DURATION")]
+    pub backend_timeout: Option<String>,
+}

@@ -1,0 +1,151 @@
+//! The configuration file: `terad.toml`, or an existing `confd.toml` unchanged.
+//!
+//! confd spells some keys with hyphens (`log-level`, `sync-only`) and others with underscores
+//! (`client_cert`); both spellings are accepted for every key. Keys of confd backends terad does
+//! not have (`table`, `app_id`, …) are accepted so a confd.toml loads, and reported as ignored.
+//! An empty string means "not set", as it does for confd.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+use super::error::{ConfigError, from_toml_error};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfigFile {
+    #[serde(default, deserialize_with = "non_empty")]
+    pub backend: Option<String>,
+    pub nodes: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub prefix: Option<String>,
+    pub interval: Option<u64>,
+    pub watch: Option<bool>,
+    pub onetime: Option<bool>,
+    pub noop: Option<bool>,
+    #[serde(rename = "sync-only", alias = "sync_only")]
+    pub sync_only: Option<bool>,
+    #[serde(rename = "keep-stage-file", alias = "keep_stage_file")]
+    pub keep_stage_file: Option<bool>,
+    #[serde(
+        rename = "log-level",
+        alias = "log_level",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    pub log_level: Option<String>,
+    #[serde(
+        rename = "log-format",
+        alias = "log_format",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    pub log_format: Option<String>,
+    #[serde(default, deserialize_with = "non_empty_path")]
+    pub confdir: Option<PathBuf>,
+    pub file: Option<OneOrMany>,
+    #[serde(default, deserialize_with = "non_empty_path")]
+    pub client_cert: Option<PathBuf>,
+    #[serde(default, deserialize_with = "non_empty_path")]
+    pub client_key: Option<PathBuf>,
+    #[serde(alias = "client_ca_keys", default, deserialize_with = "non_empty_path")]
+    pub client_cakeys: Option<PathBuf>,
+    pub client_insecure: Option<bool>,
+    pub basic_auth: Option<bool>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub username: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub password: Option<String>,
+    #[serde(default, deserialize_with = "non_empty_path")]
+    pub password_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub auth_token: Option<String>,
+    #[serde(default, deserialize_with = "non_empty_path")]
+    pub auth_token_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub scheme: Option<String>,
+    #[serde(
+        rename = "backend-timeout",
+        alias = "backend_timeout",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    pub backend_timeout: Option<String>,
+
+    // confd keys terad does not use.
+    #[serde(default, deserialize_with = "non_empty")]
+    pub srv_domain: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub srv_record: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    auth_type: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    table: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    separator: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    app_id: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    user_id: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    role_id: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    secret_id: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    filter: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    path: Option<String>,
+}
+
+/// confd's `file` is a list, but a single string is the obvious thing to write.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<PathBuf> {
+        match self {
+            OneOrMany::One(path) => vec![path],
+            OneOrMany::Many(paths) => paths,
+        }
+    }
+}
+
+impl RawConfigFile {
+    pub fn read(path: &Path) -> Result<RawConfigFile, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError::in_file(path, format!("cannot read: {error}")))?;
+        toml::from_str(&text).map_err(|error| from_toml_error(path, &text, &error))
+    }
+
+    /// The confd-only keys that are set, for a warning at start-up.
+    pub fn ignored_keys(&self) -> Vec<String> {
+        [
+            ("auth_type", &self.auth_type),
+            ("table", &self.table),
+            ("separator", &self.separator),
+            ("app_id", &self.app_id),
+            ("user_id", &self.user_id),
+            ("role_id", &self.role_id),
+            ("secret_id", &self.secret_id),
+            ("filter", &self.filter),
+            ("path", &self.path),
+        ]
+        .into_iter()
+        .filter(|(_, value)| value.is_some())
+        .map(|(key, _)| key.to_owned())
+        .collect()
+    }
+}
+
+fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    let value = Option::<String>::deserialize(deserializer)?;
+    Ok(value.filter(|v| !v.is_empty()))
+}
+
+fn non_empty_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {
+    Ok(non_empty(deserializer)?.map(PathBuf::from))
+}

@@ -1,0 +1,741 @@
+//! Template resources: the `conf.d/**/*.toml` files, confd's schema plus a few keys users expect.
+//!
+//! Each file is read into [`RawResourceFile`] (serde, unknown keys rejected) and then checked key
+//! by key into a [`Resource`], collecting every problem instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::error::{ConfigError, ConfigErrors, from_toml_error};
+use crate::process::CommandLine;
+use crate::store::join_key;
+
+/// How long a `check_cmd` may run unless the resource says otherwise.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a `reload_cmd` may run unless the resource says otherwise.
+pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResourceFile {
+    template: RawTemplate,
+}
+
+/// A `[template]` table as written. Every field is optional here so that all missing and invalid
+/// fields are reported together by [`validate`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTemplate {
+    src: Option<Spanned<String>>,
+    dest: Option<Spanned<String>>,
+    keys: Option<Spanned<Vec<Spanned<String>>>>,
+    prefix: Option<Spanned<String>>,
+    mode: Option<Spanned<String>>,
+    uid: Option<Spanned<i64>>,
+    gid: Option<Spanned<i64>>,
+    owner: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    check_cmd: Option<Spanned<String>>,
+    reload_cmd: Option<Spanned<String>>,
+    create_dirs: Option<bool>,
+    check_timeout: Option<Spanned<DurationValue>>,
+    reload_timeout: Option<Spanned<DurationValue>>,
+}
+
+/// A duration written as a string (`"500ms"`, `"2m"`) or as whole seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DurationValue {
+    Seconds(u64),
+    Text(String),
+}
+
+/// A validated template resource, ready to render and sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The resource file's path below `conf.d`, without `.toml`: `haproxy`, `edge/nginx`.
+    pub name: String,
+    /// The resource file itself, for messages.
+    pub file: PathBuf,
+    /// The template's name below `templates/`, with `/` separators.
+    pub template: String,
+    pub dest: PathBuf,
+    /// Absolute key prefix: the global `--prefix` joined with the resource's `prefix`.
+    pub prefix: String,
+    /// Absolute keys (the prefix joined with each of `keys`): what the resource watches and
+    /// what its template may read.
+    pub keys: Vec<String>,
+    /// File mode for the destination; `None` keeps the existing file's mode (0644 for a new file).
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub check_cmd: Option<CommandLine>,
+    pub reload_cmd: Option<CommandLine>,
+    pub check_timeout: Duration,
+    pub reload_timeout: Duration,
+    /// Create the destination's missing parent directories instead of failing.
+    pub create_dirs: bool,
+}
+
+/// Reads every resource below `confdir/conf.d`, validating each against `templates_dir` and the
+/// global key `prefix`. Returns the valid resources together with every problem across all files
+/// (the caller still checks the valid resources' templates, so all errors surface in one run).
+pub fn load_resources(
+    conf_d: &Path,
+    templates_dir: &Path,
+    global_prefix: &str,
+) -> (Vec<Resource>, ConfigErrors) {
+    let mut errors = ConfigErrors::default();
+    let files = match find_resource_files(conf_d) {
+        Ok(files) => files,
+        Err(error) => return (Vec::new(), error.into()),
+    };
+    if files.is_empty() {
+        let error = ConfigError::in_file(conf_d, "no template resources (*.toml files) found");
+        return (Vec::new(), error.into());
+    }
+    let mut resources = Vec::new();
+    for file in &files {
+        match load_resource(conf_d, file, templates_dir, global_prefix) {
+            Ok(resource) => resources.push(resource),
+            Err(file_errors) => errors.extend(file_errors),
+        }
+    }
+
+    let mut by_dest: BTreeMap<PathBuf, &Resource> = BTreeMap::new();
+    for resource in &resources {
+        if let Some(first) = by_dest.insert(normalize(&resource.dest), resource) {
+            errors.push(
+                ConfigError::in_file(
+                    &resource.file,
+                    format!(
+                        "destination {:?} is also written by {}",
+                        resource.dest.display().to_string(),
+                        first.file.display()
+                    ),
+                )
+                .with_key("dest"),
+            );
+        }
+    }
+    (resources, errors)
+}
+
+/// Every `*.toml` below `conf_d`, recursively, in sorted order. Hidden entries are skipped: a
+/// Kubernetes ConfigMap mount exposes each file twice, once through the hidden `..data` link.
+fn find_resource_files(conf_d: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut found = Vec::new();
+    let mut pending = vec![(conf_d.to_owned(), 0usize)];
+    while let Some((dir, depth)) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|error| {
+            ConfigError::in_file(&dir, format!("cannot read resource directory: {error}"))
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|error| {
+                ConfigError::in_file(&dir, format!("cannot read resource directory: {error}"))
+            })?;
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            // Follow links: ConfigMap files are links into the hidden data directory.
+            let Ok(metadata) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if metadata.is_dir() {
+                // A link cycle must not hang start-up.
+                if depth < 16 {
+                    pending.push((path, depth + 1));
+                }
+            } else if path.extension().is_some_and(|ext| ext == "toml") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+fn load_resource(
+    conf_d: &Path,
+    file: &Path,
+    templates_dir: &Path,
+    global_prefix: &str,
+) -> Result<Resource, ConfigErrors> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|error| ConfigError::in_file(file, format!("cannot read: {error}")))?;
+    let raw: RawResourceFile =
+        toml::from_str(&text).map_err(|error| from_toml_error(file, &text, &error))?;
+    let name = file
+        .strip_prefix(conf_d)
+        .unwrap_or(file)
+        .with_extension("")
+        .to_string_lossy()
+        .into_owned();
+    validate(
+        name,
+        file,
+        &text,
+        raw.template,
+        templates_dir,
+        global_prefix,
+    )
+}
+
+/// Checks every key of one `[template]` table.
+fn validate(
+    name: String,
+    file: &Path,
+    text: &str,
+    raw: RawTemplate,
+    templates_dir: &Path,
+    global_prefix: &str,
+) -> Result<Resource, ConfigErrors> {
+    let mut errors = ConfigErrors::default();
+    let mut error = |key: &str, span: Option<std::ops::Range<usize>>, message: String| {
+        let mut e = ConfigError::in_file(file, message).with_key(key);
+        if let Some(span) = span {
+            e = e.at(text, span);
+        }
+        errors.push(e);
+    };
+
+    let template = match &raw.src {
+        None => {
+            error(
+                "src",
+                None,
+                "missing: the template file, relative to templates/".into(),
+            );
+            None
+        }
+        Some(src) => match template_name(src.get_ref(), templates_dir) {
+            Ok(name) => Some(name),
+            Err(message) => {
+                error("src", Some(src.span()), message);
+                None
+            }
+        },
+    };
+
+    let dest = match &raw.dest {
+        None => {
+            error("dest", None, "missing: the file to write".into());
+            None
+        }
+        Some(dest) if dest.get_ref().trim().is_empty() => {
+            error("dest", Some(dest.span()), "must not be empty".into());
+            None
+        }
+        Some(dest) => {
+            let path = PathBuf::from(dest.get_ref());
+            if path.file_name().is_none() {
+                error(
+                    "dest",
+                    Some(dest.span()),
+                    format!("{:?} does not name a file", dest.get_ref()),
+                );
+            }
+            Some(path)
+        }
+    };
+
+    let resource_prefix = raw.prefix.as_ref().map_or("", |p| p.get_ref().as_str());
+    let prefix = join_key(&[global_prefix, resource_prefix]);
+    let mut keys = Vec::new();
+    if let Some(raw_keys) = &raw.keys {
+        for key in raw_keys.get_ref() {
+            if key.get_ref().trim().is_empty() {
+                error("keys", Some(key.span()), "a key must not be empty".into());
+            } else {
+                keys.push(join_key(&[&prefix, key.get_ref()]));
+            }
+        }
+    }
+    keys.sort();
+    keys.dedup();
+
+    let mode = raw
+        .mode
+        .as_ref()
+        .and_then(|mode| match parse_mode(mode.get_ref()) {
+            Ok(mode) => Some(mode),
+            Err(message) => {
+                error("mode", Some(mode.span()), message);
+                None
+            }
+        });
+
+    let uid = owner_id(
+        "uid",
+        raw.uid.as_ref(),
+        "owner",
+        raw.owner.as_ref(),
+        |name| {
+            nix::unistd::User::from_name(name)
+                .ok()
+                .flatten()
+                .map(|u| u.uid.as_raw())
+        },
+        &mut error,
+    );
+    let gid = owner_id(
+        "gid",
+        raw.gid.as_ref(),
+        "group",
+        raw.group.as_ref(),
+        |name| {
+            nix::unistd::Group::from_name(name)
+                .ok()
+                .flatten()
+                .map(|g| g.gid.as_raw())
+        },
+        &mut error,
+    );
+
+    let mut command = |key: &str, raw: &Option<Spanned<String>>| -> Option<CommandLine> {
+        let raw = raw.as_ref()?;
+        if raw.get_ref().trim().is_empty() {
+            return None;
+        }
+        match CommandLine::parse(raw.get_ref()) {
+            Ok(command) => Some(command),
+            Err(message) => {
+                error(key, Some(raw.span()), message);
+                None
+            }
+        }
+    };
+    let check_cmd = command("check_cmd", &raw.check_cmd);
+    let reload_cmd = command("reload_cmd", &raw.reload_cmd);
+
+    let mut timeout = |key: &str, raw: &Option<Spanned<DurationValue>>, default: Duration| {
+        let Some(raw) = raw else { return default };
+        match parse_duration(raw.get_ref()) {
+            Ok(duration) if !duration.is_zero() => duration,
+            Ok(_) => {
+                error(key, Some(raw.span()), "must be longer than zero".into());
+                default
+            }
+            Err(message) => {
+                error(key, Some(raw.span()), message);
+                default
+            }
+        }
+    };
+    let check_timeout = timeout("check_timeout", &raw.check_timeout, DEFAULT_CHECK_TIMEOUT);
+    let reload_timeout = timeout(
+        "reload_timeout",
+        &raw.reload_timeout,
+        DEFAULT_RELOAD_TIMEOUT,
+    );
+
+    match (template, dest) {
+        (Some(template), Some(dest)) if errors.is_empty() => Ok(Resource {
+            name,
+            file: file.to_owned(),
+            template,
+            dest,
+            prefix,
+            keys,
+            mode,
+            uid,
+            gid,
+            check_cmd,
+            reload_cmd,
+            check_timeout,
+            reload_timeout,
+            create_dirs: raw.create_dirs.unwrap_or(false),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Resolves a numeric id or a name into an id; setting both is ambiguous and an error.
+fn owner_id(
+    id_key: &str,
+    id: Option<&Spanned<i64>>,
+    name_key: &str,
+    name: Option<&Spanned<String>>,
+    lookup: impl Fn(&str) -> Option<u32>,
+    error: &mut impl FnMut(&str, Option<std::ops::Range<usize>>, String),
+) -> Option<u32> {
+    match (id, name) {
+        (Some(id), Some(_)) => {
+            error(
+                id_key,
+                Some(id.span()),
+                format!("set either {id_key} or {name_key}, not both"),
+            );
+            None
+        }
+        (Some(id), None) => match u32::try_from(*id.get_ref()) {
+            Ok(value) => Some(value),
+            Err(_) => {
+                error(
+                    id_key,
+                    Some(id.span()),
+                    format!("{:?} is not a valid id", id.get_ref()),
+                );
+                None
+            }
+        },
+        (None, Some(name)) => match lookup(name.get_ref()) {
+            Some(value) => Some(value),
+            None => {
+                error(
+                    name_key,
+                    Some(name.span()),
+                    format!("no such {name_key} {:?} on this system", name.get_ref()),
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    }
+}
+
+/// Parses a file mode. Modes are always octal, with or without a leading `0` or `0o`:
+/// `"0644"`, `"644"` and `"0o644"` are the same mode.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.trim();
+    let digits = digits
+        .strip_prefix("0o")
+        .or_else(|| digits.strip_prefix("0O"))
+        .unwrap_or(digits);
+    let invalid = || format!("invalid mode {text:?}: expected octal digits such as \"0644\"");
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(invalid());
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|_| invalid())?;
+    if mode > 0o7777 {
+        return Err(format!(
+            "invalid mode {text:?}: above 07777, the largest file mode"
+        ));
+    }
+    Ok(mode)
+}
+
+fn parse_duration(value: &DurationValue) -> Result<Duration, String> {
+    match value {
+        DurationValue::Seconds(seconds) => Ok(Duration::from_secs(*seconds)),
+        DurationValue::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
+            format!("invalid duration {text:?}: {e} (write e.g. \"30s\" or \"500ms\")")
+        }),
+    }
+}
+
+/// Checks that `src` names a file inside `templates_dir` and returns its name there.
+fn template_name(src: &str, templates_dir: &Path) -> Result<String, String> {
+    let relative = Path::new(src);
+    if src.trim().is_empty() {
+        return Err("must not be empty".into());
+    }
+    if relative.is_absolute() {
+        return Err(format!(
+            "{src:?} must be relative to {}",
+            templates_dir.display()
+        ));
+    }
+    let mut parts = Vec::new();
+    for component in relative.components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    return Err(format!(
+                        "{src:?} points outside the templates directory {}",
+                        templates_dir.display()
+                    ));
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!("{src:?} must be a relative path"));
+            }
+        }
+    }
+    let path = templates_dir.join(parts.join("/"));
+    if !path.is_file() {
+        return Err(format!(
+            "template {:?} not found",
+            path.display().to_string()
+        ));
+    }
+    // A link inside templates/ must not lead outside it either.
+    if let (Ok(real), Ok(root)) = (path.canonicalize(), templates_dir.canonicalize())
+        && !real.starts_with(&root)
+    {
+        return Err(format!(
+            "{src:?} resolves to {}, outside the templates directory",
+            real.display()
+        ));
+    }
+    Ok(parts.join("/"))
+}
+
+/// Lexically normalizes a path (`a/./b/../c` → `a/c`) so two spellings of one destination compare
+/// equal.
+fn normalize(path: &Path) -> PathBuf {
+    let mut normalized = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                normalized.pop();
+            }
+            other => normalized.push(other),
+        }
+    }
+    normalized
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("conf.d")).unwrap();
+            std::fs::create_dir_all(dir.path().join("templates/sub")).unwrap();
+            std::fs::write(dir.path().join("templates/app.tmpl"), "x").unwrap();
+            std::fs::write(dir.path().join("templates/sub/b.tmpl"), "y").unwrap();
+            Fixture { dir }
+        }
+
+        fn resource(&self, name: &str, body: &str) -> &Self {
+            let path = self.dir.path().join("conf.d").join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+            self
+        }
+
+        fn load(&self, prefix: &str) -> Result<Vec<Resource>, ConfigErrors> {
+            let (resources, errors) = load_resources(
+                &self.dir.path().join("conf.d"),
+                &self.dir.path().join("templates"),
+                prefix,
+            );
+            errors.into_result(resources)
+        }
+
+        fn errors(&self) -> Vec<String> {
+            let root = format!("{}/", self.dir.path().display());
+            self.load("")
+                .unwrap_err()
+                .0
+                .iter()
+                .map(|e| e.to_string().replace(&root, ""))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn parses_confd_resource_with_every_key() {
+        let fx = Fixture::new();
+        fx.resource(
+            "app.toml",
+            r#"
+[template]
+src = "app.tmpl"
+dest = "/tmp/app.conf"
+prefix = "/prod"
+keys = ["/app/db", "app/cache", "/app/db"]
+mode = "0640"
+uid = 0
+gid = 0
+check_cmd = "check {{.src}}"
+reload_cmd = "reload {{ .dest }}"
+create_dirs = true
+check_timeout = "5s"
+reload_timeout = 90
+"#,
+        );
+        let resources = fx.load("/global").unwrap();
+        let r = &resources[0];
+        assert_eq!(r.name, "app");
+        assert_eq!(r.template, "app.tmpl");
+        assert_eq!(r.dest, PathBuf::from("/tmp/app.conf"));
+        assert_eq!(r.prefix, "/global/prod");
+        assert_eq!(r.keys, ["/global/prod/app/cache", "/global/prod/app/db"]);
+        assert_eq!(r.mode, Some(0o640));
+        assert_eq!((r.uid, r.gid), (Some(0), Some(0)));
+        assert!(r.check_cmd.is_some() && r.reload_cmd.is_some());
+        assert!(r.create_dirs);
+        assert_eq!(r.check_timeout, Duration::from_secs(5));
+        assert_eq!(r.reload_timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn defaults_for_optional_keys() {
+        let fx = Fixture::new();
+        fx.resource(
+            "a.toml",
+            "[template]\nsrc = \"sub/b.tmpl\"\ndest = \"out\"\n",
+        );
+        let r = &fx.load("").unwrap()[0];
+        assert_eq!(r.template, "sub/b.tmpl");
+        assert_eq!(r.prefix, "/");
+        assert!(r.keys.is_empty());
+        assert_eq!(r.mode, None);
+        assert_eq!((r.uid, r.gid), (None, None));
+        assert!(!r.create_dirs);
+        assert_eq!(r.check_timeout, DEFAULT_CHECK_TIMEOUT);
+    }
+
+    #[test]
+    fn owner_and_group_names_resolve() {
+        let fx = Fixture::new();
+        fx.resource(
+            "a.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/x\"\nowner = \"root\"\ngroup = \"root\"\n",
+        );
+        let r = &fx.load("").unwrap()[0];
+        assert_eq!((r.uid, r.gid), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn mode_parsing_is_always_octal() {
+        assert_eq!(parse_mode("0644"), Ok(0o644));
+        assert_eq!(parse_mode("644"), Ok(0o644));
+        assert_eq!(parse_mode("0o600"), Ok(0o600));
+        assert_eq!(parse_mode("4755"), Ok(0o4755));
+        assert_eq!(parse_mode("0"), Ok(0));
+        for bad in ["", "0999", "rw-r--r--", "-644", "0x1a4", "77777", " "] {
+            assert!(parse_mode(bad).is_err(), "{bad:?} must be rejected");
+        }
+        assert_eq!(
+            parse_mode("0999").unwrap_err(),
+            "invalid mode \"0999\": expected octal digits such as \"0644\""
+        );
+    }
+
+    #[test]
+    fn every_error_in_every_file_is_reported_with_position() {
+        let fx = Fixture::new();
+        fx.resource(
+            "a.toml",
+            r#"[template]
+src = "../etc/passwd"
+dest = "/tmp/a"
+mode = "0999"
+uid = 1
+owner = "root"
+check_cmd = "check {{.source}}"
+check_timeout = "soon"
+"#,
+        )
+        .resource(
+            "b.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\nkeyz = []\n",
+        )
+        .resource("c.toml", "[template\nsrc = 1")
+        .resource(
+            "d.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/d\"\nmode = 644\n",
+        )
+        .resource("e.toml", "[template]\nkeys = [\"\"]\n")
+        .resource(
+            "f.toml",
+            "[template]\nsrc = \"missing.tmpl\"\ndest = \"/tmp/f\"\n",
+        );
+        let errors = fx.errors();
+        let expected = [
+            "conf.d/a.toml:2:7: \"src\": \"../etc/passwd\" points outside the templates directory",
+            "conf.d/a.toml:4:8: \"mode\": invalid mode \"0999\": expected octal digits such as \"0644\"",
+            "conf.d/a.toml:5:7: \"uid\": set either uid or owner, not both",
+            "conf.d/a.toml:7:13: \"check_cmd\": unknown placeholder \"{{.source}}\"",
+            "conf.d/a.toml:8:17: \"check_timeout\": invalid duration \"soon\"",
+            "conf.d/b.toml:4:1: unknown field `keyz`",
+            "conf.d/c.toml:1:10:",
+            "conf.d/d.toml:4:8: invalid type: integer `644`, expected a string",
+            "conf.d/e.toml: \"src\": missing",
+            "conf.d/e.toml: \"dest\": missing",
+            "conf.d/e.toml:2:9: \"keys\": a key must not be empty",
+            "conf.d/f.toml:2:7: \"src\": template",
+        ];
+        for want in expected {
+            assert!(
+                errors.iter().any(|e| e.starts_with(want)),
+                "missing {want:?} in\n{}",
+                errors.join("\n")
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{}", errors.join("\n"));
+    }
+
+    #[test]
+    fn two_resources_with_one_destination_are_an_error() {
+        let fx = Fixture::new();
+        fx.resource(
+            "a.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/same\"\n",
+        )
+        .resource(
+            "b.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/./same\"\n",
+        );
+        let errors = fx.errors();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].starts_with(
+            "conf.d/b.toml: \"dest\": destination \"/tmp/./same\" is also written by"
+        ));
+    }
+
+    #[test]
+    fn walks_subdirectories_in_order_and_skips_hidden_entries() {
+        let fx = Fixture::new();
+        fx.resource(
+            "z.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/z\"\n",
+        )
+        .resource(
+            "edge/a.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/ea\"\n",
+        )
+        .resource(
+            "..data/a.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/ea\"\n",
+        )
+        .resource(".hidden.toml", "not toml at all")
+        .resource("notes.txt", "ignored");
+        let names: Vec<_> = fx.load("").unwrap().into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["edge/a", "z"]);
+    }
+
+    #[test]
+    fn empty_conf_d_is_an_error() {
+        let fx = Fixture::new();
+        let errors = fx.errors();
+        assert_eq!(
+            errors,
+            ["conf.d: no template resources (*.toml files) found"]
+        );
+    }
+
+    #[test]
+    fn template_links_may_not_leave_the_templates_directory() {
+        let fx = Fixture::new();
+        let outside = fx.dir.path().join("secret");
+        std::fs::write(&outside, "s").unwrap();
+        std::os::unix::fs::symlink(&outside, fx.dir.path().join("templates/link.tmpl")).unwrap();
+        fx.resource(
+            "a.toml",
+            "[template]\nsrc = \"link.tmpl\"\ndest = \"/tmp/a\"\n",
+        );
+        let errors = fx.errors();
+        assert!(
+            errors[0].contains("outside the templates directory"),
+            "{errors:?}"
+        );
+    }
+}

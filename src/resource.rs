@@ -1,0 +1,253 @@
+//! One resource's pipeline: render → compare → stage → check → commit → reload.
+//!
+//! Rendering happens in memory. An unchanged result (same bytes, mode and owner as the
+//! destination) writes nothing and runs nothing. A change is staged next to the destination,
+//! validated by `check_cmd` against the stage file, renamed into place, and only then announced
+//! to the service with `reload_cmd`. A failing check leaves the destination byte for byte as it
+//! was and skips the reload.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use md5::{Digest, Md5};
+use tracing::{debug, info, warn};
+
+use crate::config::Resource;
+use crate::fs::{self, Attributes, CommitKind, CurrentFile, FsError};
+use crate::process::{self, CommandError};
+use crate::store::KeyStore;
+use crate::template::{Engine, KeyScope, RenderError};
+
+/// Run-wide switches that change what a sync does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Print a diff of each pending change; write and run nothing.
+    pub noop: bool,
+    /// Write changes, but run neither check_cmd nor reload_cmd.
+    pub sync_only: bool,
+    /// Keep stage files that were not committed.
+    pub keep_stage_file: bool,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// The destination already had this content, mode and owner.
+    Unchanged,
+    /// The destination was replaced (and the service reloaded unless `--sync-only`).
+    Updated {
+        old_md5: Option<String>,
+        new_md5: String,
+        reloaded: bool,
+    },
+    /// `--noop`: a change is pending; its diff was printed.
+    Pending,
+}
+
+/// Why a sync failed. The destination is untouched unless the variant says otherwise.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error("check_cmd rejected the new content for {dest:?}, which stays unchanged: {source}")]
+    Check {
+        dest: PathBuf,
+        #[source]
+        source: CommandError,
+    },
+    /// The new file is in place; only the reload failed.
+    #[error("{dest:?} was updated but reload_cmd failed: {source}")]
+    Reload {
+        dest: PathBuf,
+        #[source]
+        source: CommandError,
+    },
+}
+
+/// Hex md5 of `content`, the checksum confd logs.
+pub fn md5_hex(content: &[u8]) -> String {
+    hex::encode(Md5::digest(content))
+}
+
+/// The key scope a resource's template sees.
+pub fn key_scope(resource: &Resource) -> KeyScope {
+    KeyScope {
+        prefix: resource.prefix.clone(),
+        keys: resource.keys.clone(),
+    }
+}
+
+/// Renders a resource's template against the store.
+pub fn render(
+    engine: &Engine,
+    resource: &Resource,
+    scope: &Arc<KeyScope>,
+    store: &Arc<KeyStore>,
+) -> Result<Vec<u8>, RenderError> {
+    let mut out = Vec::with_capacity(8 * 1024);
+    engine.render(&resource.template, store, scope, &mut out)?;
+    Ok(out)
+}
+
+/// Brings the resource's destination in line with `content`.
+pub async fn sync(
+    resource: &Resource,
+    content: Arc<Vec<u8>>,
+    options: SyncOptions,
+) -> Result<SyncOutcome, SyncError> {
+    let dest = fs::resolve_destination(&resource.dest)?;
+    let current = {
+        let dest = dest.clone();
+        blocking(move || fs::read_current(&dest)).await?
+    };
+    let attributes = Attributes {
+        mode: resource
+            .mode
+            .or(current.as_ref().map(|c| c.mode))
+            .unwrap_or(fs::DEFAULT_MODE),
+        uid: resource.uid,
+        gid: resource.gid,
+    };
+    if let Some(current) = &current
+        && current.content == *content
+        && attributes_match(current, &attributes)
+    {
+        debug!(resource = %resource.name, dest = %resource.dest.display(), "config unchanged");
+        return Ok(SyncOutcome::Unchanged);
+    }
+
+    if options.noop {
+        print_pending_change(&resource.dest, current.as_ref(), &content, &attributes);
+        info!(resource = %resource.name, dest = %resource.dest.display(), "noop: change not written");
+        return Ok(SyncOutcome::Pending);
+    }
+
+    let old_md5 = current.as_ref().map(|c| md5_hex(&c.content));
+    let new_md5 = md5_hex(&content);
+    let staged = {
+        let dest = dest.clone();
+        let create_dirs = resource.create_dirs;
+        let keep = options.keep_stage_file;
+        let content = Arc::clone(&content);
+        blocking(move || fs::stage(&dest, &content, attributes, create_dirs, keep)).await?
+    };
+
+    if !options.sync_only
+        && let Some(check) = &resource.check_cmd
+    {
+        let command = check.render(staged.path(), &resource.dest);
+        if let Err(source) = process::run_shell(&command, resource.check_timeout).await {
+            // Dropping `staged` removes the stage file (unless --keep-stage-file).
+            return Err(SyncError::Check {
+                dest: resource.dest.clone(),
+                source,
+            });
+        }
+        debug!(resource = %resource.name, command = %check, "check passed");
+    }
+
+    let kind = blocking(move || staged.commit()).await?;
+    if kind == CommitKind::RewrittenInPlace {
+        warn!(
+            resource = %resource.name,
+            dest = %dest.display(),
+            "destination cannot be renamed over (a bind mount?); rewrote it in place, which is not atomic"
+        );
+    }
+    info!(
+        resource = %resource.name,
+        dest = %resource.dest.display(),
+        old_md5 = old_md5.as_deref().unwrap_or("none"),
+        new_md5 = %new_md5,
+        "config updated"
+    );
+
+    let mut reloaded = false;
+    if !options.sync_only
+        && let Some(reload) = &resource.reload_cmd
+    {
+        let command = reload.render(&dest, &resource.dest);
+        process::run_shell(&command, resource.reload_timeout)
+            .await
+            .map_err(|source| SyncError::Reload {
+                dest: resource.dest.clone(),
+                source,
+            })?;
+        reloaded = true;
+        info!(resource = %resource.name, command = %reload, "reloaded");
+    }
+    Ok(SyncOutcome::Updated {
+        old_md5,
+        new_md5,
+        reloaded,
+    })
+}
+
+fn attributes_match(current: &CurrentFile, wanted: &Attributes) -> bool {
+    current.mode == wanted.mode
+        && wanted.uid.is_none_or(|uid| uid == current.uid)
+        && wanted.gid.is_none_or(|gid| gid == current.gid)
+}
+
+/// `--noop` output: a unified diff of the content and a note on mode or owner changes.
+fn print_pending_change(
+    dest: &Path,
+    current: Option<&CurrentFile>,
+    content: &[u8],
+    attributes: &Attributes,
+) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let label = dest.display().to_string();
+    let old = current.map(|c| c.content.as_slice()).unwrap_or_default();
+    match (std::str::from_utf8(old), std::str::from_utf8(content)) {
+        (Ok(old_text), Ok(new_text)) => {
+            if old_text != new_text {
+                let diff = similar::TextDiff::from_lines(old_text, new_text);
+                let (from, to) = match current {
+                    Some(_) => (format!("{label} (current)"), format!("{label} (rendered)")),
+                    None => ("/dev/null".to_owned(), format!("{label} (new file)")),
+                };
+                let _ = write!(
+                    out,
+                    "{}",
+                    diff.unified_diff().context_radius(3).header(&from, &to)
+                );
+            }
+        }
+        _ => {
+            let _ = writeln!(out, "Binary content of {label} differs");
+        }
+    }
+    if let Some(current) = current {
+        if current.mode != attributes.mode {
+            let _ = writeln!(
+                out,
+                "mode of {label}: {:04o} -> {:04o}",
+                current.mode, attributes.mode
+            );
+        }
+        if attributes.uid.is_some_and(|uid| uid != current.uid)
+            || attributes.gid.is_some_and(|gid| gid != current.gid)
+        {
+            let _ = writeln!(
+                out,
+                "owner of {label}: {}:{} -> {}:{}",
+                current.uid,
+                current.gid,
+                attributes.uid.unwrap_or(current.uid),
+                attributes.gid.unwrap_or(current.gid)
+            );
+        }
+    }
+    let _ = out.flush();
+}
+
+/// Runs blocking file I/O off the async worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
+) -> Result<T, FsError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("file operations do not panic")
+}

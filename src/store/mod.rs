@@ -1,0 +1,442 @@
+//! The in-memory copy of the watched key space that templates read.
+//!
+//! One [`KeyStore`] per backend holds every watched key in a sorted map. Backends fill it with a
+//! full listing and then apply changes in place, so a key change never costs a re-fetch. A
+//! template never sees the whole store: it reads through a [`View`] limited to its resource's
+//! `keys` and with its resource's `prefix` stripped, exactly like confd's per-resource store.
+//! Prefix, glob and `ls` queries are range scans over the sorted map, never full scans.
+
+mod glob;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+pub use glob::{Glob, GlobError};
+
+/// A sorted map from absolute key to value.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeyStore {
+    entries: BTreeMap<String, String>,
+}
+
+/// One change to apply to a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Put { key: String, value: String },
+    Delete { key: String },
+}
+
+impl Change {
+    pub fn key(&self) -> &str {
+        match self {
+            Change::Put { key, .. } | Change::Delete { key } => key,
+        }
+    }
+}
+
+impl KeyStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries.get(key).map(String::as_str)
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.entries.insert(key.into(), value.into());
+    }
+
+    pub fn remove(&mut self, key: &str) -> Option<String> {
+        self.entries.remove(key)
+    }
+
+    /// Applies one change; returns whether the store differs afterwards.
+    pub fn apply(&mut self, change: Change) -> bool {
+        match change {
+            Change::Put { key, value } => match self.entries.get_mut(&key) {
+                Some(existing) if *existing == value => false,
+                Some(existing) => {
+                    *existing = value;
+                    true
+                }
+                None => {
+                    self.entries.insert(key, value);
+                    true
+                }
+            },
+            Change::Delete { key } => self.entries.remove(&key).is_some(),
+        }
+    }
+
+    /// Replaces everything under `prefix` (on `/` boundaries) with `entries`, as a backend does
+    /// after a fresh listing. Returns the keys whose value changed, appeared or disappeared.
+    pub fn replace_subtree(
+        &mut self,
+        prefix: &str,
+        entries: impl IntoIterator<Item = (String, String)>,
+    ) -> Vec<String> {
+        let mut fresh: BTreeMap<String, String> = entries.into_iter().collect();
+        let mut changed = Vec::new();
+        let stale: Vec<String> = self
+            .subtree(prefix)
+            .filter(|(key, _)| !fresh.contains_key(*key))
+            .map(|(key, _)| key.to_owned())
+            .collect();
+        for key in stale {
+            self.entries.remove(&key);
+            changed.push(key);
+        }
+        for (key, value) in std::mem::take(&mut fresh) {
+            if self.get(&key) != Some(value.as_str()) {
+                changed.push(key.clone());
+                self.entries.insert(key, value);
+            }
+        }
+        changed.sort();
+        changed
+    }
+
+    /// Every entry, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The entry at `path` and every entry below it, on `/` boundaries: the subtree of `/app`
+    /// holds `/app` and `/app/x`, never `/app2`. The root (`/` or ``) holds every key.
+    pub fn subtree<'a>(&'a self, path: &str) -> impl Iterator<Item = (&'a str, &'a str)> + use<'a> {
+        let base = path.trim_end_matches('/');
+        let exact = if base.is_empty() {
+            None
+        } else {
+            self.entries
+                .get_key_value(base)
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+        };
+        // Children of `/app` are exactly the keys in [`/app/`, `/app0`): `0` follows `/` in ASCII.
+        let lower = format!("{base}/");
+        let upper = format!("{base}0");
+        exact.into_iter().chain(
+            self.entries
+                .range::<str, _>((
+                    Bound::Included(lower.as_str()),
+                    Bound::Excluded(upper.as_str()),
+                ))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+
+    /// Entries whose key starts with `prefix` as plain text, in key order.
+    pub fn with_text_prefix(&self, prefix: String) -> impl Iterator<Item = (&str, &str)> {
+        self.entries
+            .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .take_while(move |(k, _)| k.starts_with(prefix.as_str()))
+    }
+}
+
+impl FromIterator<(String, String)> for KeyStore {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(iter: I) -> Self {
+        Self {
+            entries: iter.into_iter().collect(),
+        }
+    }
+}
+
+/// Whether `key` is `scope` itself or lies below it on a `/` boundary. The root scope `/`
+/// covers every key.
+pub fn key_in_scope(scope: &str, key: &str) -> bool {
+    let scope = scope.trim_end_matches('/');
+    if scope.is_empty() {
+        return true;
+    }
+    match key.strip_prefix(scope) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/'),
+        None => false,
+    }
+}
+
+/// Joins key paths the way resource prefixes and keys combine: `/` + `app` + `/db` is `/app/db`,
+/// never doubling or dropping a separator, and an empty part adds nothing.
+pub fn join_key(parts: &[&str]) -> String {
+    let mut joined = String::new();
+    for part in parts {
+        for segment in part.split('/').filter(|s| !s.is_empty()) {
+            joined.push('/');
+            joined.push_str(segment);
+        }
+    }
+    if joined.is_empty() {
+        joined.push('/');
+    }
+    joined
+}
+
+/// A resource's window on the store: keys outside its `keys` are invisible, and keys are seen
+/// relative to its `prefix` (`/app/db/host` under prefix `/app` reads as `/db/host`).
+#[derive(Debug, Clone, Copy)]
+pub struct View<'a> {
+    store: &'a KeyStore,
+    /// The resource's absolute prefix without a trailing `/`; empty for the root.
+    prefix: &'a str,
+    /// The resource's absolute watched keys.
+    scopes: &'a [String],
+}
+
+impl<'a> View<'a> {
+    /// `prefix` is the resource's absolute prefix (`/` for none); `scopes` its absolute keys.
+    pub fn new(store: &'a KeyStore, prefix: &'a str, scopes: &'a [String]) -> Self {
+        View {
+            store,
+            prefix: prefix.trim_end_matches('/'),
+            scopes,
+        }
+    }
+
+    fn absolute(&self, key: &str) -> String {
+        format!("{}{}", self.prefix, key)
+    }
+
+    fn relative(&self, absolute: &'a str) -> &'a str {
+        let rest = &absolute[self.prefix.len()..];
+        if rest.is_empty() { "/" } else { rest }
+    }
+
+    fn visible(&self, absolute: &str) -> bool {
+        key_in_scope(self.prefix, absolute)
+            && self
+                .scopes
+                .iter()
+                .any(|scope| key_in_scope(scope, absolute))
+    }
+
+    /// The value of one key, as the template names it.
+    pub fn get(&self, key: &str) -> Option<&'a str> {
+        if !key.starts_with('/') {
+            return None;
+        }
+        let absolute = self.absolute(key);
+        let value = self.store.get(&absolute)?;
+        self.visible(&absolute).then_some(value)
+    }
+
+    /// Whether `key` exists in the store but lies outside this view's keys: the template asked
+    /// for a key its resource does not watch.
+    pub fn exists_outside_scope(&self, key: &str) -> bool {
+        key.starts_with('/')
+            && self.get(key).is_none()
+            && self.store.get(&self.absolute(key)).is_some()
+    }
+
+    /// Every visible entry whose relative key matches `pattern`, sorted by key.
+    pub fn glob(&self, pattern: &Glob) -> Vec<(&'a str, &'a str)> {
+        let literal = self.absolute(&pattern.literal_prefix());
+        let store: &'a KeyStore = self.store;
+        let mut found = Vec::new();
+        for (key, value) in store.with_text_prefix(literal) {
+            if self.visible(key) {
+                let relative = self.relative(key);
+                if pattern.matches(relative) {
+                    found.push((relative, value));
+                }
+            }
+        }
+        found
+    }
+
+    /// Visible entries at or below `path` (relative), in key order, with relative keys.
+    fn under(&self, path: &str) -> impl Iterator<Item = &'a str> + use<'a> {
+        let view = *self;
+        let absolute = self.absolute(path.trim_end_matches('/'));
+        self.store
+            .subtree(&absolute)
+            .filter(move |(key, _)| view.visible(key))
+            .map(move |(key, _)| view.relative(key))
+    }
+
+    /// confd's `ls`: the sorted, distinct names directly below `path`, leaves and directories
+    /// alike. Listing a leaf key gives its own name, as in confd. Unlike confd, `ls("/")` also
+    /// lists top-level directories.
+    pub fn list(&self, path: &str) -> Vec<String> {
+        let base = path.trim_end_matches('/');
+        let mut names = BTreeSet::new();
+        for key in self.under(path) {
+            if key == base {
+                names.insert(key.rsplit('/').next().unwrap_or(key).to_owned());
+                continue;
+            }
+            let rest = key[base.len()..].trim_start_matches('/');
+            if let Some(first) = rest.split('/').next().filter(|s| !s.is_empty()) {
+                names.insert(first.to_owned());
+            }
+        }
+        names.into_iter().collect()
+    }
+
+    /// confd's `lsdir`: the sorted, distinct names directly below `path` that have children.
+    pub fn list_dirs(&self, path: &str) -> Vec<String> {
+        let base = path.trim_end_matches('/');
+        let mut names = BTreeSet::new();
+        for key in self.under(path) {
+            let rest = key[base.len()..].trim_start_matches('/');
+            if let Some((first, _)) = rest.split_once('/')
+                && !first.is_empty()
+            {
+                names.insert(first.to_owned());
+            }
+        }
+        names.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(pairs: &[(&str, &str)]) -> KeyStore {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn root_scope() -> Vec<String> {
+        vec!["/".to_owned()]
+    }
+
+    #[test]
+    fn subtree_respects_segment_boundaries() {
+        let s = store(&[
+            ("/app", "root"),
+            ("/app/x", "1"),
+            ("/app/y/z", "2"),
+            ("/app-x", "no"),
+            ("/app2/x", "no"),
+            ("/ap", "no"),
+        ]);
+        let keys: Vec<_> = s.subtree("/app").map(|(k, _)| k).collect();
+        assert_eq!(keys, ["/app", "/app/x", "/app/y/z"]);
+        let keys: Vec<_> = s.subtree("/app/").map(|(k, _)| k).collect();
+        assert_eq!(keys, ["/app", "/app/x", "/app/y/z"]);
+        assert_eq!(s.subtree("/").count(), 6);
+        assert_eq!(s.subtree("").count(), 6);
+    }
+
+    #[test]
+    fn key_scope_and_join() {
+        assert!(key_in_scope("/app", "/app"));
+        assert!(key_in_scope("/app", "/app/x"));
+        assert!(key_in_scope("/app/", "/app/x"));
+        assert!(!key_in_scope("/app", "/app2/x"));
+        assert!(!key_in_scope("/app", "/ap"));
+        assert!(key_in_scope("/", "/anything"));
+        assert_eq!(join_key(&["/", "app", "/db/"]), "/app/db");
+        assert_eq!(join_key(&["/prod", "/app"]), "/prod/app");
+        assert_eq!(join_key(&["", "/"]), "/");
+        assert_eq!(join_key(&["//a//b"]), "/a/b");
+    }
+
+    #[test]
+    fn apply_and_replace_subtree_report_real_changes() {
+        let mut s = store(&[("/a/1", "x")]);
+        assert!(!s.apply(Change::Put {
+            key: "/a/1".into(),
+            value: "x".into()
+        }));
+        assert!(s.apply(Change::Put {
+            key: "/a/1".into(),
+            value: "y".into()
+        }));
+        assert!(s.apply(Change::Delete { key: "/a/1".into() }));
+        assert!(!s.apply(Change::Delete { key: "/a/1".into() }));
+
+        let mut s = store(&[("/a/1", "x"), ("/a/2", "y"), ("/a2/3", "z")]);
+        let changed = s.replace_subtree(
+            "/a",
+            vec![("/a/2".into(), "y".into()), ("/a/4".into(), "w".into())],
+        );
+        assert_eq!(changed, ["/a/1", "/a/4"]);
+        assert_eq!(s.get("/a2/3"), Some("z"), "a sibling prefix is untouched");
+        assert_eq!(s.get("/a/1"), None);
+    }
+
+    #[test]
+    fn view_strips_prefix_and_hides_keys_outside_the_resource() {
+        let s = store(&[
+            ("/prod/app/db/host", "db1"),
+            ("/prod/app/db/port", "5432"),
+            ("/prod/app/secret", "hidden"),
+            ("/prod/app2/db/host", "other"),
+        ]);
+        let scopes = vec!["/prod/app/db".to_owned()];
+        let view = View::new(&s, "/prod/app", &scopes);
+        assert_eq!(view.get("/db/host"), Some("db1"));
+        assert_eq!(view.get("/secret"), None, "not among the resource's keys");
+        assert_eq!(view.get("db/host"), None, "template keys are absolute");
+        let all = view.glob(&Glob::new("/*/*").unwrap());
+        assert_eq!(all, [("/db/host", "db1"), ("/db/port", "5432")]);
+    }
+
+    #[test]
+    fn view_glob_sorts_by_key_and_stays_in_one_segment() {
+        let s = store(&[
+            ("/proxy/frontend/b", "10.0.0.2:80"),
+            ("/proxy/frontend/a", "10.0.0.1:80"),
+            ("/proxy/frontend/a/deep", "no"),
+            ("/proxy/frontend2/c", "no"),
+        ]);
+        let scopes = root_scope();
+        let view = View::new(&s, "/", &scopes);
+        let got = view.glob(&Glob::new("/proxy/frontend/*").unwrap());
+        assert_eq!(
+            got,
+            [
+                ("/proxy/frontend/a", "10.0.0.1:80"),
+                ("/proxy/frontend/b", "10.0.0.2:80")
+            ]
+        );
+    }
+
+    #[test]
+    fn ls_and_lsdir_follow_confd() {
+        let s = store(&[
+            ("/app/upstream/web1", "a"),
+            ("/app/upstream/web2", "b"),
+            ("/app/upstream/pool/x", "c"),
+            ("/app/name", "n"),
+            ("/top", "t"),
+            ("/appx/y", "no"),
+        ]);
+        let scopes = root_scope();
+        let view = View::new(&s, "/", &scopes);
+        assert_eq!(view.list("/app/upstream"), ["pool", "web1", "web2"]);
+        assert_eq!(view.list("/app/upstream/"), ["pool", "web1", "web2"]);
+        assert_eq!(view.list("/app"), ["name", "upstream"]);
+        assert_eq!(view.list_dirs("/app"), ["upstream"]);
+        assert_eq!(view.list_dirs("/app/upstream"), ["pool"]);
+        // Listing a leaf gives its own name (a confd quirk kept for compatibility).
+        assert_eq!(view.list("/app/name"), ["name"]);
+        assert!(view.list("/missing").is_empty());
+        // At the root confd only lists leaves; terad lists directories too.
+        assert_eq!(view.list("/"), ["app", "appx", "top"]);
+        assert_eq!(view.list_dirs("/"), ["app", "appx"]);
+    }
+
+    #[test]
+    fn ls_under_a_prefix_sees_relative_names() {
+        let s = store(&[("/svc/web/a", "1"), ("/svc/web/b/c", "2"), ("/svc/db", "3")]);
+        let scopes = vec!["/svc/web".to_owned()];
+        let view = View::new(&s, "/svc", &scopes);
+        assert_eq!(view.list("/"), ["web"], "keys outside `keys` stay hidden");
+        assert_eq!(view.list("/web"), ["a", "b"]);
+        assert_eq!(view.list_dirs("/web"), ["b"]);
+    }
+}

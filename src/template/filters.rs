@@ -1,0 +1,372 @@
+//! Filters for confd's helpers that Tera lacks: `base`, `dir`, `split`, `json`, `to_json`,
+//! `base64_encode`, `base64_decode`, `sort_by_length`, `parse_bool`, `atoi`. Tera's own filters
+//! (`upper`, `lower`, `replace`, `join`, `reverse`, `int`, …) stay available.
+
+use base64::Engine as _;
+use tera::{Kwargs, State, Tera, TeraResult, Value};
+
+use super::functions::expect_args;
+
+pub(super) fn register(tera: &mut Tera) {
+    tera.register_filter("base", base);
+    tera.register_filter("dir", dir);
+    tera.register_filter("split", split);
+    tera.register_filter("json", json);
+    tera.register_filter("to_json", to_json);
+    tera.register_filter("base64_encode", base64_encode);
+    tera.register_filter("base64_decode", base64_decode);
+    tera.register_filter("sort_by_length", sort_by_length);
+    tera.register_filter("parse_bool", parse_bool);
+    tera.register_filter("atoi", atoi);
+}
+
+fn message(text: String) -> tera::Error {
+    tera::Error::message(text)
+}
+
+/// Go's `path.Base`: the last element, trailing slashes ignored; `"."` for an empty path.
+pub fn path_base(path: &str) -> &str {
+    if path.is_empty() {
+        return ".";
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/";
+    }
+    trimmed.rsplit('/').next().unwrap_or(trimmed)
+}
+
+/// Go's `path.Dir`: everything but the last element, cleaned; `"."` when there is no directory.
+pub fn path_dir(path: &str) -> String {
+    let dir = match path.rfind('/') {
+        Some(index) => &path[..=index],
+        None => "",
+    };
+    clean_path(dir)
+}
+
+/// Go's `path.Clean`, which `path.Dir` applies to its result.
+fn clean_path(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_owned();
+    }
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.last().is_some_and(|p| *p != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            other => parts.push(other),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_owned(),
+        (false, false) => joined,
+    }
+}
+
+fn base(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("base", &kwargs, &[])?;
+    Ok(Value::from(path_base(value)))
+}
+
+fn dir(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("dir", &kwargs, &[])?;
+    Ok(Value::from(path_dir(value)))
+}
+
+/// confd's `split`, spelled `split(sep=":")`; Tera's own spelling `split(pat=":")` still works.
+fn split(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("split", &kwargs, &["sep", "pat"])?;
+    let separator = match kwargs.get::<&str>("sep")? {
+        Some(sep) => sep,
+        None => kwargs.must_get::<&str>("pat")?,
+    };
+    Ok(Value::from(
+        value.split(separator).map(Value::from).collect::<Vec<_>>(),
+    ))
+}
+
+/// Parses a JSON document (object, array or scalar) into a template value; confd's `json` and
+/// `jsonArray` in one.
+fn json(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("json", &kwargs, &[])?;
+    let parsed: serde_json::Value = serde_json::from_str(value)
+        .map_err(|e| message(format!("json: cannot parse {}: {e}", preview(value))))?;
+    Value::try_from_serializable(&parsed)
+}
+
+fn to_json(value: &Value, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("to_json", &kwargs, &["pretty"])?;
+    let pretty = kwargs.get::<bool>("pretty")?.unwrap_or(false);
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    }
+    .map_err(|e| message(format!("to_json: {e}")))?;
+    Ok(Value::from(text))
+}
+
+fn base64_encode(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("base64_encode", &kwargs, &[])?;
+    Ok(Value::from(
+        base64::engine::general_purpose::STANDARD.encode(value),
+    ))
+}
+
+fn base64_decode(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("base64_decode", &kwargs, &[])?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|e| {
+            message(format!(
+                "base64_decode: invalid base64 {}: {e}",
+                preview(value)
+            ))
+        })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        message(format!(
+            "base64_decode: {} does not decode to UTF-8 text",
+            preview(value)
+        ))
+    })?;
+    Ok(Value::from(text))
+}
+
+/// Sorts strings by length (confd's `sortByLength`), or `{key, value}` maps by key length
+/// (confd's `sortKVByLength`); equal lengths keep their order.
+fn sort_by_length(value: &[Value], kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("sort_by_length", &kwargs, &[])?;
+    let length = |item: &Value| -> TeraResult<usize> {
+        if let Some(text) = item.as_str() {
+            return Ok(text.chars().count());
+        }
+        if let Some(key) = item.get_from_path("key").and_then(Value::as_str) {
+            return Ok(key.chars().count());
+        }
+        Err(message(format!(
+            "sort_by_length: expected strings or maps with a `key`, got {}",
+            item.name()
+        )))
+    };
+    let mut keyed = Vec::with_capacity(value.len());
+    for item in value {
+        keyed.push((length(item)?, item.clone()));
+    }
+    keyed.sort_by_key(|(len, _)| *len);
+    Ok(Value::from(
+        keyed.into_iter().map(|(_, item)| item).collect::<Vec<_>>(),
+    ))
+}
+
+/// Go's `strconv.ParseBool`: 1, t, T, TRUE, true, True and their false counterparts.
+fn parse_bool(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("parse_bool", &kwargs, &[])?;
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(Value::from(true)),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(Value::from(false)),
+        _ => Err(message(format!(
+            "parse_bool: {} is not a boolean",
+            preview(value)
+        ))),
+    }
+}
+
+/// Go's `strconv.Atoi`: an optionally signed decimal integer, nothing else.
+fn atoi(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("atoi", &kwargs, &[])?;
+    let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(message(format!(
+            "atoi: {} is not an integer",
+            preview(value)
+        )));
+    }
+    value
+        .parse::<i64>()
+        .map(Value::from)
+        .map_err(|_| message(format!("atoi: {} is out of range", preview(value))))
+}
+
+/// A value quoted for an error message, shortened so a large value cannot flood the log.
+fn preview(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.chars().count() <= MAX {
+        format!("{value:?}")
+    } else {
+        let head: String = value.chars().take(MAX).collect();
+        format!("{head:?}… ({} bytes)", value.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::template::Engine;
+    use crate::template::tests::render_with;
+
+    fn render(template: &str) -> Result<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), template).unwrap();
+        let engine = Engine::load(dir.path(), ["t"]).map_err(|e| e.to_string())?;
+        render_with(&engine, "t", &[]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn base_and_dir_follow_go_path() {
+        for (input, expected) in [
+            ("/a/b/c", "c"),
+            ("/a/b/", "b"),
+            ("c", "c"),
+            ("/", "/"),
+            ("", "."),
+        ] {
+            assert_eq!(path_base(input), expected, "base({input:?})");
+        }
+        for (input, expected) in [
+            ("/a/b/c", "/a/b"),
+            ("/a/b/", "/a/b"),
+            ("/a", "/"),
+            ("a", "."),
+            ("", "."),
+            ("a/b", "a"),
+            ("/a//b/../c/d", "/a/c"),
+        ] {
+            assert_eq!(path_dir(input), expected, "dir({input:?})");
+        }
+        assert_eq!(
+            render("{{ \"/proxy/frontend/web1\" | base }}").unwrap(),
+            "web1"
+        );
+        assert_eq!(
+            render("{{ \"/proxy/frontend/web1\" | dir }}").unwrap(),
+            "/proxy/frontend"
+        );
+    }
+
+    #[test]
+    fn split_takes_sep_or_pat() {
+        assert_eq!(
+            render("{{ \"10.0.0.1:80\" | split(sep=\":\") | first }}").unwrap(),
+            "10.0.0.1"
+        );
+        assert_eq!(
+            render("{{ \"a,b\" | split(pat=\",\") | last }}").unwrap(),
+            "b"
+        );
+        assert!(
+            render("{{ \"a\" | split(x=\",\") }}")
+                .unwrap_err()
+                .contains("unexpected argument `x`")
+        );
+    }
+
+    #[test]
+    fn json_round_trips() {
+        assert_eq!(
+            render("{% set v = '{\"port\": 80, \"hosts\": [\"a\", \"b\"]}' | json %}{{ v.port }} {{ v.hosts | join(sep=\"+\") }}")
+                .unwrap(),
+            "80 a+b"
+        );
+        assert_eq!(render("{{ '[1, 2]' | json | length }}").unwrap(), "2");
+        assert_eq!(
+            render("{{ '{\"a\": [1, true]}' | json | to_json }}").unwrap(),
+            "{\"a\":[1,true]}"
+        );
+        let err = render("{{ '{broken' | json }}").unwrap_err();
+        assert!(err.contains("json: cannot parse \"{broken\""), "{err}");
+    }
+
+    #[test]
+    fn base64_both_ways() {
+        assert_eq!(
+            render("{{ \"hello\" | base64_encode }}").unwrap(),
+            "aGVsbG8="
+        );
+        assert_eq!(
+            render("{{ \"aGVsbG8=\" | base64_decode }}").unwrap(),
+            "hello"
+        );
+        assert!(
+            render("{{ \"***\" | base64_decode }}")
+                .unwrap_err()
+                .contains("invalid base64 \"***\"")
+        );
+        assert!(
+            render("{{ \"/w==\" | base64_decode }}")
+                .unwrap_err()
+                .contains("does not decode to UTF-8")
+        );
+    }
+
+    #[test]
+    fn sort_by_length_is_stable_for_strings_and_key_value_maps() {
+        assert_eq!(
+            render("{{ [\"ccc\", \"a\", \"bb\", \"d\"] | sort_by_length | join(sep=\",\") }}")
+                .unwrap(),
+            "a,d,bb,ccc"
+        );
+        assert_eq!(
+            render("{% for kv in [{\"key\": \"/long/key\", \"value\": 1}, {\"key\": \"/k\", \"value\": 2}] | sort_by_length %}{{ kv.value }}{% endfor %}")
+                .unwrap(),
+            "21"
+        );
+        assert!(
+            render("{{ [1] | sort_by_length }}")
+                .unwrap_err()
+                .contains("expected strings or maps")
+        );
+    }
+
+    #[test]
+    fn parse_bool_and_atoi_follow_go_strconv() {
+        assert_eq!(
+            render("{{ \"T\" | parse_bool }} {{ \"0\" | parse_bool }}").unwrap(),
+            "true false"
+        );
+        assert!(
+            render("{{ \"yes\" | parse_bool }}")
+                .unwrap_err()
+                .contains("parse_bool: \"yes\" is not a boolean")
+        );
+        assert_eq!(render("{{ \"-42\" | atoi + 2 }}").unwrap(), "-40");
+        assert!(
+            render("{{ \"4x\" | atoi }}")
+                .unwrap_err()
+                .contains("atoi: \"4x\" is not an integer")
+        );
+        assert!(
+            render("{{ \"99999999999999999999\" | atoi }}")
+                .unwrap_err()
+                .contains("out of range")
+        );
+    }
+
+    #[test]
+    fn tera_builtins_stay_available() {
+        assert_eq!(
+            render("{{ \"Ab\" | upper }} {{ \"Ab\" | lower }} {{ \"a-b\" | replace(from=\"-\", to=\"_\") }} {{ \"7\" | int + 1 }} {{ [1, 2] | reverse | join(sep=\"\") }}")
+                .unwrap(),
+            "AB ab a_b 8 21"
+        );
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_errors() {
+        let long = "x".repeat(1000);
+        let shown = preview(&long);
+        assert!(
+            shown.len() < 100 && shown.ends_with("(1000 bytes)"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests. One binary for all of them (faster to build and link); each area has its
+//! own module, and tests needing a real service start it on free loopback ports.
+
+mod support;
+
+mod pipeline;
