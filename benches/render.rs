@@ -16,7 +16,12 @@ pub fn haproxy_store(servers: usize) -> KeyStore {
     for i in 0..servers {
         store.insert(
             format!("/proxy/frontend/web-{i:06}"),
-            format!("10.{}.{}.{}:8080", (i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff),
+            format!(
+                "10.{}.{}.{}:8080",
+                (i >> 16) & 0xff,
+                (i >> 8) & 0xff,
+                i & 0xff
+            ),
         );
     }
     store

@@ -426,7 +426,10 @@ mod tests {
         for path in [&stale, &other_dest, &unrelated] {
             std::fs::write(path, "x").unwrap();
         }
-        assert_eq!(remove_stale_stage_files(&dest), std::slice::from_ref(&stale));
+        assert_eq!(
+            remove_stale_stage_files(&dest),
+            std::slice::from_ref(&stale)
+        );
         assert!(!stale.exists() && other_dest.exists() && unrelated.exists());
     }
 

@@ -54,11 +54,16 @@ fn missing_key(view: &View<'_>, key: &str) -> tera::Error {
     }
 }
 
-fn kv(key: &str, value: &str) -> Value {
-    let mut map = Map::with_capacity(2);
-    map.insert("key".into(), Value::from(key));
-    map.insert("value".into(), Value::from(value));
-    Value::from(map)
+/// A `{key, value}` pair as templates see it. Built through serde because Tera then allocates
+/// each map once; `Value::from(Map)` would copy it (this is the hot path of `gets`).
+#[derive(serde::Serialize)]
+struct Kv<'a> {
+    key: &'a str,
+    value: &'a str,
+}
+
+fn to_value(value: &impl serde::Serialize) -> TeraResult<Value> {
+    Value::try_from_serializable(value)
 }
 
 fn getv(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
@@ -77,7 +82,7 @@ fn get(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("get", &kwargs, &["key"])?;
     let key = kwargs.must_get::<&str>("key")?;
     with_view(|view| match view.get(key) {
-        Some(value) => Ok(kv(key, value)),
+        Some(value) => to_value(&Kv { key, value }),
         None => Err(missing_key(&view, key)),
     })
 }
@@ -91,10 +96,12 @@ fn gets(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("gets", &kwargs, &["pattern"])?;
     let pattern = pattern(&kwargs)?;
     with_view(|view| {
-        let pairs = view.glob(&pattern);
-        Ok(Value::from(
-            pairs.into_iter().map(|(k, v)| kv(k, v)).collect::<Vec<_>>(),
-        ))
+        let pairs: Vec<Kv<'_>> = view
+            .glob(&pattern)
+            .into_iter()
+            .map(|(key, value)| Kv { key, value })
+            .collect();
+        to_value(&pairs)
     })
 }
 

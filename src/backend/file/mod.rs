@@ -7,14 +7,16 @@
 //! files re-read; a change that leaves a file unparsable (an editor mid-save) is logged and the
 //! last good keys stay in effect.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
+use serde::de::DeserializeSeed;
 use tokio::sync::mpsc;
 
 use super::{BackendError, KeySource, Listing, Update, within_prefixes};
+
+mod yaml;
 
 /// Quiet time after a file event before the files are re-read: an editor's save or a ConfigMap
 /// swap is several events in quick succession.
@@ -130,7 +132,7 @@ fn parent_dir(path: &Path) -> PathBuf {
 
 /// Reads and flattens every file; later files override earlier keys.
 pub fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, BackendError> {
-    let mut keys = BTreeMap::new();
+    let mut entries = Vec::new();
     for path in paths {
         let metadata = std::fs::metadata(path).map_err(|e| BackendError::File {
             path: path.clone(),
@@ -142,11 +144,20 @@ pub fn read_files(paths: &[PathBuf]) -> Result<Vec<(String, String)>, BackendErr
             vec![path.clone()]
         };
         for file in files {
-            let tree = parse_file(&file)?;
-            flatten(&tree, &mut String::new(), &mut keys);
+            parse_file(&file, &mut entries)?;
         }
     }
-    Ok(keys.into_iter().collect())
+    // A stable sort keeps each key's occurrences in file order, so keeping the last of each
+    // run lets later files win. One file's keys arrive mostly sorted, which the sort exploits.
+    entries.sort_by(|a: &(String, String), b| a.0.cmp(&b.0));
+    let mut merged: Vec<(String, String)> = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match merged.last_mut() {
+            Some(last) if last.0 == entry.0 => *last = entry,
+            _ => merged.push(entry),
+        }
+    }
+    Ok(merged)
 }
 
 fn data_files_in(dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
@@ -176,92 +187,213 @@ fn data_files_in(dir: &Path) -> Result<Vec<PathBuf>, BackendError> {
     Ok(found)
 }
 
-/// Parses one file by its extension: `.json`, `.toml`, and YAML for everything else.
-fn parse_file(path: &Path) -> Result<serde_json::Value, BackendError> {
+/// Parses one file by its extension (`.json`, `.toml`, YAML for everything else) straight into
+/// flattened entries, without building a document tree first.
+fn parse_file(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), BackendError> {
     let fail = |message: String| BackendError::File {
         path: path.to_owned(),
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let mut key = String::new();
+    let seed = Flatten {
+        path: &mut key,
+        out,
+    };
     match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => serde_json::from_str(&text).map_err(|e| fail(format!("invalid JSON: {e}"))),
-        Some("toml") => toml::from_str::<toml::Table>(&text)
-            .map(|table| toml_to_json(toml::Value::Table(table)))
+        Some("json") => {
+            let mut deserializer = serde_json::Deserializer::from_str(&text);
+            seed.deserialize(&mut deserializer)
+                .and_then(|()| deserializer.end())
+                .map_err(|e| fail(format!("invalid JSON: {e}")))
+        }
+        Some("toml") => seed
+            .deserialize(
+                toml::Deserializer::parse(&text)
+                    .map_err(|e| fail(format!("invalid TOML: {}", e.to_string().trim_end())))?,
+            )
             .map_err(|e| fail(format!("invalid TOML: {}", e.to_string().trim_end()))),
-        _ => {
-            if text.trim().is_empty() {
-                return Ok(serde_json::Value::Null);
-            }
-            serde_saphyr::from_str(&text).map_err(|e| fail(format!("invalid YAML: {e}")))
-        }
+        _ => yaml::flatten(&text, seed.out).map_err(|e| fail(format!("invalid YAML: {e}"))),
     }
 }
 
-fn toml_to_json(value: toml::Value) -> serde_json::Value {
-    use serde_json::Value as J;
-    match value {
-        toml::Value::String(s) => J::String(s),
-        toml::Value::Integer(i) => J::from(i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
-        toml::Value::Boolean(b) => J::Bool(b),
-        toml::Value::Datetime(d) => J::String(d.to_string()),
-        toml::Value::Array(items) => J::Array(items.into_iter().map(toml_to_json).collect()),
-        toml::Value::Table(table) => J::Object(
-            table
-                .into_iter()
-                .map(|(k, v)| (k, toml_to_json(v)))
-                .collect(),
-        ),
+/// A serde seed that flattens any document into `/a/b` keys with string values, as confd does:
+/// maps nest by key, list items by index, scalars become strings, nulls are skipped.
+struct Flatten<'a> {
+    path: &'a mut String,
+    out: &'a mut Vec<(String, String)>,
+}
+
+/// The key TOML's deserializer uses to pass a datetime through serde.
+const TOML_DATETIME_KEY: &str = "$__toml_private_datetime";
+
+impl Flatten<'_> {
+    fn leaf(self, value: String) {
+        let key = if self.path.is_empty() {
+            "/".to_owned()
+        } else {
+            self.path.clone()
+        };
+        self.out.push((key, value));
+    }
+
+    /// Appends `/segment` (one per non-empty part of a key containing `/`), returning the
+    /// length to truncate back to.
+    fn push_segments(path: &mut String, key: &str) -> usize {
+        let len = path.len();
+        for segment in key.split('/').filter(|s| !s.is_empty()) {
+            path.push('/');
+            path.push_str(segment);
+        }
+        len
     }
 }
 
-/// Flattens a document into `/a/b` keys with string values, as confd does.
-pub fn flatten(value: &serde_json::Value, path: &mut String, out: &mut BTreeMap<String, String>) {
-    use serde_json::Value as J;
-    let scalar = match value {
-        J::Null => return,
-        J::Bool(b) => b.to_string(),
-        // Go formats floats without an exponent and with as few digits as round-trip
-        // (`strconv.FormatFloat(f, 'f', -1, 64)`); Rust's `Display` for f64 does the same.
-        J::Number(n) => match n.as_f64() {
-            Some(f) if !n.is_i64() && !n.is_u64() => f.to_string(),
-            _ => n.to_string(),
-        },
-        J::String(s) => s.clone(),
-        J::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push('/');
-                path.push_str(&index.to_string());
-                flatten(item, path, out);
-                path.truncate(len);
+impl<'de> serde::de::DeserializeSeed<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Flatten<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a map, list or scalar")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+
+    fn visit_i128<E>(self, v: i128) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+
+    fn visit_u128<E>(self, v: u128) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+
+    /// Go formats floats without an exponent and with the fewest digits that round-trip
+    /// (`strconv.FormatFloat(f, 'f', -1, 64)`); Rust's `Display` for f64 does the same.
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.leaf(v.to_string());
+        Ok(())
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        self.leaf(v.to_owned());
+        Ok(())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<(), E> {
+        self.leaf(v);
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        loop {
+            let len = self.path.len();
+            self.path.push('/');
+            self.path.push_str(&index.to_string());
+            let more = seq.next_element_seed(Flatten {
+                path: self.path,
+                out: self.out,
+            })?;
+            self.path.truncate(len);
+            if more.is_none() {
+                return Ok(());
             }
-            return;
+            index += 1;
         }
-        J::Object(map) => {
-            for (key, item) in map {
-                let len = path.len();
-                for segment in key.split('/').filter(|s| !s.is_empty()) {
-                    path.push('/');
-                    path.push_str(segment);
-                }
-                flatten(item, path, out);
-                path.truncate(len);
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<MapKey>()? {
+            if key.0 == TOML_DATETIME_KEY {
+                // A TOML datetime: the value is its text.
+                let text: String = map.next_value()?;
+                self.leaf(text);
+                return Ok(());
             }
-            return;
+            let len = Flatten::push_segments(self.path, &key.0);
+            map.next_value_seed(Flatten {
+                path: self.path,
+                out: self.out,
+            })?;
+            self.path.truncate(len);
         }
-    };
-    let key = if path.is_empty() {
-        "/".to_owned()
-    } else {
-        path.clone()
-    };
-    out.insert(key, scalar);
+        Ok(())
+    }
+}
+
+/// A map key of any scalar type, as text (YAML allows `8080: web`).
+struct MapKey(String);
+
+impl<'de> serde::Deserialize<'de> for MapKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = MapKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number or boolean key")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<MapKey, E> {
+                Ok(MapKey(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<MapKey, E> {
+                Ok(MapKey(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<MapKey, E> {
+                Ok(MapKey(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<MapKey, E> {
+                Ok(MapKey(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<MapKey, E> {
+                Ok(MapKey(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<MapKey, E> {
+                Ok(MapKey(v.to_string()))
+            }
+        }
+        // Ask for text: YAML would otherwise read a key like `on` as a boolean.
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
         let path = dir.join(name);
@@ -313,6 +445,38 @@ mod tests {
     }
 
     #[test]
+    fn odd_shapes_flatten_sensibly() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = write(
+            dir.path(),
+            "d.toml",
+            "when = 1979-05-27T07:32:00Z\n[a]\nlist = [{x = 1}, {x = 2}]\n",
+        );
+        let keys = as_map(read_files(&[toml]).unwrap());
+        assert_eq!(keys["/when"], "1979-05-27T07:32:00Z");
+        assert_eq!(keys["/a/list/0/x"], "1");
+        assert_eq!(keys["/a/list/1/x"], "2");
+        let yaml = write(
+            dir.path(),
+            "e.yaml",
+            "ports:\n  8080: web\n  true: yes-key\n\"a/b\": nested\n",
+        );
+        let keys = as_map(read_files(&[yaml]).unwrap());
+        assert_eq!(keys["/ports/8080"], "web");
+        assert_eq!(keys["/ports/true"], "yes-key");
+        assert_eq!(keys["/a/b"], "nested", "a key with / nests");
+        let scalar = write(dir.path(), "s.json", "\"just text\"");
+        assert_eq!(
+            read_files(&[scalar]).unwrap(),
+            [("/".to_owned(), "just text".to_owned())]
+        );
+        let empty = write(dir.path(), "empty.yaml", "");
+        assert!(read_files(&[empty]).unwrap().is_empty());
+        let trailing = write(dir.path(), "t.json", "{} {}");
+        assert!(read_files(&[trailing]).is_err());
+    }
+
+    #[test]
     fn directories_are_read_in_order_and_later_files_win() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "10-base.yaml", "app: {name: base, port: 1}\n");
@@ -331,10 +495,14 @@ mod tests {
     fn errors_name_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let bad = write(dir.path(), "bad.yaml", "a: [unclosed\n");
-        let err = read_files(std::slice::from_ref(&bad)).unwrap_err().to_string();
+        let err = read_files(std::slice::from_ref(&bad))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(&format!("{bad:?}: invalid YAML")), "{err}");
         let missing = dir.path().join("missing.yaml");
-        let err = read_files(std::slice::from_ref(&missing)).unwrap_err().to_string();
+        let err = read_files(std::slice::from_ref(&missing))
+            .unwrap_err()
+            .to_string();
         assert!(
             err.starts_with(&format!("{missing:?}: cannot read")),
             "{err}"
