@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything terad's build and test suite need on a Debian bookworm machine:
-#   - protobuf-compiler: `protoc`, needed at build time by the etcd-client crate
+#   - protobuf-compiler + libprotobuf-dev: `protoc` and the well-known .proto files
+#     (google/protobuf/descriptor.proto, …) that the etcd-client crate compiles at build time
 #   - etcd-server, etcd-client: a real etcd 3.4 for the integration tests
 #   - haproxy: HAProxy 2.6 for the sidecar end-to-end test
 #   - consul: not packaged for bookworm, so the bullseye package (1.8) is downloaded from the
@@ -16,6 +17,7 @@ DEPS_BIN="${TERAD_DEPS_BIN:-/usr/local/bin}"
 
 need_apt=()
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || need_apt+=(libprotobuf-dev)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v haproxy >/dev/null || need_apt+=(haproxy)

@@ -50,6 +50,9 @@ pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
             settings.files.clone(),
         ))),
         BackendKind::Env => Ok(Backend::Env(backend::env::EnvSource)),
+        BackendKind::Etcd => backend::etcd::EtcdSource::new(settings)
+            .map(|source| Backend::Etcd(Box::new(source)))
+            .map_err(|message| ConfigError::option("--backend", message).into()),
         other => Err(ConfigError::option(
             "--backend",
             format!(

@@ -7,6 +7,7 @@
 //! backends.
 
 pub mod env;
+pub mod etcd;
 pub mod file;
 #[cfg(test)]
 pub mod memory;
@@ -108,6 +109,7 @@ pub trait KeySource {
 /// task and the runner's re-listing each hold one).
 #[derive(Debug, Clone)]
 pub enum Backend {
+    Etcd(Box<etcd::EtcdSource>),
     File(file::FileSource),
     Env(env::EnvSource),
     #[cfg(test)]
@@ -117,6 +119,7 @@ pub enum Backend {
 impl KeySource for Backend {
     fn name(&self) -> &'static str {
         match self {
+            Backend::Etcd(source) => source.name(),
             Backend::File(source) => source.name(),
             Backend::Env(source) => source.name(),
             #[cfg(test)]
@@ -126,6 +129,7 @@ impl KeySource for Backend {
 
     fn supports_watch(&self) -> bool {
         match self {
+            Backend::Etcd(source) => source.supports_watch(),
             Backend::File(source) => source.supports_watch(),
             Backend::Env(source) => source.supports_watch(),
             #[cfg(test)]
@@ -135,6 +139,7 @@ impl KeySource for Backend {
 
     async fn list(&mut self, prefixes: &[String]) -> Result<Listing, BackendError> {
         match self {
+            Backend::Etcd(source) => source.list(prefixes).await,
             Backend::File(source) => source.list(prefixes).await,
             Backend::Env(source) => source.list(prefixes).await,
             #[cfg(test)]
@@ -149,6 +154,7 @@ impl KeySource for Backend {
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
         match self {
+            Backend::Etcd(source) => source.watch(prefixes, revision, updates).await,
             Backend::File(source) => source.watch(prefixes, revision, updates).await,
             Backend::Env(source) => source.watch(prefixes, revision, updates).await,
             #[cfg(test)]

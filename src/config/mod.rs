@@ -268,11 +268,16 @@ impl Settings {
             },
         };
 
+        // With TLS material configured, `host:port` nodes mean https.
+        let tls_configured = cli.client_ca_keys.is_some()
+            || cli.client_cert.is_some()
+            || raw.client_cakeys.is_some()
+            || raw.client_cert.is_some();
         let scheme = cli
             .scheme
             .clone()
             .or(raw.scheme.clone())
-            .unwrap_or_else(|| "http".to_owned());
+            .unwrap_or_else(|| if tls_configured { "https" } else { "http" }.to_owned());
         if scheme != "http" && scheme != "https" {
             errors.push(file_error(
                 "scheme",

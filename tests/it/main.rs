@@ -3,4 +3,5 @@
 
 mod support;
 
+mod etcd;
 mod pipeline;

@@ -369,6 +369,9 @@ fn watch_mode_follows_the_keys_file() {
     wait_for("recovery after the fix", LIMIT, || {
         fx.read("out/app.conf") == "name = fixed\n"
     });
+    wait_for("the third reload", LIMIT, || {
+        fx.reload_count("reloads.log") >= 3
+    });
     assert_eq!(fx.reload_count("reloads.log"), 3);
     let status = daemon.stop();
     assert!(status.success(), "SIGTERM is a clean exit: {status:?}");
