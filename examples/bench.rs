@@ -1,21 +1,27 @@
-//! End-to-end benchmark of the terad binary with the HAProxy example. Not a test: it measures.
+//! End-to-end benchmarks of the terad binary with the HAProxy example. Not a test: it measures.
 //!
 //! ```sh
-//! cargo build --release && cargo run --release --example bench -- onetime-file 1000 100000
+//! cargo build --release
+//! cargo run --release --example bench -- onetime-file 1000 10000 100000
+//! cargo run --release --example bench -- etcd 1000 10000 100000
 //! ```
 //!
-//! `onetime-file N…`: one-shot wall time (min / median / p90 over repeated runs) and peak RSS
-//! for N servers registered in a YAML keys file. Results print as Markdown table rows for
-//! BENCHMARKS.md.
+//! - `onetime-file N…`: one-shot wall time and peak RSS, keys from a YAML file.
+//! - `etcd N…`: against a real etcd started here on loopback ports, with N servers under
+//!   `/proxy/frontend/`: one-shot wall time; in watch mode the latency from a put to the
+//!   rewritten destination (p50, p99), resident memory while watching (steady and peak), and the
+//!   reloads caused by a burst of 200 updates.
+//!
+//! Results print as Markdown table rows for BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((mode, sizes)) = args.split_first() else {
-        eprintln!("usage: bench onetime-file N…");
+        eprintln!("usage: bench (onetime-file | etcd) N…");
         std::process::exit(2);
     };
     let sizes: Vec<usize> = sizes
@@ -24,6 +30,24 @@ fn main() {
         .collect();
     match mode.as_str() {
         "onetime-file" => onetime_file(&sizes),
+        "etcd" => watch_bench(&sizes),
+        // For profiling by hand: fill an already running etcd at $ETCD_URL.
+        "etcd-load" => {
+            let url = std::env::var("ETCD_URL").expect("ETCD_URL");
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut client = runtime
+                .block_on(etcd_client::Client::connect([url], None))
+                .unwrap();
+            for &servers in &sizes {
+                let entries = (0..servers)
+                    .map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i)))
+                    .collect();
+                runtime.block_on(put_many(&mut client, entries));
+            }
+        }
         other => {
             eprintln!("unknown mode {other:?}");
             std::process::exit(2);
@@ -38,7 +62,8 @@ fn terad_binary() -> PathBuf {
     binary
 }
 
-/// A confdir with the repository's HAProxy template and a resource writing into `out/`.
+/// A confdir with the repository's HAProxy template and a resource writing into `out/`, with a
+/// reload command that counts reloads in `reloads.log`.
 fn confdir(dir: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(dir.join("conf.d")).unwrap();
@@ -53,8 +78,9 @@ fn confdir(dir: &Path) -> PathBuf {
     std::fs::write(
         dir.join("conf.d/haproxy.toml"),
         format!(
-            "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\n",
-            dest.display()
+            "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\nreload_cmd = \"echo reload >> {}\"\n",
+            dest.display(),
+            dir.join("reloads.log").display()
         ),
     )
     .unwrap();
@@ -70,6 +96,56 @@ fn server_address(i: usize) -> String {
     )
 }
 
+fn ms(duration: Duration) -> String {
+    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Peak RSS of one run of `command` under GNU time, in KiB.
+fn peak_rss_kb(command: &mut Command) -> u64 {
+    let program = command.get_program().to_owned();
+    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(program)
+        .args(args)
+        .output()
+        .expect("GNU time (apt-get install time)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    stderr
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Runs the one-shot `runs` times, removing the destination first each time (a fresh
+/// container has no file yet), and returns the sorted wall times.
+fn time_onetime(mut make: impl FnMut() -> Command, dest: &Path, runs: usize) -> Vec<Duration> {
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let _ = std::fs::remove_file(dest);
+            let started = Instant::now();
+            let output = make().output().expect("run terad");
+            let elapsed = started.elapsed();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            elapsed
+        })
+        .collect();
+    times.sort();
+    times
+}
+
 fn onetime_file(sizes: &[usize]) {
     let terad = terad_binary();
     println!("| servers | keys file | one-shot min | median | p90 | peak RSS |");
@@ -83,21 +159,12 @@ fn onetime_file(sizes: &[usize]) {
             yaml.push_str(&format!("    web-{i:06}: {}\n", server_address(i)));
         }
         std::fs::write(&keys, &yaml).unwrap();
-        let runs = if servers >= 100_000 { 10 } else { 30 };
-        let run = |wrapper: Option<&str>| {
-            // Every run renders and writes: a one-shot in a fresh container has no file yet.
-            let _ = std::fs::remove_file(&dest);
-            let mut command = match wrapper {
-                Some(wrapper) => {
-                    let mut command = Command::new(wrapper);
-                    command.args(["-f", "%M"]).arg(&terad);
-                    command
-                }
-                None => Command::new(&terad),
-            };
+        let make = || {
+            let mut command = Command::new(&terad);
             command
                 .args([
                     "--onetime",
+                    "--sync-only",
                     "--log-level",
                     "error",
                     "--backend",
@@ -107,42 +174,279 @@ fn onetime_file(sizes: &[usize]) {
                 .arg(&keys)
                 .arg("--confdir")
                 .arg(dir.path());
-            let started = Instant::now();
-            let output = command.output().expect("run terad");
-            let elapsed = started.elapsed();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            (
-                elapsed,
-                String::from_utf8_lossy(&output.stderr).into_owned(),
-            )
+            command
         };
-        let mut times: Vec<Duration> = (0..runs).map(|_| run(None).0).collect();
-        // Peak RSS from GNU time in one extra run (timing it would include time's own start).
-        let (_, report) = run(Some("/usr/bin/time"));
-        let peak_kb: u64 = report
-            .trim()
-            .lines()
-            .last()
-            .unwrap_or("0")
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        times.sort();
+        let runs = if servers >= 100_000 { 10 } else { 30 };
+        let times = time_onetime(make, &dest, runs);
+        let peak_kb = peak_rss_kb(&mut make());
         println!(
             "| {servers} | {} KiB | {} | {} | {} | {:.1} MiB |",
             yaml.len() / 1024,
             ms(times[0]),
-            ms(times[times.len() / 2]),
-            ms(times[times.len() * 9 / 10]),
+            ms(percentile(&times, 50)),
+            ms(percentile(&times, 90)),
             peak_kb as f64 / 1024.0
         );
     }
 }
 
-fn ms(duration: Duration) -> String {
-    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
+/// A real etcd on free loopback ports with a temporary data directory.
+struct EtcdServer {
+    child: Child,
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+impl EtcdServer {
+    fn start(runtime: &tokio::runtime::Runtime) -> EtcdServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = |_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (client, peer) = (port(0), port(1));
+        let url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .arg("--name=bench")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={url}"))
+            .arg(format!("--advertise-client-urls={url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=bench={peer_url}"))
+            .arg("--log-level=error")
+            .arg("--logger=zap")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("etcd installed (scripts/install-deps.sh)");
+        let server = EtcdServer {
+            child,
+            _dir: dir,
+            url,
+        };
+        let ready = || {
+            runtime.block_on(async {
+                match etcd_client::Client::connect([server.url.clone()], None).await {
+                    Ok(mut client) => client.status().await.is_ok(),
+                    Err(_) => false,
+                }
+            })
+        };
+        let started = Instant::now();
+        while !ready() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "etcd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn client(&self, runtime: &tokio::runtime::Runtime) -> etcd_client::Client {
+        runtime
+            .block_on(etcd_client::Client::connect([self.url.clone()], None))
+            .unwrap()
+    }
+}
+
+impl Drop for EtcdServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Puts many keys in transactions of 128 (etcd's limit per transaction).
+async fn put_many(client: &mut etcd_client::Client, entries: Vec<(String, String)>) {
+    for chunk in entries.chunks(128) {
+        let ops: Vec<etcd_client::TxnOp> = chunk
+            .iter()
+            .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
+            .collect();
+        client
+            .txn(etcd_client::Txn::new().and_then(ops))
+            .await
+            .unwrap();
+    }
+}
+
+/// Resident and peak memory of a running process, in KiB.
+fn memory_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn watch_bench(sizes: &[usize]) {
+    let terad = terad_binary();
+    println!(
+        "| servers | one-shot median | put → file p50 | p99 | (put RPC alone p50) | RSS while watching (max sampled) | RSS peak (VmHWM) | reloads for 200 updates |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    // One runtime for every client call: a client's connection lives on the runtime it was
+    // made on.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for &servers in sizes {
+        let etcd = EtcdServer::start(&runtime);
+        let mut client = etcd.client(&runtime);
+        let mut entries = vec![("/proxy/port".to_owned(), "80".to_owned())];
+        entries.extend(
+            (0..servers).map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i))),
+        );
+        runtime.block_on(put_many(&mut client, entries));
+
+        let dir = tempfile::tempdir().unwrap();
+        let dest = confdir(dir.path());
+        let terad_command = |mode: &str| {
+            let mut command = Command::new(&terad);
+            command
+                .args([
+                    mode,
+                    "--log-level",
+                    "error",
+                    "--backend",
+                    "etcd",
+                    "--node",
+                    &etcd.url,
+                ])
+                .arg("--confdir")
+                .arg(dir.path());
+            command
+        };
+        let runs = if servers >= 100_000 { 10 } else { 30 };
+        let onetime = time_onetime(
+            || {
+                let mut command = terad_command("--onetime");
+                command.arg("--sync-only");
+                command
+            },
+            &dest,
+            runs,
+        );
+
+        // Watch mode.
+        let _ = std::fs::remove_file(&dest);
+        let mut daemon = terad_command("--watch")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = daemon.id();
+        let started = Instant::now();
+        while !std::fs::read_to_string(&dest)
+            .is_ok_and(|t| t.contains(&format!("web-{:06}", servers - 1)))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no initial render"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = events_tx.send(());
+                }
+            })
+            .unwrap();
+        use notify::Watcher;
+        watcher
+            .watch(dest.parent().unwrap(), notify::RecursiveMode::NonRecursive)
+            .unwrap();
+
+        let iterations = match servers {
+            s if s >= 100_000 => 30,
+            s if s >= 10_000 => 100,
+            _ => 200,
+        };
+        let mut latencies = Vec::with_capacity(iterations);
+        let mut put_rpcs = Vec::with_capacity(iterations);
+        let mut sampled_rss = 0;
+        for i in 0..iterations {
+            let key = format!("/proxy/frontend/web-{:06}", (i * 7919) % servers);
+            let value = format!("192.168.{}.{}:{}", i / 250, i % 250, 9000 + i);
+            while events.try_recv().is_ok() {}
+            let t0 = Instant::now();
+            runtime
+                .block_on(client.put(key, value.clone(), None))
+                .unwrap();
+            put_rpcs.push(t0.elapsed());
+            loop {
+                events
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("destination updated within 30 s");
+                if std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&value)) {
+                    break;
+                }
+            }
+            latencies.push(t0.elapsed());
+            sampled_rss = sampled_rss.max(memory_kb(pid).0);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        latencies.sort();
+        put_rpcs.sort();
+        // Let the renders settle, then read memory as an idle sidecar has it.
+        std::thread::sleep(Duration::from_millis(500));
+        let (idle_rss, peak) = memory_kb(pid);
+        sampled_rss = sampled_rss.max(idle_rss);
+
+        // Burst: 200 updates as fast as one client can send them.
+        let reloads = dir.path().join("reloads.log");
+        let before = std::fs::read_to_string(&reloads)
+            .unwrap_or_default()
+            .lines()
+            .count();
+        let mut last = String::new();
+        for i in 0..200 {
+            let key = format!("/proxy/frontend/web-{:06}", i % servers);
+            last = format!("172.16.{}.{}:7000", i / 250, i % 250);
+            runtime
+                .block_on(client.put(key, last.clone(), None))
+                .unwrap();
+        }
+        let started = Instant::now();
+        while !std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&last)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "burst not applied"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let burst_reloads = std::fs::read_to_string(&reloads)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            - before;
+
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        println!(
+            "| {servers} | {} | {} | {} | ({}) | {:.1} MiB | {:.1} MiB | {burst_reloads} |",
+            ms(percentile(&onetime, 50)),
+            ms(percentile(&latencies, 50)),
+            ms(percentile(&latencies, 99)),
+            ms(percentile(&put_rpcs, 50)),
+            sampled_rss as f64 / 1024.0,
+            peak as f64 / 1024.0,
+        );
+    }
 }

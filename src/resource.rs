@@ -91,15 +91,142 @@ pub fn render(
 
 /// Brings the resource's destination in line with `content`.
 pub async fn sync(
-    resource: &Resource,
+    resource: &Arc<Resource>,
     content: Arc<Vec<u8>>,
     options: SyncOptions,
 ) -> Result<SyncOutcome, SyncError> {
-    let dest = fs::resolve_destination(&resource.dest)?;
-    let current = {
-        let dest = dest.clone();
-        blocking(move || fs::read_current(&dest)).await?
+    let will_check = !options.sync_only && resource.check_cmd.is_some();
+    let content_for_log = Arc::clone(&content);
+    // All file work before the check, and the commit too when there is no check, runs in one
+    // blocking section: every hand-off to the blocking pool costs a thread wake-up, and the
+    // latency from a key change to the file is what a sidecar is judged by.
+    let step = {
+        let resource = Arc::clone(resource);
+        blocking(move || {
+            let step = prepare(&resource, &content, options)?;
+            match step {
+                Step::Staged(staged) if !will_check => Ok(Step::Committed(staged.commit()?)),
+                other => Ok(other),
+            }
+        })
+        .await?
     };
+    let committed = match step {
+        Step::Unchanged => {
+            debug!(resource = %resource.name, dest = %resource.dest.display(), "config unchanged");
+            return Ok(SyncOutcome::Unchanged);
+        }
+        Step::Pending => {
+            info!(resource = %resource.name, dest = %resource.dest.display(), "noop: change not written");
+            return Ok(SyncOutcome::Pending);
+        }
+        Step::Committed(committed) => committed,
+        Step::Staged(staged) => {
+            if let Some(check) = &resource.check_cmd {
+                let command = check.render(staged.file.path(), &resource.dest);
+                if let Err(source) = process::run_shell(&command, resource.check_timeout).await {
+                    // Dropping `staged` removes the stage file (unless --keep-stage-file).
+                    return Err(SyncError::Check {
+                        dest: resource.dest.clone(),
+                        source,
+                    });
+                }
+                debug!(resource = %resource.name, command = %check, "check passed");
+            }
+            blocking(move || staged.commit()).await?
+        }
+    };
+
+    if committed.kind == CommitKind::RewrittenInPlace {
+        warn!(
+            resource = %resource.name,
+            dest = %committed.target.display(),
+            "destination cannot be renamed over (a bind mount?); rewrote it in place, which is not atomic"
+        );
+    }
+
+    // The checksums are for the log only; for a large file they take longer than the write, so
+    // they are computed beside the reload instead of in front of it.
+    let old_content = committed.old_content;
+    let checksums = tokio::task::spawn_blocking(move || {
+        (
+            old_content.as_deref().map(md5_hex),
+            md5_hex(&content_for_log),
+        )
+    });
+    let reload = async {
+        match &resource.reload_cmd {
+            Some(reload) if !options.sync_only => {
+                let command = reload.render(&committed.target, &resource.dest);
+                process::run_shell(&command, resource.reload_timeout)
+                    .await
+                    .map(|_| true)
+                    .map_err(|source| SyncError::Reload {
+                        dest: resource.dest.clone(),
+                        source,
+                    })
+            }
+            _ => Ok(false),
+        }
+    };
+    let (checksums, reloaded) = tokio::join!(checksums, reload);
+    let (old_md5, new_md5) = checksums.expect("hashing does not panic");
+    info!(
+        resource = %resource.name,
+        dest = %resource.dest.display(),
+        old_md5 = old_md5.as_deref().unwrap_or("none"),
+        new_md5 = %new_md5,
+        "config updated"
+    );
+    let reloaded = reloaded?;
+    if reloaded && let Some(reload) = &resource.reload_cmd {
+        info!(resource = %resource.name, command = %reload, "reloaded");
+    }
+    Ok(SyncOutcome::Updated {
+        old_md5,
+        new_md5,
+        reloaded,
+    })
+}
+
+/// Where the blocking part of a sync got to.
+enum Step {
+    Unchanged,
+    /// `--noop`: the diff was printed.
+    Pending,
+    /// Written to a stage file, waiting for the check.
+    Staged(Staged),
+    Committed(Committed),
+}
+
+struct Staged {
+    file: fs::StagedFile,
+    target: PathBuf,
+    /// What the destination held, for the log's old checksum.
+    old_content: Option<Vec<u8>>,
+}
+
+struct Committed {
+    kind: CommitKind,
+    /// The file actually replaced (a link's target).
+    target: PathBuf,
+    old_content: Option<Vec<u8>>,
+}
+
+impl Staged {
+    fn commit(self) -> Result<Committed, FsError> {
+        Ok(Committed {
+            kind: self.file.commit()?,
+            target: self.target,
+            old_content: self.old_content,
+        })
+    }
+}
+
+/// Compares the render with the destination and stages it if it differs. Blocking.
+fn prepare(resource: &Resource, content: &[u8], options: SyncOptions) -> Result<Step, FsError> {
+    let target = fs::resolve_destination(&resource.dest)?;
+    let current = fs::read_current(&target)?;
     let attributes = Attributes {
         mode: resource
             .mode
@@ -109,78 +236,27 @@ pub async fn sync(
         gid: resource.gid,
     };
     if let Some(current) = &current
-        && current.content == *content
+        && current.content == content
         && attributes_match(current, &attributes)
     {
-        debug!(resource = %resource.name, dest = %resource.dest.display(), "config unchanged");
-        return Ok(SyncOutcome::Unchanged);
+        return Ok(Step::Unchanged);
     }
-
     if options.noop {
-        print_pending_change(&resource.dest, current.as_ref(), &content, &attributes);
-        info!(resource = %resource.name, dest = %resource.dest.display(), "noop: change not written");
-        return Ok(SyncOutcome::Pending);
+        print_pending_change(&resource.dest, current.as_ref(), content, &attributes);
+        return Ok(Step::Pending);
     }
-
-    let old_md5 = current.as_ref().map(|c| md5_hex(&c.content));
-    let new_md5 = md5_hex(&content);
-    let staged = {
-        let dest = dest.clone();
-        let create_dirs = resource.create_dirs;
-        let keep = options.keep_stage_file;
-        let content = Arc::clone(&content);
-        blocking(move || fs::stage(&dest, &content, attributes, create_dirs, keep)).await?
-    };
-
-    if !options.sync_only
-        && let Some(check) = &resource.check_cmd
-    {
-        let command = check.render(staged.path(), &resource.dest);
-        if let Err(source) = process::run_shell(&command, resource.check_timeout).await {
-            // Dropping `staged` removes the stage file (unless --keep-stage-file).
-            return Err(SyncError::Check {
-                dest: resource.dest.clone(),
-                source,
-            });
-        }
-        debug!(resource = %resource.name, command = %check, "check passed");
-    }
-
-    let kind = blocking(move || staged.commit()).await?;
-    if kind == CommitKind::RewrittenInPlace {
-        warn!(
-            resource = %resource.name,
-            dest = %dest.display(),
-            "destination cannot be renamed over (a bind mount?); rewrote it in place, which is not atomic"
-        );
-    }
-    info!(
-        resource = %resource.name,
-        dest = %resource.dest.display(),
-        old_md5 = old_md5.as_deref().unwrap_or("none"),
-        new_md5 = %new_md5,
-        "config updated"
-    );
-
-    let mut reloaded = false;
-    if !options.sync_only
-        && let Some(reload) = &resource.reload_cmd
-    {
-        let command = reload.render(&dest, &resource.dest);
-        process::run_shell(&command, resource.reload_timeout)
-            .await
-            .map_err(|source| SyncError::Reload {
-                dest: resource.dest.clone(),
-                source,
-            })?;
-        reloaded = true;
-        info!(resource = %resource.name, command = %reload, "reloaded");
-    }
-    Ok(SyncOutcome::Updated {
-        old_md5,
-        new_md5,
-        reloaded,
-    })
+    let file = fs::stage(
+        &target,
+        content,
+        attributes,
+        resource.create_dirs,
+        options.keep_stage_file,
+    )?;
+    Ok(Step::Staged(Staged {
+        file,
+        target,
+        old_content: current.map(|c| c.content),
+    }))
 }
 
 fn attributes_match(current: &CurrentFile, wanted: &Attributes) -> bool {

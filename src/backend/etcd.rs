@@ -23,8 +23,10 @@ use crate::config::Settings;
 use crate::store::{Change, key_in_scope};
 
 const BACKEND: &str = "etcd";
-/// Keys per listing page.
-const PAGE_SIZE: i64 = 2_000;
+/// Keys per listing page. Large, because etcd 3.4 counts the rest of the range for every page
+/// (a 100k-key listing in pages of 2000 took 0.5 s instead of 0.2 s); a page whose response is
+/// too large is retried smaller.
+const PAGE_SIZE: i64 = 200_000;
 /// The largest gRPC message accepted: big values (etcd can be configured for values of many
 /// MiB) and big watch batches must not break a listing or a watch. The default is 4 MiB.
 const MAX_MESSAGE: usize = 512 * 1024 * 1024;
@@ -177,41 +179,69 @@ impl EtcdSource {
         let (start, end) = scope_range(prefix);
         let mut kv = client.kv_client().max_decoding_message_size(MAX_MESSAGE);
         let mut from = start;
+        let mut page_size = PAGE_SIZE;
         loop {
             let mut options = GetOptions::new()
                 .with_range(end.clone())
-                .with_limit(PAGE_SIZE);
+                .with_limit(page_size);
             if *revision > 0 {
                 options = options.with_revision(*revision);
             }
-            let page = tokio::time::timeout(REQUEST_TIMEOUT, kv.get(from.clone(), Some(options)))
-                .await
-                .map_err(|_| BackendError::Unreachable {
-                    backend: BACKEND,
-                    endpoints: self.endpoints_text(),
-                    message: "a listing request took longer than 10s".to_owned(),
-                })?
-                .map_err(|e| self.error(e))?;
+            let mut page =
+                match tokio::time::timeout(REQUEST_TIMEOUT, kv.get(from.clone(), Some(options)))
+                    .await
+                {
+                    Err(_) => {
+                        return Err(BackendError::Unreachable {
+                            backend: BACKEND,
+                            endpoints: self.endpoints_text(),
+                            message: "a listing request took longer than 10s".to_owned(),
+                        });
+                    }
+                    Ok(Err(error)) if page_size > 1 && is_too_large(&error) => {
+                        page_size = (page_size / 4).max(1);
+                        tracing::debug!(page_size, "listing page too large; retrying smaller");
+                        continue;
+                    }
+                    Ok(result) => result.map_err(|e| self.error(e))?,
+                };
             if *revision <= 0 {
                 *revision = page.header().map_or(0, |h| h.revision());
             }
-            let kvs = page.kvs();
+            let more = page.more();
+            let kvs = page.take_kvs();
+            // The next page starts right after the last key returned.
+            let next = kvs.last().map(|last| {
+                let mut next = last.key().to_vec();
+                next.push(0);
+                next
+            });
             for kv in kvs {
-                if let Some((key, value)) = decode(kv.key(), kv.value())
+                let (key, value) = kv.into_key_value();
+                if let Some((key, value)) = decode_owned(key, value)
                     && key_in_scope(prefix, &key)
                 {
                     out.push((key, value));
                 }
             }
-            match (page.more(), kvs.last()) {
-                (true, Some(last)) => {
-                    // The next page starts right after the last key returned.
-                    from = last.key().to_vec();
-                    from.push(0);
-                }
+            match (more, next) {
+                (true, Some(next)) => from = next,
                 _ => return Ok(()),
             }
         }
+    }
+}
+
+/// Whether a request failed because its response exceeded a message size limit.
+fn is_too_large(error: &etcd_client::Error) -> bool {
+    match error {
+        etcd_client::Error::GRpcStatus(status) => {
+            matches!(
+                status.code(),
+                tonic::Code::ResourceExhausted | tonic::Code::OutOfRange
+            ) && !status.message().contains("compacted")
+        }
+        _ => false,
     }
 }
 
@@ -240,6 +270,19 @@ fn decode(key: &[u8], value: &[u8]) -> Option<(String, String)> {
         Err(_) => {
             tracing::warn!(key = %key, "etcd value is not valid UTF-8; key skipped");
             None
+        }
+    }
+}
+
+/// [`decode`] for owned bytes, without copying them.
+fn decode_owned(key: Vec<u8>, value: Vec<u8>) -> Option<(String, String)> {
+    match (String::from_utf8(key), String::from_utf8(value)) {
+        (Ok(key), Ok(value)) => Some((key, value)),
+        // Not text: `decode` logs which key and skips it.
+        (key, value) => {
+            let key = key.map_or_else(|e| e.into_bytes(), String::into_bytes);
+            let value = value.map_or_else(|e| e.into_bytes(), String::into_bytes);
+            decode(&key, &value)
         }
     }
 }
