@@ -144,6 +144,18 @@ pub struct Cli {
     #[arg(long, env = "TERAD_AUTH_TOKEN_FILE", value_name = "FILE")]
     pub auth_token_file: Option<PathBuf>,
 
+    /// Consul: how long a blocking query waits for a change before it is renewed [default: 5m].
+    #[arg(long, env = "TERAD_CONSUL_WAIT", value_name = "DURATION")]
+    pub consul_wait: Option<String>,
+
+    /// Consul: read consistency, default, stale or consistent [default: default].
+    #[arg(long, env = "TERAD_CONSISTENCY", value_name = "MODE")]
+    pub consistency: Option<String>,
+
+    /// Consul: the datacenter to read from [default: the agent's].
+    #[arg(long, env = "TERAD_DATACENTER", value_name = "DC")]
+    pub datacenter: Option<String>,
+
     /// How long --onetime keeps retrying an unreachable backend before it gives up
     /// [default: 10s].
     #[arg(long, env = "TERAD_BACKEND_TIMEOUT", value_name = "DURATION")]

@@ -53,14 +53,9 @@ pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
         BackendKind::Etcd => backend::etcd::EtcdSource::new(settings)
             .map(|source| Backend::Etcd(Box::new(source)))
             .map_err(|message| ConfigError::option("--backend", message).into()),
-        other => Err(ConfigError::option(
-            "--backend",
-            format!(
-                "the {} backend is not available in this build",
-                other.name()
-            ),
-        )
-        .into()),
+        BackendKind::Consul => backend::consul::ConsulSource::new(settings)
+            .map(|source| Backend::Consul(Box::new(source)))
+            .map_err(|message| ConfigError::option("--backend", message).into()),
     }
 }
 

@@ -6,11 +6,13 @@
 //! (the live store, retries, deciding what to re-render) is the runner's job and shared by all
 //! backends.
 
+pub mod consul;
 pub mod env;
 pub mod etcd;
 pub mod file;
 #[cfg(test)]
 pub mod memory;
+mod tls;
 
 use std::future::Future;
 
@@ -109,6 +111,7 @@ pub trait KeySource {
 /// task and the runner's re-listing each hold one).
 #[derive(Debug, Clone)]
 pub enum Backend {
+    Consul(Box<consul::ConsulSource>),
     Etcd(Box<etcd::EtcdSource>),
     File(file::FileSource),
     Env(env::EnvSource),
@@ -119,6 +122,7 @@ pub enum Backend {
 impl KeySource for Backend {
     fn name(&self) -> &'static str {
         match self {
+            Backend::Consul(source) => source.name(),
             Backend::Etcd(source) => source.name(),
             Backend::File(source) => source.name(),
             Backend::Env(source) => source.name(),
@@ -129,6 +133,7 @@ impl KeySource for Backend {
 
     fn supports_watch(&self) -> bool {
         match self {
+            Backend::Consul(source) => source.supports_watch(),
             Backend::Etcd(source) => source.supports_watch(),
             Backend::File(source) => source.supports_watch(),
             Backend::Env(source) => source.supports_watch(),
@@ -139,6 +144,7 @@ impl KeySource for Backend {
 
     async fn list(&mut self, prefixes: &[String]) -> Result<Listing, BackendError> {
         match self {
+            Backend::Consul(source) => source.list(prefixes).await,
             Backend::Etcd(source) => source.list(prefixes).await,
             Backend::File(source) => source.list(prefixes).await,
             Backend::Env(source) => source.list(prefixes).await,
@@ -154,6 +160,7 @@ impl KeySource for Backend {
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
         match self {
+            Backend::Consul(source) => source.watch(prefixes, revision, updates).await,
             Backend::Etcd(source) => source.watch(prefixes, revision, updates).await,
             Backend::File(source) => source.watch(prefixes, revision, updates).await,
             Backend::Env(source) => source.watch(prefixes, revision, updates).await,

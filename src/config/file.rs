@@ -71,6 +71,17 @@ pub(super) struct RawConfigFile {
         deserialize_with = "non_empty"
     )]
     pub backend_timeout: Option<String>,
+    #[serde(
+        rename = "consul-wait",
+        alias = "consul_wait",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    pub consul_wait: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub consistency: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub datacenter: Option<String>,
 
     // confd keys terad does not use.
     #[serde(default, deserialize_with = "non_empty")]

@@ -25,6 +25,8 @@ pub const DEFAULT_CONFDIR: &str = "/etc/terad";
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
 /// How long `--onetime` retries an unreachable backend.
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a Consul blocking query waits unless told otherwise (Consul's own default).
+pub const DEFAULT_CONSUL_WAIT: Duration = Duration::from_secs(300);
 
 /// How terad runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +95,24 @@ pub struct TlsSettings {
     pub insecure: bool,
 }
 
+/// Consul's read consistency (`?stale`, `?consistent`, or neither).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    #[default]
+    Default,
+    Stale,
+    Consistent,
+}
+
+/// Consul-only settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsulSettings {
+    /// How long a blocking query waits.
+    pub wait: Duration,
+    pub consistency: Consistency,
+    pub datacenter: Option<String>,
+}
+
 /// Credentials for the backend.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuthSettings {
@@ -124,6 +144,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub auth: AuthSettings,
     pub backend_timeout: Duration,
+    pub consul: ConsulSettings,
     /// Settings from a confd.toml that terad accepts but does not use, for a warning.
     pub ignored: Vec<String>,
 }
@@ -424,18 +445,49 @@ impl Settings {
             ));
         }
 
-        let backend_timeout = match cli.backend_timeout.clone().or(raw.backend_timeout.clone()) {
-            None => DEFAULT_BACKEND_TIMEOUT,
+        let mut duration = |option: &str, text: Option<String>, default: Duration| match text {
+            None => default,
             Some(text) => match humantime::parse_duration(text.trim()) {
-                Ok(duration) => duration,
+                Ok(duration) if !duration.is_zero() => duration,
+                Ok(_) => {
+                    errors.push(ConfigError::option(option, "must be longer than zero"));
+                    default
+                }
                 Err(e) => {
                     errors.push(ConfigError::option(
-                        "--backend-timeout",
+                        option,
                         format!("invalid duration {text:?}: {e}"),
                     ));
-                    DEFAULT_BACKEND_TIMEOUT
+                    default
                 }
             },
+        };
+        let backend_timeout = duration(
+            "--backend-timeout",
+            cli.backend_timeout.clone().or(raw.backend_timeout.clone()),
+            DEFAULT_BACKEND_TIMEOUT,
+        );
+        let consul_wait = duration(
+            "--consul-wait",
+            cli.consul_wait.clone().or(raw.consul_wait.clone()),
+            DEFAULT_CONSUL_WAIT,
+        );
+        let consistency = match cli
+            .consistency
+            .clone()
+            .or(raw.consistency.clone())
+            .as_deref()
+        {
+            None | Some("default") => Consistency::Default,
+            Some("stale") => Consistency::Stale,
+            Some("consistent") => Consistency::Consistent,
+            Some(other) => {
+                errors.push(ConfigError::option(
+                    "--consistency",
+                    format!("unknown mode {other:?}; use default, stale or consistent"),
+                ));
+                Consistency::Default
+            }
         };
 
         if raw.srv_domain.is_some() || raw.srv_record.is_some() {
@@ -467,6 +519,11 @@ impl Settings {
             tls,
             auth,
             backend_timeout,
+            consul: ConsulSettings {
+                wait: consul_wait,
+                consistency,
+                datacenter: cli.datacenter.clone().or(raw.datacenter.clone()),
+            },
             ignored: raw.ignored_keys(),
         };
         errors.into_result(settings)

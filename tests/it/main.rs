@@ -3,5 +3,6 @@
 
 mod support;
 
+mod consul;
 mod etcd;
 mod pipeline;

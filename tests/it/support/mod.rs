@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod consul;
 pub mod etcd;
 pub mod tls;
 

@@ -1,0 +1,473 @@
+//! The Consul KV backend: a small client over reqwest (rustls) for the one endpoint terad needs,
+//! `GET /v1/kv/<prefix>?recurse`.
+//!
+//! Watching runs one blocking query per merged prefix (`?index=N&wait=5m`), so a write outside
+//! the resources' keys wakes nothing, unlike confd's single query over the whole prefix. A 404
+//! is an empty prefix with its index kept, so a backend pool with no servers yet is watched like
+//! any other; an index that goes backwards (a restarted agent) resets to 0; a return with the
+//! same index or the same content renders nothing. Keys are Consul's without the leading `/`
+//! (`proxy/frontend/web1` is `/proxy/frontend/web1` in templates); folder entries (keys ending
+//! in `/`) carry no value and are skipped.
+//!
+//! With ACLs, Consul silently filters a recursive read down to what the token may see: without a
+//! token, a protected prefix looks empty. A listing therefore also reads the prefix key itself,
+//! which Consul answers with 403 instead of filtering, so a missing or wrong token is an error
+//! and never an empty render.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use reqwest::StatusCode;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+
+use super::{BackendError, KeySource, Listing, Update};
+use crate::config::{Consistency, Secret, Settings};
+use crate::store::key_in_scope;
+
+const BACKEND: &str = "consul";
+/// A blocking query that returns with nothing new sooner than this is not repeated at once.
+const MIN_QUERY_INTERVAL: Duration = Duration::from_millis(100);
+/// Extra time on top of the blocking wait before a request counts as hung.
+const REQUEST_SLACK: Duration = Duration::from_secs(10);
+/// Timeout for a listing (non-blocking) request.
+const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct ConsulSource {
+    http: reqwest::Client,
+    nodes: Arc<Vec<reqwest::Url>>,
+    /// The node that answered last; requests start there and fail over in order.
+    current: Arc<AtomicUsize>,
+    token: Option<Secret>,
+    basic_auth: Option<(String, Secret)>,
+    datacenter: Option<String>,
+    consistency: Consistency,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for ConsulSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulSource")
+            .field("nodes", &self.nodes_text())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KvPair {
+    key: String,
+    value: Option<String>,
+}
+
+impl ConsulSource {
+    pub fn new(settings: &Settings) -> Result<ConsulSource, String> {
+        let nodes = settings
+            .nodes
+            .iter()
+            .map(|node| {
+                reqwest::Url::parse(node).map_err(|e| format!("invalid node {node:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if nodes.is_empty() {
+            return Err("no Consul node given".to_owned());
+        }
+        let tls = super::tls::client_config(&settings.tls)?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("cannot set up the Consul client: {e}"))?;
+        let basic_auth = match (&settings.auth.username, &settings.auth.password) {
+            (Some(user), password) if settings.auth.basic_auth => Some((
+                user.clone(),
+                password.clone().unwrap_or_else(|| Secret::new("")),
+            )),
+            _ => None,
+        };
+        Ok(ConsulSource {
+            http,
+            nodes: Arc::new(nodes),
+            current: Arc::new(AtomicUsize::new(0)),
+            token: settings.auth.token.clone(),
+            basic_auth,
+            datacenter: settings.consul.datacenter.clone(),
+            consistency: settings.consul.consistency,
+            wait: settings.consul.wait,
+        })
+    }
+
+    fn nodes_text(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|u| u.as_str().trim_end_matches('/'))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `GET /v1/kv/<key>` on one node, with the query parameters this source always sends.
+    fn request(
+        &self,
+        node: &reqwest::Url,
+        key: &str,
+        query: &[(&str, String)],
+    ) -> reqwest::RequestBuilder {
+        let mut url = node.clone();
+        {
+            let mut segments = url.path_segments_mut().expect("http(s) URLs have a path");
+            segments.pop_if_empty().extend(["v1", "kv"]);
+            // Each key segment is percent-encoded on its own: keys may hold spaces or unicode.
+            segments.extend(key.split('/'));
+        }
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in query {
+                pairs.append_pair(name, value);
+            }
+            if let Some(dc) = &self.datacenter {
+                pairs.append_pair("dc", dc);
+            }
+            match self.consistency {
+                Consistency::Default => {}
+                Consistency::Stale => {
+                    pairs.append_key_only("stale");
+                }
+                Consistency::Consistent => {
+                    pairs.append_key_only("consistent");
+                }
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let mut request = self.http.get(url);
+        if let Some(token) = &self.token {
+            request = request.header("X-Consul-Token", token.expose());
+        }
+        if let Some((user, password)) = &self.basic_auth {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        request
+    }
+
+    /// Sends a request to the current node, failing over to the others in turn.
+    async fn send(
+        &self,
+        key: &str,
+        query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<reqwest::Response, BackendError> {
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last_error = String::new();
+        for attempt in 0..self.nodes.len() {
+            let index = (start + attempt) % self.nodes.len();
+            let node = &self.nodes[index];
+            match self.request(node, key, query).timeout(timeout).send().await {
+                Ok(response) if response.status().is_server_error() => {
+                    last_error = format!(
+                        "{} answered {}: {}",
+                        node.as_str().trim_end_matches('/'),
+                        response.status(),
+                        response.text().await.unwrap_or_default().trim()
+                    );
+                }
+                Ok(response) => {
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Err(error) => {
+                    last_error = describe(&error);
+                }
+            }
+        }
+        Err(BackendError::Unreachable {
+            backend: BACKEND,
+            endpoints: self.nodes_text(),
+            message: last_error,
+        })
+    }
+
+    /// Reads a prefix, blocking until its index passes `index` when `wait` is given. Returns
+    /// the new index and the entries (absolute keys, on `/` boundaries).
+    async fn read_prefix(
+        &self,
+        prefix: &str,
+        index: u64,
+        wait: Option<Duration>,
+    ) -> Result<(u64, Vec<(String, String)>), BackendError> {
+        let key = consul_key(prefix);
+        let mut query = vec![("recurse", "true".to_owned())];
+        let timeout = match wait {
+            Some(wait) => {
+                query.push(("index", index.to_string()));
+                query.push(("wait", format!("{}ms", wait.as_millis())));
+                // Consul adds up to wait/16 of jitter to a blocking query.
+                wait + wait / 16 + REQUEST_SLACK
+            }
+            None => LIST_TIMEOUT,
+        };
+        let response = self.send(key, &query, timeout).await?;
+        let status = response.status();
+        let new_index = response
+            .headers()
+            .get("X-Consul-Index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        match status {
+            StatusCode::OK => {
+                let pairs: Vec<KvPair> =
+                    response.json().await.map_err(|e| BackendError::Other {
+                        backend: BACKEND,
+                        message: format!("unreadable answer for {key:?}: {e}"),
+                    })?;
+                Ok((new_index, entries(prefix, pairs)))
+            }
+            // An empty prefix: nothing yet, but the index is real and can be blocked on.
+            StatusCode::NOT_FOUND => Ok((new_index, Vec::new())),
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                Err(self.denied(key, response).await)
+            }
+            other => Err(BackendError::Other {
+                backend: BACKEND,
+                message: format!(
+                    "reading {key:?} answered {other}: {}",
+                    response.text().await.unwrap_or_default().trim()
+                ),
+            }),
+        }
+    }
+
+    /// Reads the prefix key itself. Consul answers a single-key read the token may not see with
+    /// 403, where a recursive read would quietly come back empty.
+    async fn check_access(&self, prefix: &str) -> Result<(), BackendError> {
+        let key = consul_key(prefix);
+        let response = self.send(key, &[], LIST_TIMEOUT).await?;
+        match response.status() {
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                Err(self.denied(key, response).await)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn denied(&self, key: &str, response: reqwest::Response) -> BackendError {
+        let reason = response.text().await.unwrap_or_default();
+        let hint = if self.token.is_some() {
+            "check that the ACL token may read it"
+        } else {
+            "give an ACL token with --auth-token, --auth-token-file or CONSUL_HTTP_TOKEN"
+        };
+        BackendError::Denied {
+            backend: BACKEND,
+            message: format!("reading {key:?}: {} ({hint})", reason.trim()),
+        }
+    }
+
+    /// Follows one prefix with blocking queries, sending its full contents whenever they change.
+    async fn follow_prefix(
+        self,
+        prefix: String,
+        updates: mpsc::Sender<Update>,
+    ) -> Result<(), BackendError> {
+        let mut index = 0u64;
+        let mut last: Option<Vec<(String, String)>> = None;
+        loop {
+            let started = Instant::now();
+            let (new_index, entries) = self.read_prefix(&prefix, index, Some(self.wait)).await?;
+            let unchanged_index = new_index == index;
+            // Consul's index only grows; a smaller one means a new agent or a restored
+            // snapshot, and blocking on the old value would wait for a long time.
+            index = if new_index < index { 0 } else { new_index };
+            if last.as_ref() != Some(&entries) {
+                last = Some(entries.clone());
+                let update = Update::Listing {
+                    prefixes: vec![prefix.clone()],
+                    listing: Listing {
+                        revision: new_index,
+                        entries,
+                    },
+                };
+                if updates.send(update).await.is_err() {
+                    return Ok(());
+                }
+            } else if unchanged_index || started.elapsed() < MIN_QUERY_INTERVAL {
+                // Nothing new, and Consul answered early: do not spin.
+                let rest = MIN_QUERY_INTERVAL.saturating_sub(started.elapsed());
+                tokio::time::sleep(rest).await;
+            }
+        }
+    }
+}
+
+/// Consul's name for a key or prefix: no leading `/`; the root is the empty key.
+fn consul_key(prefix: &str) -> &str {
+    prefix.trim_start_matches('/').trim_end_matches('/')
+}
+
+/// Turns Consul's pairs into absolute keys with text values, keeping those on `/` boundaries
+/// of `prefix` and skipping folders and values that are not UTF-8.
+fn entries(prefix: &str, pairs: Vec<KvPair>) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for pair in pairs {
+        if pair.key.ends_with('/') {
+            continue;
+        }
+        let key = format!("/{}", pair.key);
+        if !key_in_scope(prefix, &key) {
+            continue;
+        }
+        let value = match pair.value {
+            None => String::new(),
+            Some(encoded) => {
+                let bytes = match base64::engine::general_purpose::STANDARD.decode(encoded) {
+                    Ok(bytes) => bytes,
+                    Err(_) => {
+                        tracing::warn!(key = %key, "Consul value is not base64; key skipped");
+                        continue;
+                    }
+                };
+                match String::from_utf8(bytes) {
+                    Ok(text) => text,
+                    Err(_) => {
+                        tracing::warn!(key = %key, "Consul value is not valid UTF-8; key skipped");
+                        continue;
+                    }
+                }
+            }
+        };
+        out.push((key, value));
+    }
+    out.sort();
+    out
+}
+
+/// A transport error with its cause, without the URL's query (which holds nothing secret, but
+/// is noise) repeated.
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl KeySource for ConsulSource {
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn supports_watch(&self) -> bool {
+        true
+    }
+
+    async fn list(&mut self, prefixes: &[String]) -> Result<Listing, BackendError> {
+        let mut revision = 0;
+        let mut all = Vec::new();
+        for prefix in prefixes {
+            self.check_access(prefix).await?;
+            let (index, entries) = self.read_prefix(prefix, 0, None).await?;
+            revision = revision.max(index);
+            all.extend(entries);
+        }
+        Ok(Listing {
+            revision,
+            entries: all,
+        })
+    }
+
+    async fn watch(
+        &mut self,
+        prefixes: &[String],
+        revision: &mut u64,
+        updates: &mpsc::Sender<Update>,
+    ) -> Result<(), BackendError> {
+        let _ = revision;
+        if prefixes.is_empty() {
+            updates.closed().await;
+            return Ok(());
+        }
+        let mut loops = tokio::task::JoinSet::new();
+        for prefix in prefixes {
+            loops.spawn(self.clone().follow_prefix(prefix.clone(), updates.clone()));
+        }
+        // The first loop to stop decides: an error restarts them all (with backoff), a clean
+        // end means shutdown.
+        let first = tokio::select! {
+            result = loops.join_next() => result,
+            _ = updates.closed() => None,
+        };
+        loops.abort_all();
+        match first {
+            Some(Ok(result)) => result,
+            Some(Err(join_error)) => Err(BackendError::Other {
+                backend: BACKEND,
+                message: format!("watch task failed: {join_error}"),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(key: &str, value: Option<&str>) -> KvPair {
+        KvPair {
+            key: key.to_owned(),
+            value: value.map(|v| base64::engine::general_purpose::STANDARD.encode(v)),
+        }
+    }
+
+    #[test]
+    fn keys_gain_a_slash_folders_are_skipped_and_boundaries_hold() {
+        let pairs = vec![
+            pair("proxy/frontend/", None),
+            pair("proxy/frontend/b", Some("10.0.0.2:80")),
+            pair("proxy/frontend/a", Some("10.0.0.1:80")),
+            pair("proxy2/x", Some("no")),
+            pair("proxy/empty", None),
+        ];
+        assert_eq!(
+            entries("/proxy", pairs),
+            [
+                ("/proxy/empty".to_owned(), String::new()),
+                ("/proxy/frontend/a".to_owned(), "10.0.0.1:80".to_owned()),
+                ("/proxy/frontend/b".to_owned(), "10.0.0.2:80".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn non_utf8_and_bad_base64_values_are_skipped() {
+        let pairs = vec![
+            KvPair {
+                key: "a/bin".to_owned(),
+                value: Some(base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe])),
+            },
+            KvPair {
+                key: "a/garbage".to_owned(),
+                value: Some("***".to_owned()),
+            },
+            pair("a/ok", Some("fine")),
+        ];
+        assert_eq!(
+            entries("/a", pairs),
+            [("/a/ok".to_owned(), "fine".to_owned())]
+        );
+    }
+
+    #[test]
+    fn consul_keys_drop_the_leading_slash() {
+        assert_eq!(consul_key("/proxy/frontend"), "proxy/frontend");
+        assert_eq!(consul_key("/"), "");
+    }
+}
