@@ -19,6 +19,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn main() {
+    // reqwest is built without a default TLS provider; terad passes its own configuration,
+    // the benchmark's plain-HTTP Consul client needs one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((mode, sizes)) = args.split_first() else {
         eprintln!("usage: bench (onetime-file | etcd) N…");
@@ -30,7 +33,7 @@ fn main() {
         .collect();
     match mode.as_str() {
         "onetime-file" => onetime_file(&sizes),
-        "etcd" => watch_bench(&sizes),
+        "etcd" | "consul" => watch_bench(mode, &sizes),
         // For profiling by hand: fill an already running etcd at $ETCD_URL.
         "etcd-load" => {
             let url = std::env::var("ETCD_URL").expect("ETCD_URL");
@@ -262,6 +265,162 @@ impl Drop for EtcdServer {
     }
 }
 
+/// The key-value store a watch benchmark runs against, with the client that drives it.
+enum Store {
+    Etcd(EtcdServer, Box<etcd_client::Client>),
+    Consul(ConsulServer, reqwest::Client),
+}
+
+impl Store {
+    fn start(kind: &str, runtime: &tokio::runtime::Runtime) -> Store {
+        match kind {
+            "etcd" => {
+                let server = EtcdServer::start(runtime);
+                let client = server.client(runtime);
+                Store::Etcd(server, Box::new(client))
+            }
+            _ => {
+                let server = ConsulServer::start(runtime);
+                Store::Consul(server, reqwest::Client::new())
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Store::Etcd(server, _) => server.url.clone(),
+            Store::Consul(server, _) => server.url.clone(),
+        }
+    }
+
+    fn load(&mut self, runtime: &tokio::runtime::Runtime, entries: Vec<(String, String)>) {
+        match self {
+            Store::Etcd(_, client) => runtime.block_on(put_many(client, entries)),
+            Store::Consul(server, client) => {
+                runtime.block_on(consul_put_many(server, client, entries))
+            }
+        }
+    }
+
+    fn put(&mut self, runtime: &tokio::runtime::Runtime, key: &str, value: &str) {
+        match self {
+            Store::Etcd(_, client) => {
+                runtime.block_on(client.put(key, value, None)).unwrap();
+            }
+            Store::Consul(server, client) => {
+                let url = format!("{}/v1/kv/{}", server.url, key.trim_start_matches('/'));
+                let response = runtime
+                    .block_on(client.put(url).body(value.to_owned()).send())
+                    .unwrap();
+                assert!(response.status().is_success());
+            }
+        }
+    }
+}
+
+/// A Consul agent in dev mode on free loopback ports.
+struct ConsulServer {
+    child: Child,
+    url: String,
+}
+
+impl ConsulServer {
+    fn start(runtime: &tokio::runtime::Runtime) -> ConsulServer {
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let http = port();
+        let child = Command::new("consul")
+            .args([
+                "agent",
+                "-dev",
+                "-bind=127.0.0.1",
+                "-client=127.0.0.1",
+                "-dns-port=-1",
+                "-grpc-port=-1",
+                "-log-level=error",
+            ])
+            .arg(format!("-http-port={http}"))
+            .arg(format!("-serf-lan-port={}", port()))
+            .arg(format!("-serf-wan-port={}", port()))
+            .arg(format!("-server-port={}", port()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("consul installed (scripts/install-deps.sh)");
+        let server = ConsulServer {
+            child,
+            url: format!("http://127.0.0.1:{http}"),
+        };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        loop {
+            let ready = runtime.block_on(async {
+                match client
+                    .put(format!("{}/v1/kv/bench-ready", server.url))
+                    .body("1")
+                    .send()
+                    .await
+                {
+                    Ok(response) => response.status().is_success(),
+                    Err(_) => false,
+                }
+            });
+            if ready {
+                return server;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "consul did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for ConsulServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Puts many keys through Consul transactions (at most 64 operations each).
+async fn consul_put_many(
+    server: &ConsulServer,
+    client: &reqwest::Client,
+    entries: Vec<(String, String)>,
+) {
+    use base64::Engine as _;
+    for chunk in entries.chunks(64) {
+        let ops: Vec<String> = chunk
+            .iter()
+            .map(|(key, value)| {
+                format!(
+                    "{{\"KV\":{{\"Verb\":\"set\",\"Key\":\"{}\",\"Value\":\"{}\"}}}}",
+                    key.trim_start_matches('/'),
+                    base64::engine::general_purpose::STANDARD.encode(value)
+                )
+            })
+            .collect();
+        let response = client
+            .put(format!("{}/v1/txn", server.url))
+            .body(format!("[{}]", ops.join(",")))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+}
+
 /// Puts many keys in transactions of 128 (etcd's limit per transaction).
 async fn put_many(client: &mut etcd_client::Client, entries: Vec<(String, String)>) {
     for chunk in entries.chunks(128) {
@@ -289,7 +448,7 @@ fn memory_kb(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn watch_bench(sizes: &[usize]) {
+fn watch_bench(kind: &str, sizes: &[usize]) {
     let terad = terad_binary();
     println!(
         "| servers | one-shot median | put → file p50 | p99 | (put RPC alone p50) | RSS while watching (max sampled) | RSS peak (VmHWM) | reloads for 200 updates |"
@@ -302,13 +461,12 @@ fn watch_bench(sizes: &[usize]) {
         .build()
         .unwrap();
     for &servers in sizes {
-        let etcd = EtcdServer::start(&runtime);
-        let mut client = etcd.client(&runtime);
+        let mut store = Store::start(kind, &runtime);
         let mut entries = vec![("/proxy/port".to_owned(), "80".to_owned())];
         entries.extend(
             (0..servers).map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i))),
         );
-        runtime.block_on(put_many(&mut client, entries));
+        store.load(&runtime, entries);
 
         let dir = tempfile::tempdir().unwrap();
         let dest = confdir(dir.path());
@@ -320,9 +478,9 @@ fn watch_bench(sizes: &[usize]) {
                     "--log-level",
                     "error",
                     "--backend",
-                    "etcd",
+                    kind,
                     "--node",
-                    &etcd.url,
+                    &store.url(),
                 ])
                 .arg("--confdir")
                 .arg(dir.path());
@@ -385,9 +543,7 @@ fn watch_bench(sizes: &[usize]) {
             let value = format!("192.168.{}.{}:{}", i / 250, i % 250, 9000 + i);
             while events.try_recv().is_ok() {}
             let t0 = Instant::now();
-            runtime
-                .block_on(client.put(key, value.clone(), None))
-                .unwrap();
+            store.put(&runtime, &key, &value);
             put_rpcs.push(t0.elapsed());
             loop {
                 events
@@ -418,9 +574,7 @@ fn watch_bench(sizes: &[usize]) {
         for i in 0..200 {
             let key = format!("/proxy/frontend/web-{:06}", i % servers);
             last = format!("172.16.{}.{}:7000", i / 250, i % 250);
-            runtime
-                .block_on(client.put(key, last.clone(), None))
-                .unwrap();
+            store.put(&runtime, &key, &last);
         }
         let started = Instant::now();
         while !std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&last)) {

@@ -2,24 +2,28 @@
 
 use std::io::IsTerminal;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, Settings};
 
-/// Installs the global subscriber. `RUST_LOG` refines the level for debugging (e.g.
-/// `RUST_LOG=terad=trace,h2=warn`); otherwise `--log-level` applies to terad and its libraries.
+/// Installs the global subscriber. `RUST_LOG` refines the level for debugging, as a default level
+/// and per-target levels (`RUST_LOG=terad=trace,h2=warn`); otherwise `--log-level` applies to
+/// terad and its libraries. (`Targets`, not `EnvFilter`: no regular-expression engine needed.)
 pub fn init(settings: &Settings) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(settings.log_level.as_str().to_ascii_lowercase()));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(settings.log_level));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let result = match settings.log_format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests that run terad in-process) keeps the first subscriber.
-    let _ = result;
+    let _ = match settings.log_format {
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
+    };
 }

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = terad::cli::Cli::parse();
     let config = match terad::config::load(&cli) {
         Ok(config) => config,
@@ -25,4 +26,17 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(terad::run(config))
+}
+
+/// glibc's malloc gives each thread that allocates its own arena and keeps freed memory in it;
+/// for a sidecar whose threads take turns (the runner renders, a worker writes) that is memory
+/// held for nothing. One arena, and a fixed mmap threshold so that large buffers (a rendered
+/// file, the file read back) go back to the kernel as soon as they are freed.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any thread exists.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 1);
+        nix::libc::mallopt(nix::libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
 }

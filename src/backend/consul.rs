@@ -75,11 +75,21 @@ impl ConsulSource {
         if nodes.is_empty() {
             return Err("no Consul node given".to_owned());
         }
-        let tls = super::tls::client_config(&settings.tls)?;
+        // Plain-HTTP agents (the usual local agent) need no trust store: loading the system's
+        // roots costs a few hundred KiB of memory for nothing.
+        let tls = if nodes.iter().any(|node| node.scheme() == "https") {
+            super::tls::client_config(&settings.tls)?
+        } else {
+            super::tls::plain_config()
+        };
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
             .connect_timeout(Duration::from_secs(3))
             .tcp_nodelay(true)
+            // Consul's HTTP API is HTTP/1.1; one idle connection per prefix loop is all terad
+            // reuses, and each idle connection keeps its read buffer.
+            .http1_only()
+            .pool_max_idle_per_host(4)
             .build()
             .map_err(|e| format!("cannot set up the Consul client: {e}"))?;
         let basic_auth = match (&settings.auth.username, &settings.auth.password) {

@@ -68,6 +68,16 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, String> {
     }
 }
 
+/// A configuration that trusts nothing, for clients that only ever speak plain HTTP (reqwest
+/// still wants one, as terad installs no process-wide TLS provider).
+pub fn plain_config() -> ClientConfig {
+    ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth()
+}
+
 /// The verifier behind `--client-insecure`: accepts any certificate, still checks signatures so
 /// the handshake is well-formed.
 #[derive(Debug)]
