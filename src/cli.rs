@@ -156,6 +156,50 @@ pub struct Cli {
     #[arg(long, env = "TERAD_DATACENTER", value_name = "DC")]
     pub datacenter: Option<String>,
 
+    /// Quiescence before rendering after a change, MIN[:MAX] (e.g. `100ms:1s`): each further
+    /// change re-arms MIN, and MAX caps the total delay [default: none; MAX defaults to 4×MIN].
+    /// The first render is never delayed. A resource's own `wait` overrides it.
+    #[arg(long, env = "TERAD_WAIT", value_name = "MIN[:MAX]")]
+    pub wait: Option<String>,
+
+    /// Serve /health, /ready and /metrics (Prometheus) on this address, e.g. 127.0.0.1:9100.
+    #[arg(long, env = "TERAD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    /// /ready turns false when the backend has been unreachable for longer than this
+    /// [default: 30s].
+    #[arg(long, env = "TERAD_READY_TIMEOUT", value_name = "DURATION")]
+    pub ready_timeout: Option<String>,
+
+    /// Re-read the configuration when files in conf.d/, templates/ or the configuration file
+    /// change, as on SIGHUP.
+    #[arg(long, env = "TERAD_WATCH_CONFIG", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub watch_config: Option<bool>,
+
+    /// On SIGTERM/SIGINT, how long an in-flight write, check or reload may take to finish
+    /// [default: 30s].
+    #[arg(long, env = "TERAD_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
+    pub shutdown_timeout: Option<String>,
+
+    /// Supervise this service (run by /bin/sh): started after the first full sync, signalled
+    /// or restarted when its files change, restarted if it dies.
+    #[arg(long = "exec", env = "TERAD_EXEC", value_name = "COMMAND")]
+    pub exec: Option<String>,
+
+    /// With --exec: the signal that makes the service reload (e.g. SIGHUP, SIGUSR2); without
+    /// it the service is restarted when its files change.
+    #[arg(long, env = "TERAD_EXEC_RELOAD_SIGNAL", value_name = "SIGNAL")]
+    pub exec_reload_signal: Option<String>,
+
+    /// With --exec: how long the service may take to stop after SIGTERM before SIGKILL
+    /// [default: 10s].
+    #[arg(long, env = "TERAD_EXEC_KILL_TIMEOUT", value_name = "DURATION")]
+    pub exec_kill_timeout: Option<String>,
+
+    /// With --exec: exit when the service exits (with its status) instead of restarting it.
+    #[arg(long, env = "TERAD_EXEC_EXIT_WITH_CHILD", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub exec_exit_with_child: Option<bool>,
+
     /// How long --onetime keeps retrying an unreachable backend before it gives up
     /// [default: 10s].
     #[arg(long, env = "TERAD_BACKEND_TIMEOUT", value_name = "DURATION")]

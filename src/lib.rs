@@ -10,31 +10,42 @@
 //! - [`backend`]: where keys come from, one module per backend behind [`backend::KeySource`].
 //! - [`store`]: the in-memory key space templates read, with confd's glob and `ls` semantics.
 //! - [`template`]: Tera set-up and confd's functions and filters.
-//! - [`resource`]: one resource's pipeline: render → compare → stage → check → commit → reload.
+//! - [`resource`]: one resource's pipeline: render → compare → stage → check → commit.
+//! - [`reload`]: reloads coalesced across the resources that share them.
 //! - [`fs`]: the only file writer. [`process`]: the only command runner.
-//! - [`runner`]: one-shot, polling and watch modes over the live store.
+//! - [`runner`]: one-shot, polling and watch modes over the live store; configuration reloads.
+//! - [`exec`]: `--exec`, the supervised service.
+//! - [`telemetry`], [`server`]: metrics, readiness, `/health` `/ready` `/metrics`, systemd.
 //! - [`signal`], [`logging`], [`dns`]: process plumbing.
 
 pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod exec;
 pub mod fs;
 pub mod logging;
 pub mod process;
+pub mod reload;
 pub mod resource;
 pub mod runner;
+pub mod server;
 pub mod signal;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
+use crate::cli::Cli;
 use crate::config::{BackendKind, Config, ConfigError, ConfigErrors, Settings};
 use crate::runner::RunOutcome;
+use crate::telemetry::Telemetry;
 
 /// Exit status when every resource synced.
 pub const EXIT_OK: u8 = 0;
@@ -60,7 +71,7 @@ pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
 }
 
 /// Runs terad with a loaded configuration until it finishes (one-shot) or is told to stop.
-pub async fn run(config: Config) -> ExitCode {
+pub async fn run(cli: Cli, config: Config) -> ExitCode {
     let backend = match connect_backend(&config.settings) {
         Ok(backend) => backend,
         Err(errors) => {
@@ -68,12 +79,73 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let settings = config.settings.clone();
     let shutdown = CancellationToken::new();
-    if let Err(error) = signal::spawn_shutdown_handler(shutdown.clone()) {
+    let telemetry = Arc::new(Telemetry::new(settings.ready_timeout));
+    let exit_status = Arc::new(exec::ExitStatus::new());
+    let stop_service = CancellationToken::new();
+    let (exec_handle, exec_task) = match settings.exec.clone() {
+        Some(exec_settings) => {
+            let (handle, task) = exec::spawn(
+                exec_settings,
+                Arc::clone(&telemetry),
+                stop_service.clone(),
+                shutdown.clone(),
+                Arc::clone(&exit_status),
+            );
+            (Some(handle), Some(task))
+        }
+        None => (None, None),
+    };
+    let (control_tx, control) = mpsc::channel(4);
+    if let Err(error) =
+        signal::spawn_handlers(shutdown.clone(), control_tx.clone(), exec_handle.clone())
+    {
         eprintln!("terad: cannot install signal handlers: {error}");
         return ExitCode::from(EXIT_FAILURE);
     }
-    match runner::run(config, backend, shutdown).await {
+    if settings.watch_config
+        && let Err(error) = signal::watch_configuration(&settings, control_tx)
+    {
+        eprintln!("terad: cannot watch the configuration: {error}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
+    let server = match settings.listen {
+        Some(address) => {
+            match server::bind(address, Arc::clone(&telemetry), shutdown.clone()).await {
+                Ok(task) => Some(task),
+                Err(error) => {
+                    eprintln!("terad: cannot listen on {address}: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            }
+        }
+        None => None,
+    };
+
+    let context = runner::RunContext {
+        cli,
+        telemetry,
+        exec: exec_handle,
+        shutdown: shutdown.clone(),
+        control,
+    };
+    let outcome = runner::run(config, backend, context).await;
+
+    // terad's own writes and reloads are done; now the service goes.
+    telemetry::notify_systemd(&[sd_notify::NotifyState::Stopping]);
+    stop_service.cancel();
+    if let Some(task) = exec_task {
+        let _ = task.await;
+    }
+    shutdown.cancel();
+    if let Some(task) = server {
+        let _ = task.await;
+    }
+    if let Some(code) = exit_status.get() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
+    match outcome {
         RunOutcome::Success => ExitCode::from(EXIT_OK),
         RunOutcome::Failed => ExitCode::from(EXIT_FAILURE),
     }

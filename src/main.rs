@@ -3,6 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Before anything else: it may fork, which is only safe while there is one thread.
+    terad::signal::become_init_if_pid1();
     tune_allocator();
     let cli = terad::cli::Cli::parse();
     let config = match terad::config::load(&cli) {
@@ -25,7 +27,7 @@ fn main() -> ExitCode {
             return ExitCode::from(terad::EXIT_FAILURE);
         }
     };
-    runtime.block_on(terad::run(config))
+    runtime.block_on(terad::run(cli, config))
 }
 
 /// glibc's malloc gives each thread that allocates its own arena and keeps freed memory in it;

@@ -1,10 +1,11 @@
-//! One resource's pipeline: render → compare → stage → check → commit → reload.
+//! One resource's pipeline: render → compare → stage → check → commit. (The reload that follows
+//! is coalesced across resources by [`crate::reload`].)
 //!
 //! Rendering happens in memory. An unchanged result (same bytes, mode and owner as the
 //! destination) writes nothing and runs nothing. A change is staged next to the destination,
 //! validated by `check_cmd` against the stage file, renamed into place, and only then announced
 //! to the service with `reload_cmd`. A failing check leaves the destination byte for byte as it
-//! was and skips the reload.
+//! was and causes no reload.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -34,11 +35,10 @@ pub struct SyncOptions {
 pub enum SyncOutcome {
     /// The destination already had this content, mode and owner.
     Unchanged,
-    /// The destination was replaced (and the service reloaded unless `--sync-only`).
+    /// The destination was replaced; the caller runs the reload (coalesced across resources).
     Updated {
-        old_md5: Option<String>,
-        new_md5: String,
-        reloaded: bool,
+        /// How long `check_cmd` took, when it ran.
+        checked_in: Option<std::time::Duration>,
     },
     /// `--noop`: a change is pending; its diff was printed.
     Pending,
@@ -54,13 +54,7 @@ pub enum SyncError {
         dest: PathBuf,
         #[source]
         source: CommandError,
-    },
-    /// The new file is in place; only the reload failed.
-    #[error("{dest:?} was updated but reload_cmd failed: {source}")]
-    Reload {
-        dest: PathBuf,
-        #[source]
-        source: CommandError,
+        took: std::time::Duration,
     },
 }
 
@@ -120,22 +114,29 @@ pub async fn sync(
             info!(resource = %resource.name, dest = %resource.dest.display(), "noop: change not written");
             return Ok(SyncOutcome::Pending);
         }
-        Step::Committed(committed) => committed,
+        Step::Committed(committed) => (committed, None),
         Step::Staged(staged) => {
+            let mut checked_in = None;
             if let Some(check) = &resource.check_cmd {
                 let command = check.render(staged.file.path(), &resource.dest);
-                if let Err(source) = process::run_shell(&command, resource.check_timeout).await {
+                let started = std::time::Instant::now();
+                let result = process::run_shell(&command, resource.check_timeout).await;
+                let took = started.elapsed();
+                if let Err(source) = result {
                     // Dropping `staged` removes the stage file (unless --keep-stage-file).
                     return Err(SyncError::Check {
                         dest: resource.dest.clone(),
                         source,
+                        took,
                     });
                 }
+                checked_in = Some(took);
                 debug!(resource = %resource.name, command = %check, "check passed");
             }
-            blocking(move || staged.commit()).await?
+            (blocking(move || staged.commit()).await?, checked_in)
         }
     };
+    let (committed, checked_in) = committed;
 
     if committed.kind == CommitKind::RewrittenInPlace {
         warn!(
@@ -146,47 +147,22 @@ pub async fn sync(
     }
 
     // The checksums are for the log only; for a large file they take longer than the write, so
-    // they are computed beside the reload instead of in front of it.
+    // they are computed and logged on the side while the caller moves on to the reload.
     let old_content = committed.old_content;
-    let checksums = tokio::task::spawn_blocking(move || {
-        (
-            old_content.as_deref().map(md5_hex),
-            md5_hex(&content_for_log),
-        )
+    let name = resource.name.clone();
+    let dest = resource.dest.clone();
+    tokio::task::spawn_blocking(move || {
+        let old_md5 = old_content.as_deref().map(md5_hex);
+        let new_md5 = md5_hex(&content_for_log);
+        info!(
+            resource = %name,
+            dest = %dest.display(),
+            old_md5 = old_md5.as_deref().unwrap_or("none"),
+            new_md5 = %new_md5,
+            "config updated"
+        );
     });
-    let reload = async {
-        match &resource.reload_cmd {
-            Some(reload) if !options.sync_only => {
-                let command = reload.render(&committed.target, &resource.dest);
-                process::run_shell(&command, resource.reload_timeout)
-                    .await
-                    .map(|_| true)
-                    .map_err(|source| SyncError::Reload {
-                        dest: resource.dest.clone(),
-                        source,
-                    })
-            }
-            _ => Ok(false),
-        }
-    };
-    let (checksums, reloaded) = tokio::join!(checksums, reload);
-    let (old_md5, new_md5) = checksums.expect("hashing does not panic");
-    info!(
-        resource = %resource.name,
-        dest = %resource.dest.display(),
-        old_md5 = old_md5.as_deref().unwrap_or("none"),
-        new_md5 = %new_md5,
-        "config updated"
-    );
-    let reloaded = reloaded?;
-    if reloaded && let Some(reload) = &resource.reload_cmd {
-        info!(resource = %resource.name, command = %reload, "reloaded");
-    }
-    Ok(SyncOutcome::Updated {
-        old_md5,
-        new_md5,
-        reloaded,
-    })
+    Ok(SyncOutcome::Updated { checked_in })
 }
 
 /// Where the blocking part of a sync got to.

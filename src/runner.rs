@@ -1,18 +1,19 @@
 //! The orchestrator: one-shot, polling and watch modes over one live key store.
 //!
 //! The runner owns the store. Backend listings and watch updates are applied to it in place, and
-//! after each batch only the resources whose keys the batch touched are rendered. Rendering
-//! happens here, between batches, so every render reads exactly one state of the store. The
-//! rendered bytes go to one worker task per resource, which writes, checks and reloads; a worker
-//! busy with a slow reload only ever picks up the newest render after it (intermediate ones are
-//! skipped, never queued).
+//! after each batch only the resources whose keys the batch touched are rendered (at once, or
+//! when their `wait` quiescence expires). Rendering happens here, between batches, so every
+//! render reads exactly one state of the store. The rendered bytes go to one worker task per
+//! resource, which writes and checks; a worker busy with a slow check only ever picks up the
+//! newest render after it. Reloads are coalesced per shared command ([`crate::reload`]).
 //!
 //! A failed listing or a broken watch never empties the store: the last good files stay until
-//! the backend answers again.
+//! the backend answers again. A configuration reload (SIGHUP, `--watch-config`) that fails
+//! validation leaves everything running as it was.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -20,9 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::backend::{Backend, BackendError, KeySource, Listing, Update, merge_prefixes};
-use crate::config::{Config, Mode, Resource};
-use crate::resource::{self, SyncOptions, SyncOutcome};
+use crate::cli::Cli;
+use crate::config::{self, Config, Mode, Resource, Settings, WaitSpec};
+use crate::exec::ExecHandle;
+use crate::reload::{Action, Group};
+use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
 use crate::store::{KeyStore, key_in_scope};
+use crate::telemetry::{Telemetry, notify_systemd, notify_systemd_reloading};
 use crate::template::{Engine, KeyScope};
 
 /// First delay after a backend failure; doubled per failure up to [`BACKOFF_MAX`].
@@ -40,60 +45,80 @@ pub enum RunOutcome {
     Failed,
 }
 
-/// One resource with what the runner keeps for it.
-struct Slot {
-    resource: Arc<Resource>,
-    scope: Arc<KeyScope>,
+/// Requests from outside the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Re-read the configuration (SIGHUP, `--watch-config`).
+    Reload,
+}
+
+/// What a run needs besides its configuration.
+pub struct RunContext {
+    /// The command line, to re-read the configuration on reload.
+    pub cli: Cli,
+    pub telemetry: Arc<Telemetry>,
+    /// The `--exec` service, when there is one.
+    pub exec: Option<ExecHandle>,
+    pub shutdown: CancellationToken,
+    pub control: mpsc::Receiver<Control>,
 }
 
 /// Runs the configured mode until it completes (one-shot) or `shutdown` is cancelled.
-pub async fn run(config: Config, backend: Backend, shutdown: CancellationToken) -> RunOutcome {
-    let Config {
-        settings,
-        resources,
-        engine,
-    } = config;
-    for key in &settings.ignored {
+pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> RunOutcome {
+    for key in &config.settings.ignored {
         warn!(key = %key, "confd setting ignored: terad does not use it");
     }
-    let options = SyncOptions {
-        noop: settings.noop,
-        sync_only: settings.sync_only,
-        keep_stage_file: settings.keep_stage_file,
-    };
+    let options = sync_options(&config.settings);
     if !options.noop {
-        for resource in &resources {
+        for resource in &config.resources {
             for stale in crate::fs::remove_stale_stage_files(&resource.dest) {
                 info!(resource = %resource.name, path = %stale.display(), "removed a stage file left by an earlier run");
             }
         }
     }
-    let slots: Vec<Slot> = resources
-        .into_iter()
-        .map(|resource| Slot {
-            scope: Arc::new(resource::key_scope(&resource)),
-            resource: Arc::new(resource),
-        })
-        .collect();
-    let prefixes = merge_prefixes(slots.iter().flat_map(|slot| slot.resource.keys.iter()));
-    info!(
-        backend = backend.name(),
-        resources = slots.len(),
-        prefixes = ?prefixes,
-        "starting"
-    );
+    if config.settings.mode == Mode::Onetime {
+        return onetime(config, backend, &context).await;
+    }
 
-    let mut runtime = Runtime {
-        engine: Arc::new(engine),
-        slots,
-        prefixes,
-        store: Arc::new(KeyStore::new()),
-        options,
-        shutdown,
-    };
-    let mode = match settings.mode {
+    let mut config = config;
+    let mut backend = backend;
+    loop {
+        let mode = effective_mode(&config.settings, &backend);
+        let mut runtime = Runtime::new(config, &context);
+        info!(
+            backend = backend.name(),
+            resources = runtime.slots.len(),
+            prefixes = ?runtime.prefixes,
+            "starting"
+        );
+        match runtime.follow(backend, mode, &mut context).await {
+            Followed::Stopped => {
+                runtime.stop(&context).await;
+                return RunOutcome::Success;
+            }
+            Followed::Restart(new_config, new_backend) => {
+                info!("backend settings changed; restarting with the new configuration");
+                runtime.stop(&context).await;
+                config = *new_config;
+                backend = new_backend;
+            }
+        }
+    }
+}
+
+fn sync_options(settings: &Settings) -> SyncOptions {
+    SyncOptions {
+        noop: settings.noop,
+        sync_only: settings.sync_only,
+        keep_stage_file: settings.keep_stage_file,
+    }
+}
+
+/// `--watch` on a backend that cannot watch becomes polling.
+fn effective_mode(settings: &Settings, backend: &Backend) -> Mode {
+    match settings.mode {
         Mode::Watch { reconcile } if !backend.supports_watch() => {
-            let interval = reconcile.unwrap_or(crate::config::DEFAULT_INTERVAL);
+            let interval = reconcile.unwrap_or(config::DEFAULT_INTERVAL);
             warn!(
                 backend = backend.name(),
                 interval_secs = interval.as_secs(),
@@ -102,111 +127,255 @@ pub async fn run(config: Config, backend: Backend, shutdown: CancellationToken) 
             Mode::Poll { interval }
         }
         mode => mode,
-    };
-    match mode {
-        Mode::Onetime => {
-            let outcome = runtime.onetime(backend, settings.backend_timeout).await;
-            // The process exits next: freeing a large store and template engine value by value
-            // would only delay the exit (by ~20 ms at 100k keys).
-            std::mem::forget(runtime);
-            outcome
-        }
-        Mode::Poll { interval } => runtime.follow(backend, None, Some(interval)).await,
-        Mode::Watch { reconcile } => {
-            let watcher = backend.clone();
-            runtime.follow(backend, Some(watcher), reconcile).await
-        }
     }
 }
 
+/// The reload a resource needs, if any: its own `reload_cmd`, and the `--exec` service.
+fn reload_actions(
+    resource: &Resource,
+    settings: &Settings,
+    exec: Option<&ExecHandle>,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if !settings.sync_only {
+        if let Some(reload) = &resource.reload_cmd {
+            // A link's target is what got replaced; {{.src}} in a reload means that file.
+            let target = crate::fs::resolve_destination(&resource.dest)
+                .unwrap_or_else(|_| resource.dest.clone());
+            actions.push(Action::Command {
+                command: reload.render(&target, &resource.dest),
+                timeout: resource.reload_timeout,
+            });
+        }
+        if let Some(exec) = exec {
+            actions.push(Action::Exec(exec.clone()));
+        }
+    }
+    actions
+}
+
+/// `--onetime`: list once (retrying an unreachable backend up to the backend timeout), sync
+/// every resource in order, run each distinct reload once, and report whether all succeeded.
+async fn onetime(config: Config, mut backend: Backend, context: &RunContext) -> RunOutcome {
+    let Config {
+        settings,
+        resources,
+        engine,
+    } = config;
+    let options = sync_options(&settings);
+    let keys: Vec<String> = resources
+        .iter()
+        .flat_map(|r| r.keys.iter().cloned())
+        .collect();
+    let prefixes = merge_prefixes(keys.iter());
+    let deadline = tokio::time::Instant::now() + settings.backend_timeout;
+    let Some(listing) = list_with_retry(
+        &mut backend,
+        &prefixes,
+        Some(deadline),
+        &context.shutdown,
+        &context.telemetry,
+    )
+    .await
+    else {
+        return RunOutcome::Failed;
+    };
+    let store = Arc::new(listing.entries.into_iter().collect::<KeyStore>());
+    let mut failed = 0;
+    // Reloads wanted, in the order resources asked for them, each once.
+    let mut reloads: Vec<(Action, Vec<String>)> = Vec::new();
+    for resource in resources {
+        let resource = Arc::new(resource);
+        let scope = Arc::new(resource::key_scope(&resource));
+        let rendered = match resource::render(&engine, &resource, &scope, &store) {
+            Ok(rendered) => rendered,
+            Err(err) => {
+                error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "render failed; destination left unchanged");
+                failed += 1;
+                continue;
+            }
+        };
+        match resource::sync(&resource, Arc::new(rendered), options).await {
+            Ok(SyncOutcome::Updated { .. }) => {
+                for action in reload_actions(&resource, &settings, None) {
+                    match reloads
+                        .iter_mut()
+                        .find(|(known, _)| known.key() == action.key())
+                    {
+                        Some((_, names)) => names.push(resource.name.clone()),
+                        None => reloads.push((action, vec![resource.name.clone()])),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(err) => {
+                error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "sync failed");
+                failed += 1;
+            }
+        }
+    }
+    for (action, names) in reloads {
+        if let Action::Command { command, timeout } = action {
+            match crate::process::run_shell(&command, timeout).await {
+                Ok(_) => info!(resources = ?names, command = %command, "reloaded"),
+                Err(err) => {
+                    error!(resources = ?names, error = %err, "reload failed; the new files are in place");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    // The process exits next: freeing a large store and template engine value by value would
+    // only delay the exit (by ~20 ms at 100k keys).
+    std::mem::forget(store);
+    std::mem::forget(engine);
+    if failed == 0 {
+        RunOutcome::Success
+    } else {
+        error!(failed, "one-shot run had failures");
+        RunOutcome::Failed
+    }
+}
+
+/// One resource with what the runner keeps for it.
+struct Slot {
+    /// Unique within the process: reload groups know members by it.
+    id: usize,
+    resource: Arc<Resource>,
+    scope: Arc<KeyScope>,
+    mailbox: Arc<Mailbox>,
+    groups: Vec<Arc<Group>>,
+    wait: Option<WaitSpec>,
+    /// Armed quiescence: (first change, render deadline).
+    debounce: Option<(tokio::time::Instant, tokio::time::Instant)>,
+}
+
+/// How `follow` ended.
+enum Followed {
+    Stopped,
+    Restart(Box<Config>, Backend),
+}
+
 struct Runtime {
+    settings: Settings,
     engine: Arc<Engine>,
     slots: Vec<Slot>,
     /// The merged prefixes every listing and watch covers.
     prefixes: Vec<String>,
     store: Arc<KeyStore>,
+    revision: u64,
     options: SyncOptions,
-    shutdown: CancellationToken,
+    groups: HashMap<String, Arc<Group>>,
+    workers: JoinSet<()>,
+    next_id: usize,
+    telemetry: Arc<Telemetry>,
+    exec: Option<ExecHandle>,
 }
 
 impl Runtime {
-    /// `--onetime`: list once (retrying an unreachable backend up to `timeout`), sync every
-    /// resource in order, and report whether all succeeded.
-    async fn onetime(&mut self, mut backend: Backend, timeout: Duration) -> RunOutcome {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let listing =
-            match list_with_retry(&mut backend, &self.prefixes, Some(deadline), &self.shutdown)
-                .await
-            {
-                Some(listing) => listing,
-                None => return RunOutcome::Failed,
-            };
-        self.store = Arc::new(listing.entries.into_iter().collect());
-        let mut failed = 0;
-        for slot in &self.slots {
-            let rendered = match resource::render(
-                &self.engine,
-                &slot.resource,
-                &slot.scope,
-                &self.store,
-            ) {
-                Ok(rendered) => rendered,
-                Err(err) => {
-                    error!(resource = %slot.resource.name, dest = %slot.resource.dest.display(), error = %err, "render failed; destination left unchanged");
-                    failed += 1;
-                    continue;
-                }
-            };
-            if let Err(err) = resource::sync(&slot.resource, Arc::new(rendered), self.options).await
-            {
-                error!(resource = %slot.resource.name, dest = %slot.resource.dest.display(), error = %err, "sync failed");
-                failed += 1;
-            }
+    fn new(config: Config, context: &RunContext) -> Runtime {
+        let Config {
+            settings,
+            resources,
+            engine,
+        } = config;
+        let mut runtime = Runtime {
+            options: sync_options(&settings),
+            prefixes: Vec::new(),
+            settings,
+            engine: Arc::new(engine),
+            slots: Vec::new(),
+            store: Arc::new(KeyStore::new()),
+            revision: 0,
+            groups: HashMap::new(),
+            workers: JoinSet::new(),
+            next_id: 0,
+            telemetry: Arc::clone(&context.telemetry),
+            exec: context.exec.clone(),
+        };
+        for resource in resources {
+            let slot = runtime.new_slot(resource);
+            runtime.slots.push(slot);
         }
-        if failed == 0 {
-            RunOutcome::Success
-        } else {
-            error!(
-                failed,
-                total = self.slots.len(),
-                "one-shot run had failures"
-            );
-            RunOutcome::Failed
+        runtime.update_prefixes();
+        runtime
+    }
+
+    fn new_slot(&mut self, resource: Resource) -> Slot {
+        let id = self.next_id;
+        self.next_id += 1;
+        let resource = Arc::new(resource);
+        let mut groups = Vec::new();
+        for action in reload_actions(&resource, &self.settings, self.exec.as_ref()) {
+            let group = self
+                .groups
+                .entry(action.key())
+                .or_insert_with(|| Group::new(action, Arc::clone(&self.telemetry)));
+            group.add_member(&resource.name);
+            groups.push(Arc::clone(group));
+        }
+        let mailbox = Arc::new(Mailbox::default());
+        self.workers.spawn(worker(
+            id,
+            Arc::clone(&resource),
+            Arc::clone(&mailbox),
+            groups.clone(),
+            self.options,
+            Arc::clone(&self.telemetry),
+        ));
+        Slot {
+            id,
+            scope: Arc::new(resource::key_scope(&resource)),
+            wait: resource.wait.or(self.settings.wait),
+            resource,
+            mailbox,
+            groups,
+            debounce: None,
         }
     }
 
+    /// Recomputes the merged prefixes; returns whether they changed.
+    fn update_prefixes(&mut self) -> bool {
+        let prefixes = merge_prefixes(self.slots.iter().flat_map(|slot| slot.resource.keys.iter()));
+        let changed = prefixes != self.prefixes;
+        self.prefixes = prefixes;
+        self.telemetry.set_prefixes(&self.prefixes);
+        self.telemetry
+            .set_resources(self.slots.iter().map(|slot| slot.resource.name.as_str()));
+        changed
+    }
+
     /// Poll and watch modes: an initial listing, then updates from the watch task and/or a
-    /// periodic re-listing, until shutdown.
+    /// periodic re-listing, until shutdown or a configuration reload that changes the backend.
     async fn follow(
         &mut self,
         mut lister: Backend,
-        watcher: Option<Backend>,
-        relist_every: Option<Duration>,
-    ) -> RunOutcome {
-        let workers = Workers::start(&self.slots, self.options);
+        mode: Mode,
+        context: &mut RunContext,
+    ) -> Followed {
+        let (watching, relist_every) = match mode {
+            Mode::Watch { reconcile } => (true, reconcile),
+            Mode::Poll { interval } => (false, Some(interval)),
+            Mode::Onetime => unreachable!("one-shot runs do not follow"),
+        };
 
         // The first listing: wait for the backend as long as it takes (the last good files
         // stay meanwhile).
-        let Some(listing) =
-            list_with_retry(&mut lister, &self.prefixes, None, &self.shutdown).await
+        let Some(listing) = list_with_retry(
+            &mut lister,
+            &self.prefixes,
+            None,
+            &context.shutdown,
+            &self.telemetry,
+        )
+        .await
         else {
-            workers.stop().await;
-            return RunOutcome::Success;
+            return Followed::Stopped;
         };
-        let mut revision = listing.revision;
-        self.store = Arc::new(listing.entries.into_iter().collect());
-        self.render_all(&workers);
+        self.replace_store(listing);
+        self.render_all();
 
-        let (updates_tx, mut updates) = mpsc::channel(UPDATE_QUEUE);
-        let mut watch_task = watcher.map(|watcher| {
-            tokio::spawn(watch_loop(
-                watcher,
-                self.prefixes.clone(),
-                revision,
-                updates_tx,
-                self.shutdown.clone(),
-            ))
-        });
+        let mut watch = watching.then(|| WatchTask::start(&lister, self, &context.shutdown));
         let mut relist = relist_every.map(|every| {
             let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -214,44 +383,86 @@ impl Runtime {
         });
 
         loop {
+            let next_deadline = self
+                .slots
+                .iter()
+                .filter_map(|slot| slot.debounce.map(|(_, d)| d))
+                .min();
             tokio::select! {
-                _ = self.shutdown.cancelled() => break,
-                update = updates.recv(), if watch_task.is_some() => match update {
-                    Some(update) => {
-                        let mut changed = self.apply(update, &mut revision);
-                        // Drain what queued up meanwhile: one render for a burst.
-                        while let Ok(more) = updates.try_recv() {
-                            changed.extend(self.apply(more, &mut revision));
+                _ = context.shutdown.cancelled() => break,
+                control = context.control.recv() => {
+                    if control == Some(Control::Reload) {
+                        match self.reload_configuration(&context.cli).await {
+                            Reconfigured::InPlace { prefixes_changed } => {
+                                if prefixes_changed {
+                                    // A new key space: list it and watch it afresh.
+                                    if let Some(task) = watch.take() {
+                                        task.stop();
+                                    }
+                                    if let Some(listing) = list_with_retry(&mut lister, &self.prefixes, None, &context.shutdown, &self.telemetry).await {
+                                        self.replace_store(listing);
+                                    }
+                                    if watching {
+                                        watch = Some(WatchTask::start(&lister, self, &context.shutdown));
+                                    }
+                                }
+                                self.render_all();
+                                notify_systemd(&[sd_notify::NotifyState::Ready]);
+                            }
+                            Reconfigured::Kept => notify_systemd(&[sd_notify::NotifyState::Ready]),
+                            Reconfigured::NewBackend(config, backend) => {
+                                if let Some(task) = watch.take() {
+                                    task.stop();
+                                }
+                                notify_systemd(&[sd_notify::NotifyState::Ready]);
+                                return Followed::Restart(config, backend);
+                            }
                         }
-                        self.render_affected(&changed, &workers);
-                    }
-                    None => {
-                        // The watch task ended (it only does on shutdown).
-                        watch_task = None;
-                    }
-                },
-                _ = tick(&mut relist) => {
-                    if let Some(listing) = list_once(&mut lister, &self.prefixes).await {
-                        let update = Update::Listing { prefixes: self.prefixes.clone(), listing };
-                        let changed = self.apply(update, &mut revision);
-                        self.render_affected(&changed, &workers);
                     }
                 }
+                update = recv(&mut watch) => match update {
+                    Some(update) => {
+                        let mut changed = self.apply(update);
+                        // Drain what queued up meanwhile: one render for a burst.
+                        if let Some(task) = watch.as_mut() {
+                            while let Ok(more) = task.updates.try_recv() {
+                                changed.extend(self.apply(more));
+                            }
+                        }
+                        self.changed(&changed);
+                    }
+                    // The watch task ended (it only does on shutdown).
+                    None => watch = None,
+                },
+                _ = tick(&mut relist) => {
+                    if let Some(listing) = list_once(&mut lister, &self.prefixes, &self.telemetry).await {
+                        let update = Update::Listing { prefixes: self.prefixes.clone(), listing };
+                        let changed = self.apply(update);
+                        self.changed(&changed);
+                    }
+                }
+                _ = sleep_until(next_deadline) => self.render_due(),
             }
         }
-        if let Some(task) = watch_task {
-            task.abort();
+        if let Some(task) = watch {
+            task.stop();
         }
-        workers.stop().await;
-        RunOutcome::Success
+        Followed::Stopped
+    }
+
+    fn replace_store(&mut self, listing: Listing) {
+        self.revision = listing.revision;
+        self.store = Arc::new(listing.entries.into_iter().collect());
+        self.telemetry
+            .store_changed(self.revision, self.store.len());
     }
 
     /// Applies one update to the store; returns the keys whose value changed.
-    fn apply(&mut self, update: Update, revision: &mut u64) -> Vec<String> {
+    fn apply(&mut self, update: Update) -> Vec<String> {
         let store = Arc::make_mut(&mut self.store);
-        match update {
+        let changed = match update {
             Update::Listing { prefixes, listing } => {
-                *revision = listing.revision;
+                self.revision = listing.revision;
                 let mut changed = Vec::new();
                 let mut entries = listing.entries;
                 for prefix in &prefixes {
@@ -263,11 +474,8 @@ impl Runtime {
                 }
                 changed
             }
-            Update::Changes {
-                revision: at,
-                changes,
-            } => {
-                *revision = at;
+            Update::Changes { revision, changes } => {
+                self.revision = revision;
                 changes
                     .into_iter()
                     .filter_map(|change| {
@@ -276,66 +484,262 @@ impl Runtime {
                     })
                     .collect()
             }
-        }
+        };
+        self.telemetry
+            .store_changed(self.revision, self.store.len());
+        changed
     }
 
-    fn render_all(&self, workers: &Workers) {
-        let rendered: usize = (0..self.slots.len())
-            .map(|index| self.render_one(index, workers))
-            .sum();
-        release_free_memory(rendered);
-    }
-
-    /// Renders the resources watching any of `changed`.
-    fn render_affected(&self, changed: &[String], workers: &Workers) {
+    /// Reacts to changed keys: renders the resources that read them now, or arms their `wait`.
+    fn changed(&mut self, changed: &[String]) {
         if changed.is_empty() {
             return;
         }
-        let affected: BTreeSet<usize> = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, slot)| {
-                changed.iter().any(|key| {
-                    slot.resource
-                        .keys
-                        .iter()
-                        .any(|scope| key_in_scope(scope, key))
-                })
-            })
-            .map(|(index, _)| index)
-            .collect();
+        let now = tokio::time::Instant::now();
+        let mut render_now = BTreeSet::new();
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let touched = changed.iter().any(|key| {
+                slot.resource
+                    .keys
+                    .iter()
+                    .any(|scope| key_in_scope(scope, key))
+            });
+            if !touched {
+                continue;
+            }
+            match slot.wait {
+                None => {
+                    render_now.insert(index);
+                }
+                Some(wait) => {
+                    // Each change re-arms MIN; MAX, counted from the first change, caps it.
+                    let first = slot.debounce.map_or(now, |(first, _)| first);
+                    slot.debounce = Some((first, (now + wait.min).min(first + wait.max)));
+                }
+            }
+        }
         debug!(
             changed = changed.len(),
-            resources = affected.len(),
+            resources = render_now.len(),
             "store changed"
         );
-        let rendered: usize = affected
-            .into_iter()
-            .map(|index| self.render_one(index, workers))
-            .sum();
-        release_free_memory(rendered);
+        self.render(render_now);
     }
 
-    /// Renders one resource and hands the result to its worker; returns the rendered size.
-    fn render_one(&self, index: usize, workers: &Workers) -> usize {
-        let slot = &self.slots[index];
-        match resource::render(&self.engine, &slot.resource, &slot.scope, &self.store) {
-            Ok(rendered) => {
-                let size = rendered.len();
-                workers.submit(index, rendered);
-                size
-            }
-            Err(err) => {
-                error!(
+    /// Renders the resources whose quiescence has expired.
+    fn render_due(&mut self) {
+        let now = tokio::time::Instant::now();
+        let due: BTreeSet<usize> = self
+            .slots
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, slot)| match slot.debounce {
+                Some((_, deadline)) if deadline <= now => {
+                    slot.debounce = None;
+                    Some(index)
+                }
+                _ => None,
+            })
+            .collect();
+        self.render(due);
+    }
+
+    /// Renders every resource at once, whatever its `wait`: the first render is never delayed.
+    fn render_all(&mut self) {
+        for slot in &mut self.slots {
+            slot.debounce = None;
+        }
+        let all = (0..self.slots.len()).collect();
+        self.render(all);
+    }
+
+    fn render(&self, indexes: BTreeSet<usize>) {
+        let mut rendered_bytes = 0;
+        for index in indexes {
+            let slot = &self.slots[index];
+            let started = Instant::now();
+            let result = resource::render(&self.engine, &slot.resource, &slot.scope, &self.store);
+            self.telemetry
+                .rendered(&slot.resource.name, result.is_ok(), started.elapsed());
+            match result {
+                Ok(rendered) => {
+                    rendered_bytes += rendered.len();
+                    // Reload groups hold their reload until this member has written the render.
+                    for group in &slot.groups {
+                        group.mark_pending(slot.id);
+                    }
+                    slot.mailbox.put(rendered);
+                }
+                Err(err) => error!(
                     resource = %slot.resource.name,
                     dest = %slot.resource.dest.display(),
                     error = %err,
                     "render failed; destination left unchanged"
-                );
-                0
+                ),
             }
         }
+        release_free_memory(rendered_bytes);
+    }
+
+    /// Re-reads the configuration. Errors leave everything as it is; a new backend restarts the
+    /// run; otherwise resources are updated in place (unchanged ones keep their worker, their
+    /// memory of failed checks and their pending `wait`).
+    async fn reload_configuration(&mut self, cli: &Cli) -> Reconfigured {
+        notify_systemd_reloading();
+        info!("reloading the configuration");
+        let config = match config::load(cli) {
+            Ok(config) => config,
+            Err(errors) => {
+                for error in &errors.0 {
+                    error!(error = %error, "configuration error");
+                }
+                error!(
+                    errors = errors.len(),
+                    "new configuration rejected; the running one stays"
+                );
+                return Reconfigured::Kept;
+            }
+        };
+        if !config.settings.same_backend(&self.settings) {
+            return match crate::connect_backend(&config.settings) {
+                Ok(backend) => Reconfigured::NewBackend(Box::new(config), backend),
+                Err(errors) => {
+                    error!(error = %errors, "new backend settings rejected; the running configuration stays");
+                    Reconfigured::Kept
+                }
+            };
+        }
+        for ignored in ["listen", "exec"] {
+            let changed = match ignored {
+                "listen" => config.settings.listen != self.settings.listen,
+                _ => config.settings.exec != self.settings.exec,
+            };
+            if changed {
+                warn!(
+                    setting = ignored,
+                    "this setting only changes with a restart of terad"
+                );
+            }
+        }
+        let Config {
+            settings,
+            resources,
+            engine,
+        } = config;
+        let options_changed = sync_options(&settings) != self.options;
+        self.options = sync_options(&settings);
+        self.settings = settings;
+        self.engine = Arc::new(engine);
+
+        let mut old: Vec<Slot> = std::mem::take(&mut self.slots);
+        let mut slots = Vec::with_capacity(resources.len());
+        let (mut kept, mut started) = (0, 0);
+        for resource in resources {
+            let reuse = (!options_changed)
+                .then(|| old.iter().position(|slot| *slot.resource == resource))
+                .flatten();
+            match reuse {
+                Some(position) => {
+                    kept += 1;
+                    let mut slot = old.swap_remove(position);
+                    slot.wait = slot.resource.wait.or(self.settings.wait);
+                    slots.push(slot);
+                }
+                None => {
+                    started += 1;
+                    slots.push(self.new_slot(resource));
+                }
+            }
+        }
+        let stopped = old.len();
+        for slot in old {
+            // Its worker finishes what it is writing, then ends.
+            slot.mailbox.close();
+        }
+        self.slots = slots;
+        let prefixes_changed = self.update_prefixes();
+        info!(kept, started, stopped, "configuration reloaded");
+        Reconfigured::InPlace { prefixes_changed }
+    }
+
+    /// Lets every worker finish what it has (bounded by the shutdown timeout), then waits for
+    /// running reloads.
+    async fn stop(&mut self, context: &RunContext) {
+        for slot in &self.slots {
+            slot.mailbox.close();
+        }
+        let limit = self.settings.shutdown_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        let finish = async { while self.workers.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, finish).await.is_err() {
+            warn!(
+                timeout_secs = limit.as_secs(),
+                "shutdown timeout: abandoning unfinished writes"
+            );
+            self.workers.abort_all();
+        }
+        for group in self.groups.values() {
+            let rest = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if !group.wait_idle(rest).await {
+                warn!("shutdown timeout: a reload is still running");
+            }
+        }
+        let _ = context;
+    }
+}
+
+enum Reconfigured {
+    Kept,
+    InPlace { prefixes_changed: bool },
+    NewBackend(Box<Config>, Backend),
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The task following the backend, and the channel its updates arrive on.
+struct WatchTask {
+    updates: mpsc::Receiver<Update>,
+    stop: CancellationToken,
+}
+
+impl WatchTask {
+    fn start(backend: &Backend, runtime: &Runtime, shutdown: &CancellationToken) -> WatchTask {
+        let (tx, updates) = mpsc::channel(UPDATE_QUEUE);
+        let stop = shutdown.child_token();
+        tokio::spawn(watch_loop(
+            backend.clone(),
+            runtime.prefixes.clone(),
+            runtime.revision,
+            tx,
+            stop.clone(),
+            Arc::clone(&runtime.telemetry),
+        ));
+        WatchTask { updates, stop }
+    }
+
+    fn stop(self) {
+        self.stop.cancel();
+    }
+}
+
+async fn recv(watch: &mut Option<WatchTask>) -> Option<Update> {
+    match watch {
+        Some(task) => task.updates.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -354,23 +758,8 @@ fn release_free_memory(rendered_bytes: usize) {
     }
 }
 
-async fn tick(interval: &mut Option<tokio::time::Interval>) {
-    match interval {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// One task per resource applying the newest render.
-struct Workers {
-    mailboxes: Vec<Arc<Mailbox>>,
-    tasks: JoinSet<()>,
-}
-
 /// The newest render for one worker. A render that arrives while the worker is busy replaces
-/// the one waiting, so a slow reload never builds a queue; the worker takes the content out,
+/// the one waiting, so a slow check never builds a queue; the worker takes the content out,
 /// so a large file is not kept in memory between changes.
 #[derive(Default)]
 struct Mailbox {
@@ -389,6 +778,10 @@ impl Mailbox {
         self.latest.lock().expect("mailbox lock").take()
     }
 
+    fn has_content(&self) -> bool {
+        self.latest.lock().expect("mailbox lock").is_some()
+    }
+
     fn close(&self) {
         self.closed
             .store(true, std::sync::atomic::Ordering::Release);
@@ -400,36 +793,17 @@ impl Mailbox {
     }
 }
 
-impl Workers {
-    fn start(slots: &[Slot], options: SyncOptions) -> Workers {
-        let mut mailboxes = Vec::with_capacity(slots.len());
-        let mut tasks = JoinSet::new();
-        for slot in slots {
-            let mailbox = Arc::new(Mailbox::default());
-            mailboxes.push(Arc::clone(&mailbox));
-            tasks.spawn(worker(Arc::clone(&slot.resource), mailbox, options));
-        }
-        Workers { mailboxes, tasks }
-    }
-
-    fn submit(&self, index: usize, rendered: Vec<u8>) {
-        self.mailboxes[index].put(rendered);
-    }
-
-    /// Lets every worker finish what it has (the newest render included), then stops them.
-    async fn stop(self) {
-        let Workers {
-            mailboxes,
-            mut tasks,
-        } = self;
-        for mailbox in &mailboxes {
-            mailbox.close();
-        }
-        while tasks.join_next().await.is_some() {}
-    }
-}
-
-async fn worker(resource: Arc<Resource>, mailbox: Arc<Mailbox>, options: SyncOptions) {
+/// Writes each newest render of one resource, then tells its reload groups.
+async fn worker(
+    id: usize,
+    resource: Arc<Resource>,
+    mailbox: Arc<Mailbox>,
+    groups: Vec<Arc<Group>>,
+    options: SyncOptions,
+    telemetry: Arc<Telemetry>,
+) {
+    // A render check_cmd rejected, by content hash: not checked again until the data changes.
+    let mut rejected: Option<u64> = None;
     loop {
         let Some(content) = mailbox.take() else {
             if mailbox.is_closed() {
@@ -438,38 +812,77 @@ async fn worker(resource: Arc<Resource>, mailbox: Arc<Mailbox>, options: SyncOpt
             mailbox.notify.notified().await;
             continue;
         };
-        match resource::sync(&resource, content, options).await {
-            Ok(SyncOutcome::Unchanged | SyncOutcome::Pending | SyncOutcome::Updated { .. }) => {}
-            Err(err) => error!(
-                resource = %resource.name,
-                dest = %resource.dest.display(),
-                error = %err,
-                "sync failed"
-            ),
+        let hash = content_hash(&content);
+        let changed = if rejected == Some(hash) {
+            debug!(resource = %resource.name, "same render as the one check_cmd rejected; not checked again");
+            false
+        } else {
+            let started = Instant::now();
+            let result = resource::sync(&resource, content, options).await;
+            let (outcome, in_sync, changed) = match &result {
+                Ok(SyncOutcome::Unchanged) => ("unchanged", true, false),
+                Ok(SyncOutcome::Pending) => ("pending", true, false),
+                Ok(SyncOutcome::Updated { .. }) => ("updated", true, true),
+                Err(_) => ("failed", false, false),
+            };
+            telemetry.synced(&resource.name, outcome, in_sync);
+            let _ = started;
+            match result {
+                Ok(outcome) => {
+                    rejected = None;
+                    if let SyncOutcome::Updated {
+                        checked_in: Some(took),
+                    } = outcome
+                    {
+                        telemetry.checked(&resource.name, true, took);
+                    }
+                }
+                Err(err) => {
+                    if let SyncError::Check { took, .. } = &err {
+                        rejected = Some(hash);
+                        telemetry.checked(&resource.name, false, *took);
+                    }
+                    error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "sync failed");
+                }
+            }
+            changed
+        };
+        let more_waiting = mailbox.has_content();
+        for group in &groups {
+            group.member_done(id, changed, more_waiting);
         }
     }
 }
 
+fn content_hash(content: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    content.hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Follows the backend's changes, resuming after errors with backoff and re-listing when the
-/// watch cannot resume. Runs until shutdown or until the runner stops reading.
+/// watch cannot resume. Runs until `stop` or until the runner stops reading.
 async fn watch_loop(
     mut backend: Backend,
     prefixes: Vec<String>,
     mut revision: u64,
     updates: mpsc::Sender<Update>,
-    shutdown: CancellationToken,
+    stop: CancellationToken,
+    telemetry: Arc<Telemetry>,
 ) {
     let mut backoff = Backoff::new();
     loop {
         let result = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
             result = backend.watch(&prefixes, &mut revision, &updates) => result,
         };
         match result {
             Ok(()) => return,
             Err(err) if err.needs_relist() => {
                 warn!(backend = backend.name(), error = %err, "watch cannot resume; listing again");
-                let Some(listing) = list_with_retry(&mut backend, &prefixes, None, &shutdown).await
+                let Some(listing) =
+                    list_with_retry(&mut backend, &prefixes, None, &stop, &telemetry).await
                 else {
                     return;
                 };
@@ -484,6 +897,7 @@ async fn watch_loop(
                 backoff.reset();
             }
             Err(err) => {
+                telemetry.backend_error(backend.name());
                 let delay = backoff.next();
                 warn!(
                     backend = backend.name(),
@@ -492,8 +906,13 @@ async fn watch_loop(
                     "watch interrupted; keeping the last good files"
                 );
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
+                }
+                // Reachable again if the next attempt lists: the watch itself says nothing
+                // until something changes.
+                if backend.list(&prefixes).await.is_ok() {
+                    telemetry.backend_ok();
                 }
             }
         }
@@ -501,10 +920,18 @@ async fn watch_loop(
 }
 
 /// Lists once; a failure is logged and the store keeps its last good state.
-async fn list_once(backend: &mut Backend, prefixes: &[String]) -> Option<Listing> {
+async fn list_once(
+    backend: &mut Backend,
+    prefixes: &[String],
+    telemetry: &Telemetry,
+) -> Option<Listing> {
     match backend.list(prefixes).await {
-        Ok(listing) => Some(listing),
+        Ok(listing) => {
+            telemetry.backend_ok();
+            Some(listing)
+        }
         Err(err) => {
+            telemetry.backend_error(backend.name());
             warn!(backend = backend.name(), error = %err, "listing failed; keeping the last good files");
             None
         }
@@ -518,6 +945,7 @@ async fn list_with_retry(
     prefixes: &[String],
     deadline: Option<tokio::time::Instant>,
     shutdown: &CancellationToken,
+    telemetry: &Telemetry,
 ) -> Option<Listing> {
     let mut backoff = Backoff::new();
     loop {
@@ -530,12 +958,19 @@ async fn list_with_retry(
                     message: "no answer before the backend timeout".to_owned(),
                 }),
             },
-            None => attempt.await,
+            None => tokio::select! {
+                result = attempt => result,
+                _ = shutdown.cancelled() => return None,
+            },
         };
         let err = match result {
-            Ok(listing) => return Some(listing),
+            Ok(listing) => {
+                telemetry.backend_ok();
+                return Some(listing);
+            }
             Err(err) => err,
         };
+        telemetry.backend_error(backend.name());
         let delay = backoff.next();
         let now = tokio::time::Instant::now();
         if deadline.is_some_and(|deadline| now + delay >= deadline || !is_transient(&err)) {

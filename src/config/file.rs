@@ -83,6 +83,45 @@ pub(super) struct RawConfigFile {
     #[serde(default, deserialize_with = "non_empty")]
     pub datacenter: Option<String>,
 
+    #[serde(default, deserialize_with = "non_empty")]
+    pub wait: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub listen: Option<String>,
+    #[serde(
+        rename = "ready-timeout",
+        alias = "ready_timeout",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    pub ready_timeout: Option<String>,
+    #[serde(rename = "watch-config", alias = "watch_config")]
+    pub watch_config: Option<bool>,
+    #[serde(
+        rename = "shutdown-timeout",
+        alias = "shutdown_timeout",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    pub shutdown_timeout: Option<String>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub exec: Option<String>,
+    #[serde(
+        rename = "exec-reload-signal",
+        alias = "exec_reload_signal",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    pub exec_reload_signal: Option<String>,
+    #[serde(
+        rename = "exec-kill-timeout",
+        alias = "exec_kill_timeout",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    pub exec_kill_timeout: Option<String>,
+    #[serde(rename = "exec-exit-with-child", alias = "exec_exit_with_child")]
+    pub exec_exit_with_child: Option<bool>,
+
     // confd keys terad does not use.
     #[serde(default, deserialize_with = "non_empty")]
     pub srv_domain: Option<String>,

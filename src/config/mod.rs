@@ -95,6 +95,56 @@ pub struct TlsSettings {
     pub insecure: bool,
 }
 
+/// Quiescence before a render: a change arms `min`, each further change re-arms it, and `max`
+/// caps the total delay since the first change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitSpec {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+/// Parses `MIN[:MAX]` (`"100ms:1s"`, `"2s"`); MAX defaults to 4×MIN, as in consul-template.
+pub fn parse_wait(text: &str) -> Result<WaitSpec, String> {
+    let parse = |part: &str| {
+        humantime::parse_duration(part.trim())
+            .map_err(|e| format!("invalid wait {text:?}: {e} (write MIN[:MAX], e.g. \"100ms:1s\")"))
+    };
+    let (min, max) = match text.split_once(':') {
+        Some((min, max)) => (parse(min)?, parse(max)?),
+        None => {
+            let min = parse(text)?;
+            (min, min * 4)
+        }
+    };
+    if max < min {
+        return Err(format!("invalid wait {text:?}: MAX is shorter than MIN"));
+    }
+    Ok(WaitSpec { min, max })
+}
+
+/// `--exec`: a supervised service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSettings {
+    pub command: String,
+    /// Sent when the service's files change; `None` restarts it instead.
+    pub reload_signal: Option<nix::sys::signal::Signal>,
+    pub kill_timeout: Duration,
+    /// Exit with the service instead of restarting it.
+    pub exit_with_child: bool,
+}
+
+/// Parses a signal name: `SIGHUP`, `HUP` or `hup`.
+pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, String> {
+    let upper = text.trim().to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse()
+        .map_err(|_| format!("unknown signal {text:?}; use a name such as SIGHUP or SIGUSR2"))
+}
+
 /// Consul's read consistency (`?stale`, `?consistent`, or neither).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Consistency {
@@ -145,6 +195,16 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub backend_timeout: Duration,
     pub consul: ConsulSettings,
+    /// Global quiescence; a resource's own `wait` wins.
+    pub wait: Option<WaitSpec>,
+    /// Address of the health and metrics endpoint.
+    pub listen: Option<std::net::SocketAddr>,
+    /// How long the backend may be unreachable before /ready turns false.
+    pub ready_timeout: Duration,
+    pub watch_config: bool,
+    /// How long an in-flight write, check or reload may take to finish at shutdown.
+    pub shutdown_timeout: Duration,
+    pub exec: Option<ExecSettings>,
     /// Settings from a confd.toml that terad accepts but does not use, for a warning.
     pub ignored: Vec<String>,
 }
@@ -156,6 +216,19 @@ impl Settings {
 
     pub fn templates_dir(&self) -> PathBuf {
         self.confdir.join("templates")
+    }
+
+    /// Whether `other` talks to the same backend in the same way, so a configuration reload can
+    /// keep the live store and the watch.
+    pub fn same_backend(&self, other: &Settings) -> bool {
+        self.backend == other.backend
+            && self.nodes == other.nodes
+            && self.files == other.files
+            && self.prefix == other.prefix
+            && self.tls == other.tls
+            && self.auth == other.auth
+            && self.consul == other.consul
+            && self.mode == other.mode
     }
 }
 
@@ -472,6 +545,25 @@ impl Settings {
             cli.consul_wait.clone().or(raw.consul_wait.clone()),
             DEFAULT_CONSUL_WAIT,
         );
+        let ready_timeout = duration(
+            "--ready-timeout",
+            cli.ready_timeout.clone().or(raw.ready_timeout.clone()),
+            Duration::from_secs(30),
+        );
+        let shutdown_timeout = duration(
+            "--shutdown-timeout",
+            cli.shutdown_timeout
+                .clone()
+                .or(raw.shutdown_timeout.clone()),
+            Duration::from_secs(30),
+        );
+        let exec_kill_timeout = duration(
+            "--exec-kill-timeout",
+            cli.exec_kill_timeout
+                .clone()
+                .or(raw.exec_kill_timeout.clone()),
+            Duration::from_secs(10),
+        );
         let consistency = match cli
             .consistency
             .clone()
@@ -487,6 +579,64 @@ impl Settings {
                     format!("unknown mode {other:?}; use default, stale or consistent"),
                 ));
                 Consistency::Default
+            }
+        };
+
+        let wait = match cli.wait.clone().or(raw.wait.clone()) {
+            None => None,
+            Some(text) => match parse_wait(&text) {
+                Ok(wait) => Some(wait),
+                Err(message) => {
+                    errors.push(ConfigError::option("--wait", message));
+                    None
+                }
+            },
+        };
+        let listen = match cli.listen.clone().or(raw.listen.clone()) {
+            None => None,
+            Some(text) => match text.parse::<std::net::SocketAddr>() {
+                Ok(address) => Some(address),
+                Err(_) => {
+                    errors.push(ConfigError::option(
+                        "--listen",
+                        format!("invalid address {text:?}; write IP:PORT, e.g. 127.0.0.1:9100"),
+                    ));
+                    None
+                }
+            },
+        };
+        let exec = match cli.exec.clone().or(raw.exec.clone()) {
+            None => None,
+            Some(command) => {
+                let reload_signal = match cli
+                    .exec_reload_signal
+                    .clone()
+                    .or(raw.exec_reload_signal.clone())
+                {
+                    None => None,
+                    Some(text) => match parse_signal(&text) {
+                        Ok(signal) => Some(signal),
+                        Err(message) => {
+                            errors.push(ConfigError::option("--exec-reload-signal", message));
+                            None
+                        }
+                    },
+                };
+                if mode == Mode::Onetime {
+                    errors.push(ConfigError::option(
+                        "--exec",
+                        "supervises a service, which a one-shot run does not do; use --watch or --interval",
+                    ));
+                }
+                Some(ExecSettings {
+                    command,
+                    reload_signal,
+                    kill_timeout: exec_kill_timeout,
+                    exit_with_child: cli
+                        .exec_exit_with_child
+                        .or(raw.exec_exit_with_child)
+                        .unwrap_or(false),
+                })
             }
         };
 
@@ -524,6 +674,12 @@ impl Settings {
                 consistency,
                 datacenter: cli.datacenter.clone().or(raw.datacenter.clone()),
             },
+            wait,
+            listen,
+            ready_timeout,
+            watch_config: cli.watch_config.or(raw.watch_config).unwrap_or(false),
+            shutdown_timeout,
+            exec,
             ignored: raw.ignored_keys(),
         };
         errors.into_result(settings)
@@ -780,6 +936,42 @@ file = ["/etc/keys.yaml"]
             errors.contains("t.toml:2:1: unknown field `bogus`"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn wait_specs_parse_and_default_max_to_four_times_min() {
+        assert_eq!(
+            parse_wait("100ms:1s"),
+            Ok(WaitSpec {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            parse_wait("2s"),
+            Ok(WaitSpec {
+                min: Duration::from_secs(2),
+                max: Duration::from_secs(8)
+            })
+        );
+        assert!(
+            parse_wait("1s:100ms")
+                .unwrap_err()
+                .contains("MAX is shorter than MIN")
+        );
+        assert!(
+            parse_wait("soon")
+                .unwrap_err()
+                .contains("invalid wait \"soon\"")
+        );
+    }
+
+    #[test]
+    fn signals_parse_with_or_without_sig() {
+        use nix::sys::signal::Signal;
+        assert_eq!(parse_signal("SIGHUP"), Ok(Signal::SIGHUP));
+        assert_eq!(parse_signal("usr2"), Ok(Signal::SIGUSR2));
+        assert!(parse_signal("SIGNOPE").is_err());
     }
 
     #[test]

@@ -44,6 +44,7 @@ struct RawTemplate {
     create_dirs: Option<bool>,
     check_timeout: Option<Spanned<DurationValue>>,
     reload_timeout: Option<Spanned<DurationValue>>,
+    wait: Option<Spanned<String>>,
 }
 
 /// A duration written as a string (`"500ms"`, `"2m"`) or as whole seconds.
@@ -79,6 +80,8 @@ pub struct Resource {
     pub reload_timeout: Duration,
     /// Create the destination's missing parent directories instead of failing.
     pub create_dirs: bool,
+    /// Quiescence for this resource, overriding the global `--wait`.
+    pub wait: Option<super::WaitSpec>,
 }
 
 /// Reads every resource below `confdir/conf.d`, validating each against `templates_dir` and the
@@ -333,6 +336,16 @@ fn validate(
         &raw.reload_timeout,
         DEFAULT_RELOAD_TIMEOUT,
     );
+    let wait = raw
+        .wait
+        .as_ref()
+        .and_then(|wait| match super::parse_wait(wait.get_ref()) {
+            Ok(spec) => Some(spec),
+            Err(message) => {
+                error("wait", Some(wait.span()), message);
+                None
+            }
+        });
 
     match (template, dest) {
         (Some(template), Some(dest)) if errors.is_empty() => Ok(Resource {
@@ -350,6 +363,7 @@ fn validate(
             check_timeout,
             reload_timeout,
             create_dirs: raw.create_dirs.unwrap_or(false),
+            wait,
         }),
         _ => Err(errors),
     }

@@ -1,0 +1,248 @@
+//! Reload coalescing.
+//!
+//! Resources that share a reload (the same `reload_cmd` after placeholder substitution, or the
+//! `--exec` service) form a group. A reload runs once all members that were handed a render
+//! have finished writing it, so resources changed together cause one reload; a member that
+//! changes while the reload runs causes exactly one more afterwards; two runs of one reload
+//! never overlap. HAProxy and friends keep old processes draining on every reload, so a burst
+//! of changes must not become a burst of reloads.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tracing::{error, info};
+
+use crate::process;
+use crate::telemetry::Telemetry;
+
+/// What a group's reload does.
+#[derive(Clone)]
+pub enum Action {
+    /// A shell command (`reload_cmd` with its placeholders filled in).
+    Command { command: String, timeout: Duration },
+    /// Tell the `--exec` service (signal it, or restart it).
+    Exec(crate::exec::ExecHandle),
+}
+
+impl Action {
+    /// The key that decides which resources share a reload.
+    pub fn key(&self) -> String {
+        match self {
+            Action::Command { command, .. } => format!("cmd:{command}"),
+            Action::Exec(_) => "exec".to_owned(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Action::Command { command, .. } => command.clone(),
+            Action::Exec(_) => "the --exec service".to_owned(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// Members that were handed a render they have not finished with.
+    pending: BTreeSet<usize>,
+    /// A member changed its file since the last reload started.
+    requested: bool,
+    running: bool,
+    /// Bumped at the end of every run, for waiters.
+    runs: u64,
+}
+
+/// The resources sharing one reload.
+pub struct Group {
+    action: Action,
+    /// Resource names, for logs and metrics.
+    members: Mutex<Vec<String>>,
+    state: Mutex<State>,
+    finished: tokio::sync::Notify,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Group {
+    pub fn new(action: Action, telemetry: Arc<Telemetry>) -> Arc<Group> {
+        Arc::new(Group {
+            action,
+            members: Mutex::new(Vec::new()),
+            state: Mutex::new(State::default()),
+            finished: tokio::sync::Notify::new(),
+            telemetry,
+        })
+    }
+
+    pub fn add_member(&self, name: &str) {
+        self.members
+            .lock()
+            .expect("members lock")
+            .push(name.to_owned());
+    }
+
+    /// The runner handed member `index` a render: hold the reload until it is written.
+    pub fn mark_pending(&self, index: usize) {
+        self.state
+            .lock()
+            .expect("reload state")
+            .pending
+            .insert(index);
+    }
+
+    /// Member `index` finished a render. `changed`: its file changed and needs the reload;
+    /// `more_waiting`: it already has a newer render to write, so it stays pending.
+    pub fn member_done(self: &Arc<Self>, index: usize, changed: bool, more_waiting: bool) {
+        let mut state = self.state.lock().expect("reload state");
+        if changed {
+            state.requested = true;
+        }
+        if !more_waiting {
+            state.pending.remove(&index);
+        }
+        self.maybe_start(&mut state);
+    }
+
+    /// Starts a run when one is wanted, none is running, and no member is mid-write.
+    fn maybe_start(self: &Arc<Self>, state: &mut State) {
+        if !state.requested || state.running || !state.pending.is_empty() {
+            return;
+        }
+        state.requested = false;
+        state.running = true;
+        let group = Arc::clone(self);
+        tokio::spawn(async move {
+            group.run_once().await;
+            let mut state = group.state.lock().expect("reload state");
+            state.running = false;
+            state.runs += 1;
+            group.maybe_start(&mut state);
+            drop(state);
+            group.finished.notify_waiters();
+        });
+    }
+
+    async fn run_once(&self) {
+        let members = self.members.lock().expect("members lock").clone();
+        let started = Instant::now();
+        let result = match &self.action {
+            Action::Command { command, timeout } => process::run_shell(command, *timeout)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Action::Exec(handle) => handle.files_changed().await,
+        };
+        let took = started.elapsed();
+        self.telemetry.reloaded(&members, result.is_ok(), took);
+        match result {
+            Ok(()) => info!(
+                resources = ?members,
+                reload = %self.action.describe(),
+                took_ms = took.as_millis() as u64,
+                "reloaded"
+            ),
+            // Retried on the next change: a failed reload is not a reason to loop.
+            Err(message) => error!(
+                resources = ?members,
+                reload = %self.action.describe(),
+                error = %message,
+                "reload failed; the new files are in place and the next change retries"
+            ),
+        }
+    }
+
+    /// Waits until no reload of this group is running (for shutdown), at most `limit`.
+    pub async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let notified = self.finished.notified();
+            if !self.state.lock().expect("reload state").running {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn runs(&self) -> u64 {
+        self.state.lock().expect("reload state").runs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counting_group(dir: &std::path::Path, seconds: f64) -> (Arc<Group>, std::path::PathBuf) {
+        let log = dir.join("runs.log");
+        let command = format!(
+            "echo start >> {log}; sleep {seconds}; echo end >> {log}",
+            log = log.display()
+        );
+        let group = Group::new(
+            Action::Command {
+                command,
+                timeout: Duration::from_secs(10),
+            },
+            Arc::new(Telemetry::new(Duration::from_secs(1))),
+        );
+        group.add_member("a");
+        group.add_member("b");
+        (group, log)
+    }
+
+    async fn settle(group: &Group) {
+        assert!(group.wait_idle(Duration::from_secs(10)).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(group.wait_idle(Duration::from_secs(10)).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn members_changed_together_cause_one_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (group, log) = counting_group(dir.path(), 0.0);
+        group.mark_pending(0);
+        group.mark_pending(1);
+        group.member_done(0, true, false);
+        // Member 1 is still writing: nothing runs yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!log.exists(), "reload started before every member finished");
+        group.member_done(1, true, false);
+        settle(&group).await;
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "start\nend\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn changes_during_a_reload_cause_exactly_one_more_and_runs_never_overlap() {
+        let dir = tempfile::tempdir().unwrap();
+        let (group, log) = counting_group(dir.path(), 0.3);
+        group.mark_pending(0);
+        group.member_done(0, true, false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Three more changes while the first run sleeps.
+        for _ in 0..3 {
+            group.mark_pending(0);
+            group.member_done(0, true, false);
+        }
+        settle(&group).await;
+        assert_eq!(group.runs(), 2);
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "start\nend\nstart\nend\n",
+            "runs overlapped"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn unchanged_files_do_not_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let (group, log) = counting_group(dir.path(), 0.0);
+        group.mark_pending(0);
+        group.member_done(0, false, false);
+        settle(&group).await;
+        assert!(!log.exists());
+        assert_eq!(group.runs(), 0);
+    }
+}

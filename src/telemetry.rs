@@ -1,0 +1,399 @@
+//! What terad tells the outside world about itself: Prometheus metrics, readiness (for `/ready`
+//! and systemd's `READY=1`), and the backend's reachability.
+//!
+//! One [`Telemetry`] is shared by the runner, the workers, the reloads and the HTTP endpoint.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+type Labels = Vec<(&'static str, String)>;
+
+fn duration_histogram() -> Histogram {
+    // 0.5 ms to ~16 s: a render of a few keys up to a slow reload.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// Every metric terad exports.
+pub struct Metrics {
+    registry: Registry,
+    renders: Family<Labels, Counter>,
+    render_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    syncs: Family<Labels, Counter>,
+    check_failures: Family<Labels, Counter>,
+    check_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    reloads: Family<Labels, Counter>,
+    reload_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    last_sync: Family<Labels, Gauge<f64, AtomicU64>>,
+    backend_errors: Family<Labels, Counter>,
+    store_revision: Gauge,
+    store_keys: Gauge,
+    watched_prefixes: Family<Labels, Gauge>,
+    ready: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("terad");
+        let metrics = Metrics {
+            renders: Family::default(),
+            render_seconds: Family::new_with_constructor(duration_histogram),
+            syncs: Family::default(),
+            check_failures: Family::default(),
+            check_seconds: Family::new_with_constructor(duration_histogram),
+            reloads: Family::default(),
+            reload_seconds: Family::new_with_constructor(duration_histogram),
+            last_sync: Family::default(),
+            backend_errors: Family::default(),
+            store_revision: Gauge::default(),
+            store_keys: Gauge::default(),
+            watched_prefixes: Family::default(),
+            ready: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "renders",
+            "Template renders, by resource and outcome (ok, error)",
+            metrics.renders.clone(),
+        );
+        registry.register(
+            "render_duration_seconds",
+            "Time to render a resource's template",
+            metrics.render_seconds.clone(),
+        );
+        registry.register(
+            "syncs",
+            "Syncs of a destination, by resource and outcome (unchanged, updated, failed)",
+            metrics.syncs.clone(),
+        );
+        registry.register(
+            "check_failures",
+            "Renders rejected by check_cmd, by resource",
+            metrics.check_failures.clone(),
+        );
+        registry.register(
+            "check_duration_seconds",
+            "check_cmd run time, by resource",
+            metrics.check_seconds.clone(),
+        );
+        registry.register(
+            "reloads",
+            "reload_cmd runs, by resource and outcome (ok, error)",
+            metrics.reloads.clone(),
+        );
+        registry.register(
+            "reload_duration_seconds",
+            "reload_cmd run time, by resource",
+            metrics.reload_seconds.clone(),
+        );
+        registry.register(
+            "last_successful_sync_timestamp_seconds",
+            "When a resource was last found or made in sync (Unix time)",
+            metrics.last_sync.clone(),
+        );
+        registry.register(
+            "backend_errors",
+            "Failed backend listings and broken watches, by backend",
+            metrics.backend_errors.clone(),
+        );
+        registry.register(
+            "store_revision",
+            "The backend position (etcd revision, Consul index) the store reflects",
+            metrics.store_revision.clone(),
+        );
+        registry.register(
+            "store_keys",
+            "Keys held in the live store",
+            metrics.store_keys.clone(),
+        );
+        registry.register(
+            "watched_prefixes",
+            "The merged key prefixes being watched (1 per prefix)",
+            metrics.watched_prefixes.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 once every resource has synced and the backend is reachable",
+            metrics.ready.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+fn resource(name: &str) -> Labels {
+    vec![("resource", name.to_owned())]
+}
+
+fn resource_outcome(name: &str, outcome: &str) -> Labels {
+    vec![
+        ("resource", name.to_owned()),
+        ("outcome", outcome.to_owned()),
+    ]
+}
+
+/// Readiness: which resources have synced at least once, and whether the backend answers.
+struct Health {
+    /// Resource name → synced successfully at least once.
+    synced: BTreeMap<String, bool>,
+    /// Since when the backend has been failing; `None` while it answers.
+    failing_since: Option<Instant>,
+}
+
+/// Metrics, readiness and notifications, shared across the process.
+pub struct Telemetry {
+    pub metrics: Metrics,
+    health: Mutex<Health>,
+    ready_timeout: Duration,
+    /// Flips to true once every resource has synced; the supervisor and systemd wait on it.
+    first_sync: watch::Sender<bool>,
+}
+
+impl Telemetry {
+    pub fn new(ready_timeout: Duration) -> Telemetry {
+        Telemetry {
+            metrics: Metrics::new(),
+            health: Mutex::new(Health {
+                synced: BTreeMap::new(),
+                failing_since: None,
+            }),
+            ready_timeout,
+            first_sync: watch::channel(false).0,
+        }
+    }
+
+    /// Declares the current set of resources (at start and after a configuration reload);
+    /// resources that were synced before keep that state.
+    pub fn set_resources<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut health = self.health.lock().expect("health lock");
+        let previous = std::mem::take(&mut health.synced);
+        for name in names {
+            let synced = previous.get(name).copied().unwrap_or(false);
+            health.synced.insert(name.to_owned(), synced);
+        }
+        drop(health);
+        self.update_ready();
+    }
+
+    pub fn set_prefixes(&self, prefixes: &[String]) {
+        self.metrics.watched_prefixes.clear();
+        for prefix in prefixes {
+            self.metrics
+                .watched_prefixes
+                .get_or_create(&vec![("prefix", prefix.clone())])
+                .set(1);
+        }
+    }
+
+    pub fn store_changed(&self, revision: u64, keys: usize) {
+        self.metrics
+            .store_revision
+            .set(i64::try_from(revision).unwrap_or(i64::MAX));
+        self.metrics
+            .store_keys
+            .set(i64::try_from(keys).unwrap_or(i64::MAX));
+    }
+
+    pub fn rendered(&self, name: &str, ok: bool, took: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.metrics
+            .renders
+            .get_or_create(&resource_outcome(name, outcome))
+            .inc();
+        self.metrics
+            .render_seconds
+            .get_or_create(&resource(name))
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn checked(&self, name: &str, ok: bool, took: Duration) {
+        if !ok {
+            self.metrics
+                .check_failures
+                .get_or_create(&resource(name))
+                .inc();
+        }
+        self.metrics
+            .check_seconds
+            .get_or_create(&resource(name))
+            .observe(took.as_secs_f64());
+    }
+
+    /// A sync finished: `in_sync` when the destination now matches the render.
+    pub fn synced(&self, name: &str, outcome: &str, in_sync: bool) {
+        self.metrics
+            .syncs
+            .get_or_create(&resource_outcome(name, outcome))
+            .inc();
+        if in_sync {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            self.metrics
+                .last_sync
+                .get_or_create(&resource(name))
+                .set(now);
+            let mut health = self.health.lock().expect("health lock");
+            if let Some(synced) = health.synced.get_mut(name) {
+                *synced = true;
+            }
+            drop(health);
+            self.update_ready();
+        }
+    }
+
+    pub fn reloaded(&self, names: &[String], ok: bool, took: Duration) {
+        let outcome = if ok { "ok" } else { "error" };
+        for name in names {
+            self.metrics
+                .reloads
+                .get_or_create(&resource_outcome(name, outcome))
+                .inc();
+            self.metrics
+                .reload_seconds
+                .get_or_create(&resource(name))
+                .observe(took.as_secs_f64());
+        }
+    }
+
+    pub fn backend_ok(&self) {
+        let mut health = self.health.lock().expect("health lock");
+        health.failing_since = None;
+        drop(health);
+        self.update_ready();
+    }
+
+    pub fn backend_error(&self, backend: &'static str) {
+        self.metrics
+            .backend_errors
+            .get_or_create(&vec![("backend", backend.to_owned())])
+            .inc();
+        let mut health = self.health.lock().expect("health lock");
+        health.failing_since.get_or_insert_with(Instant::now);
+        drop(health);
+        self.update_ready();
+    }
+
+    /// Every resource has synced at least once.
+    pub fn fully_synced(&self) -> bool {
+        let health = self.health.lock().expect("health lock");
+        !health.synced.is_empty() && health.synced.values().all(|synced| *synced)
+    }
+
+    /// `/ready`: fully synced, and the backend answering (or failing for less than the
+    /// ready timeout).
+    pub fn ready(&self) -> bool {
+        let health = self.health.lock().expect("health lock");
+        let synced = !health.synced.is_empty() && health.synced.values().all(|synced| *synced);
+        let reachable = health
+            .failing_since
+            .is_none_or(|since| since.elapsed() < self.ready_timeout);
+        synced && reachable
+    }
+
+    fn update_ready(&self) {
+        let ready = self.ready();
+        self.metrics.ready.set(i64::from(ready));
+        if self.fully_synced() && !*self.first_sync.borrow() {
+            self.first_sync.send_replace(true);
+            notify_systemd(&[sd_notify::NotifyState::Ready]);
+            tracing::info!("first full sync done; ready");
+        }
+    }
+
+    /// Resolves once every resource has synced at least once.
+    pub async fn first_full_sync(&self) {
+        let mut receiver = self.first_sync.subscribe();
+        let _ = receiver.wait_for(|done| *done).await;
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn encode_metrics(&self) -> String {
+        // Readiness depends on time (an outage grows older), so refresh it when scraped.
+        self.metrics.ready.set(i64::from(self.ready()));
+        let mut text = String::new();
+        encode(&mut text, &self.metrics.registry).expect("writing to a String cannot fail");
+        text
+    }
+}
+
+/// Sends a state to systemd when it started terad with `Type=notify` (`NOTIFY_SOCKET` set);
+/// does nothing otherwise.
+pub fn notify_systemd(states: &[sd_notify::NotifyState]) {
+    if let Err(error) = sd_notify::notify(states) {
+        tracing::warn!(error = %error, "cannot notify systemd");
+    }
+}
+
+/// `RELOADING=1` with the timestamp systemd ≥ 253 requires.
+pub fn notify_systemd_reloading() {
+    match sd_notify::NotifyState::monotonic_usec_now() {
+        Ok(now) => notify_systemd(&[sd_notify::NotifyState::Reloading, now]),
+        Err(_) => notify_systemd(&[sd_notify::NotifyState::Reloading]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_needs_every_resource_synced_and_a_reachable_backend() {
+        let telemetry = Telemetry::new(Duration::from_millis(50));
+        assert!(!telemetry.ready(), "no resources yet");
+        telemetry.set_resources(["a", "b"]);
+        telemetry.synced("a", "updated", true);
+        assert!(!telemetry.ready());
+        telemetry.synced("b", "failed", false);
+        assert!(!telemetry.ready(), "a failed sync does not count");
+        telemetry.synced("b", "unchanged", true);
+        assert!(telemetry.ready());
+        telemetry.backend_error("etcd");
+        assert!(telemetry.ready(), "within the grace period");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!telemetry.ready(), "backend down for too long");
+        telemetry.backend_ok();
+        assert!(telemetry.ready());
+        // A reload keeps what was synced and adds a new, not yet synced resource.
+        telemetry.set_resources(["a", "c"]);
+        assert!(!telemetry.ready());
+    }
+
+    #[test]
+    fn metrics_encode_with_labels() {
+        let telemetry = Telemetry::new(Duration::from_secs(1));
+        telemetry.set_resources(["haproxy"]);
+        telemetry.rendered("haproxy", true, Duration::from_millis(2));
+        telemetry.synced("haproxy", "updated", true);
+        telemetry.reloaded(&["haproxy".to_owned()], true, Duration::from_millis(5));
+        telemetry.backend_error("etcd");
+        telemetry.store_changed(42, 7);
+        telemetry.set_prefixes(&["/proxy".to_owned()]);
+        let text = telemetry.encode_metrics();
+        for want in [
+            "terad_renders_total{resource=\"haproxy\",outcome=\"ok\"} 1",
+            "terad_syncs_total{resource=\"haproxy\",outcome=\"updated\"} 1",
+            "terad_reloads_total{resource=\"haproxy\",outcome=\"ok\"} 1",
+            "terad_backend_errors_total{backend=\"etcd\"} 1",
+            "terad_store_revision 42",
+            "terad_store_keys 7",
+            "terad_watched_prefixes{prefix=\"/proxy\"} 1",
+            "terad_ready 1",
+            "terad_render_duration_seconds_bucket",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+    }
+}
