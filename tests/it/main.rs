@@ -5,4 +5,5 @@ mod support;
 
 mod consul;
 mod etcd;
+mod operability;
 mod pipeline;

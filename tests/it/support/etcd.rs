@@ -167,6 +167,22 @@ impl Etcd {
             });
     }
 
+    /// Puts entries one by one (one revision each), pausing `pause` between them.
+    pub fn put_paced(&self, entries: Vec<(String, String)>, pause: Duration) {
+        let url = self.url();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let mut client = etcd_client::Client::connect([url], None).await.unwrap();
+                for (key, value) in entries {
+                    client.put(key, value, None).await.unwrap();
+                    tokio::time::sleep(pause).await;
+                }
+            });
+    }
+
     pub fn delete(&self, key: &str) {
         self.ctl(&["del", key]);
     }
