@@ -5,5 +5,6 @@ mod support;
 
 mod consul;
 mod etcd;
+mod haproxy;
 mod operability;
 mod pipeline;

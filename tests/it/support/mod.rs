@@ -5,6 +5,7 @@
 
 pub mod consul;
 pub mod etcd;
+pub mod haproxy;
 pub mod tls;
 
 use std::path::{Path, PathBuf};
