@@ -8,14 +8,20 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, Settings};
 
-/// Installs the global subscriber. `RUST_LOG` refines the level for debugging, as a default level
-/// and per-target levels (`RUST_LOG=terad=trace,h2=warn`); otherwise `--log-level` applies to
-/// terad and its libraries. (`Targets`, not `EnvFilter`: no regular-expression engine needed.)
+/// Installs the global subscriber. `--log-level` applies to terad; libraries log at most at
+/// info, because their debug and trace output is noise to an operator and can include request
+/// headers (credentials). `RUST_LOG` overrides both for debugging, with a default level and
+/// per-target levels (`RUST_LOG=terad=trace,h2=warn`). (`Targets`, not `EnvFilter`: no
+/// regular-expression engine needed.)
 pub fn init(settings: &Settings) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|directives| directives.parse::<Targets>().ok())
-        .unwrap_or_else(|| Targets::new().with_default(settings.log_level));
+        .unwrap_or_else(|| {
+            Targets::new()
+                .with_target("terad", settings.log_level)
+                .with_default(settings.log_level.min(tracing::Level::INFO))
+        });
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())

@@ -154,6 +154,34 @@ fn reload_actions(
     actions
 }
 
+/// Keys under the (merged) prefixes of one resource.
+fn count_keys(store: &KeyStore, prefixes: &[String]) -> usize {
+    prefixes
+        .iter()
+        .map(|prefix| store.subtree(prefix).count())
+        .sum()
+}
+
+/// The empty-store guard: why a render must not happen, if it must not. `min_keys` always
+/// applies; and unless `allow_empty` is set, a resource whose keys went from some to none (a
+/// store restarted empty, a wiped prefix) keeps its last good file.
+fn guard(resource: &Resource, keys: usize, last_keys: Option<usize>) -> Option<String> {
+    if let Some(min) = resource.min_keys
+        && keys < min
+    {
+        return Some(format!(
+            "refusing to render with {keys} keys: min_keys is {min}"
+        ));
+    }
+    if !resource.allow_empty && keys == 0 && last_keys.is_some_and(|last| last > 0) {
+        return Some(format!(
+            "refusing to render: the resource's keys went from {} to none (set allow_empty = true if that is intended)",
+            last_keys.unwrap_or(0)
+        ));
+    }
+    None
+}
+
 /// `--onetime`: list once (retrying an unreachable backend up to the backend timeout), sync
 /// every resource in order, run each distinct reload once, and report whether all succeeded.
 async fn onetime(config: Config, mut backend: Backend, context: &RunContext) -> RunOutcome {
@@ -187,6 +215,12 @@ async fn onetime(config: Config, mut backend: Backend, context: &RunContext) -> 
     for resource in resources {
         let resource = Arc::new(resource);
         let scope = Arc::new(resource::key_scope(&resource));
+        let keys = count_keys(&store, &merge_prefixes(resource.keys.iter()));
+        if let Some(refusal) = guard(&resource, keys, None) {
+            error!(resource = %resource.name, dest = %resource.dest.display(), keys, "{refusal}; destination left unchanged");
+            failed += 1;
+            continue;
+        }
         let rendered = match resource::render(&engine, &resource, &scope, &store) {
             Ok(rendered) => rendered,
             Err(err) => {
@@ -248,6 +282,10 @@ struct Slot {
     wait: Option<WaitSpec>,
     /// Armed quiescence: (first change, render deadline).
     debounce: Option<(tokio::time::Instant, tokio::time::Instant)>,
+    /// The resource's keys, merged, for counting what it sees.
+    key_prefixes: Vec<String>,
+    /// How many keys the last render saw, for the empty-store guard.
+    last_keys: Option<usize>,
 }
 
 /// How `follow` ended.
@@ -327,10 +365,12 @@ impl Runtime {
             id,
             scope: Arc::new(resource::key_scope(&resource)),
             wait: resource.wait.or(self.settings.wait),
+            key_prefixes: merge_prefixes(resource.keys.iter()),
             resource,
             mailbox,
             groups,
             debounce: None,
+            last_keys: None,
         }
     }
 
@@ -553,9 +593,16 @@ impl Runtime {
         self.render(all);
     }
 
-    fn render(&self, indexes: BTreeSet<usize>) {
+    fn render(&mut self, indexes: BTreeSet<usize>) {
         let mut rendered_bytes = 0;
         for index in indexes {
+            let slot = &mut self.slots[index];
+            let keys = count_keys(&self.store, &slot.key_prefixes);
+            if let Some(refusal) = guard(&slot.resource, keys, slot.last_keys) {
+                warn!(resource = %slot.resource.name, dest = %slot.resource.dest.display(), keys, "{refusal}; the last good file stays");
+                continue;
+            }
+            slot.last_keys = Some(keys);
             let slot = &self.slots[index];
             let started = Instant::now();
             let result = resource::render(&self.engine, &slot.resource, &slot.scope, &self.store);
@@ -953,9 +1000,10 @@ async fn list_with_retry(
         let result = match deadline {
             Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
                 Ok(result) => result,
-                Err(_) => Err(BackendError::Other {
+                Err(_) => Err(BackendError::Unreachable {
                     backend: backend.name(),
-                    message: "no answer before the backend timeout".to_owned(),
+                    endpoints: backend.endpoints(),
+                    message: "no answer within the backend timeout".to_owned(),
                 }),
             },
             None => tokio::select! {
@@ -1025,6 +1073,44 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resource(min_keys: Option<usize>, allow_empty: bool) -> Resource {
+        Resource {
+            name: "r".into(),
+            file: "r.toml".into(),
+            template: "t".into(),
+            dest: "/tmp/x".into(),
+            prefix: "/".into(),
+            keys: vec!["/app".into()],
+            mode: None,
+            uid: None,
+            gid: None,
+            check_cmd: None,
+            reload_cmd: None,
+            check_timeout: Duration::from_secs(1),
+            reload_timeout: Duration::from_secs(1),
+            create_dirs: false,
+            wait: None,
+            min_keys,
+            allow_empty,
+        }
+    }
+
+    #[test]
+    fn the_empty_store_guard_defaults_to_safe() {
+        let default = resource(None, false);
+        assert!(guard(&default, 0, None).is_none(), "an empty start renders");
+        assert!(guard(&default, 3, Some(5)).is_none());
+        let refusal = guard(&default, 0, Some(5)).unwrap();
+        assert!(refusal.contains("went from 5 to none"), "{refusal}");
+        assert!(
+            guard(&resource(None, true), 0, Some(5)).is_none(),
+            "allow_empty"
+        );
+        let min = resource(Some(2), true);
+        assert!(guard(&min, 1, None).unwrap().contains("min_keys is 2"));
+        assert!(guard(&min, 2, None).is_none());
+    }
 
     #[test]
     fn backoff_grows_to_a_cap_with_jitter() {

@@ -374,6 +374,10 @@ impl KeySource for ConsulSource {
         BACKEND
     }
 
+    fn endpoints(&self) -> String {
+        self.nodes_text()
+    }
+
     fn supports_watch(&self) -> bool {
         true
     }

@@ -57,6 +57,10 @@ impl KeySource for EnvSource {
         "env"
     }
 
+    fn endpoints(&self) -> String {
+        "the environment".to_owned()
+    }
+
     fn supports_watch(&self) -> bool {
         false
     }

@@ -292,6 +292,10 @@ impl KeySource for EtcdSource {
         BACKEND
     }
 
+    fn endpoints(&self) -> String {
+        self.endpoints_text()
+    }
+
     fn supports_watch(&self) -> bool {
         true
     }
@@ -325,7 +329,31 @@ impl KeySource for EtcdSource {
             updates.closed().await;
             return Ok(());
         }
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // An etcd that came back with less history than terad has seen (restored from an old
+        // snapshot, or wiped and restarted empty) would make a watch from the old revision
+        // wait for revisions that mean something else: list again instead.
+        let (probe, _) = scope_range(&prefixes[0]);
+        let current = client
+            .get(
+                probe,
+                Some(GetOptions::new().with_keys_only().with_limit(1)),
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .header()
+            .map_or(0, |h| h.revision());
+        if u64::try_from(current).unwrap_or(0) < *revision {
+            tracing::warn!(
+                seen = *revision,
+                current,
+                "etcd's revision went backwards (restored or restarted empty); listing again"
+            );
+            return Err(BackendError::Compacted {
+                backend: BACKEND,
+                revision: u64::try_from(current).unwrap_or(0),
+            });
+        }
         let mut watch_client = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         let start = i64::try_from(*revision).unwrap_or(i64::MAX - 1) + 1;
         let options = |end: Vec<u8>| {

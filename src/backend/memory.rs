@@ -21,6 +21,10 @@ impl KeySource for MemorySource {
         "memory"
     }
 
+    fn endpoints(&self) -> String {
+        "memory".to_owned()
+    }
+
     fn supports_watch(&self) -> bool {
         true
     }

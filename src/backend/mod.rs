@@ -90,6 +90,9 @@ pub trait KeySource {
     /// Whether [`KeySource::watch`] follows changes; a backend without watches is polled.
     fn supports_watch(&self) -> bool;
 
+    /// Where the keys come from (endpoints, files), for messages.
+    fn endpoints(&self) -> String;
+
     /// Lists every key under `prefixes` at one point in time.
     fn list(
         &mut self,
@@ -139,6 +142,17 @@ impl KeySource for Backend {
             Backend::Env(source) => source.supports_watch(),
             #[cfg(test)]
             Backend::Memory(source) => source.supports_watch(),
+        }
+    }
+
+    fn endpoints(&self) -> String {
+        match self {
+            Backend::Consul(source) => source.endpoints(),
+            Backend::Etcd(source) => source.endpoints(),
+            Backend::File(source) => source.endpoints(),
+            Backend::Env(source) => source.endpoints(),
+            #[cfg(test)]
+            Backend::Memory(source) => source.endpoints(),
         }
     }
 

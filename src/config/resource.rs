@@ -42,6 +42,8 @@ struct RawTemplate {
     check_cmd: Option<Spanned<String>>,
     reload_cmd: Option<Spanned<String>>,
     create_dirs: Option<bool>,
+    min_keys: Option<Spanned<i64>>,
+    allow_empty: Option<bool>,
     check_timeout: Option<Spanned<DurationValue>>,
     reload_timeout: Option<Spanned<DurationValue>>,
     wait: Option<Spanned<String>>,
@@ -82,6 +84,11 @@ pub struct Resource {
     pub create_dirs: bool,
     /// Quiescence for this resource, overriding the global `--wait`.
     pub wait: Option<super::WaitSpec>,
+    /// Never render with fewer keys than this (a guard against an emptied or wrong store).
+    pub min_keys: Option<usize>,
+    /// Render when the resource's keys went from some to none. Off by default: a store that
+    /// restarted empty must not silently render an empty configuration.
+    pub allow_empty: bool,
 }
 
 /// Reads every resource below `confdir/conf.d`, validating each against `templates_dir` and the
@@ -171,22 +178,26 @@ fn load_resource(
 ) -> Result<Resource, ConfigErrors> {
     let text = std::fs::read_to_string(file)
         .map_err(|error| ConfigError::in_file(file, format!("cannot read: {error}")))?;
-    let raw: RawResourceFile =
-        toml::from_str(&text).map_err(|error| from_toml_error(file, &text, &error))?;
     let name = file
         .strip_prefix(conf_d)
         .unwrap_or(file)
         .with_extension("")
         .to_string_lossy()
         .into_owned();
-    validate(
-        name,
-        file,
-        &text,
-        raw.template,
-        templates_dir,
-        global_prefix,
-    )
+    parse_resource(name, file, &text, templates_dir, global_prefix)
+}
+
+/// Parses and validates one resource file's text (`file` is only used in messages).
+pub fn parse_resource(
+    name: String,
+    file: &Path,
+    text: &str,
+    templates_dir: &Path,
+    global_prefix: &str,
+) -> Result<Resource, ConfigErrors> {
+    let raw: RawResourceFile =
+        toml::from_str(text).map_err(|error| from_toml_error(file, text, &error))?;
+    validate(name, file, text, raw.template, templates_dir, global_prefix)
 }
 
 /// Checks every key of one `[template]` table.
@@ -336,6 +347,20 @@ fn validate(
         &raw.reload_timeout,
         DEFAULT_RELOAD_TIMEOUT,
     );
+    let min_keys = raw
+        .min_keys
+        .as_ref()
+        .and_then(|min| match usize::try_from(*min.get_ref()) {
+            Ok(min) => Some(min),
+            Err(_) => {
+                error(
+                    "min_keys",
+                    Some(min.span()),
+                    format!("{:?} is not a number of keys", min.get_ref()),
+                );
+                None
+            }
+        });
     let wait = raw
         .wait
         .as_ref()
@@ -364,6 +389,8 @@ fn validate(
             reload_timeout,
             create_dirs: raw.create_dirs.unwrap_or(false),
             wait,
+            min_keys,
+            allow_empty: raw.allow_empty.unwrap_or(false),
         }),
         _ => Err(errors),
     }

@@ -73,11 +73,28 @@ fn initial_render_then_puts_and_deletes_propagate() {
     wait_content(&fx, &daemon, "the update", "a=10.0.0.9:80\nb=10.0.0.2:80\n");
     etcd.delete("/app/upstream/a");
     wait_content(&fx, &daemon, "the delete", "b=10.0.0.2:80\n");
+    // Deleting the last key empties the resource: by default that is refused (a store that
+    // restarted empty looks the same) and the last good file stays.
     etcd.delete("/app/upstream/b");
-    wait_content(&fx, &daemon, "the last delete", "");
-    wait_for("5 reloads", LIMIT, || fx.reload_count("reloads.log") >= 5);
-    assert_eq!(fx.reload_count("reloads.log"), 5);
+    wait_for("the refusal", LIMIT, || {
+        daemon.log().contains("went from 1 to none")
+    });
+    assert_eq!(fx.read("out/app.conf"), "b=10.0.0.2:80\n");
+    assert_eq!(fx.reload_count("reloads.log"), 4);
     assert!(daemon.stop().success());
+}
+
+#[test]
+fn allow_empty_renders_an_empty_list_when_the_last_key_goes() {
+    let etcd = Etcd::start();
+    etcd.put("/app/upstream/a", "10.0.0.1:80");
+    let fx = fixture();
+    let resource = fx.read("conf.d/app.toml") + "allow_empty = true\n";
+    fx.write("conf.d/app.toml", &resource);
+    let daemon = watch(&fx, &etcd);
+    wait_content(&fx, &daemon, "the initial render", "a=10.0.0.1:80\n");
+    etcd.delete("/app/upstream/a");
+    wait_content(&fx, &daemon, "the empty render", "");
 }
 
 #[test]

@@ -8,3 +8,4 @@ mod etcd;
 mod haproxy;
 mod operability;
 mod pipeline;
+mod reliability;

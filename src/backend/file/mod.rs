@@ -52,6 +52,14 @@ impl KeySource for FileSource {
         "file"
     }
 
+    fn endpoints(&self) -> String {
+        self.paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     fn supports_watch(&self) -> bool {
         true
     }
