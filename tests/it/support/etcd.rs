@@ -183,6 +183,19 @@ impl Etcd {
             });
     }
 
+    /// Puts raw bytes (for values that are not UTF-8).
+    pub fn put_bytes(&self, key: &str, value: &[u8]) {
+        let (url, key, value) = (self.url(), key.to_owned(), value.to_vec());
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let mut client = etcd_client::Client::connect([url], None).await.unwrap();
+                client.put(key, value, None).await.unwrap();
+            });
+    }
+
     pub fn delete(&self, key: &str) {
         self.ctl(&["del", key]);
     }

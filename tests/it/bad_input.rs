@@ -1,0 +1,380 @@
+//! The bad-input corpus: each case is a resource, a template and keys; each asserts the exit
+//! status, the exact error (file, position, key) and that the destination was not touched and
+//! no stage file was left.
+
+use std::time::Duration;
+
+use crate::support::etcd::Etcd;
+use crate::support::{Fixture, run, stderr};
+
+const LIMIT: Duration = Duration::from_secs(30);
+const PREVIOUS: &str = "previous content\n";
+
+struct Case {
+    name: &'static str,
+    /// The `[template]` table's body; `DEST` is replaced by the destination path.
+    resource: &'static str,
+    template: &'static str,
+    /// The keys file (YAML) for the file backend.
+    keys: &'static str,
+    status: i32,
+    /// Every one of these must appear in stderr.
+    errors: &'static [&'static str],
+}
+
+const GOOD_RESOURCE: &str = "src = \"t.tmpl\"\ndest = \"DEST\"\nkeys = [\"/app\"]\n";
+
+const CASES: &[Case] = &[
+    Case {
+        name: "malformed TOML",
+        resource: "src = \"t.tmpl\n",
+        template: "x",
+        keys: "app: {}",
+        status: 2,
+        errors: &["conf.d/r.toml:2:14: invalid basic string, expected `\"`"],
+    },
+    Case {
+        name: "unknown key",
+        resource: "src = \"t.tmpl\"\ndest = \"DEST\"\nsorce = \"x\"\n",
+        template: "x",
+        keys: "app: {}",
+        status: 2,
+        errors: &["conf.d/r.toml:4:1: unknown field `sorce`, expected one of"],
+    },
+    Case {
+        name: "wrong type",
+        resource: "src = \"t.tmpl\"\ndest = \"DEST\"\nkeys = \"/app\"\n",
+        template: "x",
+        keys: "app: {}",
+        status: 2,
+        errors: &["conf.d/r.toml:4:8: invalid type: string \"/app\", expected a sequence"],
+    },
+    Case {
+        name: "bad mode",
+        resource: "src = \"t.tmpl\"\ndest = \"DEST\"\nmode = \"0888\"\n",
+        template: "x",
+        keys: "app: {}",
+        status: 2,
+        errors: &[
+            "conf.d/r.toml:4:8: \"mode\": invalid mode \"0888\": expected octal digits such as \"0644\"",
+        ],
+    },
+    Case {
+        name: "missing src",
+        resource: "dest = \"DEST\"\n",
+        template: "x",
+        keys: "app: {}",
+        status: 2,
+        errors: &["conf.d/r.toml: \"src\": missing: the template file, relative to templates/"],
+    },
+    Case {
+        name: "src escaping templates/",
+        resource: "src = \"../conf.d/r.toml\"\ndest = \"DEST\"\n",
+        template: "x",
+        keys: "app: {}",
+        status: 2,
+        errors: &[
+            "conf.d/r.toml:2:7: \"src\": \"../conf.d/r.toml\" points outside the templates directory",
+        ],
+    },
+    Case {
+        name: "template syntax error",
+        resource: GOOD_RESOURCE,
+        template: "ok\n{% for kv in %}\n",
+        keys: "app: {}",
+        status: 2,
+        errors: &["t.tmpl:2:"],
+    },
+    Case {
+        name: "unknown function",
+        resource: GOOD_RESOURCE,
+        template: "{{ getvv(key=\"/app/x\") }}",
+        keys: "app: {}",
+        status: 2,
+        errors: &["Unknown function `getvv`", "t.tmpl:1:4"],
+    },
+    Case {
+        name: "unknown filter",
+        resource: GOOD_RESOURCE,
+        template: "{{ \"x\" | basename }}",
+        keys: "app: {}",
+        status: 2,
+        errors: &["Unknown filter `basename`"],
+    },
+    Case {
+        name: "missing key",
+        resource: GOOD_RESOURCE,
+        template: "line 1\n{{ getv(key=\"/app/port\") }}\n",
+        keys: "app: {host: x}",
+        status: 1,
+        errors: &["key \"/app/port\" not found", "t.tmpl:2:"],
+    },
+    Case {
+        name: "key outside the resource's keys (not listed at all)",
+        resource: GOOD_RESOURCE,
+        template: "{{ getv(key=\"/other/x\") }}",
+        keys: "app: {host: x}\nother: {x: 1}",
+        status: 1,
+        errors: &["key \"/other/x\" not found"],
+    },
+    Case {
+        name: "bad glob pattern",
+        resource: GOOD_RESOURCE,
+        template: "{{ gets(pattern=\"/app/[\") | length }}",
+        keys: "app: {host: x}",
+        status: 1,
+        errors: &["invalid key pattern \"/app/[\": unterminated character class"],
+    },
+    Case {
+        name: "unparsable keys file",
+        resource: GOOD_RESOURCE,
+        template: "x",
+        keys: "app: [unclosed",
+        status: 1,
+        errors: &["keys.yaml\": invalid YAML"],
+    },
+    Case {
+        name: "destination directory missing",
+        resource: "src = \"t.tmpl\"\ndest = \"DEST.missing/sub/file\"\nkeys = [\"/app\"]\n",
+        template: "x",
+        keys: "app: {}",
+        status: 1,
+        errors: &["does not exist (set create_dirs = true to create it)"],
+    },
+];
+
+fn run_case(case: &Case) {
+    let fx = Fixture::new();
+    let dest = fx.path("out/dest.conf");
+    std::fs::write(&dest, PREVIOUS).unwrap();
+    fx.template("t.tmpl", case.template);
+    fx.resource(
+        "r.toml",
+        &format!(
+            "[template]\n{}",
+            case.resource.replace("DEST", &dest.display().to_string())
+        ),
+    );
+    fx.write("keys.yaml", case.keys);
+    let output = run(
+        fx.terad()
+            .args(["--onetime", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    let err = stderr(&output).replace(&format!("{}/", fx.root().display()), "");
+    assert_eq!(
+        output.status.code(),
+        Some(case.status),
+        "{}: {err}",
+        case.name
+    );
+    for want in case.errors {
+        assert!(
+            err.contains(want),
+            "{}: missing {want:?} in:\n{err}",
+            case.name
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string(&dest).unwrap(),
+        PREVIOUS,
+        "{}: destination touched",
+        case.name
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(fx.path("out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers, ["dest.conf"], "{}: stage file left", case.name);
+}
+
+#[test]
+fn every_bad_input_case_fails_with_its_exact_error_and_writes_nothing() {
+    for case in CASES {
+        run_case(case);
+    }
+}
+
+#[test]
+fn a_key_another_resource_watches_is_named_as_outside_this_resources_keys() {
+    let fx = Fixture::new();
+    fx.template("t.tmpl", "{{ getv(key=\"/other/x\") }}");
+    fx.template("other.tmpl", "{{ getv(key=\"/other/x\") }}");
+    fx.resource(
+        "a.toml",
+        &format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n",
+            fx.path("out/a").display()
+        ),
+    );
+    fx.resource(
+        "b.toml",
+        &format!(
+            "[template]\nsrc = \"other.tmpl\"\ndest = \"{}\"\nkeys = [\"/other\"]\n",
+            fx.path("out/b").display()
+        ),
+    );
+    fx.write("keys.yaml", "app: {host: x}\nother: {x: 1}");
+    let output = run(
+        fx.terad()
+            .args(["--onetime", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("key \"/other/x\" is not among this resource's keys; add it to `keys`"),
+        "{err}"
+    );
+    assert_eq!(
+        fx.read("out/b"),
+        "1",
+        "the resource that watches it renders"
+    );
+    assert!(!fx.path("out/a").exists());
+}
+
+#[test]
+fn keys_with_spaces_unicode_and_dot_dot_are_plain_keys() {
+    let fx = Fixture::new();
+    fx.template("t.tmpl", "{% for kv in gets(pattern=\"/app/*\") %}[{{ kv.key }}]={{ kv.value }}\n{% endfor %}{{ getv(key=\"/app/with space\") }}\n");
+    fx.resource(
+        "r.toml",
+        &format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n",
+            fx.path("out/dest.conf").display()
+        ),
+    );
+    fx.write(
+        "keys.yaml",
+        "app:\n  \"with space\": s\n  ünïcödé: u\n  \"..\": dots\n",
+    );
+    let output = run(
+        fx.terad()
+            .args(["--onetime", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        fx.read("out/dest.conf"),
+        "[/app/..]=dots\n[/app/with space]=s\n[/app/ünïcödé]=u\ns\n"
+    );
+}
+
+#[test]
+fn create_dirs_creates_the_missing_directory() {
+    let fx = Fixture::new();
+    fx.template("t.tmpl", "ok\n");
+    let dest = fx.path("out/new/sub/dest.conf");
+    fx.resource(
+        "r.toml",
+        &format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\ncreate_dirs = true\n",
+            dest.display()
+        ),
+    );
+    fx.write("keys.yaml", "{}");
+    let output = run(
+        fx.terad()
+            .args(["--onetime", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(dest).unwrap(), "ok\n");
+}
+
+#[test]
+fn a_dangling_destination_link_is_refused_not_replaced_by_a_file() {
+    let fx = Fixture::new();
+    fx.template("t.tmpl", "ok\n");
+    let dest = fx.path("out/link.conf");
+    std::os::unix::fs::symlink(fx.path("out/nowhere.conf"), &dest).unwrap();
+    fx.resource(
+        "r.toml",
+        &format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\n",
+            dest.display()
+        ),
+    );
+    fx.write("keys.yaml", "{}");
+    let output = run(
+        fx.terad()
+            .args(["--onetime", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("which does not exist"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        std::fs::symlink_metadata(&dest)
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "the link stays a link"
+    );
+}
+
+/// etcd-only inputs: values that are not UTF-8, a 10 MB value, 100k keys under one prefix.
+#[test]
+fn etcd_non_utf8_values_huge_values_and_100k_keys() {
+    let etcd = Etcd::start();
+    let fx = Fixture::new();
+    let dest = fx.path("out/dest.conf");
+    fx.resource(
+        "r.toml",
+        &format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n",
+            dest.display()
+        ),
+    );
+    let onetime = || {
+        let mut command = fx.terad();
+        command
+            .args(["--onetime", "--backend", "etcd", "--node"])
+            .arg(etcd.url());
+        run(&mut command, LIMIT)
+    };
+
+    // A value that is not UTF-8: the key is skipped with a warning naming it, and a template
+    // that needs it fails naming it; nothing is written.
+    etcd.put_bytes("/app/binary", &[0xff, 0xfe, 0x00, 0x41]);
+    fx.template("t.tmpl", "{{ getv(key=\"/app/binary\") }}\n");
+    std::fs::write(&dest, PREVIOUS).unwrap();
+    let output = onetime();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("etcd value is not valid UTF-8; key skipped")
+            && err.contains("key=/app/binary"),
+        "{err}"
+    );
+    assert!(err.contains("key \"/app/binary\" not found"), "{err}");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), PREVIOUS);
+
+    // A 10 MB value and 100 000 keys under one prefix.
+    etcd.put_all(vec![("/app/huge".to_owned(), "h".repeat(10 * 1024 * 1024))]);
+    etcd.put_all(
+        (0..100_000)
+            .map(|i| (format!("/app/many/k{i:06}"), i.to_string()))
+            .collect(),
+    );
+    fx.template(
+        "t.tmpl",
+        "{{ getv(key=\"/app/huge\") | length }} {{ gets(pattern=\"/app/many/*\") | length }} {{ getv(key=\"/app/many/k099999\") }}\n",
+    );
+    let output = onetime();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(&dest).unwrap(),
+        "10485760 100000 99999\n"
+    );
+}
