@@ -420,3 +420,61 @@ fn dropping_haproxy_kills_the_master_and_every_worker() {
     });
     drop(idle);
 }
+
+/// packaging/haproxy/reload-haproxy.sh returns only when HAProxy can take the next reload, so
+/// reloads sent back to back all happen and the last file is the one served. A configuration
+/// HAProxy cannot load makes it fail instead of hanging.
+#[test]
+fn the_reload_script_makes_back_to_back_reloads_reliable() {
+    const SCRIPT: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/haproxy/reload-haproxy.sh"
+    );
+    let fx = Fixture::new();
+    let port = free_port();
+    let backends: Vec<NamedBackend> = ["A", "B", "C", "D"]
+        .iter()
+        .map(|name| NamedBackend::start(name))
+        .collect();
+    let config = |server: &NamedBackend| {
+        format!(
+            "defaults\n    mode http\n    timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\
+             frontend f\n    bind 127.0.0.1:{port}\n    default_backend b\n\
+             backend b\n    server s {}\n",
+            server.addr
+        )
+    };
+    fx.write(DEST, &config(&backends[0]));
+    let haproxy = Haproxy::start(&fx.path(DEST), fx.root());
+    let reload = |timeout: &str| {
+        run(
+            Command::new(SCRIPT).arg(&haproxy.pidfile).arg(timeout),
+            LIMIT,
+        )
+    };
+    for (i, server) in backends.iter().enumerate().skip(1) {
+        fx.write(DEST, &config(server));
+        let output = reload("10");
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(haproxy.loads(), i + 1, "{}", haproxy.log());
+        assert!(haproxy.accepts_reload());
+    }
+    wait_answers(
+        port,
+        "the last configuration",
+        3,
+        || haproxy.log(),
+        |r| r.iter().all(|x| x == "D"),
+    );
+
+    fx.write(DEST, "frontend f\n    bind 127.0.0.1:1 invalid-keyword\n");
+    let output = reload("1");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("did not finish reloading within 1s"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(haproxy.running(), "the old worker keeps serving");
+    assert_eq!(http_get(port), Ok((200, "D".to_owned())));
+}
