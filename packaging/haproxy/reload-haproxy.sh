@@ -9,7 +9,12 @@
 # A second reload sent in that window is lost, and HAProxy keeps a configuration older than the
 # file. terad never runs two reloads at once, so waiting here closes the window.
 #
-# usage: reload-haproxy.sh PIDFILE [TIMEOUT_SECONDS]    (default timeout 30)
+# usage: reload-haproxy.sh [--if-running] PIDFILE [TIMEOUT_SECONDS]    (default timeout 30)
+#
+# --if-running: a missing PIDFILE means HAProxy has not started yet (it writes the file at
+# start, after reading its configuration): nothing to reload, exit 0. For resources that are
+# also rendered before HAProxy starts (`terad --onetime` in an entrypoint or init container,
+# which runs reload_cmd once at the end).
 # Exit status 0 once the master forked a new worker and handles SIGUSR2 again; 1 when there is
 # no such process, it exits, or the reload does not finish in time (a configuration HAProxy
 # refuses to load starts no worker: check it first with `haproxy -c`, terad's check_cmd).
@@ -17,8 +22,17 @@
 # the right to signal the master (same user, or CAP_KILL).
 set -eu
 
-pidfile=${1:?usage: reload-haproxy.sh PIDFILE [TIMEOUT_SECONDS]}
+if_running=false
+if [ "${1:-}" = "--if-running" ]; then
+  if_running=true
+  shift
+fi
+pidfile=${1:?usage: reload-haproxy.sh [--if-running] PIDFILE [TIMEOUT_SECONDS]}
 timeout=${2:-30}
+if [ ! -e "$pidfile" ] && [ "$if_running" = true ]; then
+  echo "reload-haproxy: $pidfile does not exist; haproxy is not running, nothing to reload" >&2
+  exit 0
+fi
 pid=$(cat "$pidfile")
 
 # Child processes of the master: its workers.

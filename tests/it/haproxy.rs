@@ -477,4 +477,15 @@ fn the_reload_script_makes_back_to_back_reloads_reliable() {
     );
     assert!(haproxy.running(), "the old worker keeps serving");
     assert_eq!(http_get(port), Ok((200, "D".to_owned())));
+
+    // No pidfile: an error, unless HAProxy is allowed not to be running yet.
+    let missing = fx.path("not-started.pid");
+    let output = run(Command::new(SCRIPT).arg(&missing), LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let output = run(
+        Command::new(SCRIPT).arg("--if-running").arg(&missing),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("nothing to reload"));
 }
