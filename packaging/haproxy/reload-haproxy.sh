@@ -62,6 +62,12 @@ if [ ! -d "/proc/$pid" ]; then
   echo "reload-haproxy: no process $pid (from $pidfile)" >&2
   exit 1
 fi
+# A stale pidfile (HAProxy restarted elsewhere, PID reused) must not signal another program.
+comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+if [ "$comm" != haproxy ]; then
+  echo "reload-haproxy: process $pid (from $pidfile) is '$comm', not haproxy" >&2
+  exit 1
+fi
 before=$(echo $(workers))
 kill -USR2 "$pid"
 

@@ -488,4 +488,21 @@ fn the_reload_script_makes_back_to_back_reloads_reliable() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("nothing to reload"));
+
+    // A stale pidfile naming another program: refused, and that program is not signalled.
+    let mut other = Command::new("sleep").arg("30").spawn().unwrap();
+    let stale = fx.write("stale.pid", &format!("{}\n", other.id()));
+    let output = run(Command::new(SCRIPT).arg(&stale), LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is 'sleep', not haproxy"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        other.try_wait().unwrap().is_none(),
+        "sleep was not signalled"
+    );
+    let _ = other.kill();
+    let _ = other.wait();
 }
