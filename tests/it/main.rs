@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod consul;
+mod entrypoint;
 mod etcd;
 mod haproxy;
 mod operability;
