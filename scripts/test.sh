@@ -13,3 +13,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --all-targets --no-fail-fast
 fi
+
+# The Debian package: release build, package, and a check of its contents and binary.
+./scripts/build-deb.sh

@@ -9,5 +9,6 @@ mod entrypoint;
 mod etcd;
 mod haproxy;
 mod operability;
+mod packaging;
 mod pipeline;
 mod reliability;

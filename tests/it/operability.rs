@@ -357,6 +357,11 @@ fn ready_turns_true_after_the_first_sync_and_metrics_parse() {
     assert_eq!(http_get(port, "/health").unwrap(), (200, "ok\n".to_owned()));
     // The backend is down: nothing synced, not ready.
     assert_eq!(http_get(port, "/ready").unwrap().0, 503);
+    // The failed first attempt is counted before the backend comes back.
+    wait_for("a counted backend error", LIMIT, || {
+        http_get(port, "/metrics")
+            .is_some_and(|(_, body)| body.contains("terad_backend_errors_total{backend=\"etcd\"}"))
+    });
 
     etcd.restart();
     wait_for("the first render", LIMIT, || {
