@@ -16,3 +16,6 @@ fi
 
 # The Debian package: release build, package, and a check of its contents and binary.
 ./scripts/build-deb.sh
+
+# A short bounded run of every fuzz target (longer runs: ./scripts/fuzz.sh SECONDS [TARGET]).
+./scripts/fuzz.sh 20

@@ -203,25 +203,47 @@ fn parse_file(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), Backen
         message,
     };
     let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let format = match path.extension().and_then(|e| e.to_str()) {
+        Some("json") => Format::Json,
+        Some("toml") => Format::Toml,
+        _ => Format::Yaml,
+    };
+    flatten_text(format, &text, out).map_err(fail)
+}
+
+/// The formats of the file backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Json,
+    Toml,
+}
+
+/// Flattens one document's text into `out`. Public for the fuzz targets.
+pub fn flatten_text(
+    format: Format,
+    text: &str,
+    out: &mut Vec<(String, String)>,
+) -> Result<(), String> {
     let mut key = String::new();
     let seed = Flatten {
         path: &mut key,
         out,
     };
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("json") => {
-            let mut deserializer = serde_json::Deserializer::from_str(&text);
+    match format {
+        Format::Json => {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
             seed.deserialize(&mut deserializer)
                 .and_then(|()| deserializer.end())
-                .map_err(|e| fail(format!("invalid JSON: {e}")))
+                .map_err(|e| format!("invalid JSON: {e}"))
         }
-        Some("toml") => seed
-            .deserialize(
-                toml::Deserializer::parse(&text)
-                    .map_err(|e| fail(format!("invalid TOML: {}", e.to_string().trim_end())))?,
-            )
-            .map_err(|e| fail(format!("invalid TOML: {}", e.to_string().trim_end()))),
-        _ => yaml::flatten(&text, seed.out).map_err(|e| fail(format!("invalid YAML: {e}"))),
+        Format::Toml => {
+            let deserializer = toml::Deserializer::parse(text)
+                .map_err(|e| format!("invalid TOML: {}", e.to_string().trim_end()))?;
+            seed.deserialize(deserializer)
+                .map_err(|e| format!("invalid TOML: {}", e.to_string().trim_end()))
+        }
+        Format::Yaml => yaml::flatten(text, seed.out).map_err(|e| format!("invalid YAML: {e}")),
     }
 }
 
