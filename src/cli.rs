@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
 use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand};
 
 /// terad renders configuration files from etcd, Consul, files or the environment with Tera
 /// templates, validates them with a check command, swaps them in atomically and reloads the
@@ -29,12 +29,13 @@ pub struct Cli {
     pub interval: Option<u64>,
 
     /// Where keys come from: etcd (or etcdv3), consul, file or env.
-    #[arg(long, env = "TERAD_BACKEND", value_name = "NAME")]
+    #[arg(global = true, long, env = "TERAD_BACKEND", value_name = "NAME")]
     pub backend: Option<String>,
 
     /// A backend endpoint (`http://host:port`, `https://host:port` or `host:port`). Repeat the
     /// option, or separate endpoints with commas, to give several for failover.
     #[arg(
+        global = true,
         long = "node",
         env = "TERAD_NODE",
         value_name = "URL",
@@ -53,16 +54,16 @@ pub struct Cli {
 
     /// The directory holding `conf.d/`, `templates/` and the optional `terad.toml`
     /// [default: /etc/terad].
-    #[arg(long, env = "TERAD_CONFDIR", value_name = "DIR")]
+    #[arg(global = true, long, env = "TERAD_CONFDIR", value_name = "DIR")]
     pub confdir: Option<PathBuf>,
 
     /// The configuration file (terad.toml, or an existing confd.toml)
     /// [default: CONFDIR/terad.toml when it exists].
-    #[arg(long, env = "TERAD_CONFIG_FILE", value_name = "FILE")]
+    #[arg(global = true, long, env = "TERAD_CONFIG_FILE", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
 
     /// A key prefix put in front of every resource's prefix and keys.
-    #[arg(long, env = "TERAD_PREFIX", value_name = "PREFIX")]
+    #[arg(global = true, long, env = "TERAD_PREFIX", value_name = "PREFIX")]
     pub prefix: Option<String>,
 
     /// Render and print a unified diff of each pending change; write nothing, run nothing.
@@ -78,23 +79,24 @@ pub struct Cli {
     pub keep_stage_file: Option<bool>,
 
     /// Log verbosity: trace, debug, info, warn or error [default: info].
-    #[arg(long, env = "TERAD_LOG_LEVEL", value_name = "LEVEL")]
+    #[arg(global = true, long, env = "TERAD_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
     /// Log line format: text or json [default: text].
-    #[arg(long, env = "TERAD_LOG_FORMAT", value_name = "FORMAT")]
+    #[arg(global = true, long, env = "TERAD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
 
     /// Client certificate (PEM) for TLS to the backend.
-    #[arg(long, env = "TERAD_CLIENT_CERT", value_name = "FILE")]
+    #[arg(global = true, long, env = "TERAD_CLIENT_CERT", value_name = "FILE")]
     pub client_cert: Option<PathBuf>,
 
     /// Client private key (PEM) for TLS to the backend.
-    #[arg(long, env = "TERAD_CLIENT_KEY", value_name = "FILE")]
+    #[arg(global = true, long, env = "TERAD_CLIENT_KEY", value_name = "FILE")]
     pub client_key: Option<PathBuf>,
 
     /// CA certificate bundle (PEM) that signs the backend's certificate.
     #[arg(
+        global = true,
         long = "client-ca-keys",
         env = "TERAD_CLIENT_CA_KEYS",
         value_name = "FILE"
@@ -102,20 +104,21 @@ pub struct Cli {
     pub client_ca_keys: Option<PathBuf>,
 
     /// Skip verification of the backend's TLS certificate. Dangerous; logged as a warning.
-    #[arg(long, env = "TERAD_CLIENT_INSECURE", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(global = true, long, env = "TERAD_CLIENT_INSECURE", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub client_insecure: Option<bool>,
 
     /// URL scheme for `host:port` nodes: http or https [default: http].
-    #[arg(long, env = "TERAD_SCHEME", value_name = "SCHEME")]
+    #[arg(global = true, long, env = "TERAD_SCHEME", value_name = "SCHEME")]
     pub scheme: Option<String>,
 
     /// User name for backend authentication.
-    #[arg(long, env = "TERAD_USERNAME", value_name = "NAME")]
+    #[arg(global = true, long, env = "TERAD_USERNAME", value_name = "NAME")]
     pub username: Option<String>,
 
     /// Password for backend authentication. Prefer --password-file or the TERAD_PASSWORD
     /// variable: a command line is visible to every user of the machine.
     #[arg(
+        global = true,
         long,
         env = "TERAD_PASSWORD",
         value_name = "PASSWORD",
@@ -124,15 +127,16 @@ pub struct Cli {
     pub password: Option<String>,
 
     /// A file whose first line is the password for backend authentication.
-    #[arg(long, env = "TERAD_PASSWORD_FILE", value_name = "FILE")]
+    #[arg(global = true, long, env = "TERAD_PASSWORD_FILE", value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
     /// Use HTTP basic authentication with --username/--password (Consul behind a proxy).
-    #[arg(long, env = "TERAD_BASIC_AUTH", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[arg(global = true, long, env = "TERAD_BASIC_AUTH", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub basic_auth: Option<bool>,
 
     /// ACL token for Consul (also read from CONSUL_HTTP_TOKEN).
     #[arg(
+        global = true,
         long,
         env = "TERAD_AUTH_TOKEN",
         value_name = "TOKEN",
@@ -141,7 +145,12 @@ pub struct Cli {
     pub auth_token: Option<String>,
 
     /// A file holding the Consul ACL token (also read from CONSUL_HTTP_TOKEN_FILE).
-    #[arg(long, env = "TERAD_AUTH_TOKEN_FILE", value_name = "FILE")]
+    #[arg(
+        global = true,
+        long,
+        env = "TERAD_AUTH_TOKEN_FILE",
+        value_name = "FILE"
+    )]
     pub auth_token_file: Option<PathBuf>,
 
     /// Consul: how long a blocking query waits for a change before it is renewed [default: 5m].
@@ -149,11 +158,11 @@ pub struct Cli {
     pub consul_wait: Option<String>,
 
     /// Consul: read consistency, default, stale or consistent [default: default].
-    #[arg(long, env = "TERAD_CONSISTENCY", value_name = "MODE")]
+    #[arg(global = true, long, env = "TERAD_CONSISTENCY", value_name = "MODE")]
     pub consistency: Option<String>,
 
     /// Consul: the datacenter to read from [default: the agent's].
-    #[arg(long, env = "TERAD_DATACENTER", value_name = "DC")]
+    #[arg(global = true, long, env = "TERAD_DATACENTER", value_name = "DC")]
     pub datacenter: Option<String>,
 
     /// Quiescence before rendering after a change, MIN[:MAX] (e.g. `100ms:1s`): each further
@@ -204,4 +213,53 @@ pub struct Cli {
     /// [default: 10s].
     #[arg(long, env = "TERAD_BACKEND_TIMEOUT", value_name = "DURATION")]
     pub backend_timeout: Option<String>,
+
+    /// This instance's name in coordination slots and halt markers [default: HOSTNAME/PID].
+    #[arg(global = true, long, env = "TERAD_INSTANCE", value_name = "NAME")]
+    pub instance: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The fleet subcommands. Without one, terad renders (the options above).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Keep KEY=VALUE in etcd or Consul while this process lives and its health command
+    /// passes: bound to a lease (etcd) or session (Consul) of --ttl, deleted on SIGTERM/SIGINT,
+    /// gone by itself within the TTL after a crash.
+    Register(RegisterArgs),
+    /// Coordinated rollouts: clear or show a group's halt marker.
+    Rollout {
+        #[command(subcommand)]
+        action: RolloutAction,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RolloutAction {
+    /// Clear GROUP's halt marker: its instances apply the newest render again.
+    Resume { group: String },
+    /// Show who holds or waits for GROUP's slots and whether it is halted.
+    Status { group: String },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RegisterArgs {
+    /// The key to keep, e.g. /proxy/frontend/$HOSTNAME.
+    #[arg(long, value_name = "KEY")]
+    pub key: String,
+    /// Its value, e.g. $IP:$PORT.
+    #[arg(long, value_name = "VALUE")]
+    pub value: String,
+    /// How long the key outlives a crashed terad.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub ttl: String,
+    /// Run by /bin/sh -c every --health-interval; while it fails the key is withdrawn.
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    pub health_interval: String,
+    #[arg(long, value_name = "DURATION", default_value = "5s")]
+    pub health_timeout: String,
 }

@@ -299,6 +299,32 @@ pub fn remove_stale_stage_files(dest: &Path) -> Vec<PathBuf> {
     removed
 }
 
+/// Where the content a health-gated change replaced is kept: `.<dest-name>.terad-backup` next
+/// to the destination (hidden, so include globs such as `conf.d/*.conf` skip it, and not of the
+/// stage-file pattern, so the crash clean-up leaves it).
+pub fn backup_path(dest: &Path) -> PathBuf {
+    parent_dir(dest).join(format!("{}terad-backup", stage_prefix(dest)))
+}
+
+/// Writes `content` to [`backup_path`], mode 0600, by rename so a crash leaves the old backup
+/// or the new one.
+pub fn write_backup(dest: &Path, content: &[u8]) -> Result<PathBuf, FsError> {
+    let path = backup_path(dest);
+    let stage_error = |source| FsError::Stage {
+        path: path.clone(),
+        source,
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(&stage_prefix(dest))
+        .rand_bytes(STAGE_RANDOM_LEN)
+        .tempfile_in(parent_dir(dest))
+        .map_err(stage_error)?;
+    file.write_all(content).map_err(stage_error)?;
+    file.as_file().sync_all().map_err(stage_error)?;
+    file.persist(&path).map_err(|e| stage_error(e.error))?;
+    Ok(path)
+}
+
 fn stage_prefix(dest: &Path) -> String {
     let name = dest
         .file_name()

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod exec;
+pub mod fleet;
 pub mod fs;
 pub mod logging;
 pub mod process;

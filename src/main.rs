@@ -7,6 +7,9 @@ fn main() -> ExitCode {
     terad::signal::become_init_if_pid1();
     tune_allocator();
     let cli = terad::cli::Cli::parse();
+    if let Some(command) = &cli.command {
+        return fleet_command(&cli, command);
+    }
     let config = match terad::config::load(&cli) {
         Ok(config) => config,
         Err(errors) => {
@@ -28,6 +31,28 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(terad::run(cli, config))
+}
+
+/// `terad register` and `terad rollout`: the backend settings only, no resources.
+fn fleet_command(cli: &terad::cli::Cli, command: &terad::cli::Command) -> ExitCode {
+    let settings = match terad::config::Settings::load(cli, |name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(errors) => {
+            eprintln!("terad: {errors}");
+            return ExitCode::from(terad::EXIT_CONFIG);
+        }
+    };
+    terad::logging::init(&settings);
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(terad::fleet::register::run_command(&settings, command)),
+        Err(error) => {
+            eprintln!("terad: cannot start the async runtime: {error}");
+            ExitCode::from(terad::EXIT_FAILURE)
+        }
+    }
 }
 
 /// glibc's malloc gives each thread that allocates its own arena and keeps freed memory in it;

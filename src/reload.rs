@@ -112,7 +112,7 @@ impl Group {
         state.running = true;
         let group = Arc::clone(self);
         tokio::spawn(async move {
-            group.run_once().await;
+            let _ = group.run_once().await;
             let mut state = group.state.lock().expect("reload state");
             state.running = false;
             state.runs += 1;
@@ -122,7 +122,32 @@ impl Group {
         });
     }
 
-    async fn run_once(&self) {
+    /// Runs this group's reload now, after any run in progress, and returns its result: for
+    /// health-gated resources, which must know their reload finished before checking health.
+    /// Runs never overlap with the coalesced ones.
+    pub async fn reload_now(self: &Arc<Self>) -> Result<(), String> {
+        loop {
+            let notified = self.finished.notified();
+            {
+                let mut state = self.state.lock().expect("reload state");
+                if !state.running {
+                    state.running = true;
+                    break;
+                }
+            }
+            notified.await;
+        }
+        let result = self.run_once().await;
+        let mut state = self.state.lock().expect("reload state");
+        state.running = false;
+        state.runs += 1;
+        self.maybe_start(&mut state);
+        drop(state);
+        self.finished.notify_waiters();
+        result
+    }
+
+    async fn run_once(&self) -> Result<(), String> {
         let members = self.members.lock().expect("members lock").clone();
         let started = Instant::now();
         let result = match &self.action {
@@ -134,7 +159,7 @@ impl Group {
         };
         let took = started.elapsed();
         self.telemetry.reloaded(&members, result.is_ok(), took);
-        match result {
+        match &result {
             Ok(()) => info!(
                 resources = ?members,
                 reload = %self.action.describe(),
@@ -149,6 +174,7 @@ impl Group {
                 "reload failed; the new files are in place and the next change retries"
             ),
         }
+        result
     }
 
     /// Waits until no reload of this group is running (for shutdown), at most `limit`.

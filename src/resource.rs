@@ -165,6 +165,33 @@ pub async fn sync(
     Ok(SyncOutcome::Updated { checked_in })
 }
 
+/// The destination's current content (a link's target's), `None` when there is no file yet.
+pub async fn current_content(resource: &Arc<Resource>) -> Result<Option<Vec<u8>>, FsError> {
+    let dest = resource.dest.clone();
+    blocking(move || {
+        let target = fs::resolve_destination(&dest)?;
+        Ok(fs::read_current(&target)?.map(|current| current.content))
+    })
+    .await
+}
+
+/// Removes the destination: the rollback of a change that created it.
+pub async fn remove_destination(resource: &Arc<Resource>) -> Result<(), FsError> {
+    let dest = resource.dest.clone();
+    blocking(move || {
+        let target = fs::resolve_destination(&dest)?;
+        match std::fs::remove_file(&target) {
+            Ok(()) => Ok(()),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(FsError::Commit {
+                path: target,
+                source,
+            }),
+        }
+    })
+    .await
+}
+
 /// Where the blocking part of a sync got to.
 enum Step {
     Unchanged,

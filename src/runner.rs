@@ -24,6 +24,8 @@ use crate::backend::{Backend, BackendError, KeySource, Listing, Update, merge_pr
 use crate::cli::Cli;
 use crate::config::{self, Config, Mode, Resource, Settings, WaitSpec};
 use crate::exec::ExecHandle;
+use crate::fleet::gate::{self, GateContext, Gated};
+use crate::fleet::{Coordinator, Fleet};
 use crate::reload::{Action, Group};
 use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
 use crate::store::{KeyStore, key_in_scope};
@@ -308,6 +310,9 @@ struct Runtime {
     next_id: usize,
     telemetry: Arc<Telemetry>,
     exec: Option<ExecHandle>,
+    /// The coordinator and instance name for gated resources.
+    fleet: Arc<Fleet>,
+    shutdown: CancellationToken,
 }
 
 impl Runtime {
@@ -330,7 +335,21 @@ impl Runtime {
             next_id: 0,
             telemetry: Arc::clone(&context.telemetry),
             exec: context.exec.clone(),
+            fleet: Arc::new(Fleet {
+                coordinator: None,
+                instance: String::new(),
+            }),
+            shutdown: context.shutdown.clone(),
         };
+        runtime.fleet = Arc::new(Fleet {
+            // Only a coordinated resource needs it; the file and env backends have none.
+            coordinator: resources
+                .iter()
+                .any(|r| r.coordination.is_some())
+                .then(|| Coordinator::new(&runtime.settings).ok().flatten())
+                .flatten(),
+            instance: runtime.settings.instance.clone(),
+        });
         for resource in resources {
             let slot = runtime.new_slot(resource);
             runtime.slots.push(slot);
@@ -353,14 +372,16 @@ impl Runtime {
             groups.push(Arc::clone(group));
         }
         let mailbox = Arc::new(Mailbox::default());
-        self.workers.spawn(worker(
+        self.workers.spawn(worker(WorkerSetup {
             id,
-            Arc::clone(&resource),
-            Arc::clone(&mailbox),
-            groups.clone(),
-            self.options,
-            Arc::clone(&self.telemetry),
-        ));
+            resource: Arc::clone(&resource),
+            mailbox: Arc::clone(&mailbox),
+            groups: groups.clone(),
+            options: self.options,
+            telemetry: Arc::clone(&self.telemetry),
+            fleet: Arc::clone(&self.fleet),
+            shutdown: self.shutdown.clone(),
+        }));
         Slot {
             id,
             scope: Arc::new(resource::key_scope(&resource)),
@@ -840,17 +861,37 @@ impl Mailbox {
     }
 }
 
-/// Writes each newest render of one resource, then tells its reload groups.
-async fn worker(
+/// What a resource's worker needs.
+struct WorkerSetup {
     id: usize,
     resource: Arc<Resource>,
     mailbox: Arc<Mailbox>,
     groups: Vec<Arc<Group>>,
     options: SyncOptions,
     telemetry: Arc<Telemetry>,
-) {
-    // A render check_cmd rejected, by content hash: not checked again until the data changes.
+    fleet: Arc<Fleet>,
+    shutdown: CancellationToken,
+}
+
+/// Writes each newest render of one resource, then tells its reload groups.
+async fn worker(setup: WorkerSetup) {
+    let WorkerSetup {
+        id,
+        resource,
+        mailbox,
+        groups,
+        options,
+        telemetry,
+        fleet,
+        shutdown,
+    } = setup;
+    // A render check_cmd rejected (or that failed its health check), by content hash: not
+    // tried again until the data changes.
     let mut rejected: Option<u64> = None;
+    // Coordinated or health-checked changes take the gate, which runs their reload itself.
+    let gated = (resource.coordination.is_some() || resource.health.is_some())
+        && !options.noop
+        && !options.sync_only;
     loop {
         let Some(content) = mailbox.take() else {
             if mailbox.is_closed() {
@@ -862,6 +903,23 @@ async fn worker(
         let hash = content_hash(&content);
         let changed = if rejected == Some(hash) {
             debug!(resource = %resource.name, "same render as the one check_cmd rejected; not checked again");
+            false
+        } else if gated {
+            let cx = GateContext {
+                resource: &resource,
+                groups: &groups,
+                options,
+                telemetry: &telemetry,
+                fleet: &fleet,
+                shutdown: &shutdown,
+            };
+            let (outcome, applied) = gate::apply(&cx, content, || mailbox.take()).await;
+            match outcome {
+                Gated::Rejected | Gated::RolledBack => rejected = Some(content_hash(&applied)),
+                Gated::Applied | Gated::Unchanged => rejected = None,
+                Gated::Failed | Gated::Stopped => {}
+            }
+            // The gate ran the reload itself.
             false
         } else {
             let started = Instant::now();
@@ -1093,6 +1151,8 @@ mod tests {
             wait: None,
             min_keys,
             allow_empty,
+            coordination: None,
+            health: None,
         }
     }
 

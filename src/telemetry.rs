@@ -39,6 +39,10 @@ pub struct Metrics {
     store_keys: Gauge,
     watched_prefixes: Family<Labels, Gauge>,
     ready: Gauge,
+    health_checks: Family<Labels, Counter>,
+    rollbacks: Family<Labels, Counter>,
+    slot_wait_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    group_halted: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -58,6 +62,10 @@ impl Metrics {
             store_keys: Gauge::default(),
             watched_prefixes: Family::default(),
             ready: Gauge::default(),
+            health_checks: Family::default(),
+            rollbacks: Family::default(),
+            slot_wait_seconds: Family::new_with_constructor(duration_histogram),
+            group_halted: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -124,6 +132,26 @@ impl Metrics {
             "ready",
             "1 once every resource has synced and the backend is reachable",
             metrics.ready.clone(),
+        );
+        registry.register(
+            "health_checks",
+            "Post-reload health checks, by resource and outcome (ok, error)",
+            metrics.health_checks.clone(),
+        );
+        registry.register(
+            "rollbacks",
+            "Changes rolled back after a failed health check, by resource",
+            metrics.rollbacks.clone(),
+        );
+        registry.register(
+            "coordination_slot_wait_seconds",
+            "Time spent waiting for a slot of a coordination group",
+            metrics.slot_wait_seconds.clone(),
+        );
+        registry.register(
+            "coordination_group_halted",
+            "1 while this instance waits on a group's halt marker",
+            metrics.group_halted.clone(),
         );
         Metrics {
             registry,
@@ -266,6 +294,32 @@ impl Telemetry {
                 .get_or_create(&resource(name))
                 .observe(took.as_secs_f64());
         }
+    }
+
+    pub fn health_checked(&self, name: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.metrics
+            .health_checks
+            .get_or_create(&resource_outcome(name, outcome))
+            .inc();
+    }
+
+    pub fn rolled_back(&self, name: &str) {
+        self.metrics.rollbacks.get_or_create(&resource(name)).inc();
+    }
+
+    pub fn slot_waited(&self, group: &str, took: Duration) {
+        self.metrics
+            .slot_wait_seconds
+            .get_or_create(&vec![("group", group.to_owned())])
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn group_halted(&self, group: &str, halted: bool) {
+        self.metrics
+            .group_halted
+            .get_or_create(&vec![("group", group.to_owned())])
+            .set(i64::from(halted));
     }
 
     pub fn backend_ok(&self) {

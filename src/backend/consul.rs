@@ -119,19 +119,27 @@ impl ConsulSource {
             .join(", ")
     }
 
-    /// `GET /v1/kv/<key>` on one node, with the query parameters this source always sends.
+    /// `METHOD /v1/<endpoint>/<key>` on one node, with the query parameters this source always
+    /// sends (datacenter; the consistency mode on reads).
     fn request(
         &self,
+        method: &reqwest::Method,
         node: &reqwest::Url,
+        endpoint: &str,
         key: &str,
         query: &[(&str, String)],
     ) -> reqwest::RequestBuilder {
         let mut url = node.clone();
         {
             let mut segments = url.path_segments_mut().expect("http(s) URLs have a path");
-            segments.pop_if_empty().extend(["v1", "kv"]);
+            segments
+                .pop_if_empty()
+                .push("v1")
+                .extend(endpoint.split('/'));
             // Each key segment is percent-encoded on its own: keys may hold spaces or unicode.
-            segments.extend(key.split('/'));
+            if !key.is_empty() {
+                segments.extend(key.split('/'));
+            }
         }
         {
             let mut pairs = url.query_pairs_mut();
@@ -142,6 +150,7 @@ impl ConsulSource {
                 pairs.append_pair("dc", dc);
             }
             match self.consistency {
+                _ if *method != reqwest::Method::GET => {}
                 Consistency::Default => {}
                 Consistency::Stale => {
                     pairs.append_key_only("stale");
@@ -154,7 +163,7 @@ impl ConsulSource {
         if url.query() == Some("") {
             url.set_query(None);
         }
-        let mut request = self.http.get(url);
+        let mut request = self.http.request(method.clone(), url);
         if let Some(token) = &self.token {
             request = request.header("X-Consul-Token", token.expose());
         }
@@ -164,11 +173,26 @@ impl ConsulSource {
         request
     }
 
-    /// Sends a request to the current node, failing over to the others in turn.
+    /// Sends a KV read to the current node, failing over to the others in turn.
     async fn send(
         &self,
         key: &str,
         query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<reqwest::Response, BackendError> {
+        self.call(reqwest::Method::GET, "kv", key, query, None, timeout)
+            .await
+    }
+
+    /// Sends `METHOD /v1/<endpoint>/<key>` with an optional body to the current node, failing
+    /// over to the others in turn. For the fleet features (sessions, writes) as well as reads.
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        endpoint: &str,
+        key: &str,
+        query: &[(&str, String)],
+        body: Option<String>,
         timeout: Duration,
     ) -> Result<reqwest::Response, BackendError> {
         let start = self.current.load(Ordering::Relaxed);
@@ -176,7 +200,11 @@ impl ConsulSource {
         for attempt in 0..self.nodes.len() {
             let index = (start + attempt) % self.nodes.len();
             let node = &self.nodes[index];
-            match self.request(node, key, query).timeout(timeout).send().await {
+            let mut request = self.request(&method, node, endpoint, key, query);
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            match request.timeout(timeout).send().await {
                 Ok(response) if response.status().is_server_error() => {
                     last_error = format!(
                         "{} answered {}: {}",
@@ -265,7 +293,7 @@ impl ConsulSource {
         }
     }
 
-    async fn denied(&self, key: &str, response: reqwest::Response) -> BackendError {
+    pub(crate) async fn denied(&self, key: &str, response: reqwest::Response) -> BackendError {
         let reason = response.text().await.unwrap_or_default();
         let hint = if self.token.is_some() {
             "check that the ACL token may read it"
@@ -315,7 +343,7 @@ impl ConsulSource {
 }
 
 /// Consul's name for a key or prefix: no leading `/`; the root is the empty key.
-fn consul_key(prefix: &str) -> &str {
+pub(crate) fn consul_key(prefix: &str) -> &str {
     prefix.trim_start_matches('/').trim_end_matches('/')
 }
 

@@ -101,7 +101,7 @@ impl EtcdSource {
         self.endpoints.join(", ")
     }
 
-    async fn client(&mut self) -> Result<Client, BackendError> {
+    pub(crate) async fn client(&mut self) -> Result<Client, BackendError> {
         if let Some(client) = &self.client {
             return Ok(client.clone());
         }
@@ -122,7 +122,7 @@ impl EtcdSource {
     }
 
     /// Classifies a client error so the runner knows whether to retry, re-list or give up.
-    fn error(&self, error: etcd_client::Error) -> BackendError {
+    pub(crate) fn error(&self, error: etcd_client::Error) -> BackendError {
         use etcd_client::Error as E;
         use tonic::Code;
         let message = error.to_string();

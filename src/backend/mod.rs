@@ -12,7 +12,7 @@ pub mod etcd;
 pub mod file;
 #[cfg(test)]
 pub mod memory;
-mod tls;
+pub(crate) mod tls;
 
 use std::future::Future;
 

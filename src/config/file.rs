@@ -121,6 +121,10 @@ pub(super) struct RawConfigFile {
     pub exec_kill_timeout: Option<String>,
     #[serde(rename = "exec-exit-with-child", alias = "exec_exit_with_child")]
     pub exec_exit_with_child: Option<bool>,
+    #[serde(default, deserialize_with = "non_empty")]
+    pub instance: Option<String>,
+    /// The default `[template.coordination]` of every resource without its own.
+    pub coordination: Option<super::coordination::RawCoordination>,
 
     // confd keys terad does not use.
     #[serde(default, deserialize_with = "non_empty")]

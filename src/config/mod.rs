@@ -5,6 +5,7 @@
 //! (clap resolves the first two; this module adds the file and the defaults). The file may be a
 //! `terad.toml` or an existing `confd.toml`, which loads unchanged.
 
+pub mod coordination;
 mod error;
 mod file;
 pub mod resource;
@@ -207,6 +208,10 @@ pub struct Settings {
     pub exec: Option<ExecSettings>,
     /// Settings from a confd.toml that terad accepts but does not use, for a warning.
     pub ignored: Vec<String>,
+    /// This instance's name in coordination slots and halt markers.
+    pub instance: String,
+    /// The coordination of resources that have no `[template.coordination]` of their own.
+    pub coordination: Option<coordination::Coordination>,
 }
 
 impl Settings {
@@ -243,11 +248,27 @@ pub struct Config {
 /// Loads settings, resources and templates, reporting every problem at once.
 pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
     let settings = Settings::load(cli, |name| std::env::var(name).ok())?;
-    let (resources, mut errors) = load_resources(
+    let (mut resources, mut errors) = load_resources(
         &settings.conf_d(),
         &settings.templates_dir(),
         &settings.prefix,
     );
+    for resource in &mut resources {
+        if resource.coordination.is_none() {
+            resource.coordination = settings.coordination.clone();
+        }
+        if resource.coordination.is_some()
+            && matches!(settings.backend, BackendKind::File | BackendKind::Env)
+        {
+            errors.push(
+                ConfigError::in_file(
+                    &resource.file,
+                    "needs a shared store (etcd or consul) to take turns through".to_owned(),
+                )
+                .with_key("coordination"),
+            );
+        }
+    }
     let engine = match Engine::load(
         &settings.templates_dir(),
         resources.iter().map(|r| r.template.as_str()),
@@ -648,6 +669,23 @@ impl Settings {
             ));
         }
 
+        let coordination = raw.coordination.as_ref().and_then(|table| {
+            table.validate("coordination.", &mut |key, _span, message| {
+                errors.push(file_error(key, message));
+            })
+        });
+        if coordination.is_some() && matches!(backend, Some(BackendKind::File | BackendKind::Env)) {
+            errors.push(file_error(
+                "coordination",
+                format!("needs a shared store (etcd or consul), not the {backend_name} backend"),
+            ));
+        }
+        let instance = cli
+            .instance
+            .clone()
+            .or(raw.instance.clone())
+            .unwrap_or_else(default_instance);
+
         let prefix = cli
             .prefix
             .clone()
@@ -681,9 +719,20 @@ impl Settings {
             shutdown_timeout,
             exec,
             ignored: raw.ignored_keys(),
+            instance,
+            coordination,
         };
         errors.into_result(settings)
     }
+}
+
+/// `<hostname>/<pid>`: unique per process on a host, readable in logs and markers.
+fn default_instance() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    format!("{host}/{}", std::process::id())
 }
 
 /// `host:port` → `scheme://host:port`; URLs pass through after a sanity check.

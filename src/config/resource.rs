@@ -47,12 +47,18 @@ struct RawTemplate {
     check_timeout: Option<Spanned<DurationValue>>,
     reload_timeout: Option<Spanned<DurationValue>>,
     wait: Option<Spanned<String>>,
+    coordination: Option<super::coordination::RawCoordination>,
+    health_cmd: Option<Spanned<String>>,
+    health_url: Option<Spanned<String>>,
+    health_timeout: Option<Spanned<DurationValue>>,
+    health_retries: Option<Spanned<i64>>,
+    health_interval: Option<Spanned<DurationValue>>,
 }
 
 /// A duration written as a string (`"500ms"`, `"2m"`) or as whole seconds.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum DurationValue {
+pub(super) enum DurationValue {
     Seconds(u64),
     Text(String),
 }
@@ -89,6 +95,11 @@ pub struct Resource {
     /// Render when the resource's keys went from some to none. Off by default: a store that
     /// restarted empty must not silently render an empty configuration.
     pub allow_empty: bool,
+    /// Take turns with the other instances of a group (`[template.coordination]`, or the
+    /// configuration file's `[coordination]`).
+    pub coordination: Option<super::coordination::Coordination>,
+    /// Run after each reload; a failure rolls the destination back.
+    pub health: Option<super::coordination::HealthCheck>,
 }
 
 /// Reads every resource below `confdir/conf.d`, validating each against `templates_dir` and the
@@ -372,6 +383,19 @@ fn validate(
             }
         });
 
+    let coordination = raw
+        .coordination
+        .as_ref()
+        .and_then(|raw| raw.validate("coordination.", &mut error));
+    let health = super::coordination::RawHealth {
+        cmd: &raw.health_cmd,
+        url: &raw.health_url,
+        timeout: &raw.health_timeout,
+        retries: &raw.health_retries,
+        interval: &raw.health_interval,
+    }
+    .validate(&mut error);
+
     match (template, dest) {
         (Some(template), Some(dest)) if errors.is_empty() => Ok(Resource {
             name,
@@ -391,6 +415,8 @@ fn validate(
             wait,
             min_keys,
             allow_empty: raw.allow_empty.unwrap_or(false),
+            coordination,
+            health,
         }),
         _ => Err(errors),
     }
@@ -461,7 +487,7 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
     Ok(mode)
 }
 
-fn parse_duration(value: &DurationValue) -> Result<Duration, String> {
+pub(super) fn parse_duration(value: &DurationValue) -> Result<Duration, String> {
     match value {
         DurationValue::Seconds(seconds) => Ok(Duration::from_secs(*seconds)),
         DurationValue::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {

@@ -7,6 +7,7 @@ mod bad_input;
 mod consul;
 mod entrypoint;
 mod etcd;
+mod fleet;
 mod haproxy;
 mod operability;
 mod packaging;

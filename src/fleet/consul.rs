@@ -1,0 +1,269 @@
+//! The fleet primitives on Consul: sessions with a TTL (renewed by a task, `Behavior=delete` so
+//! the keys they hold vanish with them), keys acquired by a session, listings ordered by
+//! `CreateIndex`, and blocking queries to wait for a change.
+//!
+//! Consul's shortest session TTL is 10 s, and it invalidates a session only after twice its
+//! TTL. A requested lifetime `ttl` therefore becomes a session TTL of `max(ttl / 2, 10 s)`:
+//! a dead holder's keys go after about `ttl` (at least 20 s).
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use tracing::warn;
+
+use super::{Entry, LeaseId};
+use crate::backend::BackendError;
+use crate::backend::consul::{ConsulSource, consul_key};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const MIN_SESSION_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone)]
+pub struct ConsulFleet {
+    source: ConsulSource,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Created {
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Pair {
+    key: String,
+    value: Option<String>,
+    create_index: u64,
+    session: Option<String>,
+}
+
+fn index_of(response: &reqwest::Response) -> u64 {
+    response
+        .headers()
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The session TTL that makes Consul drop a dead holder after about `ttl`.
+pub fn session_ttl(ttl: Duration) -> Duration {
+    (ttl / 2).max(MIN_SESSION_TTL)
+}
+
+impl ConsulFleet {
+    pub fn new(source: ConsulSource) -> ConsulFleet {
+        ConsulFleet { source }
+    }
+
+    async fn expect_ok(
+        &self,
+        what: &str,
+        key: &str,
+        response: reqwest::Response,
+    ) -> Result<reqwest::Response, BackendError> {
+        match response.status() {
+            status if status.is_success() => Ok(response),
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                Err(self.source.denied(key, response).await)
+            }
+            status => Err(BackendError::Other {
+                backend: "consul",
+                message: format!(
+                    "{what} {key:?} answered {status}: {}",
+                    response.text().await.unwrap_or_default().trim()
+                ),
+            }),
+        }
+    }
+
+    pub async fn grant(
+        &self,
+        ttl: Duration,
+    ) -> Result<(LeaseId, tokio::task::JoinHandle<()>), BackendError> {
+        let session_ttl = session_ttl(ttl);
+        let body = serde_json::json!({
+            "Name": "terad",
+            "TTL": format!("{}s", session_ttl.as_secs()),
+            "Behavior": "delete",
+            "LockDelay": "0s",
+        })
+        .to_string();
+        let response = self
+            .source
+            .call(
+                Method::PUT,
+                "session/create",
+                "",
+                &[],
+                Some(body),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        let response = self.expect_ok("creating a session", "", response).await?;
+        let created: Created = response.json().await.map_err(|e| BackendError::Other {
+            backend: "consul",
+            message: format!("unreadable session answer: {e}"),
+        })?;
+        let id = created.id;
+        let source = self.source.clone();
+        let renewed = id.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(session_ttl / 3);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                match source
+                    .call(
+                        Method::PUT,
+                        "session/renew",
+                        &renewed,
+                        &[],
+                        None,
+                        REQUEST_TIMEOUT,
+                    )
+                    .await
+                {
+                    Ok(response) if response.status() == StatusCode::NOT_FOUND => {
+                        warn!(session = %renewed, "session expired");
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        warn!(session = %renewed, error = %error, "session renewal failed")
+                    }
+                }
+            }
+        });
+        Ok((LeaseId(id), task))
+    }
+
+    pub async fn revoke(&self, lease: &LeaseId) -> Result<(), BackendError> {
+        let response = self
+            .source
+            .call(
+                Method::PUT,
+                "session/destroy",
+                &lease.0,
+                &[],
+                None,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        self.expect_ok("destroying session", &lease.0, response)
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn put(
+        &self,
+        key: &str,
+        value: &str,
+        lease: Option<&LeaseId>,
+    ) -> Result<(), BackendError> {
+        let key = consul_key(key);
+        let query: Vec<(&str, String)> = lease
+            .map(|lease| vec![("acquire", lease.0.clone())])
+            .unwrap_or_default();
+        let response = self
+            .source
+            .call(
+                Method::PUT,
+                "kv",
+                key,
+                &query,
+                Some(value.to_owned()),
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        let response = self.expect_ok("writing", key, response).await?;
+        // `?acquire` answers false when another session holds the key.
+        let text = response.text().await.unwrap_or_default();
+        if text.trim() == "false" {
+            return Err(BackendError::Other {
+                backend: "consul",
+                message: format!("{key:?} is held by another session"),
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<bool, BackendError> {
+        let key = consul_key(key);
+        let existed = self
+            .list(key)
+            .await?
+            .0
+            .iter()
+            .any(|e| consul_key(&e.key) == key);
+        let response = self
+            .source
+            .call(Method::DELETE, "kv", key, &[], None, REQUEST_TIMEOUT)
+            .await?;
+        self.expect_ok("deleting", key, response).await?;
+        Ok(existed)
+    }
+
+    async fn read(
+        &self,
+        prefix: &str,
+        index: Option<(u64, Duration)>,
+    ) -> Result<(Vec<Entry>, u64), BackendError> {
+        let key = consul_key(prefix);
+        let mut query = vec![("recurse", "true".to_owned())];
+        let mut timeout = REQUEST_TIMEOUT;
+        if let Some((index, wait)) = index {
+            query.push(("index", index.to_string()));
+            query.push(("wait", format!("{}ms", wait.as_millis())));
+            timeout += wait + wait / 16;
+        }
+        let response = self
+            .source
+            .call(Method::GET, "kv", key, &query, None, timeout)
+            .await?;
+        let index = index_of(&response);
+        if response.status() == StatusCode::NOT_FOUND {
+            return Ok((Vec::new(), index));
+        }
+        let response = self.expect_ok("reading", key, response).await?;
+        let mut pairs: Vec<Pair> = response.json().await.map_err(|e| BackendError::Other {
+            backend: "consul",
+            message: format!("unreadable answer for {key:?}: {e}"),
+        })?;
+        pairs.sort_by_key(|pair| pair.create_index);
+        let base64 = |value: Option<String>| {
+            use base64::Engine as _;
+            value
+                .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default()
+        };
+        let entries = pairs
+            .into_iter()
+            .map(|pair| Entry {
+                key: format!("/{}", pair.key),
+                value: base64(pair.value),
+                held: pair.session.is_some(),
+            })
+            .collect();
+        Ok((entries, index))
+    }
+
+    /// Every key under `prefix` (or the key itself), oldest first, and the KV index.
+    pub async fn list(&self, prefix: &str) -> Result<(Vec<Entry>, u64), BackendError> {
+        self.read(prefix, None).await
+    }
+
+    /// Returns once anything under `prefix` changed after `index`, or after about `limit`.
+    pub async fn wait_change(
+        &self,
+        prefix: &str,
+        index: u64,
+        limit: Duration,
+    ) -> Result<(), BackendError> {
+        self.read(prefix, Some((index, limit))).await.map(|_| ())
+    }
+}

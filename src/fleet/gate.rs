@@ -1,0 +1,287 @@
+//! The gated way a change goes live, for resources with `[template.coordination]` or a health
+//! check: take a slot of the group (waiting while the group is halted), check and swap, reload,
+//! check health; on failure restore the previous file, reload again, halt the group. The slot
+//! is given back at the end in every case.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use super::{Coordinator, Fleet, Halt, Slot};
+use crate::config::Resource;
+use crate::reload::Group;
+use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
+use crate::telemetry::Telemetry;
+
+/// How a gated change ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Gated {
+    /// The destination already had this content.
+    Unchanged,
+    /// Written, reloaded and healthy.
+    Applied,
+    /// `check_cmd` refused it; nothing changed.
+    Rejected,
+    /// Written and reloaded, found unhealthy, and rolled back.
+    RolledBack,
+    /// Something else failed (logged); the destination holds its previous or the new content.
+    Failed,
+    /// Shutdown while waiting for a slot or a resume; nothing changed.
+    Stopped,
+}
+
+pub struct GateContext<'a> {
+    pub resource: &'a Arc<Resource>,
+    pub groups: &'a [Arc<Group>],
+    pub options: SyncOptions,
+    pub telemetry: &'a Telemetry,
+    pub fleet: &'a Fleet,
+    pub shutdown: &'a tokio_util::sync::CancellationToken,
+}
+
+/// Applies `content` through the gate. `newest` hands over a newer render that arrived while
+/// this one waited for a slot (it replaces the waiting one). Returns the outcome and the content
+/// it concerns.
+pub async fn apply(
+    cx: &GateContext<'_>,
+    mut content: Arc<Vec<u8>>,
+    newest: impl Fn() -> Option<Arc<Vec<u8>>>,
+) -> (Gated, Arc<Vec<u8>>) {
+    let resource = cx.resource;
+    let name = resource.name.as_str();
+    match resource::current_content(resource).await {
+        Ok(Some(current)) if current == *content => {
+            // Nothing to coordinate; a plain sync still fixes a changed mode or owner.
+            return (plain_sync(cx, content.clone()).await, content);
+        }
+        Ok(_) => {}
+        Err(err) => {
+            error!(resource = name, error = %err, "sync failed");
+            cx.telemetry.synced(name, "failed", false);
+            return (Gated::Failed, content);
+        }
+    }
+
+    let coordination = resource
+        .coordination
+        .as_ref()
+        .zip(cx.fleet.coordinator.as_ref());
+    let mut slot: Option<Slot> = None;
+    if let Some((coordination, coordinator)) = coordination {
+        let pause = super::jitter(coordination.jitter);
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
+        }
+        let holder = format!("{} ({name})", cx.fleet.instance);
+        let started = Instant::now();
+        let taken = tokio::select! {
+            taken = take_slot(coordinator, coordination, &holder, name, cx.telemetry) => taken,
+            _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
+        };
+        cx.telemetry
+            .slot_waited(&coordination.group, started.elapsed());
+        info!(resource = name, group = %coordination.group, waited_ms = started.elapsed().as_millis() as u64, "coordination slot taken");
+        slot = Some(taken);
+        if let Some(newer) = newest() {
+            content = newer;
+        }
+    }
+
+    let outcome = gated_change(
+        cx,
+        &content,
+        coordination.map(|(c, k)| (c.group.as_str(), k)),
+    )
+    .await;
+    if let Some(slot) = slot {
+        slot.release().await;
+    }
+    (outcome, content)
+}
+
+/// Waits out a halt, then takes a slot; a halt set meanwhile gives the slot back and waits again.
+/// Store errors are retried with backoff: the change waits, it is not dropped.
+async fn take_slot(
+    coordinator: &Coordinator,
+    coordination: &crate::config::coordination::Coordination,
+    holder: &str,
+    resource: &str,
+    telemetry: &Telemetry,
+) -> Slot {
+    let group = coordination.group.as_str();
+    let mut backoff = std::time::Duration::from_millis(200);
+    loop {
+        let attempt = async {
+            if super::halted(coordinator, group).await?.is_some() {
+                telemetry.group_halted(group, true);
+                super::wait_until_resumed(coordinator, group, resource).await?;
+                telemetry.group_halted(group, false);
+            }
+            let slot = super::acquire(coordinator, coordination, holder).await?;
+            // A holder before us may have halted the group just before releasing its slot.
+            if super::halted(coordinator, group).await?.is_some() {
+                slot.release().await;
+                return Ok(None);
+            }
+            Ok::<_, crate::backend::BackendError>(Some(slot))
+        };
+        match attempt.await {
+            Ok(Some(slot)) => return slot,
+            Ok(None) => continue,
+            Err(err) => {
+                warn!(resource, group, error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot take a coordination slot");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn plain_sync(cx: &GateContext<'_>, content: Arc<Vec<u8>>) -> Gated {
+    let name = cx.resource.name.as_str();
+    match resource::sync(cx.resource, content, cx.options).await {
+        Ok(SyncOutcome::Updated { .. }) => {
+            cx.telemetry.synced(name, "updated", true);
+            Gated::Applied
+        }
+        Ok(_) => {
+            cx.telemetry.synced(name, "unchanged", true);
+            Gated::Unchanged
+        }
+        Err(err) => {
+            error!(resource = name, error = %err, "sync failed");
+            cx.telemetry.synced(name, "failed", false);
+            Gated::Failed
+        }
+    }
+}
+
+/// Check and swap, reload, health check; roll back on an unhealthy result.
+async fn gated_change(
+    cx: &GateContext<'_>,
+    content: &Arc<Vec<u8>>,
+    group: Option<(&str, &Coordinator)>,
+) -> Gated {
+    let resource = cx.resource;
+    let name = resource.name.as_str();
+    // The previous file, in memory for the rollback and next to the destination for people.
+    let previous = match resource::current_content(resource).await {
+        Ok(previous) => previous,
+        Err(err) => {
+            error!(resource = name, error = %err, "sync failed");
+            cx.telemetry.synced(name, "failed", false);
+            return Gated::Failed;
+        }
+    };
+    if resource.health.is_some()
+        && let Some(previous) = &previous
+    {
+        let dest = resource.dest.clone();
+        let backup = previous.clone();
+        match tokio::task::spawn_blocking(move || crate::fs::write_backup(&dest, &backup)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => {
+                warn!(resource = name, error = %err, "cannot keep a backup of the previous file; rolling back from memory")
+            }
+            Err(_) => {}
+        }
+    }
+
+    match resource::sync(resource, Arc::clone(content), cx.options).await {
+        Ok(SyncOutcome::Updated { checked_in }) => {
+            cx.telemetry.synced(name, "updated", true);
+            if let Some(took) = checked_in {
+                cx.telemetry.checked(name, true, took);
+            }
+        }
+        Ok(_) => {
+            cx.telemetry.synced(name, "unchanged", true);
+            return Gated::Unchanged;
+        }
+        Err(err) => {
+            cx.telemetry.synced(name, "failed", false);
+            let rejected = matches!(err, SyncError::Check { .. });
+            if let SyncError::Check { took, .. } = &err {
+                cx.telemetry.checked(name, false, *took);
+            }
+            error!(resource = name, dest = %resource.dest.display(), error = %err, "sync failed");
+            return if rejected {
+                Gated::Rejected
+            } else {
+                Gated::Failed
+            };
+        }
+    }
+
+    let reloaded = reload(cx.groups).await;
+    let Some(health) = &resource.health else {
+        return if reloaded.is_ok() {
+            Gated::Applied
+        } else {
+            Gated::Failed
+        };
+    };
+    let verdict = match reloaded {
+        Ok(()) => super::health::probe(health, name).await,
+        Err(message) => Err(format!("the reload failed: {message}")),
+    };
+    cx.telemetry.health_checked(name, verdict.is_ok());
+    let reason = match verdict {
+        Ok(()) => {
+            info!(resource = name, "healthy after the reload");
+            return Gated::Applied;
+        }
+        Err(reason) => reason,
+    };
+
+    let md5 = resource::md5_hex(content);
+    error!(resource = name, dest = %resource.dest.display(), md5 = %md5, error = %reason, "unhealthy after the change; rolling back");
+    let restored = match previous {
+        Some(previous) => {
+            let options = SyncOptions {
+                sync_only: true,
+                ..cx.options
+            };
+            resource::sync(resource, Arc::new(previous), options)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+        None => resource::remove_destination(resource)
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match restored {
+        Ok(()) => {
+            if let Err(message) = reload(cx.groups).await {
+                error!(resource = name, error = %message, "reload after the rollback failed");
+            }
+            info!(resource = name, dest = %resource.dest.display(), "previous file restored");
+        }
+        Err(message) => {
+            error!(resource = name, error = %message, "cannot restore the previous file")
+        }
+    }
+    cx.telemetry.rolled_back(name);
+    if let Some((group, coordinator)) = group {
+        let marker = Halt::new(&cx.fleet.instance, name, md5, reason);
+        match super::halt(coordinator, group, &marker).await {
+            Ok(()) => warn!(
+                resource = name,
+                group, "group halted; clear with `terad rollout resume {group}`"
+            ),
+            Err(err) => error!(resource = name, group, error = %err, "cannot set the halt marker"),
+        }
+    }
+    Gated::RolledBack
+}
+
+/// Runs the resource's reloads now (each after any run of it in progress).
+async fn reload(groups: &[Arc<Group>]) -> Result<(), String> {
+    for group in groups {
+        group.reload_now().await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! `terad register` and `terad rollout`: the command-line side of the fleet features.
+//!
+//! `register` keeps `KEY = VALUE` in the store bound to an etcd lease or a Consul session: it
+//! is written once the health command passes, withdrawn while it fails, deleted on SIGTERM or
+//! SIGINT, and gone by itself when the process dies and the lease or session expires.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::{Coordinator, Lease, RESERVED_PREFIX, halt_key, slots_prefix};
+use crate::cli::{Command, RegisterArgs, RolloutAction};
+use crate::config::Settings;
+use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
+
+/// Runs a subcommand; the exit status of the process.
+pub async fn run_command(settings: &Settings, command: &Command) -> ExitCode {
+    let coordinator = match Coordinator::new(settings) {
+        Ok(Some(coordinator)) => coordinator,
+        Ok(None) => {
+            eprintln!(
+                "terad: --backend must be etcd or consul: the key has to live in a shared store"
+            );
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(message) => {
+            eprintln!("terad: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match command {
+        Command::Register(args) => match RegisterPlan::new(args) {
+            Ok(plan) => {
+                let shutdown = CancellationToken::new();
+                spawn_shutdown_signals(shutdown.clone());
+                match register(&coordinator, &plan, &shutdown).await {
+                    Ok(()) => ExitCode::from(EXIT_OK),
+                    Err(message) => {
+                        eprintln!("terad: {message}");
+                        ExitCode::from(EXIT_FAILURE)
+                    }
+                }
+            }
+            Err(message) => {
+                eprintln!("terad: {message}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        },
+        Command::Rollout { action } => rollout(&coordinator, action).await,
+    }
+}
+
+async fn rollout(coordinator: &Coordinator, action: &RolloutAction) -> ExitCode {
+    match action {
+        RolloutAction::Resume { group } => match super::resume(coordinator, group).await {
+            Ok(true) => {
+                println!("group {group:?} resumed");
+                ExitCode::from(EXIT_OK)
+            }
+            Ok(false) => {
+                println!("group {group:?} was not halted");
+                ExitCode::from(EXIT_OK)
+            }
+            Err(err) => {
+                eprintln!("terad: cannot clear {:?}: {err}", halt_key(group));
+                ExitCode::from(EXIT_FAILURE)
+            }
+        },
+        RolloutAction::Status { group } => {
+            let slots = coordinator.list(&slots_prefix(group)).await;
+            let halt = super::halted(coordinator, group).await;
+            match (slots, halt) {
+                (Ok((entries, _)), Ok(halt)) => {
+                    println!("group {group:?} under {RESERVED_PREFIX}/{group}");
+                    let holders: Vec<&str> = entries
+                        .iter()
+                        .filter(|e| e.held)
+                        .map(|e| e.value.as_str())
+                        .collect();
+                    println!("slots in use or asked for, oldest first: {holders:?}");
+                    match halt {
+                        Some(halt) => println!("halted: {halt}"),
+                        None => println!("not halted"),
+                    }
+                    ExitCode::from(EXIT_OK)
+                }
+                (Err(err), _) | (_, Err(err)) => {
+                    eprintln!("terad: {err}");
+                    ExitCode::from(EXIT_FAILURE)
+                }
+            }
+        }
+    }
+}
+
+fn spawn_shutdown_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        shutdown.cancel();
+    });
+}
+
+/// Validated `register` arguments.
+#[derive(Debug, Clone)]
+pub struct RegisterPlan {
+    pub key: String,
+    pub value: String,
+    pub ttl: Duration,
+    pub health_cmd: Option<String>,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+}
+
+impl RegisterPlan {
+    pub fn new(args: &RegisterArgs) -> Result<RegisterPlan, String> {
+        let duration = |option: &str, text: &str| {
+            humantime::parse_duration(text.trim())
+                .map_err(|e| format!("--{option}: invalid duration {text:?}: {e}"))
+        };
+        let ttl = duration("ttl", &args.ttl)?;
+        if ttl < Duration::from_secs(2) {
+            return Err(format!("--ttl: {:?} is shorter than 2s", args.ttl));
+        }
+        if !args.key.starts_with('/') || args.key.ends_with('/') {
+            return Err(format!(
+                "--key: {:?} must be an absolute key such as /proxy/frontend/web1",
+                args.key
+            ));
+        }
+        Ok(RegisterPlan {
+            key: args.key.clone(),
+            value: args.value.clone(),
+            ttl,
+            health_cmd: args.health_cmd.clone().filter(|c| !c.trim().is_empty()),
+            health_interval: duration("health-interval", &args.health_interval)?,
+            health_timeout: duration("health-timeout", &args.health_timeout)?,
+        })
+    }
+}
+
+async fn healthy(plan: &RegisterPlan) -> bool {
+    match &plan.health_cmd {
+        None => true,
+        Some(command) => match crate::process::run_shell(command, plan.health_timeout).await {
+            Ok(_) => true,
+            Err(err) => {
+                warn!(key = %plan.key, error = %err, "health command failed");
+                false
+            }
+        },
+    }
+}
+
+/// Keeps the key registered until `shutdown`; then deletes it. Store errors are retried: a
+/// registration outlives a store restart.
+pub async fn register(
+    coordinator: &Coordinator,
+    plan: &RegisterPlan,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let mut lease: Option<Lease> = None;
+    let mut registered = false;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let step = async {
+            if lease.as_ref().is_none_or(Lease::is_lost) {
+                registered = false;
+                lease = Some(coordinator.grant(plan.ttl).await?);
+            }
+            let lease = lease.as_ref().expect("granted above");
+            if healthy(plan).await {
+                // Re-written when missing: the store may have restarted empty.
+                let present = registered && coordinator.get(&plan.key).await?.0.is_some();
+                if !present {
+                    coordinator.put(&plan.key, &plan.value, Some(lease)).await?;
+                    info!(key = %plan.key, value = %plan.value, ttl_s = plan.ttl.as_secs(), "registered");
+                    registered = true;
+                }
+            } else if registered {
+                coordinator.delete(&plan.key).await?;
+                warn!(key = %plan.key, "withdrawn while the health command fails");
+                registered = false;
+            }
+            Ok::<(), crate::backend::BackendError>(())
+        };
+        let pause = tokio::select! {
+            result = step => match result {
+                Ok(()) => {
+                    backoff = Duration::from_millis(200);
+                    plan.health_interval
+                }
+                Err(err) => {
+                    error!(key = %plan.key, error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot keep the registration");
+                    let pause = backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    pause
+                }
+            },
+            _ = shutdown.cancelled() => Duration::ZERO,
+        };
+        if shutdown.is_cancelled() {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // Withdraw at once: the service is going away.
+    if registered {
+        if let Err(err) = coordinator.delete(&plan.key).await {
+            warn!(key = %plan.key, error = %err, "cannot delete the key; it goes when the lease expires");
+        } else {
+            info!(key = %plan.key, "deregistered");
+        }
+    }
+    if let Some(lease) = lease {
+        let _ = lease.revoke().await;
+    }
+    Ok(())
+}
