@@ -12,6 +12,15 @@
 //!   rewritten destination (p50, p99), resident memory while watching (steady and peak), and the
 //!   reloads caused by a burst of 200 updates.
 //!
+//! - `onetime-haproxy N…`: the container-entrypoint case. A real etcd with N servers, then
+//!   `terad --onetime` start to exit with the HAProxy example as shipped: render, `haproxy -c`
+//!   on the staged file, swap. Also times `haproxy -c` alone on the result, to show what is
+//!   HAProxy's share.
+//!
+//! - `soak RATE SECONDS` (default 10000 60): a real etcd with 1000 servers registered, terad
+//!   watching; RATE updates per second for SECONDS; reports resident memory, threads and open
+//!   files at start and end, and whether the final file equals a fresh one-shot render.
+//!
 //! Results print as Markdown table rows for BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
@@ -33,7 +42,12 @@ fn main() {
         .collect();
     match mode.as_str() {
         "onetime-file" => onetime_file(&sizes),
+        "onetime-haproxy" => onetime_haproxy(&sizes),
         "etcd" | "consul" => watch_bench(mode, &sizes),
+        "soak" => soak(
+            sizes.first().copied().unwrap_or(10_000),
+            sizes.get(1).copied().unwrap_or(60),
+        ),
         // For profiling by hand: fill an already running etcd at $ETCD_URL.
         "etcd-load" => {
             let url = std::env::var("ETCD_URL").expect("ETCD_URL");
@@ -601,6 +615,231 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
             ms(percentile(&put_rpcs, 50)),
             sampled_rss as f64 / 1024.0,
             peak as f64 / 1024.0,
+        );
+    }
+}
+
+/// Threads and open file descriptors of a process.
+fn threads_and_fds(pid: u32) -> (usize, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (threads, fds)
+}
+
+fn soak(rate: usize, seconds: usize) {
+    let terad = terad_binary();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let servers = 1000;
+    let etcd = EtcdServer::start(&runtime);
+    let mut client = etcd.client(&runtime);
+    let mut entries = vec![("/proxy/port".to_owned(), "80".to_owned())];
+    entries
+        .extend((0..servers).map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i))));
+    runtime.block_on(put_many(&mut client, entries));
+
+    let dir = tempfile::tempdir().unwrap();
+    let dest = confdir(dir.path());
+    let mut daemon = Command::new(&terad)
+        .args([
+            "--watch",
+            "--log-level",
+            "warn",
+            "--backend",
+            "etcd",
+            "--node",
+            &etcd.url,
+        ])
+        .arg("--confdir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&dest)
+        .is_ok_and(|t| t.contains(&format!("web-{:06}", servers - 1)))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no initial render"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (rss_start, _) = memory_kb(pid);
+    let (threads_start, fds_start) = threads_and_fds(pid);
+
+    // RATE updates per second from 32 concurrent writers, each on its own client.
+    let writers = 32;
+    let per_writer = rate as f64 / writers as f64;
+    let deadline = Instant::now() + Duration::from_secs(seconds as u64);
+    let url = etcd.url.clone();
+    let mut samples = Vec::new();
+    let done = runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for writer in 0..writers {
+            let url = url.clone();
+            tasks.spawn(async move {
+                let mut client = etcd_client::Client::connect([url], None).await.unwrap();
+                let interval = Duration::from_secs_f64(1.0 / per_writer);
+                let mut next = tokio::time::Instant::now();
+                let mut sent = 0usize;
+                while Instant::now() < deadline {
+                    let i = (writer * 7919 + sent * 31) % servers;
+                    let value = format!(
+                        "172.{}.{}.{}:{}",
+                        writer,
+                        (sent >> 8) & 255,
+                        sent & 255,
+                        1000 + i
+                    );
+                    client
+                        .put(format!("/proxy/frontend/web-{i:06}"), value, None)
+                        .await
+                        .unwrap();
+                    sent += 1;
+                    next += interval;
+                    tokio::time::sleep_until(next).await;
+                }
+                sent
+            });
+        }
+        let mut total = 0;
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => match joined {
+                    Some(sent) => total += sent.unwrap(),
+                    None => break,
+                },
+                _ = ticker.tick() => samples.push(memory_kb(pid).0),
+            }
+        }
+        total
+    });
+    // Let terad settle on the last state.
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss_end, peak) = memory_kb(pid);
+    let (threads_end, fds_end) = threads_and_fds(pid);
+    let final_file = std::fs::read_to_string(&dest).unwrap();
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+
+    // The render of the final store, by a fresh one-shot into another directory.
+    let check_dir = tempfile::tempdir().unwrap();
+    let check_dest = confdir(check_dir.path());
+    let output = Command::new(&terad)
+        .args([
+            "--onetime",
+            "--sync-only",
+            "--log-level",
+            "error",
+            "--backend",
+            "etcd",
+            "--node",
+            &etcd.url,
+        ])
+        .arg("--confdir")
+        .arg(check_dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let expected = std::fs::read_to_string(&check_dest).unwrap();
+
+    println!(
+        "| updates sent | achieved rate | RSS start | RSS end | RSS max sampled | RSS peak | threads start/end | open fds start/end | final file = render of final store |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {done} in {seconds} s | {:.0}/s | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.1} MiB | {threads_start}/{threads_end} | {fds_start}/{fds_end} | {} |",
+        done as f64 / seconds as f64,
+        rss_start as f64 / 1024.0,
+        rss_end as f64 / 1024.0,
+        samples.iter().copied().max().unwrap_or(0) as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        if final_file == expected { "yes" } else { "NO" }
+    );
+}
+
+fn onetime_haproxy(sizes: &[usize]) {
+    let terad = terad_binary();
+    println!(
+        "| servers | terad --onetime (render + haproxy -c + swap) median | p90 | haproxy -c alone median |"
+    );
+    println!("|---|---|---|---|");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for &servers in sizes {
+        let mut store = Store::start("etcd", &runtime);
+        let mut entries = vec![("/proxy/port".to_owned(), "8080".to_owned())];
+        entries.extend(
+            (0..servers).map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i))),
+        );
+        store.load(&runtime, entries);
+        let dir = tempfile::tempdir().unwrap();
+        let dest = confdir(dir.path());
+        // The shipped resource's check; no HAProxy is running, so no reload.
+        std::fs::write(
+            dir.path().join("conf.d/haproxy.toml"),
+            format!(
+                "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\ncheck_cmd = \"haproxy -c -q -f {{{{.src}}}}\"\n",
+                dest.display()
+            ),
+        )
+        .unwrap();
+        let runs = 30;
+        let onetime = time_onetime(
+            || {
+                let mut command = Command::new(&terad);
+                command
+                    .args([
+                        "--onetime",
+                        "--log-level",
+                        "error",
+                        "--backend",
+                        "etcd",
+                        "--node",
+                    ])
+                    .arg(store.url())
+                    .arg("--confdir")
+                    .arg(dir.path());
+                command
+            },
+            &dest,
+            runs,
+        );
+        let mut check: Vec<Duration> = (0..runs)
+            .map(|_| {
+                let started = Instant::now();
+                let status = Command::new("haproxy")
+                    .args(["-c", "-q", "-f"])
+                    .arg(&dest)
+                    .status()
+                    .expect("haproxy");
+                assert!(status.success());
+                started.elapsed()
+            })
+            .collect();
+        check.sort();
+        println!(
+            "| {servers} | {} | {} | {} |",
+            ms(percentile(&onetime, 50)),
+            ms(percentile(&onetime, 90)),
+            ms(percentile(&check, 50))
         );
     }
 }
