@@ -643,6 +643,80 @@ reload_timeout = 90
     }
 
     #[test]
+    fn coordination_and_health_keys_parse_with_defaults() {
+        use super::super::coordination::{Coordination, HealthCheck, HealthProbe};
+        let fx = Fixture::new();
+        fx.resource(
+            "app.toml",
+            r#"
+[template]
+src = "app.tmpl"
+dest = "/tmp/app.conf"
+health_url = "http://127.0.0.1:8404/health"
+health_retries = 5
+
+[template.coordination]
+group = "edge-haproxy"
+ttl = "30s"
+"#,
+        );
+        let r = &fx.load("").unwrap()[0];
+        assert_eq!(
+            r.coordination,
+            Some(Coordination {
+                group: "edge-haproxy".into(),
+                max_concurrent: 1,
+                ttl: Duration::from_secs(30),
+                jitter: Duration::from_secs(1),
+            })
+        );
+        assert_eq!(
+            r.health,
+            Some(HealthCheck {
+                probe: HealthProbe::Url("http://127.0.0.1:8404/health".into()),
+                timeout: Duration::from_secs(5),
+                retries: 5,
+                interval: Duration::from_secs(1),
+            })
+        );
+    }
+
+    #[test]
+    fn bad_coordination_and_health_keys_are_named() {
+        let fx = Fixture::new();
+        fx.resource(
+            "app.toml",
+            r#"
+[template]
+src = "app.tmpl"
+dest = "/tmp/app.conf"
+health_cmd = "true"
+health_url = "ftp://x"
+health_retries = -1
+
+[template.coordination]
+group = "a/b"
+max_concurrent = 0
+ttl = "1s"
+"#,
+        );
+        let errors = fx.errors();
+        let expect = [
+            "conf.d/app.toml:5:14: \"health_cmd\": set either health_cmd or health_url, not both",
+            "conf.d/app.toml:7:18: \"health_retries\": -1 is not a number of retries",
+            "conf.d/app.toml:10:9: \"coordination.group\": \"a/b\" is not a group name (letters, digits, '-', '_' and '.', at most 128)",
+            "conf.d/app.toml:11:18: \"coordination.max_concurrent\": 0 is not at least 1",
+            "conf.d/app.toml:12:7: \"coordination.ttl\": must be at least 2s",
+        ];
+        for want in expect {
+            assert!(
+                errors.iter().any(|e| e == want),
+                "{want:?} not in {errors:#?}"
+            );
+        }
+    }
+
+    #[test]
     fn defaults_for_optional_keys() {
         let fx = Fixture::new();
         fx.resource(
