@@ -4,6 +4,8 @@
 #     (google/protobuf/descriptor.proto, …) that the etcd-client crate compiles at build time
 #   - etcd-server, etcd-client: a real etcd 3.4 for the integration tests
 #   - haproxy: HAProxy 2.6 for the sidecar end-to-end test
+#   - systemd: `systemd-analyze verify` checks the packaged unit
+#   - g++: libFuzzer (cargo fuzz, scripts/fuzz.sh) is C++
 #   - consul: not packaged for bookworm, so the bullseye package (1.8) is downloaded from the
 #     mirror this machine already uses and unpacked without touching the system's apt lists.
 # Safe to run repeatedly; it skips what is already present.
@@ -21,6 +23,8 @@ command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v etcd >/dev/null || need_apt+=(etcd-server)
 command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v c++ >/dev/null || need_apt+=(g++)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-deps: installing ${need_apt[*]}"
