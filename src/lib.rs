@@ -27,6 +27,7 @@ pub mod fleet;
 pub mod fs;
 pub mod logging;
 pub mod process;
+pub mod quiescence;
 pub mod reload;
 pub mod resource;
 pub mod runner;

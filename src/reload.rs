@@ -262,6 +262,34 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn a_gated_reload_waits_for_the_running_one_and_reports_its_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let (group, log) = counting_group(dir.path(), 0.3);
+        group.mark_pending(0);
+        group.member_done(0, true, false);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The coalesced run is sleeping; the gated one starts only after it.
+        assert_eq!(group.reload_now().await, Ok(()));
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "start\nend\nstart\nend\n",
+            "runs overlapped"
+        );
+        settle(&group).await;
+        assert_eq!(group.runs(), 2);
+
+        let failing = Group::new(
+            Action::Command {
+                command: "echo broken >&2; exit 3".into(),
+                timeout: Duration::from_secs(10),
+            },
+            Arc::new(Telemetry::new(Duration::from_secs(1))),
+        );
+        let error = failing.reload_now().await.unwrap_err();
+        assert!(error.contains("broken"), "{error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn unchanged_files_do_not_reload() {
         let dir = tempfile::tempdir().unwrap();
         let (group, log) = counting_group(dir.path(), 0.0);

@@ -26,6 +26,7 @@ use crate::config::{self, Config, Mode, Resource, Settings, WaitSpec};
 use crate::exec::ExecHandle;
 use crate::fleet::gate::{self, GateContext, Gated};
 use crate::fleet::{Coordinator, Fleet};
+use crate::quiescence::Quiescence;
 use crate::reload::{Action, Group};
 use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
 use crate::store::{KeyStore, key_in_scope};
@@ -282,8 +283,8 @@ struct Slot {
     mailbox: Arc<Mailbox>,
     groups: Vec<Arc<Group>>,
     wait: Option<WaitSpec>,
-    /// Armed quiescence: (first change, render deadline).
-    debounce: Option<(tokio::time::Instant, tokio::time::Instant)>,
+    /// Pending render under `wait`.
+    debounce: Quiescence,
     /// The resource's keys, merged, for counting what it sees.
     key_prefixes: Vec<String>,
     /// How many keys the last render saw, for the empty-store guard.
@@ -390,7 +391,7 @@ impl Runtime {
             resource,
             mailbox,
             groups,
-            debounce: None,
+            debounce: Quiescence::default(),
             last_keys: None,
         }
     }
@@ -447,7 +448,7 @@ impl Runtime {
             let next_deadline = self
                 .slots
                 .iter()
-                .filter_map(|slot| slot.debounce.map(|(_, d)| d))
+                .filter_map(|slot| slot.debounce.deadline())
                 .min();
             tokio::select! {
                 _ = context.shutdown.cancelled() => break,
@@ -556,7 +557,6 @@ impl Runtime {
         if changed.is_empty() {
             return;
         }
-        let now = tokio::time::Instant::now();
         let mut render_now = BTreeSet::new();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let touched = changed.iter().any(|key| {
@@ -572,11 +572,7 @@ impl Runtime {
                 None => {
                     render_now.insert(index);
                 }
-                Some(wait) => {
-                    // Each change re-arms MIN; MAX, counted from the first change, caps it.
-                    let first = slot.debounce.map_or(now, |(first, _)| first);
-                    slot.debounce = Some((first, (now + wait.min).min(first + wait.max)));
-                }
+                Some(wait) => slot.debounce.change(wait),
             }
         }
         debug!(
@@ -589,18 +585,11 @@ impl Runtime {
 
     /// Renders the resources whose quiescence has expired.
     fn render_due(&mut self) {
-        let now = tokio::time::Instant::now();
         let due: BTreeSet<usize> = self
             .slots
             .iter_mut()
             .enumerate()
-            .filter_map(|(index, slot)| match slot.debounce {
-                Some((_, deadline)) if deadline <= now => {
-                    slot.debounce = None;
-                    Some(index)
-                }
-                _ => None,
-            })
+            .filter_map(|(index, slot)| slot.debounce.take_if_due().then_some(index))
             .collect();
         self.render(due);
     }
@@ -608,7 +597,7 @@ impl Runtime {
     /// Renders every resource at once, whatever its `wait`: the first render is never delayed.
     fn render_all(&mut self) {
         for slot in &mut self.slots {
-            slot.debounce = None;
+            slot.debounce.clear();
         }
         let all = (0..self.slots.len()).collect();
         self.render(all);
