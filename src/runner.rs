@@ -605,6 +605,10 @@ impl Runtime {
 
     fn render(&mut self, indexes: BTreeSet<usize>) {
         let mut rendered_bytes = 0;
+        // Every render of this change is marked pending in its reload groups before any is
+        // handed to a worker: a fast worker must not finish (and start a shared reload) while
+        // the next resource of the same change is still rendering.
+        let mut renders = Vec::with_capacity(indexes.len());
         for index in indexes {
             let slot = &mut self.slots[index];
             let keys = count_keys(&self.store, &slot.key_prefixes);
@@ -625,7 +629,7 @@ impl Runtime {
                     for group in &slot.groups {
                         group.mark_pending(slot.id);
                     }
-                    slot.mailbox.put(rendered);
+                    renders.push((index, rendered));
                 }
                 Err(err) => error!(
                     resource = %slot.resource.name,
@@ -634,6 +638,9 @@ impl Runtime {
                     "render failed; destination left unchanged"
                 ),
             }
+        }
+        for (index, rendered) in renders {
+            self.slots[index].mailbox.put(rendered);
         }
         release_free_memory(rendered_bytes);
     }

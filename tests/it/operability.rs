@@ -371,6 +371,11 @@ fn ready_turns_true_after_the_first_sync_and_metrics_parse() {
         http_get(port, "/ready").map(|r| r.0) == Some(200)
     });
 
+    // The reload runs after the file is written (and after ready): wait until it is counted.
+    wait_for("the first reload counted", LIMIT, || {
+        http_get(port, "/metrics")
+            .is_some_and(|(_, body)| body.contains("terad_reloads_total{resource=\"r0\""))
+    });
     let (status, body) = http_get(port, "/metrics").unwrap();
     assert_eq!(status, 200);
     let lines = body.lines().map(|l| Ok(l.to_owned()));

@@ -58,7 +58,12 @@ fn sigkill_at_100_moments_never_leaves_a_torn_file_and_stage_files_do_not_pile_u
             .arg(fx.path("keys.yaml"));
         command
     };
+    // Kill points spread over one uninterrupted run's duration, measured here: a loaded machine
+    // (CI, a parallel build) takes longer, and a fixed window would miss the rename.
+    let started = Instant::now();
     assert!(run(&mut onetime("A"), LIMIT).status.success());
+    let window = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let window = window.saturating_mul(5) / 4;
     let (a, b) = (big_render("A"), big_render("B"));
     assert_eq!(fx.read("out/big.conf"), a);
 
@@ -74,7 +79,7 @@ fn sigkill_at_100_moments_never_leaves_a_torn_file_and_stage_files_do_not_pile_u
             .spawn()
             .unwrap();
         // Kill points spread over the whole run (start-up, render, write, rename, exit).
-        std::thread::sleep(Duration::from_micros(rng.u64(0..40_000)));
+        std::thread::sleep(Duration::from_micros(rng.u64(0..window)));
         let _ = child.kill();
         let _ = child.wait();
         let content = std::fs::read_to_string(fx.path("out/big.conf")).unwrap();
