@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::resource::{DurationValue, parse_duration};
+use super::resource::{DurationValue, duration_key};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_JITTER: Duration = Duration::from_secs(1);
@@ -108,26 +108,20 @@ impl RawCoordination {
                 }
             },
         };
-        let mut duration = |key: &str, raw: &Option<Spanned<DurationValue>>, default, min| {
-            let Some(raw) = raw else { return default };
-            match parse_duration(raw.get_ref()) {
-                Ok(duration) if duration >= min => duration,
-                Ok(_) => {
-                    error(
-                        &format!("{prefix}{key}"),
-                        Some(raw.span()),
-                        format!("must be at least {}", humantime::format_duration(min)),
-                    );
-                    default
-                }
-                Err(message) => {
-                    error(&format!("{prefix}{key}"), Some(raw.span()), message);
-                    default
-                }
-            }
-        };
-        let ttl = duration("ttl", &self.ttl, DEFAULT_TTL, Duration::from_secs(2));
-        let jitter = duration("jitter", &self.jitter, DEFAULT_JITTER, Duration::ZERO);
+        let ttl = duration_key(
+            &format!("{prefix}ttl"),
+            &self.ttl,
+            DEFAULT_TTL,
+            Some(Duration::from_secs(2)),
+            error,
+        );
+        let jitter = duration_key(
+            &format!("{prefix}jitter"),
+            &self.jitter,
+            DEFAULT_JITTER,
+            Some(Duration::ZERO),
+            error,
+        );
         Some(Coordination {
             group: group?,
             max_concurrent,
@@ -174,22 +168,20 @@ impl RawHealth<'_> {
             },
             (None, None) => None,
         };
-        let mut duration = |key: &str, raw: &Option<Spanned<DurationValue>>, default| {
-            let Some(raw) = raw else { return default };
-            match parse_duration(raw.get_ref()) {
-                Ok(duration) if !duration.is_zero() => duration,
-                Ok(_) => {
-                    error(key, Some(raw.span()), "must be longer than zero".into());
-                    default
-                }
-                Err(message) => {
-                    error(key, Some(raw.span()), message);
-                    default
-                }
-            }
-        };
-        let timeout = duration("health_timeout", self.timeout, DEFAULT_HEALTH_TIMEOUT);
-        let interval = duration("health_interval", self.interval, DEFAULT_HEALTH_INTERVAL);
+        let timeout = duration_key(
+            "health_timeout",
+            self.timeout,
+            DEFAULT_HEALTH_TIMEOUT,
+            None,
+            error,
+        );
+        let interval = duration_key(
+            "health_interval",
+            self.interval,
+            DEFAULT_HEALTH_INTERVAL,
+            None,
+            error,
+        );
         let retries = match self.retries {
             None => DEFAULT_HEALTH_RETRIES,
             Some(retries) => match u32::try_from(*retries.get_ref()) {

@@ -338,25 +338,19 @@ fn validate(
     let check_cmd = command("check_cmd", &raw.check_cmd);
     let reload_cmd = command("reload_cmd", &raw.reload_cmd);
 
-    let mut timeout = |key: &str, raw: &Option<Spanned<DurationValue>>, default: Duration| {
-        let Some(raw) = raw else { return default };
-        match parse_duration(raw.get_ref()) {
-            Ok(duration) if !duration.is_zero() => duration,
-            Ok(_) => {
-                error(key, Some(raw.span()), "must be longer than zero".into());
-                default
-            }
-            Err(message) => {
-                error(key, Some(raw.span()), message);
-                default
-            }
-        }
-    };
-    let check_timeout = timeout("check_timeout", &raw.check_timeout, DEFAULT_CHECK_TIMEOUT);
-    let reload_timeout = timeout(
+    let check_timeout = duration_key(
+        "check_timeout",
+        &raw.check_timeout,
+        DEFAULT_CHECK_TIMEOUT,
+        None,
+        &mut error,
+    );
+    let reload_timeout = duration_key(
         "reload_timeout",
         &raw.reload_timeout,
         DEFAULT_RELOAD_TIMEOUT,
+        None,
+        &mut error,
     );
     let min_keys = raw
         .min_keys
@@ -485,6 +479,39 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
         ));
     }
     Ok(mode)
+}
+
+/// A duration key: `default` when absent. A value that does not parse, or is zero (`min` None)
+/// or shorter than `min`, is reported and the default used, so validation goes on.
+pub(super) fn duration_key(
+    key: &str,
+    raw: &Option<Spanned<DurationValue>>,
+    default: Duration,
+    min: Option<Duration>,
+    error: &mut super::coordination::Report<'_>,
+) -> Duration {
+    let Some(raw) = raw else { return default };
+    match parse_duration(raw.get_ref()) {
+        Ok(duration) => match min {
+            None if duration.is_zero() => {
+                error(key, Some(raw.span()), "must be longer than zero".into());
+                default
+            }
+            Some(min) if duration < min => {
+                error(
+                    key,
+                    Some(raw.span()),
+                    format!("must be at least {}", humantime::format_duration(min)),
+                );
+                default
+            }
+            _ => duration,
+        },
+        Err(message) => {
+            error(key, Some(raw.span()), message);
+            default
+        }
+    }
 }
 
 pub(super) fn parse_duration(value: &DurationValue) -> Result<Duration, String> {
