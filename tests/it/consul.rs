@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::support::consul::{Consul, MASTER_TOKEN};
-use crate::support::{Daemon, Fixture, run, stderr, wait_for};
+use crate::support::{Daemon, Fixture, run, stderr, wait_content, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -35,20 +35,6 @@ fn terad(fx: &Fixture, consul: &Consul, args: &[&str]) -> Command {
         // Short blocking queries keep the restart test quick; the default is 5m.
         .args(["--consul-wait", "5s"]);
     command
-}
-
-fn wait_content(fx: &Fixture, daemon: &Daemon, what: &str, expected: &str) {
-    let started = std::time::Instant::now();
-    while fx.read("out/app.conf") != expected || !fx.path("out/app.conf").exists() {
-        if started.elapsed() > LIMIT {
-            panic!(
-                "timed out waiting for {what}: have {:?}, want {expected:?}\nterad log:\n{}",
-                fx.read("out/app.conf"),
-                daemon.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::support::etcd::Etcd;
 use crate::support::tls::TestCa;
-use crate::support::{Daemon, Fixture, free_port, modified, run, stderr, wait_for};
+use crate::support::{Daemon, Fixture, free_port, modified, run, stderr, wait_content, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -43,20 +43,6 @@ fn terad(fx: &Fixture, etcd: &Etcd, mode: &[&str]) -> Command {
 
 fn watch(fx: &Fixture, etcd: &Etcd) -> Daemon {
     Daemon::start(&mut terad(fx, etcd, &["--watch"]), fx.path("terad.log"))
-}
-
-fn wait_content(fx: &Fixture, daemon: &Daemon, what: &str, expected: &str) {
-    let started = std::time::Instant::now();
-    while fx.read("out/app.conf") != expected {
-        if started.elapsed() > LIMIT {
-            panic!(
-                "timed out waiting for {what}: have {:?}, want {expected:?}\nterad log:\n{}",
-                fx.read("out/app.conf"),
-                daemon.log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

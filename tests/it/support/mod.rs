@@ -123,6 +123,24 @@ pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool
     }
 }
 
+/// Waits until `out/app.conf` exists with exactly `expected` (an empty render counts only once
+/// the file is there), failing the test after 30 s with the daemon's log.
+pub fn wait_content(fx: &Fixture, daemon: &Daemon, what: &str, expected: &str) {
+    let limit = Duration::from_secs(30);
+    let path = fx.path("out/app.conf");
+    let started = Instant::now();
+    while !path.exists() || fx.read("out/app.conf") != expected {
+        if started.elapsed() > limit {
+            panic!(
+                "timed out waiting for {what}: have {:?}, want {expected:?}\nterad log:\n{}",
+                fx.read("out/app.conf"),
+                daemon.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// A running terad that is killed when dropped.
 pub struct Daemon {
     pub child: Child,
