@@ -113,6 +113,24 @@ fn server_address(i: usize) -> String {
     )
 }
 
+/// The keys of the HAProxy example: the frontend port and `servers` registered servers.
+fn haproxy_entries(port: &str, servers: usize) -> Vec<(String, String)> {
+    let mut entries = vec![("/proxy/port".to_owned(), port.to_owned())];
+    entries
+        .extend((0..servers).map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i))));
+    entries
+}
+
+/// Waits until watch mode's first render (which lists the last server) is at `dest`.
+fn wait_initial_render(dest: &Path, servers: usize, limit: Duration) {
+    let last = format!("web-{:06}", servers - 1);
+    let started = Instant::now();
+    while !std::fs::read_to_string(dest).is_ok_and(|t| t.contains(&last)) {
+        assert!(started.elapsed() < limit, "no initial render");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 fn ms(duration: Duration) -> String {
     format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
 }
@@ -476,11 +494,7 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
         .unwrap();
     for &servers in sizes {
         let mut store = Store::start(kind, &runtime);
-        let mut entries = vec![("/proxy/port".to_owned(), "80".to_owned())];
-        entries.extend(
-            (0..servers).map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i))),
-        );
-        store.load(&runtime, entries);
+        store.load(&runtime, haproxy_entries("80", servers));
 
         let dir = tempfile::tempdir().unwrap();
         let dest = confdir(dir.path());
@@ -519,16 +533,7 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
             .spawn()
             .unwrap();
         let pid = daemon.id();
-        let started = Instant::now();
-        while !std::fs::read_to_string(&dest)
-            .is_ok_and(|t| t.contains(&format!("web-{:06}", servers - 1)))
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no initial render"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_initial_render(&dest, servers, Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(500));
 
         let (events_tx, events) = std::sync::mpsc::channel();
@@ -643,10 +648,7 @@ fn soak(rate: usize, seconds: usize) {
     let servers = 1000;
     let etcd = EtcdServer::start(&runtime);
     let mut client = etcd.client(&runtime);
-    let mut entries = vec![("/proxy/port".to_owned(), "80".to_owned())];
-    entries
-        .extend((0..servers).map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i))));
-    runtime.block_on(put_many(&mut client, entries));
+    runtime.block_on(put_many(&mut client, haproxy_entries("80", servers)));
 
     let dir = tempfile::tempdir().unwrap();
     let dest = confdir(dir.path());
@@ -667,16 +669,7 @@ fn soak(rate: usize, seconds: usize) {
         .spawn()
         .unwrap();
     let pid = daemon.id();
-    let started = Instant::now();
-    while !std::fs::read_to_string(&dest)
-        .is_ok_and(|t| t.contains(&format!("web-{:06}", servers - 1)))
-    {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no initial render"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_initial_render(&dest, servers, Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(1));
     let (rss_start, _) = memory_kb(pid);
     let (threads_start, fds_start) = threads_and_fds(pid);
@@ -785,11 +778,7 @@ fn onetime_haproxy(sizes: &[usize]) {
         .unwrap();
     for &servers in sizes {
         let mut store = Store::start("etcd", &runtime);
-        let mut entries = vec![("/proxy/port".to_owned(), "8080".to_owned())];
-        entries.extend(
-            (0..servers).map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i))),
-        );
-        store.load(&runtime, entries);
+        store.load(&runtime, haproxy_entries("8080", servers));
         let dir = tempfile::tempdir().unwrap();
         let dest = confdir(dir.path());
         // The shipped resource's check; no HAProxy is running, so no reload.
