@@ -323,6 +323,15 @@ impl Runtime {
             resources,
             engine,
         } = config;
+        let fleet = Arc::new(Fleet {
+            // Only a coordinated resource needs it; the file and env backends have none.
+            coordinator: resources
+                .iter()
+                .any(|r| r.coordination.is_some())
+                .then(|| Coordinator::new(&settings).ok().flatten())
+                .flatten(),
+            instance: settings.instance.clone(),
+        });
         let mut runtime = Runtime {
             options: sync_options(&settings),
             prefixes: Vec::new(),
@@ -336,21 +345,9 @@ impl Runtime {
             next_id: 0,
             telemetry: Arc::clone(&context.telemetry),
             exec: context.exec.clone(),
-            fleet: Arc::new(Fleet {
-                coordinator: None,
-                instance: String::new(),
-            }),
+            fleet,
             shutdown: context.shutdown.clone(),
         };
-        runtime.fleet = Arc::new(Fleet {
-            // Only a coordinated resource needs it; the file and env backends have none.
-            coordinator: resources
-                .iter()
-                .any(|r| r.coordination.is_some())
-                .then(|| Coordinator::new(&runtime.settings).ok().flatten())
-                .flatten(),
-            instance: runtime.settings.instance.clone(),
-        });
         for resource in resources {
             let slot = runtime.new_slot(resource);
             runtime.slots.push(slot);

@@ -65,6 +65,22 @@ pub fn spawn_handlers(
     Ok(())
 }
 
+/// For the subcommands (`terad register`): SIGTERM or SIGINT cancels `shutdown`, nothing else
+/// is handled.
+pub fn spawn_shutdown_handlers(shutdown: CancellationToken) -> std::io::Result<()> {
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        info!(signal = name, "shutting down");
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
 fn forward(exec: Option<&ExecHandle>, signal: Signal) {
     match exec {
         Some(exec) => exec.forward(signal),

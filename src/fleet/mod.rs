@@ -21,7 +21,6 @@ pub mod gate;
 pub mod health;
 pub mod register;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -368,5 +367,3 @@ pub struct Fleet {
     pub coordinator: Option<Coordinator>,
     pub instance: String,
 }
-
-pub type SharedFleet = Arc<Fleet>;

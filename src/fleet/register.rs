@@ -34,7 +34,10 @@ pub async fn run_command(settings: &Settings, command: &Command) -> ExitCode {
         Command::Register(args) => match RegisterPlan::new(args) {
             Ok(plan) => {
                 let shutdown = CancellationToken::new();
-                spawn_shutdown_signals(shutdown.clone());
+                if let Err(error) = crate::signal::spawn_shutdown_handlers(shutdown.clone()) {
+                    eprintln!("terad: cannot install signal handlers: {error}");
+                    return ExitCode::from(EXIT_FAILURE);
+                }
                 match register(&coordinator, &plan, &shutdown).await {
                     Ok(()) => ExitCode::from(EXIT_OK),
                     Err(message) => {
@@ -93,23 +96,6 @@ async fn rollout(coordinator: &Coordinator, action: &RolloutAction) -> ExitCode 
             }
         }
     }
-}
-
-fn spawn_shutdown_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        shutdown.cancel();
-    });
 }
 
 /// Validated `register` arguments.
