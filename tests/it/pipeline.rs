@@ -378,6 +378,52 @@ fn watch_mode_follows_the_keys_file() {
 }
 
 #[test]
+fn busy_neighbours_of_the_keys_file_do_not_hold_back_its_changes() {
+    let fx = app_fixture("");
+    let mut command = fx.terad();
+    command
+        .args(["--watch", "--backend", "file", "--file"])
+        .arg(fx.path("keys.yaml"));
+    let _daemon = Daemon::start(&mut command, fx.path("terad.log"));
+    wait_for("first render", LIMIT, || {
+        fx.read("out/app.conf") == RENDERED
+    });
+    // Next to the keys file: one process reads a file every 2 ms, another appends to a log
+    // every 10 ms, both without pause until the change has arrived.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = [2u64, 10]
+        .into_iter()
+        .map(|pause| {
+            let done = std::sync::Arc::clone(&done);
+            let path = fx.path("neighbour.log");
+            std::thread::spawn(move || {
+                use std::io::Write;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if pause == 2 {
+                        let _ = std::fs::read(&path);
+                    } else if let Ok(mut log) = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                    {
+                        let _ = writeln!(log, "busy");
+                    }
+                    std::thread::sleep(Duration::from_millis(pause));
+                }
+            })
+        })
+        .collect();
+    fx.write("keys.yaml", "app:\n  name: changed\n");
+    wait_for("the change despite the neighbours", LIMIT, || {
+        fx.read("out/app.conf") == "name = changed\n"
+    });
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in busy {
+        thread.join().unwrap();
+    }
+}
+
+#[test]
 fn symlinked_destination_replaces_the_target_and_keeps_the_link() {
     let fx = app_fixture("");
     std::fs::create_dir_all(fx.path("real")).unwrap();

@@ -21,6 +21,9 @@ mod yaml;
 /// Quiet time after a file event before the files are re-read: an editor's save or a ConfigMap
 /// swap is several events in quick succession.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// The longest a stream of events can put off a re-read: a log written next to the keys file
+/// must not hold back its changes for ever.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 pub struct FileSource {
@@ -78,7 +81,14 @@ impl KeySource for FileSource {
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 // Only the fact that something changed matters; the files are re-read anyway.
-                let _ = events_tx.send(event.is_ok());
+                // Reads change nothing: a process polling a file in a watched directory would
+                // otherwise keep the debounce below from ever settling.
+                let is_read = event
+                    .as_ref()
+                    .is_ok_and(|event| matches!(event.kind, notify::EventKind::Access(_)));
+                if !is_read {
+                    let _ = events_tx.send(event.is_ok());
+                }
             })
             .map_err(|e| BackendError::Other {
                 backend: "file",
@@ -100,14 +110,35 @@ impl KeySource for FileSource {
                 })?;
         }
 
-        let mut last = self.read(prefixes).ok().map(|listing| listing.entries);
+        // A write between the runner's first listing and the watch above raised no event:
+        // hand over what the files say now. The runner diffs listings, so an unchanged one
+        // renders nothing.
+        let mut last = None;
+        if let Ok(listing) = self.read(prefixes) {
+            last = Some(listing.entries.clone());
+            *revision = listing.revision;
+            let update = Update::Listing {
+                prefixes: prefixes.to_vec(),
+                listing,
+            };
+            if updates.send(update).await.is_err() {
+                return Ok(());
+            }
+        }
         loop {
             tokio::select! {
                 event = events.recv() => if event.is_none() { return Ok(()) },
                 _ = updates.closed() => return Ok(()),
             }
-            // Debounce: wait until the events stop for a moment.
-            while let Ok(Some(_)) = tokio::time::timeout(DEBOUNCE, events.recv()).await {}
+            // Debounce: wait until the events stop for a moment, at most DEBOUNCE_MAX.
+            let settle_by = tokio::time::Instant::now() + DEBOUNCE_MAX;
+            loop {
+                let quiet_until = (tokio::time::Instant::now() + DEBOUNCE).min(settle_by);
+                match tokio::time::timeout_at(quiet_until, events.recv()).await {
+                    Ok(Some(_)) if tokio::time::Instant::now() < settle_by => {}
+                    _ => break,
+                }
+            }
             match self.read(prefixes) {
                 Ok(listing) => {
                     if last.as_ref() == Some(&listing.entries) {
@@ -556,6 +587,16 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(8);
         let prefixes = vec!["/".to_owned()];
         let task = tokio::spawn(async move { source.watch(&prefixes, &mut 0, &tx).await });
+        // First what the files hold once the watch is in place (a write before it raised no
+        // event).
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let Update::Listing { listing, .. } = first else {
+            panic!("expected a listing")
+        };
+        assert_eq!(listing.entries, [("/app/x".to_owned(), "1".to_owned())]);
         tokio::time::sleep(Duration::from_millis(100)).await;
 
         std::fs::write(&path, "app: [broken\n").unwrap();
