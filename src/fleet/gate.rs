@@ -50,18 +50,20 @@ pub async fn apply(
 ) -> (Gated, Arc<Vec<u8>>) {
     let resource = cx.resource;
     let name = resource.name.as_str();
-    match resource::current_content(resource).await {
+    // The file as it is, for the rollback. Re-read after waiting for a slot: it may have
+    // been edited meanwhile.
+    let mut previous = match resource::current_content(resource).await {
         Ok(Some(current)) if current == *content => {
             // Nothing to coordinate; a plain sync still fixes a changed mode or owner.
             return (plain_sync(cx, content.clone()).await, content);
         }
-        Ok(_) => {}
+        Ok(previous) => previous,
         Err(err) => {
             error!(resource = name, error = %err, "sync failed");
             cx.telemetry.synced(name, "failed", false);
             return (Gated::Failed, content);
         }
-    }
+    };
 
     let coordination = resource
         .coordination
@@ -87,11 +89,23 @@ pub async fn apply(
         if let Some(newer) = newest() {
             content = newer;
         }
+        previous = match resource::current_content(resource).await {
+            Ok(previous) => previous,
+            Err(err) => {
+                error!(resource = name, error = %err, "sync failed");
+                cx.telemetry.synced(name, "failed", false);
+                if let Some(slot) = slot {
+                    slot.release().await;
+                }
+                return (Gated::Failed, content);
+            }
+        };
     }
 
     let outcome = gated_change(
         cx,
         &content,
+        previous,
         coordination.map(|(c, k)| (c.group.as_str(), k)),
     )
     .await;
@@ -162,19 +176,13 @@ async fn plain_sync(cx: &GateContext<'_>, content: Arc<Vec<u8>>) -> Gated {
 async fn gated_change(
     cx: &GateContext<'_>,
     content: &Arc<Vec<u8>>,
+    previous: Option<Vec<u8>>,
     group: Option<(&str, &Coordinator)>,
 ) -> Gated {
     let resource = cx.resource;
     let name = resource.name.as_str();
-    // The previous file, in memory for the rollback and next to the destination for people.
-    let previous = match resource::current_content(resource).await {
-        Ok(previous) => previous,
-        Err(err) => {
-            error!(resource = name, error = %err, "sync failed");
-            cx.telemetry.synced(name, "failed", false);
-            return Gated::Failed;
-        }
-    };
+    // The previous file is kept in memory for the rollback and next to the destination for
+    // people.
     if resource.health.is_some()
         && let Some(previous) = &previous
     {

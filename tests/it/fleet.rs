@@ -438,3 +438,49 @@ fn a_registered_key_lives_as_long_as_its_process_on_consul() {
     // Consul's shortest session TTL is 10 s and it waits twice the TTL: 20 s is the least.
     registration(Store::consul(), Duration::from_secs(20));
 }
+
+#[test]
+fn without_a_group_a_failing_health_check_still_rolls_back_and_the_render_is_not_retried() {
+    let fx = Fixture::new();
+    fx.template("app.tmpl", "v={{ getv(key=\"/app/v\") }}\n");
+    let dest = fx.path("out/app.conf");
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{dest}\"\nkeys = [\"/app\"]\nreload_cmd = \"echo reload >> {log}\"\nhealth_cmd = '! grep -q bad {dest}'\nhealth_retries = 0\n",
+            dest = dest.display(),
+            log = fx.path("reloads.log").display(),
+        ),
+    );
+    fx.write("keys.yaml", "app:\n  v: good\n");
+    let mut command = fx.terad();
+    command
+        .args(["--watch", "--backend", "file", "--file"])
+        .arg(fx.path("keys.yaml"));
+    let daemon = Daemon::start(&mut command, fx.path("terad.log"));
+    wait_for("the first render", LIMIT, || {
+        fx.read("out/app.conf") == "v=good\n"
+    });
+    wait_for("its reload", LIMIT, || fx.reload_count("reloads.log") == 1);
+
+    fx.write("keys.yaml", "app:\n  v: bad\n");
+    wait_for("the rollback", LIMIT, || {
+        daemon.log().contains("previous file restored")
+    });
+    assert_eq!(fx.read("out/app.conf"), "v=good\n");
+    assert_eq!(fx.read("out/.app.conf.terad-backup"), "v=good\n");
+    // The bad render and the rollback each reloaded; no group, so no halt marker is needed.
+    assert_eq!(fx.reload_count("reloads.log"), 3);
+    assert!(!daemon.log().contains("group halted"));
+
+    // The same data again (a rewrite of the same file) is not tried again.
+    fx.write("keys.yaml", "app:\n  v: bad\n");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(fx.reload_count("reloads.log"), 3, "{}", daemon.log());
+    // New data goes out.
+    fx.write("keys.yaml", "app:\n  v: better\n");
+    wait_for("the next good render", LIMIT, || {
+        fx.read("out/app.conf") == "v=better\n"
+    });
+    wait_for("its reload", LIMIT, || fx.reload_count("reloads.log") == 4);
+}
