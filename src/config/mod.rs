@@ -354,6 +354,17 @@ impl Settings {
                 None
             }
         };
+        // `register` and `rollout` publish to the fleet through the store; a local backend would
+        // only fail later with an unrelated complaint (a missing --file).
+        let fleet_command = cli.command.is_some();
+        if fleet_command && matches!(backend, Some(BackendKind::File | BackendKind::Env)) {
+            errors.push(ConfigError::option(
+                "--backend",
+                format!(
+                    "{backend_name:?} cannot hold fleet state; register and rollout need etcd or consul"
+                ),
+            ));
+        }
 
         let onetime = cli.onetime.or(raw.onetime).unwrap_or(false);
         let watch = cli.watch.or(raw.watch).unwrap_or(false);
@@ -428,7 +439,7 @@ impl Settings {
         } else {
             cli.files.clone()
         };
-        if backend == Some(BackendKind::File) && files.is_empty() {
+        if backend == Some(BackendKind::File) && files.is_empty() && !fleet_command {
             errors.push(ConfigError::option(
                 "--file",
                 "the file backend needs at least one --file",
@@ -964,6 +975,33 @@ file = ["/etc/keys.yaml"]
             errors.contains("\"--file\": the file backend needs at least one --file"),
             "{errors}"
         );
+    }
+
+    #[test]
+    fn fleet_commands_refuse_a_local_backend_by_name() {
+        for backend in ["file", "env"] {
+            let errors = Settings::load(
+                &cli(&[
+                    "--backend",
+                    backend,
+                    "register",
+                    "--key",
+                    "/k",
+                    "--value",
+                    "v",
+                ]),
+                no_env,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                errors.contains(&format!(
+                    "\"--backend\": \"{backend}\" cannot hold fleet state; register and rollout need etcd or consul"
+                )),
+                "{errors}"
+            );
+            assert!(!errors.contains("--file\":"), "{errors}");
+        }
     }
 
     #[test]
