@@ -12,7 +12,7 @@ use crate::support::etcd::Etcd;
 use crate::support::haproxy::{Haproxy, NamedBackend, group_members, http_get};
 use crate::support::{Daemon, Fixture, free_port, run, stderr, wait_for};
 
-const LIMIT: Duration = Duration::from_secs(10);
+const LIMIT: Duration = Duration::from_secs(30);
 const DEST: &str = "out/haproxy.cfg";
 
 /// The key-value store under test, as the scenario sees it.
@@ -415,7 +415,7 @@ fn dropping_haproxy_kills_the_master_and_every_worker() {
     });
     let group = haproxy.master_pid();
     drop(haproxy);
-    wait_for("no haproxy process left", Duration::from_secs(2), || {
+    wait_for("no haproxy process left", LIMIT, || {
         group_members(group) == 0
     });
     drop(idle);
