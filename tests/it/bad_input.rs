@@ -156,12 +156,7 @@ fn run_case(case: &Case) {
         ),
     );
     fx.write("keys.yaml", case.keys);
-    let output = run(
-        fx.terad()
-            .args(["--onetime", "--backend", "file", "--file"])
-            .arg(fx.path("keys.yaml")),
-        LIMIT,
-    );
+    let output = run(&mut fx.onetime(), LIMIT);
     let err = stderr(&output).replace(&format!("{}/", fx.root().display()), "");
     assert_eq!(
         output.status.code(),
@@ -217,12 +212,7 @@ fn a_key_another_resource_watches_is_named_as_outside_this_resources_keys() {
         ),
     );
     fx.write("keys.yaml", "app: {host: x}\nother: {x: 1}");
-    let output = run(
-        fx.terad()
-            .args(["--onetime", "--backend", "file", "--file"])
-            .arg(fx.path("keys.yaml")),
-        LIMIT,
-    );
+    let output = run(&mut fx.onetime(), LIMIT);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(
@@ -252,12 +242,7 @@ fn keys_with_spaces_unicode_and_dot_dot_are_plain_keys() {
         "keys.yaml",
         "app:\n  \"with space\": s\n  ünïcödé: u\n  \"..\": dots\n",
     );
-    let output = run(
-        fx.terad()
-            .args(["--onetime", "--backend", "file", "--file"])
-            .arg(fx.path("keys.yaml")),
-        LIMIT,
-    );
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
         fx.read("out/dest.conf"),
@@ -278,12 +263,7 @@ fn create_dirs_creates_the_missing_directory() {
         ),
     );
     fx.write("keys.yaml", "{}");
-    let output = run(
-        fx.terad()
-            .args(["--onetime", "--backend", "file", "--file"])
-            .arg(fx.path("keys.yaml")),
-        LIMIT,
-    );
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(std::fs::read_to_string(dest).unwrap(), "ok\n");
 }
@@ -302,12 +282,7 @@ fn a_dangling_destination_link_is_refused_not_replaced_by_a_file() {
         ),
     );
     fx.write("keys.yaml", "{}");
-    let output = run(
-        fx.terad()
-            .args(["--onetime", "--backend", "file", "--file"])
-            .arg(fx.path("keys.yaml")),
-        LIMIT,
-    );
+    let output = run(&mut fx.onetime(), LIMIT);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("which does not exist"),

@@ -31,20 +31,12 @@ fn app_fixture(extra: &str) -> Fixture {
     fx
 }
 
-fn onetime(fx: &Fixture) -> std::process::Command {
-    let mut command = fx.terad();
-    command
-        .args(["--onetime", "--backend", "file", "--file"])
-        .arg(fx.path("keys.yaml"));
-    command
-}
-
 const RENDERED: &str = "name = shop\nupstream web1 10.0.0.1:80\nupstream web2 10.0.0.2:80\n";
 
 #[test]
 fn onetime_renders_sets_mode_and_reloads_once() {
     let fx = app_fixture("");
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(fx.read("out/app.conf"), RENDERED);
     let mode = std::fs::metadata(fx.path("out/app.conf"))
@@ -70,12 +62,12 @@ fn onetime_renders_sets_mode_and_reloads_once() {
 #[test]
 fn unchanged_render_writes_nothing_and_does_not_reload() {
     let fx = app_fixture("");
-    assert!(run(&mut onetime(&fx), LIMIT).status.success());
+    assert!(run(&mut fx.onetime(), LIMIT).status.success());
     let before = modified(&fx.path("out/app.conf"));
     let inode = std::fs::metadata(fx.path("out/app.conf")).unwrap().ino();
     std::thread::sleep(Duration::from_millis(20));
 
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(modified(&fx.path("out/app.conf")), before, "mtime changed");
     assert_eq!(
@@ -93,13 +85,13 @@ fn unchanged_render_writes_nothing_and_does_not_reload() {
 #[test]
 fn mode_drift_is_resynced() {
     let fx = app_fixture("");
-    assert!(run(&mut onetime(&fx), LIMIT).status.success());
+    assert!(run(&mut fx.onetime(), LIMIT).status.success());
     std::fs::set_permissions(
         fx.path("out/app.conf"),
         std::fs::Permissions::from_mode(0o666),
     )
     .unwrap();
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     let mode = std::fs::metadata(fx.path("out/app.conf"))
         .unwrap()
@@ -116,9 +108,9 @@ fn owner_drift_is_resynced() {
         return;
     }
     let fx = app_fixture("uid = 0\ngid = 0\n");
-    assert!(run(&mut onetime(&fx), LIMIT).status.success());
+    assert!(run(&mut fx.onetime(), LIMIT).status.success());
     std::os::unix::fs::chown(fx.path("out/app.conf"), Some(1), Some(1)).unwrap();
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     let metadata = std::fs::metadata(fx.path("out/app.conf")).unwrap();
     assert_eq!((metadata.uid(), metadata.gid()), (0, 0));
@@ -131,7 +123,7 @@ fn failing_check_leaves_destination_byte_identical_and_skips_reload() {
         "check_cmd = \"grep -q web3 {{.src}} || { echo 'web3 missing from' {{.src}} >&2; exit 4; }\"\n",
     );
     fx.write("out/app.conf", "previous content\n");
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert_eq!(fx.read("out/app.conf"), "previous content\n");
     assert_eq!(fx.reload_count("reloads.log"), 0);
@@ -159,7 +151,7 @@ fn check_runs_against_the_staged_file_with_its_final_content_and_mode() {
         "check_cmd = \"cp {{{{.src}}}} {s}/content && stat -c %a {{{{.src}}}} > {s}/mode && dirname {{{{.src}}}} > {s}/dir && echo {{{{.dest}}}} > {s}/dest\"\n",
         s = seen.display()
     ));
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     let read = |name: &str| std::fs::read_to_string(seen.join(name)).unwrap();
     assert_eq!(read("content"), RENDERED);
@@ -184,7 +176,7 @@ fn missing_key_exits_1_names_the_key_and_leaves_destination_untouched() {
     let fx = app_fixture("");
     fx.write("keys.yaml", "app:\n  upstream:\n    web1: 10.0.0.1:80\n");
     fx.write("out/app.conf", "previous content\n");
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(
@@ -210,7 +202,7 @@ fn noop_prints_a_diff_and_writes_nothing() {
     )
     .unwrap();
     let before = modified(&fx.path("out/app.conf"));
-    let output = run(onetime(&fx).arg("--noop"), LIMIT);
+    let output = run(fx.onetime().arg("--noop"), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     let diff = stdout(&output);
     assert!(
@@ -237,7 +229,7 @@ fn sync_only_writes_but_runs_neither_command() {
         .read("conf.d/app.toml")
         .replace("CHECKS", &fx.path("checks.log").display().to_string());
     fx.write("conf.d/app.toml", &resource);
-    let output = run(onetime(&fx).arg("--sync-only"), LIMIT);
+    let output = run(fx.onetime().arg("--sync-only"), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(fx.read("out/app.conf"), RENDERED);
     assert!(!fx.path("checks.log").exists());
@@ -245,7 +237,7 @@ fn sync_only_writes_but_runs_neither_command() {
 
     // And without --sync-only both commands run.
     std::fs::remove_file(fx.path("out/app.conf")).unwrap();
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(fx.reload_count("checks.log"), 1);
     assert_eq!(fx.reload_count("reloads.log"), 1);
@@ -269,7 +261,7 @@ fn configuration_errors_exit_2_list_all_and_touch_nothing() {
         "broken.toml",
         "[template]\nsrc = \"broken.tmpl\"\ndest = \"/tmp/z\"\n",
     );
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let err = stderr(&output);
     assert!(err.contains("4 configuration errors"), "{err}");
@@ -326,7 +318,7 @@ fn failures_in_one_resource_do_not_stop_the_others() {
             fx.path("out/other").display()
         ),
     );
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert_eq!(output.status.code(), Some(1));
     assert_eq!(
         fx.read("out/app.conf"),
@@ -431,7 +423,7 @@ fn symlinked_destination_replaces_the_target_and_keeps_the_link() {
     std::fs::remove_dir_all(fx.path("out")).unwrap();
     std::fs::create_dir_all(fx.path("out")).unwrap();
     std::os::unix::fs::symlink(fx.path("real/app.conf"), fx.path("out/app.conf")).unwrap();
-    let output = run(&mut onetime(&fx), LIMIT);
+    let output = run(&mut fx.onetime(), LIMIT);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
         std::fs::symlink_metadata(fx.path("out/app.conf"))

@@ -265,11 +265,7 @@ fn a_destination_that_is_a_directory_fails_clearly() {
     let dest = fx.path("out/iamadir");
     std::fs::create_dir_all(dest.join("inside")).unwrap();
     let fx2 = two_resources(&dest, false);
-    let mut command = fx2.terad();
-    command
-        .args(["--onetime", "--backend", "file", "--file"])
-        .arg(fx2.path("keys.yaml"));
-    let output = run(&mut command, LIMIT);
+    let output = run(&mut fx2.onetime(), LIMIT);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains(&format!(

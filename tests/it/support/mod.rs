@@ -73,6 +73,15 @@ impl Fixture {
         command
     }
 
+    /// `terad --onetime` over the file backend reading this fixture's `keys.yaml`.
+    pub fn onetime(&self) -> Command {
+        let mut command = self.terad();
+        command
+            .args(["--onetime", "--backend", "file", "--file"])
+            .arg(self.path("keys.yaml"));
+        command
+    }
+
     /// Lines appended by a `reload_cmd` of `echo reloaded >> <log>`.
     pub fn reload_count(&self, log: &str) -> usize {
         self.read(log).lines().count()
