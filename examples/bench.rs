@@ -47,6 +47,7 @@ fn main() {
         "soak" => soak(
             sizes.first().copied().unwrap_or(10_000),
             sizes.get(1).copied().unwrap_or(60),
+            sizes.get(2).copied().unwrap_or(1).max(1),
         ),
         // For profiling by hand: fill an already running etcd at $ETCD_URL.
         "etcd-load" => {
@@ -638,7 +639,10 @@ fn threads_and_fds(pid: u32) -> (usize, usize) {
     (threads, fds)
 }
 
-fn soak(rate: usize, seconds: usize) {
+/// RATE key updates per second for SECONDS; with BATCH > 1 each request is a transaction of BATCH
+/// puts (one etcd revision, one watch response carrying BATCH events), which is how writers that
+/// update many keys at once reach rates a single etcd on two cores cannot take as separate puts.
+fn soak(rate: usize, seconds: usize, batch: usize) {
     let terad = terad_binary();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -676,7 +680,7 @@ fn soak(rate: usize, seconds: usize) {
 
     // RATE updates per second from 32 concurrent writers, each on its own client.
     let writers = 32;
-    let per_writer = rate as f64 / writers as f64;
+    let per_writer = rate as f64 / writers as f64 / batch as f64;
     let deadline = Instant::now() + Duration::from_secs(seconds as u64);
     let url = etcd.url.clone();
     let mut samples = Vec::new();
@@ -690,19 +694,34 @@ fn soak(rate: usize, seconds: usize) {
                 let mut next = tokio::time::Instant::now();
                 let mut sent = 0usize;
                 while Instant::now() < deadline {
-                    let i = (writer * 7919 + sent * 31) % servers;
-                    let value = format!(
-                        "172.{}.{}.{}:{}",
-                        writer,
-                        (sent >> 8) & 255,
-                        sent & 255,
-                        1000 + i
-                    );
-                    client
-                        .put(format!("/proxy/frontend/web-{i:06}"), value, None)
-                        .await
-                        .unwrap();
-                    sent += 1;
+                    let mut puts = Vec::with_capacity(batch);
+                    for _ in 0..batch {
+                        let i = (writer * 7919 + sent * 31) % servers;
+                        let value = format!(
+                            "172.{}.{}.{}:{}",
+                            writer,
+                            (sent >> 8) & 255,
+                            sent & 255,
+                            1000 + i
+                        );
+                        puts.push((format!("/proxy/frontend/web-{i:06}"), value));
+                        sent += 1;
+                    }
+                    if let [(key, value)] = &puts[..] {
+                        client
+                            .put(key.as_str(), value.as_str(), None)
+                            .await
+                            .unwrap();
+                    } else {
+                        let ops: Vec<_> = puts
+                            .into_iter()
+                            .map(|(key, value)| etcd_client::TxnOp::put(key, value, None))
+                            .collect();
+                        client
+                            .txn(etcd_client::Txn::new().and_then(ops))
+                            .await
+                            .unwrap();
+                    }
                     next += interval;
                     tokio::time::sleep_until(next).await;
                 }
@@ -752,7 +771,7 @@ fn soak(rate: usize, seconds: usize) {
     let expected = std::fs::read_to_string(&check_dest).unwrap();
 
     println!(
-        "| updates sent | achieved rate | RSS start | RSS end | RSS max sampled | RSS peak | threads start/end | open fds start/end | final file = render of final store |"
+        "| updates sent (puts per request: {batch}) | achieved rate | RSS start | RSS end | RSS max sampled | RSS peak | threads start/end | open fds start/end | final file = render of final store |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     println!(
