@@ -193,7 +193,20 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// SIGTERM first, so that terad stops what it supervises (an `--exec` child, a registered
+    /// key) instead of leaving it orphaned past the test; SIGKILL when that takes over 2 s.
     fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(2) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
