@@ -235,7 +235,7 @@ struct EtcdServer {
 
 impl EtcdServer {
     fn start(runtime: &tokio::runtime::Runtime) -> EtcdServer {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = match std::env::var_os("BENCH_ETCD_DIR") { Some(d) => tempfile::tempdir_in(d).unwrap(), None => tempfile::tempdir().unwrap() };
         let port = |_| {
             std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()

@@ -893,8 +893,9 @@ async fn worker(setup: WorkerSetup) {
             mailbox.notify.notified().await;
             continue;
         };
-        let hash = content_hash(&content);
-        let changed = if rejected == Some(hash) {
+        // Hashing a large render costs milliseconds on the way to the file, so only when there
+        // is a rejected render to compare with; a new rejection hashes its own content.
+        let changed = if rejected.is_some() && rejected == Some(content_hash(&content)) {
             debug!(resource = %resource.name, "same render as the one check_cmd rejected; not checked again");
             false
         } else if gated {
@@ -915,8 +916,7 @@ async fn worker(setup: WorkerSetup) {
             // The gate ran the reload itself.
             false
         } else {
-            let started = Instant::now();
-            let result = resource::sync(&resource, content, options).await;
+            let result = resource::sync(&resource, Arc::clone(&content), options).await;
             let (outcome, in_sync, changed) = match &result {
                 Ok(SyncOutcome::Unchanged) => ("unchanged", true, false),
                 Ok(SyncOutcome::Pending) => ("pending", true, false),
@@ -924,7 +924,6 @@ async fn worker(setup: WorkerSetup) {
                 Err(_) => ("failed", false, false),
             };
             telemetry.synced(&resource.name, outcome, in_sync);
-            let _ = started;
             match result {
                 Ok(outcome) => {
                     rejected = None;
@@ -937,7 +936,7 @@ async fn worker(setup: WorkerSetup) {
                 }
                 Err(err) => {
                     if let SyncError::Check { took, .. } = &err {
-                        rejected = Some(hash);
+                        rejected = Some(content_hash(&content));
                         telemetry.checked(&resource.name, false, *took);
                     }
                     error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "sync failed");
