@@ -895,7 +895,7 @@ async fn worker(setup: WorkerSetup) {
         };
         // Hashing a large render costs milliseconds on the way to the file, so only when there
         // is a rejected render to compare with; a new rejection hashes its own content.
-        let changed = if rejected.is_some() && rejected == Some(content_hash(&content)) {
+        let changed = if rejected.is_some_and(|hash| hash == content_hash(&content)) {
             debug!(resource = %resource.name, "same render as the one check_cmd rejected; not checked again");
             false
         } else if gated {
