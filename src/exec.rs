@@ -19,12 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::config::ExecSettings;
+use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
 
 /// A service that ran this long without dying resets the restart backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
-const RESTART_BACKOFF_START: Duration = Duration::from_secs(1);
-const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(30);
+const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
 enum Request {
     FilesChanged(oneshot::Sender<Result<(), String>>),
@@ -141,7 +141,7 @@ async fn supervise(
         _ = telemetry.first_full_sync() => {}
         _ = stop_service.cancelled() => return,
     }
-    let mut backoff = RESTART_BACKOFF_START;
+    let mut backoff = Backoff::new(RESTART_BACKOFF);
     let mut child: Option<(Child, Instant)> = None;
     loop {
         if child.is_none() {
@@ -158,10 +158,9 @@ async fn supervise(
                         return;
                     }
                     tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
+                        _ = tokio::time::sleep(backoff.next_delay()) => {}
                         _ = stop_service.cancelled() => return,
                     }
-                    backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
                     continue;
                 }
             }
@@ -189,14 +188,14 @@ async fn supervise(
                     return;
                 }
                 if ran >= STABLE_AFTER {
-                    backoff = RESTART_BACKOFF_START;
+                    backoff.reset();
                 }
-                warn!(status = code, restart_in_ms = backoff.as_millis() as u64, "service exited; restarting");
+                let delay = backoff.next_delay();
+                warn!(status = code, restart_in_ms = delay.as_millis() as u64, "service exited; restarting");
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                     _ = stop_service.cancelled() => return,
                 }
-                backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
             }
             request = requests.recv() => match request {
                 Some(Request::FilesChanged(reply)) => {

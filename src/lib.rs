@@ -30,6 +30,7 @@ pub mod process;
 pub mod quiescence;
 pub mod reload;
 pub mod resource;
+pub mod retry;
 pub mod runner;
 pub mod server;
 pub mod signal;

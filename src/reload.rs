@@ -7,7 +7,7 @@
 //! never overlap. HAProxy and friends keep old processes draining on every reload, so a burst
 //! of changes must not become a burst of reloads.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,8 +56,8 @@ struct State {
 /// The resources sharing one reload.
 pub struct Group {
     action: Action,
-    /// Resource names, for logs and metrics.
-    members: Mutex<Vec<String>>,
+    /// Resource names by member id, for logs and metrics.
+    members: Mutex<BTreeMap<usize, String>>,
     state: Mutex<State>,
     finished: tokio::sync::Notify,
     telemetry: Arc<Telemetry>,
@@ -67,18 +67,36 @@ impl Group {
     pub fn new(action: Action, telemetry: Arc<Telemetry>) -> Arc<Group> {
         Arc::new(Group {
             action,
-            members: Mutex::new(Vec::new()),
+            members: Mutex::new(BTreeMap::new()),
             state: Mutex::new(State::default()),
             finished: tokio::sync::Notify::new(),
             telemetry,
         })
     }
 
-    pub fn add_member(&self, name: &str) {
+    pub fn add_member(&self, id: usize, name: &str) {
         self.members
             .lock()
             .expect("members lock")
-            .push(name.to_owned());
+            .insert(id, name.to_owned());
+    }
+
+    /// Member `id` is gone (its resource was removed or restarted by a configuration reload):
+    /// it no longer holds a reload back, nor is it counted in one. Returns whether the group
+    /// has members left.
+    pub fn remove_member(self: &Arc<Self>, id: usize) -> bool {
+        let mut members = self.members.lock().expect("members lock");
+        members.remove(&id);
+        let left = !members.is_empty();
+        drop(members);
+        let mut state = self.state.lock().expect("reload state");
+        state.pending.remove(&id);
+        self.maybe_start(&mut state);
+        left
+    }
+
+    pub fn has_members(&self) -> bool {
+        !self.members.lock().expect("members lock").is_empty()
     }
 
     /// The runner handed member `index` a render: hold the reload until it is written.
@@ -148,7 +166,13 @@ impl Group {
     }
 
     async fn run_once(&self) -> Result<(), String> {
-        let members = self.members.lock().expect("members lock").clone();
+        let members: Vec<String> = self
+            .members
+            .lock()
+            .expect("members lock")
+            .values()
+            .cloned()
+            .collect();
         let started = Instant::now();
         let result = match &self.action {
             Action::Command { command, timeout } => process::run_shell(command, *timeout)
@@ -214,8 +238,8 @@ mod tests {
             },
             Arc::new(Telemetry::new(Duration::from_secs(1))),
         );
-        group.add_member("a");
-        group.add_member("b");
+        group.add_member(0, "a");
+        group.add_member(1, "b");
         (group, log)
     }
 
@@ -298,5 +322,27 @@ mod tests {
         settle(&group).await;
         assert!(!log.exists());
         assert_eq!(group.runs(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_removed_member_is_neither_counted_nor_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (group, log) = counting_group(dir.path(), 0.0);
+        // The resource is restarted by a configuration reload: member 1 goes, member 2 comes.
+        group.mark_pending(1);
+        assert!(group.remove_member(1), "member 0 is left");
+        group.add_member(2, "b");
+        group.mark_pending(0);
+        group.member_done(0, true, false);
+        // Member 1 was pending when it went: it must not hold the reload back.
+        settle(&group).await;
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "start\nend\n");
+        let members: Vec<String> = group.members.lock().unwrap().values().cloned().collect();
+        assert_eq!(members, ["a", "b"], "one name per live member");
+        assert!(group.remove_member(0));
+        assert!(
+            !group.remove_member(2),
+            "the last member leaves the group empty"
+        );
     }
 }

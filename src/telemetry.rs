@@ -322,11 +322,13 @@ impl Telemetry {
             .set(i64::from(halted));
     }
 
-    pub fn backend_ok(&self) {
+    /// The backend answered. Returns how long it had been failing, if it had.
+    pub fn backend_ok(&self) -> Option<Duration> {
         let mut health = self.health.lock().expect("health lock");
-        health.failing_since = None;
+        let outage = health.failing_since.take().map(|since| since.elapsed());
         drop(health);
         self.update_ready();
+        outage
     }
 
     pub fn backend_error(&self, backend: &'static str) {

@@ -11,6 +11,7 @@
 //! The client connects lazily (and authenticates, when credentials are given, on first use), so
 //! an unreachable cluster is reported by the first listing, naming every endpoint.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
@@ -37,7 +38,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct EtcdSource {
     endpoints: Vec<String>,
     options: ConnectOptions,
-    client: Option<Client>,
+    /// One connection per store, shared by every clone: the runner's listings, the watch task
+    /// and the fleet's coordination calls all use it, so none of them reconnects (or
+    /// re-authenticates) per call.
+    client: Arc<tokio::sync::OnceCell<Client>>,
 }
 
 impl std::fmt::Debug for EtcdSource {
@@ -93,7 +97,7 @@ impl EtcdSource {
         Ok(EtcdSource {
             endpoints: settings.nodes.clone(),
             options,
-            client: None,
+            client: Arc::default(),
         })
     }
 
@@ -101,24 +105,23 @@ impl EtcdSource {
         self.endpoints.join(", ")
     }
 
-    pub(crate) async fn client(&mut self) -> Result<Client, BackendError> {
-        if let Some(client) = &self.client {
-            return Ok(client.clone());
-        }
-        let connect = Client::connect(&self.endpoints, Some(self.options.clone()));
-        let client = match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(error)) => return Err(self.error(error)),
-            Err(_) => {
-                return Err(BackendError::Unreachable {
-                    backend: BACKEND,
-                    endpoints: self.endpoints_text(),
-                    message: "no answer within 10s".to_owned(),
-                });
-            }
-        };
-        self.client = Some(client.clone());
-        Ok(client)
+    pub(crate) async fn client(&self) -> Result<Client, BackendError> {
+        let client = self
+            .client
+            .get_or_try_init(|| async {
+                let connect = Client::connect(&self.endpoints, Some(self.options.clone()));
+                match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(error)) => Err(self.error(error)),
+                    Err(_) => Err(BackendError::Unreachable {
+                        backend: BACKEND,
+                        endpoints: self.endpoints_text(),
+                        message: "no answer within 10s".to_owned(),
+                    }),
+                }
+            })
+            .await?;
+        Ok(client.clone())
     }
 
     /// Classifies a client error so the runner knows whether to retry, re-list or give up.

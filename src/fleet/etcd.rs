@@ -30,7 +30,7 @@ impl EtcdFleet {
     }
 
     async fn client(&self) -> Result<etcd_client::Client, BackendError> {
-        self.source.clone().client().await
+        self.source.client().await
     }
 
     /// Grants a lease of `ttl` and keeps it alive (a keep-alive every ttl/3) until the returned

@@ -12,6 +12,7 @@ use super::{Coordinator, Fleet, Halt, Slot};
 use crate::config::Resource;
 use crate::reload::Group;
 use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
+use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
 
 /// How a gated change ended.
@@ -125,7 +126,7 @@ async fn take_slot(
     telemetry: &Telemetry,
 ) -> Slot {
     let group = coordination.group.as_str();
-    let mut backoff = std::time::Duration::from_millis(200);
+    let mut backoff = Backoff::new(Backoff::FLEET);
     loop {
         let attempt = async {
             if super::halted(coordinator, group).await?.is_some() {
@@ -145,9 +146,9 @@ async fn take_slot(
             Ok(Some(slot)) => return slot,
             Ok(None) => continue,
             Err(err) => {
-                warn!(resource, group, error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot take a coordination slot");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                let delay = backoff.next_delay();
+                warn!(resource, group, error = %err, retry_in_ms = delay.as_millis() as u64, "cannot take a coordination slot");
+                tokio::time::sleep(delay).await;
             }
         }
     }

@@ -117,6 +117,23 @@ impl Coordinator {
         })
     }
 
+    /// The coordinator over the renderer's own backend, sharing its connection; `None` for
+    /// the file and env backends.
+    pub fn for_backend(backend: &crate::backend::Backend) -> Option<Coordinator> {
+        use crate::backend::Backend;
+        match backend {
+            Backend::Etcd(source) => Some(Coordinator::Etcd(Box::new(etcd::EtcdFleet::new(
+                (**source).clone(),
+            )))),
+            Backend::Consul(source) => Some(Coordinator::Consul(consul::ConsulFleet::new(
+                (**source).clone(),
+            ))),
+            Backend::File(_) | Backend::Env(_) => None,
+            #[cfg(test)]
+            Backend::Memory(_) => None,
+        }
+    }
+
     pub async fn grant(&self, ttl: Duration) -> Result<Lease, BackendError> {
         let (id, keeper) = match self {
             Coordinator::Etcd(etcd) => etcd.grant(ttl).await?,

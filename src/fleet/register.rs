@@ -13,6 +13,7 @@ use tracing::{error, info, warn};
 use super::{Coordinator, Lease, RESERVED_PREFIX, halt_key, slots_prefix};
 use crate::cli::{Command, RegisterArgs, RolloutAction};
 use crate::config::Settings;
+use crate::retry::Backoff;
 use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 
 /// Runs a subcommand; the exit status of the process.
@@ -158,7 +159,7 @@ pub async fn register(
 ) -> Result<(), String> {
     let mut lease: Option<Lease> = None;
     let mut registered = false;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Backoff::FLEET);
     loop {
         let step = async {
             if lease.as_ref().is_none_or(Lease::is_lost) {
@@ -184,13 +185,12 @@ pub async fn register(
         let pause = tokio::select! {
             result = step => match result {
                 Ok(()) => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     plan.health_interval
                 }
                 Err(err) => {
-                    error!(key = %plan.key, error = %err, retry_in_ms = backoff.as_millis() as u64, "cannot keep the registration");
-                    let pause = backoff;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let pause = backoff.next_delay();
+                    error!(key = %plan.key, error = %err, retry_in_ms = pause.as_millis() as u64, "cannot keep the registration");
                     pause
                 }
             },

@@ -484,3 +484,113 @@ fn without_a_group_a_failing_health_check_still_rolls_back_and_the_render_is_not
     });
     wait_for("its reload", LIMIT, || fx.reload_count("reloads.log") == 4);
 }
+
+/// Regression: a resource that gained `[template.coordination]` through SIGHUP was applied with
+/// no slot at all (the coordinator was only built at start, and only for a configuration that
+/// already had a coordinated resource).
+#[test]
+fn coordination_added_by_sighup_takes_a_slot() {
+    let store = Store::etcd();
+    store.put("/app/v", "0");
+    let fx = member("late", "10s", "true", None);
+    let coordinated = fx.read("conf.d/app.toml");
+    let plain = coordinated[..coordinated.find("[template.coordination]").unwrap()].to_owned();
+    // While the check runs, the slot is held: a 1 s check makes it observable.
+    let checked = |text: &str| {
+        text.replacen(
+            "[template]\n",
+            &format!(
+                "[template]\ncheck_cmd = 'sleep 1; touch {}'\n",
+                fx.path("checked").display()
+            ),
+            1,
+        )
+    };
+    fx.resource("app.toml", &checked(&plain));
+    let daemon = start(&store, &fx, "a");
+    wait_for("the first render", LIMIT, || {
+        fx.read("out/app.conf") == "v=0\n"
+    });
+
+    fx.resource("app.toml", &checked(&coordinated));
+    let _ = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status();
+    wait_for("the reload", LIMIT, || {
+        daemon.log().contains("configuration reloaded")
+    });
+    store.put("/app/v", "1");
+    let Store::Etcd(etcd) = &store else {
+        unreachable!()
+    };
+    let mut saw_slot = false;
+    wait_for("the change", LIMIT, || {
+        saw_slot |= !etcd
+            .ctl(&[
+                "get",
+                "--prefix",
+                "--keys-only",
+                "/terad/coordination/late/slots/",
+            ])
+            .trim()
+            .is_empty();
+        fx.read("out/app.conf") == "v=1\n"
+    });
+    assert!(
+        saw_slot,
+        "the change was applied without a slot:\n{}",
+        daemon.log()
+    );
+    assert!(
+        daemon.log().contains("coordination slot taken"),
+        "{}",
+        daemon.log()
+    );
+}
+
+/// Regression: a configuration reload that restarted a resource left its old member in the
+/// reload group, so one reload was logged as `resources=["app", "app"]` and counted twice.
+#[test]
+fn a_restarted_resource_is_one_member_of_its_reload() {
+    let store = Store::etcd();
+    store.put("/app/v", "0");
+    let fx = Fixture::new();
+    fx.template("app.tmpl", "v={{ getv(key=\"/app/v\") }}\n");
+    let resource = |mode: &str| {
+        format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nmode = \"{mode}\"\nreload_cmd = 'true'\n",
+            fx.path("out/app.conf").display()
+        )
+    };
+    fx.resource("app.toml", &resource("0644"));
+    let port = crate::support::free_port();
+    let mut command = store.terad(&fx);
+    command.args(["--watch", "--listen", &format!("127.0.0.1:{port}")]);
+    let daemon = Daemon::start(&mut command, fx.path("terad.log"));
+    wait_for("the first reload", LIMIT, || {
+        daemon.log().contains("reloaded")
+    });
+    // A changed mode restarts the resource (and rewrites the file, which reloads).
+    fx.resource("app.toml", &resource("0640"));
+    let _ = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status();
+    wait_for("the reload after the restart", LIMIT, || {
+        daemon.log().matches("reloaded resources").count() == 2
+    });
+    store.put("/app/v", "1");
+    wait_for("the third reload", LIMIT, || {
+        daemon.log().matches("reloaded resources").count() == 3
+    });
+    let log = daemon.log();
+    for line in log.lines().filter(|l| l.contains("reloaded resources")) {
+        assert!(line.contains("resources=[\"app\"]"), "{line}");
+    }
+    let (_, metrics) = crate::support::http_get(port, "/metrics").expect("metrics");
+    let reloads: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("terad_reloads_total{") && l.contains("resource=\"app\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no reload counter in:\n{metrics}"));
+    assert_eq!(reloads, 3.0, "{metrics}");
+}

@@ -1,12 +1,11 @@
 //! Operability with real processes: quiescence and coalesced reloads, configuration reloads,
 //! graceful shutdown, /health /ready /metrics, JSON logs and the --exec supervisor.
 
-use std::io::{Read, Write};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::etcd::Etcd;
-use crate::support::{Daemon, Fixture, free_port, wait_for};
+use crate::support::{Daemon, Fixture, free_port, http_get, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -63,18 +62,6 @@ fn assert_no_overlap(runs: &[(u128, u128)]) {
     }
 }
 
-/// A plain HTTP GET to terad's --listen address: (status, body).
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
-}
-
 #[test]
 fn a_burst_of_200_updates_with_wait_gives_at_most_3_reloads_and_the_final_state() {
     let etcd = Etcd::start();
@@ -102,8 +89,11 @@ fn a_burst_of_200_updates_with_wait_gives_at_most_3_reloads_and_the_final_state(
     std::thread::sleep(Duration::from_millis(1500));
     let runs = reload_runs(&fx);
     let during_burst = runs.len() - 1;
+    // `wait` renders at most once per `max` (1 s) while changes keep coming, plus once at the
+    // end: 3 for the intended one-second burst, more only when a loaded machine stretched it.
+    let allowed = burst.as_secs_f64().ceil() as usize + 1;
     assert!(
-        during_burst <= 3,
+        during_burst <= allowed.max(3),
         "{during_burst} reloads for a {burst:?} burst of 200 updates:\n{}",
         daemon.log()
     );

@@ -63,7 +63,9 @@ fn sigkill_at_100_moments_never_leaves_a_torn_file_and_stage_files_do_not_pile_u
     let started = Instant::now();
     assert!(run(&mut onetime("A"), LIMIT).status.success());
     let window = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    let window = window.saturating_mul(5) / 4;
+    // Twice the measured run: the load on the machine varies while the rounds run, and a
+    // window that a slower round outlasts would put every kill before the rename.
+    let window = window.saturating_mul(2);
     let (a, b) = (big_render("A"), big_render("B"));
     assert_eq!(fx.read("out/big.conf"), a);
 

@@ -1,0 +1,207 @@
+//! Following the backend: the watch task and listings with retry. A failed listing or a broken
+//! watch never empties the store; the last good files stay until the backend answers again.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::backend::{Backend, BackendError, KeySource, Listing, Update};
+use crate::retry::Backoff;
+use crate::telemetry::Telemetry;
+
+/// How many updates may wait between the watch task and the runner.
+const UPDATE_QUEUE: usize = 1024;
+use super::runtime::*;
+
+/// The task following the backend, and the channel its updates arrive on.
+pub(super) struct WatchTask {
+    pub(super) updates: mpsc::Receiver<Update>,
+    pub(super) stop: CancellationToken,
+}
+
+impl WatchTask {
+    pub(super) fn start(
+        backend: &Backend,
+        runtime: &Runtime,
+        shutdown: &CancellationToken,
+    ) -> WatchTask {
+        let (tx, updates) = mpsc::channel(UPDATE_QUEUE);
+        let stop = shutdown.child_token();
+        tokio::spawn(watch_loop(
+            backend.clone(),
+            runtime.prefixes.clone(),
+            runtime.revision,
+            tx,
+            stop.clone(),
+            Arc::clone(&runtime.telemetry),
+        ));
+        WatchTask { updates, stop }
+    }
+
+    pub(super) fn stop(self) {
+        self.stop.cancel();
+    }
+}
+
+/// Follows the backend's changes, resuming after errors with backoff and re-listing when the
+/// watch cannot resume. Runs until `stop` or until the runner stops reading.
+pub(super) async fn watch_loop(
+    mut backend: Backend,
+    prefixes: Vec<String>,
+    mut revision: u64,
+    updates: mpsc::Sender<Update>,
+    stop: CancellationToken,
+    telemetry: Arc<Telemetry>,
+) {
+    let mut backoff = Backoff::new(Backoff::BACKEND);
+    loop {
+        let resumed_at = revision;
+        let result = tokio::select! {
+            _ = stop.cancelled() => return,
+            result = backend.watch(&prefixes, &mut revision, &updates) => result,
+        };
+        if revision != resumed_at {
+            // The watch delivered before it broke: this is a new outage, retried promptly.
+            backoff.reset();
+        }
+        match result {
+            Ok(()) => return,
+            Err(err) if err.needs_relist() => {
+                warn!(backend = backend.name(), error = %err, "watch cannot resume; listing again");
+                let Some(listing) =
+                    list_with_retry(&mut backend, &prefixes, None, &stop, &telemetry).await
+                else {
+                    return;
+                };
+                revision = listing.revision;
+                let update = Update::Listing {
+                    prefixes: prefixes.clone(),
+                    listing,
+                };
+                if updates.send(update).await.is_err() {
+                    return;
+                }
+                backoff.reset();
+            }
+            Err(err) => {
+                telemetry.backend_error(backend.name());
+                let delay = backoff.next_delay();
+                warn!(
+                    backend = backend.name(),
+                    error = %err,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "watch interrupted; keeping the last good files"
+                );
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                // Reachable again if the next attempt lists: the watch itself says nothing
+                // until something changes.
+                if let Ok(listing) = backend.list(&prefixes).await {
+                    reachable(&telemetry, &backend, &listing);
+                    backoff.reset();
+                }
+            }
+        }
+    }
+}
+
+/// Marks the backend reachable; after an outage, says so once, with what it holds now.
+fn reachable(telemetry: &Telemetry, backend: &Backend, listing: &Listing) {
+    if let Some(outage) = telemetry.backend_ok() {
+        info!(
+            backend = backend.name(),
+            keys = listing.entries.len(),
+            revision = listing.revision,
+            "backend reachable again after {:.1}s",
+            outage.as_secs_f64()
+        );
+    }
+}
+
+/// Lists once; a failure is logged and the store keeps its last good state.
+pub(super) async fn list_once(
+    backend: &mut Backend,
+    prefixes: &[String],
+    telemetry: &Telemetry,
+) -> Option<Listing> {
+    match backend.list(prefixes).await {
+        Ok(listing) => {
+            reachable(telemetry, backend, &listing);
+            Some(listing)
+        }
+        Err(err) => {
+            telemetry.backend_error(backend.name());
+            warn!(backend = backend.name(), error = %err, "listing failed; keeping the last good files");
+            None
+        }
+    }
+}
+
+/// Lists, retrying failures with backoff until `deadline` (forever without one). `None` when the
+/// deadline passed (the last error is logged) or on shutdown.
+pub(super) async fn list_with_retry(
+    backend: &mut Backend,
+    prefixes: &[String],
+    deadline: Option<tokio::time::Instant>,
+    shutdown: &CancellationToken,
+    telemetry: &Telemetry,
+) -> Option<Listing> {
+    let mut backoff = Backoff::new(Backoff::BACKEND);
+    loop {
+        let attempt = backend.list(prefixes);
+        let result = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(BackendError::Unreachable {
+                    backend: backend.name(),
+                    endpoints: backend.endpoints(),
+                    message: "no answer within the backend timeout".to_owned(),
+                }),
+            },
+            None => tokio::select! {
+                result = attempt => result,
+                _ = shutdown.cancelled() => return None,
+            },
+        };
+        let err = match result {
+            Ok(listing) => {
+                reachable(telemetry, backend, &listing);
+                return Some(listing);
+            }
+            Err(err) => err,
+        };
+        telemetry.backend_error(backend.name());
+        let mut delay = backoff.next_delay();
+        if let Some(deadline) = deadline {
+            // The whole backend timeout is used: the last attempt starts at the deadline at the
+            // latest, and only an attempt that fails there (or a permanent error) gives up.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || !is_transient(&err) {
+                error!(backend = backend.name(), error = %err, "backend unavailable; giving up");
+                return None;
+            }
+            delay = delay.min(left);
+        }
+        warn!(
+            backend = backend.name(),
+            error = %err,
+            retry_in_ms = delay.as_millis() as u64,
+            "backend unavailable; retrying"
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+/// Whether retrying within a one-shot run can help: refused credentials or a file with a syntax
+/// error will not fix themselves in seconds. (Without a deadline everything is retried: an
+/// operator may fix either while terad waits.)
+pub(super) fn is_transient(err: &BackendError) -> bool {
+    !matches!(err, BackendError::Denied { .. } | BackendError::File { .. })
+}

@@ -1,0 +1,151 @@
+//! Configuration reloads (SIGHUP, `--watch-config`): the new configuration is validated, then
+//! applied in place where the backend stays the same.
+
+use std::sync::Arc;
+
+use tracing::{error, info, warn};
+
+use super::runtime::{Reconfigured, Runtime, Slot};
+use super::sync_options;
+use crate::cli::Cli;
+use crate::config::{self, Config, Resource, Settings};
+use crate::fleet::Fleet;
+use crate::telemetry::notify_systemd_reloading;
+
+impl Runtime {
+    /// Re-reads the configuration. Errors leave everything as it is; a new backend restarts the
+    /// run; otherwise resources are updated in place (unchanged ones keep their worker, their
+    /// memory of failed checks and their pending `wait`).
+    pub(super) async fn reload_configuration(&mut self, cli: &Cli) -> Reconfigured {
+        notify_systemd_reloading();
+        info!("reloading the configuration");
+        let config = match config::load(cli) {
+            Ok(config) => config,
+            Err(errors) => {
+                for error in &errors.0 {
+                    error!(error = %error, "configuration error");
+                }
+                error!(
+                    errors = errors.len(),
+                    "new configuration rejected; the running one stays"
+                );
+                return Reconfigured::Kept;
+            }
+        };
+        if !config.settings.same_backend(&self.settings) {
+            return match crate::connect_backend(&config.settings) {
+                Ok(backend) => Reconfigured::NewBackend(Box::new(config), backend),
+                Err(errors) => {
+                    error!(error = %errors, "new backend settings rejected; the running configuration stays");
+                    Reconfigured::Kept
+                }
+            };
+        }
+        for ignored in ["listen", "exec"] {
+            let changed = match ignored {
+                "listen" => config.settings.listen != self.settings.listen,
+                _ => config.settings.exec != self.settings.exec,
+            };
+            if changed {
+                warn!(
+                    setting = ignored,
+                    "this setting only changes with a restart of terad"
+                );
+            }
+        }
+        let Config {
+            settings,
+            resources,
+            engine,
+        } = config;
+        let diff = Diff::new(self, &settings, &resources);
+        self.options = sync_options(&settings);
+        if settings.instance != self.fleet.instance {
+            self.fleet = Arc::new(Fleet {
+                coordinator: self.fleet.coordinator.clone(),
+                instance: settings.instance.clone(),
+            });
+        }
+        self.settings = settings;
+        self.engine = Arc::new(engine);
+
+        let mut old: Vec<Option<Slot>> = std::mem::take(&mut self.slots)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut slots = Vec::with_capacity(resources.len());
+        for (resource, keep) in resources.into_iter().zip(&diff.keep) {
+            match keep.and_then(|index| old[index].take()) {
+                Some(mut slot) => {
+                    slot.wait = slot.resource.wait.or(self.settings.wait);
+                    slots.push(slot);
+                }
+                None => slots.push(self.new_slot(resource)),
+            }
+        }
+        for slot in old.into_iter().flatten() {
+            self.stop_slot(slot);
+        }
+        self.slots = slots;
+        let prefixes_changed = self.update_prefixes();
+        info!(
+            kept = diff.kept(),
+            started = diff.keep.len() - diff.kept(),
+            stopped = diff.stopped,
+            "configuration reloaded"
+        );
+        Reconfigured::InPlace { prefixes_changed }
+    }
+
+    /// Ends a slot whose resource is gone or restarts: its worker finishes what it is writing,
+    /// then ends; its reload groups stop counting it, and a group left without members goes.
+    fn stop_slot(&mut self, slot: Slot) {
+        slot.mailbox.close();
+        for group in &slot.groups {
+            group.remove_member(slot.id);
+        }
+        self.groups.retain(|_, group| group.has_members());
+    }
+}
+
+/// What a configuration reload changes, decided before anything is touched.
+struct Diff {
+    /// For each new resource, the running slot it keeps (its worker, its memory of rejected
+    /// renders and its pending `wait`), when nothing about it changed.
+    keep: Vec<Option<usize>>,
+    /// Running slots no new resource keeps.
+    stopped: usize,
+}
+
+impl Diff {
+    fn new(runtime: &Runtime, settings: &Settings, resources: &[Resource]) -> Diff {
+        // Workers were started with the sync options and the instance name: when either
+        // changes, every resource restarts.
+        let restart_all = sync_options(settings) != runtime.options
+            || settings.instance != runtime.fleet.instance;
+        let mut taken = vec![false; runtime.slots.len()];
+        let keep: Vec<Option<usize>> = resources
+            .iter()
+            .map(|resource| {
+                if restart_all {
+                    return None;
+                }
+                let index = runtime
+                    .slots
+                    .iter()
+                    .enumerate()
+                    .position(|(index, slot)| !taken[index] && *slot.resource == *resource)?;
+                taken[index] = true;
+                Some(index)
+            })
+            .collect();
+        Diff {
+            stopped: taken.iter().filter(|kept| !**kept).count(),
+            keep,
+        }
+    }
+
+    fn kept(&self) -> usize {
+        self.keep.iter().flatten().count()
+    }
+}

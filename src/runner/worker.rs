@@ -1,0 +1,152 @@
+//! One task per resource that writes its newest render and tells its reload groups.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error};
+
+use crate::config::Resource;
+use crate::fleet::Fleet;
+use crate::fleet::gate::{self, GateContext, Gated};
+use crate::reload::Group;
+use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
+use crate::telemetry::Telemetry;
+
+/// The newest render for one worker. A render that arrives while the worker is busy replaces
+/// the one waiting, so a slow check never builds a queue; the worker takes the content out,
+/// so a large file is not kept in memory between changes.
+#[derive(Default)]
+pub(super) struct Mailbox {
+    latest: std::sync::Mutex<Option<Arc<Vec<u8>>>>,
+    notify: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+impl Mailbox {
+    pub(super) fn put(&self, content: Vec<u8>) {
+        *self.latest.lock().expect("mailbox lock") = Some(Arc::new(content));
+        self.notify.notify_one();
+    }
+
+    pub(super) fn take(&self) -> Option<Arc<Vec<u8>>> {
+        self.latest.lock().expect("mailbox lock").take()
+    }
+
+    pub(super) fn has_content(&self) -> bool {
+        self.latest.lock().expect("mailbox lock").is_some()
+    }
+
+    pub(super) fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// What a resource's worker needs.
+pub(super) struct WorkerSetup {
+    pub(super) id: usize,
+    pub(super) resource: Arc<Resource>,
+    pub(super) mailbox: Arc<Mailbox>,
+    pub(super) groups: Vec<Arc<Group>>,
+    pub(super) options: SyncOptions,
+    pub(super) telemetry: Arc<Telemetry>,
+    pub(super) fleet: Arc<Fleet>,
+    pub(super) shutdown: CancellationToken,
+}
+
+/// Writes each newest render of one resource, then tells its reload groups.
+pub(super) async fn worker(setup: WorkerSetup) {
+    let WorkerSetup {
+        id,
+        resource,
+        mailbox,
+        groups,
+        options,
+        telemetry,
+        fleet,
+        shutdown,
+    } = setup;
+    // A render check_cmd rejected (or that failed its health check), by content hash: not
+    // tried again until the data changes.
+    let mut rejected: Option<u64> = None;
+    // Coordinated or health-checked changes take the gate, which runs their reload itself.
+    let gated = (resource.coordination.is_some() || resource.health.is_some())
+        && !options.noop
+        && !options.sync_only;
+    loop {
+        let Some(content) = mailbox.take() else {
+            if mailbox.is_closed() {
+                return;
+            }
+            mailbox.notify.notified().await;
+            continue;
+        };
+        // Hashing a large render costs milliseconds on the way to the file, so only when there
+        // is a rejected render to compare with; a new rejection hashes its own content.
+        let changed = if rejected.is_some_and(|hash| hash == content_hash(&content)) {
+            debug!(resource = %resource.name, "same render as the one check_cmd rejected; not checked again");
+            false
+        } else if gated {
+            let cx = GateContext {
+                resource: &resource,
+                groups: &groups,
+                options,
+                telemetry: &telemetry,
+                fleet: &fleet,
+                shutdown: &shutdown,
+            };
+            let (outcome, applied) = gate::apply(&cx, content, || mailbox.take()).await;
+            match outcome {
+                Gated::Rejected | Gated::RolledBack => rejected = Some(content_hash(&applied)),
+                Gated::Applied | Gated::Unchanged => rejected = None,
+                Gated::Failed | Gated::Stopped => {}
+            }
+            // The gate ran the reload itself.
+            false
+        } else {
+            let result = resource::sync(&resource, Arc::clone(&content), options).await;
+            let (outcome, in_sync, changed) = match &result {
+                Ok(SyncOutcome::Unchanged) => ("unchanged", true, false),
+                Ok(SyncOutcome::Pending) => ("pending", true, false),
+                Ok(SyncOutcome::Updated { .. }) => ("updated", true, true),
+                Err(_) => ("failed", false, false),
+            };
+            telemetry.synced(&resource.name, outcome, in_sync);
+            match result {
+                Ok(outcome) => {
+                    rejected = None;
+                    if let SyncOutcome::Updated {
+                        checked_in: Some(took),
+                    } = outcome
+                    {
+                        telemetry.checked(&resource.name, true, took);
+                    }
+                }
+                Err(err) => {
+                    if let SyncError::Check { took, .. } = &err {
+                        rejected = Some(content_hash(&content));
+                        telemetry.checked(&resource.name, false, *took);
+                    }
+                    error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "sync failed");
+                }
+            }
+            changed
+        };
+        let more_waiting = mailbox.has_content();
+        for group in &groups {
+            group.member_done(id, changed, more_waiting);
+        }
+    }
+}
+
+pub(super) fn content_hash(content: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    content.hash(&mut hasher);
+    hasher.finish()
+}
