@@ -49,6 +49,10 @@ pub enum SyncOutcome {
 pub enum SyncError {
     #[error(transparent)]
     Fs(#[from] FsError),
+    /// The change may no longer go live (its coordination slot was lost); the destination
+    /// stays unchanged.
+    #[error("not applied to {dest:?}, which stays unchanged: {reason}")]
+    Aborted { dest: PathBuf, reason: &'static str },
     #[error("check_cmd rejected the new content for {dest:?}, which stays unchanged: {source}")]
     Check {
         dest: PathBuf,
@@ -89,6 +93,24 @@ pub async fn sync(
     content: Arc<Vec<u8>>,
     options: SyncOptions,
 ) -> Result<SyncOutcome, SyncError> {
+    sync_unless(resource, content, options, None).await
+}
+
+/// A condition checked right before the swap: when `token` is cancelled the staged change is
+/// dropped instead of committed, with `reason`.
+#[derive(Clone)]
+pub struct AbortIf {
+    pub token: tokio_util::sync::CancellationToken,
+    pub reason: &'static str,
+}
+
+/// [`sync`], unless `abort` fires before the swap.
+pub async fn sync_unless(
+    resource: &Arc<Resource>,
+    content: Arc<Vec<u8>>,
+    options: SyncOptions,
+    abort: Option<AbortIf>,
+) -> Result<SyncOutcome, SyncError> {
     let will_check = !options.sync_only && resource.check_cmd.is_some();
     let content_for_log = Arc::clone(&content);
     // All file work before the check, and the commit too when there is no check, runs in one
@@ -96,10 +118,15 @@ pub async fn sync(
     // file is what a sidecar is judged by.
     let step = {
         let resource = Arc::clone(resource);
+        let abort = abort.clone();
         blocking(move || {
             let step = prepare(&resource, &content, options)?;
             match step {
-                Step::Staged(staged) if !will_check => Ok(Step::Committed(staged.commit()?)),
+                Step::Staged(staged) if !will_check => match abort {
+                    // Dropping `staged` removes the stage file.
+                    Some(abort) if abort.token.is_cancelled() => Ok(Step::Aborted(abort.reason)),
+                    _ => Ok(Step::Committed(staged.commit()?)),
+                },
                 other => Ok(other),
             }
         })
@@ -113,6 +140,12 @@ pub async fn sync(
         Step::Pending => {
             info!(resource = %resource.name, dest = %resource.dest.display(), "noop: change not written");
             return Ok(SyncOutcome::Pending);
+        }
+        Step::Aborted(reason) => {
+            return Err(SyncError::Aborted {
+                dest: resource.dest.clone(),
+                reason,
+            });
         }
         Step::Committed(committed) => (committed, None),
         Step::Staged(staged) => {
@@ -132,6 +165,13 @@ pub async fn sync(
                 }
                 checked_in = Some(took);
                 debug!(resource = %resource.name, command = %check, "check passed");
+            }
+            // The check may have taken long: the last moment to learn the change must not go live.
+            if let Some(abort) = abort.filter(|abort| abort.token.is_cancelled()) {
+                return Err(SyncError::Aborted {
+                    dest: resource.dest.clone(),
+                    reason: abort.reason,
+                });
             }
             (blocking(move || staged.commit()).await?, checked_in)
         }
@@ -199,6 +239,8 @@ enum Step {
     Pending,
     /// Written to a stage file, waiting for the check.
     Staged(Staged),
+    /// Staged, and dropped before the swap because the abort condition fired.
+    Aborted(&'static str),
     Committed(Committed),
 }
 

@@ -43,6 +43,7 @@ pub struct Metrics {
     rollbacks: Family<Labels, Counter>,
     slot_wait_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     group_halted: Family<Labels, Gauge>,
+    slots_lost: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -66,6 +67,7 @@ impl Metrics {
             rollbacks: Family::default(),
             slot_wait_seconds: Family::new_with_constructor(duration_histogram),
             group_halted: Family::default(),
+            slots_lost: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -152,6 +154,11 @@ impl Metrics {
             "coordination_group_halted",
             "1 while this instance waits on a group's halt marker",
             metrics.group_halted.clone(),
+        );
+        registry.register(
+            "coordination_slots_lost",
+            "Coordination slots whose lease or session expired while their change was in progress, by group and whether the change was aborted before the swap (aborted) or was already live (applied)",
+            metrics.slots_lost.clone(),
         );
         Metrics {
             registry,
@@ -320,6 +327,17 @@ impl Telemetry {
             .group_halted
             .get_or_create(&vec![("group", group.to_owned())])
             .set(i64::from(halted));
+    }
+
+    pub fn slot_lost(&self, group: &str, aborted: bool) {
+        let outcome = if aborted { "aborted" } else { "applied" };
+        self.metrics
+            .slots_lost
+            .get_or_create(&vec![
+                ("group", group.to_owned()),
+                ("outcome", outcome.to_owned()),
+            ])
+            .inc();
     }
 
     /// The backend answered. Returns how long it had been failing, if it had.

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::{Entry, LeaseId};
 use crate::backend::BackendError;
@@ -83,7 +83,7 @@ impl ConsulFleet {
     pub async fn grant(
         &self,
         ttl: Duration,
-    ) -> Result<(LeaseId, tokio::task::JoinHandle<()>), BackendError> {
+    ) -> Result<(LeaseId, impl Future<Output = ()> + Send + 'static), BackendError> {
         let session_ttl = session_ttl(ttl);
         let body = serde_json::json!({
             "Name": "terad",
@@ -111,11 +111,21 @@ impl ConsulFleet {
         let id = created.id;
         let source = self.source.clone();
         let renewed = id.clone();
-        let task = tokio::spawn(async move {
+        let keeper = async move {
+            // Consul invalidates a session twice its TTL after the last renewal: until then it
+            // still holds its keys, and renewals that fail (an agent restarting, a leader
+            // election) are retried; after that it is gone whatever the next answer says.
+            let lifetime = session_ttl * 2;
+            let mut renewed_at = tokio::time::Instant::now();
+            let mut failing = false;
             let mut ticker = tokio::time::interval(session_ttl / 3);
             ticker.tick().await;
             loop {
                 ticker.tick().await;
+                if renewed_at.elapsed() >= lifetime {
+                    warn!(session = %renewed, "no renewal reached Consul within the session's lifetime; the session is lost");
+                    return;
+                }
                 match source
                     .call(
                         Method::PUT,
@@ -123,7 +133,7 @@ impl ConsulFleet {
                         &renewed,
                         &[],
                         None,
-                        REQUEST_TIMEOUT,
+                        REQUEST_TIMEOUT.min(lifetime.saturating_sub(renewed_at.elapsed())),
                     )
                     .await
                 {
@@ -131,14 +141,29 @@ impl ConsulFleet {
                         warn!(session = %renewed, "session expired");
                         return;
                     }
-                    Ok(_) => {}
+                    Ok(response) if response.status().is_success() => {
+                        renewed_at = tokio::time::Instant::now();
+                        if failing {
+                            info!(session = %renewed, "session renewal works again");
+                            failing = false;
+                        }
+                    }
+                    Ok(response) => {
+                        if !failing {
+                            warn!(session = %renewed, status = %response.status(), "session renewal refused; retrying within the session's lifetime");
+                            failing = true;
+                        }
+                    }
                     Err(error) => {
-                        warn!(session = %renewed, error = %error, "session renewal failed")
+                        if !failing {
+                            warn!(session = %renewed, error = %error, "session renewal failed; retrying within the session's lifetime");
+                            failing = true;
+                        }
                     }
                 }
             }
-        });
-        Ok((LeaseId(id), task))
+        };
+        Ok((LeaseId(id), keeper))
     }
 
     pub async fn revoke(&self, lease: &LeaseId) -> Result<(), BackendError> {

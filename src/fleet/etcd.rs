@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use etcd_client::{GetOptions, PutOptions, SortOrder, SortTarget, WatchOptions};
-use tracing::warn;
+use tracing::{info, warn};
+
+use crate::retry::Backoff;
 
 use super::{Entry, LeaseId};
 use crate::backend::BackendError;
@@ -33,12 +35,12 @@ impl EtcdFleet {
         self.source.client().await
     }
 
-    /// Grants a lease of `ttl` and keeps it alive (a keep-alive every ttl/3) until the returned
-    /// task is aborted. The task ends by itself when etcd reports the lease gone.
+    /// Grants a lease of `ttl`, returning it with the future that keeps it alive (a keep-alive
+    /// every ttl/3). The future ends when the lease is gone.
     pub async fn grant(
         &self,
         ttl: Duration,
-    ) -> Result<(LeaseId, tokio::task::JoinHandle<()>), BackendError> {
+    ) -> Result<(LeaseId, impl Future<Output = ()> + Send + 'static), BackendError> {
         let mut client = self.client().await?;
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let granted = tokio::time::timeout(REQUEST_TIMEOUT, client.lease_grant(seconds, None))
@@ -46,32 +48,87 @@ impl EtcdFleet {
             .map_err(|_| timed_out("granting a lease"))?
             .map_err(|e| self.source.error(e))?;
         let id = granted.id();
-        let (mut keeper, mut responses) = client
-            .lease_keep_alive(id)
-            .await
-            .map_err(|e| self.source.error(e))?;
+        let granted_ttl = Duration::from_secs(u64::try_from(granted.ttl()).unwrap_or(1).max(1));
         let period = (ttl / 3).max(Duration::from_millis(500));
-        let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(period);
-            loop {
-                ticker.tick().await;
-                if let Err(error) = keeper.keep_alive().await {
-                    warn!(lease = %format!("{id:x}"), error = %error, "lease keep-alive failed");
+        let fleet = self.clone();
+        let keeper = async move { fleet.keep_alive(id, granted_ttl, period).await };
+        Ok((LeaseId(format!("{id:x}")), keeper))
+    }
+
+    /// Keeps lease `id` alive every `period` until it is gone. A failed keep-alive (a member
+    /// failing over, a blip) is retried on a fresh stream until the lease's own deadline, the
+    /// last confirmed keep-alive plus its TTL: until then the lease is still alive in etcd and
+    /// giving up would free a slot this instance still holds. Returns when the lease is gone,
+    /// which is how [`super::Lease::is_lost`] learns it.
+    async fn keep_alive(&self, id: i64, ttl: Duration, period: Duration) {
+        let lease = format!("{id:x}");
+        let mut deadline = tokio::time::Instant::now() + ttl;
+        let mut backoff = Backoff::new((Duration::from_millis(100), period));
+        let mut failing = false;
+        loop {
+            // Every step waits at most until the lease's deadline, which each confirmed
+            // keep-alive moves on.
+            let attempt = async {
+                let mut client = tokio::time::timeout_at(deadline, self.client())
+                    .await
+                    .map_err(|_| None)?
+                    .map_err(Some)?;
+                let (mut keeper, mut responses) =
+                    tokio::time::timeout_at(deadline, client.lease_keep_alive(id))
+                        .await
+                        .map_err(|_| None)?
+                        .map_err(|e| Some(self.source.error(e)))?;
+                let mut ticker = tokio::time::interval(period);
+                loop {
+                    ticker.tick().await;
+                    tokio::time::timeout_at(deadline, keeper.keep_alive())
+                        .await
+                        .map_err(|_| None)?
+                        .map_err(|e| Some(self.source.error(e)))?;
+                    let answer = tokio::time::timeout_at(deadline, responses.message())
+                        .await
+                        .map_err(|_| None)?
+                        .map_err(|e| Some(self.source.error(e)))?;
+                    match answer {
+                        Some(answer) if answer.ttl() > 0 => {
+                            let left = Duration::from_secs(answer.ttl().unsigned_abs());
+                            deadline = tokio::time::Instant::now() + left;
+                            if failing {
+                                info!(lease = %lease, "lease keep-alive works again");
+                                failing = false;
+                            }
+                        }
+                        // etcd says the lease is gone: nothing to retry.
+                        Some(_) => return Ok::<(), Option<BackendError>>(()),
+                        None => {
+                            return Err(Some(BackendError::Other {
+                                backend: "etcd",
+                                message: "the keep-alive stream ended".to_owned(),
+                            }));
+                        }
+                    }
+                }
+            };
+            match attempt.await {
+                Ok(()) => {
+                    warn!(lease = %lease, "lease expired");
                     return;
                 }
-                match tokio::time::timeout(REQUEST_TIMEOUT, responses.message()).await {
-                    Ok(Ok(Some(answer))) if answer.ttl() > 0 => {}
-                    Ok(Ok(Some(_))) => {
-                        warn!(lease = %format!("{id:x}"), "lease expired");
-                        return;
-                    }
-                    other => {
-                        warn!(lease = %format!("{id:x}"), answer = ?other.map(|r| r.map(|_| ())), "lease keep-alive got no answer");
-                    }
+                // The deadline passed while waiting.
+                Err(None) => break,
+                Err(Some(error)) if !failing => {
+                    warn!(lease = %lease, error = %error, "lease keep-alive failed; retrying until the lease's deadline");
+                    failing = true;
                 }
+                Err(Some(_)) => {}
             }
-        });
-        Ok((LeaseId(format!("{id:x}")), task))
+            let pause = backoff.next_delay();
+            if tokio::time::Instant::now() + pause >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+        }
+        warn!(lease = %lease, "no keep-alive reached etcd before the lease's deadline; the lease is lost");
     }
 
     fn lease_number(lease: &LeaseId) -> i64 {

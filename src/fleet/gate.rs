@@ -30,6 +30,9 @@ pub enum Gated {
     Failed,
     /// Shutdown while waiting for a slot or a resume; nothing changed.
     Stopped,
+    /// The slot's lease expired before the swap; nothing changed and the change is retried
+    /// with a new slot.
+    SlotLost,
 }
 
 pub struct GateContext<'a> {
@@ -70,8 +73,12 @@ pub async fn apply(
         .coordination
         .as_ref()
         .zip(cx.fleet.coordinator.as_ref());
-    let mut slot: Option<Slot> = None;
-    if let Some((coordination, coordinator)) = coordination {
+    let Some((coordination, coordinator)) = coordination else {
+        let outcome = gated_change(cx, &content, previous, None).await;
+        return (outcome, content);
+    };
+    let group = coordination.group.as_str();
+    loop {
         let pause = super::jitter(coordination.jitter);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -79,14 +86,17 @@ pub async fn apply(
         }
         let holder = format!("{} ({name})", cx.fleet.instance);
         let started = Instant::now();
-        let taken = tokio::select! {
+        let slot = tokio::select! {
             taken = take_slot(coordinator, coordination, &holder, name, cx.telemetry) => taken,
             _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
         };
-        cx.telemetry
-            .slot_waited(&coordination.group, started.elapsed());
-        info!(resource = name, group = %coordination.group, waited_ms = started.elapsed().as_millis() as u64, "coordination slot taken");
-        slot = Some(taken);
+        cx.telemetry.slot_waited(group, started.elapsed());
+        info!(
+            resource = name,
+            group,
+            waited_ms = started.elapsed().as_millis() as u64,
+            "coordination slot taken"
+        );
         if let Some(newer) = newest() {
             content = newer;
         }
@@ -95,25 +105,30 @@ pub async fn apply(
             Err(err) => {
                 error!(resource = name, error = %err, "sync failed");
                 cx.telemetry.synced(name, "failed", false);
-                if let Some(slot) = slot {
-                    slot.release().await;
-                }
+                slot.release().await;
                 return (Gated::Failed, content);
             }
         };
-    }
-
-    let outcome = gated_change(
-        cx,
-        &content,
-        previous,
-        coordination.map(|(c, k)| (c.group.as_str(), k)),
-    )
-    .await;
-    if let Some(slot) = slot {
+        let held = Held {
+            group,
+            coordinator,
+            slot: &slot,
+        };
+        let outcome = gated_change(cx, &content, previous.take(), Some(held)).await;
         slot.release().await;
+        if outcome != Gated::SlotLost {
+            return (outcome, content);
+        }
+        // Nothing went live: ask for a slot again, at the back of the queue.
     }
-    (outcome, content)
+}
+
+/// The slot a coordinated change holds.
+#[derive(Clone, Copy)]
+struct Held<'a> {
+    group: &'a str,
+    coordinator: &'a Coordinator,
+    slot: &'a Slot,
 }
 
 /// Waits out a halt, then takes a slot; a halt set meanwhile gives the slot back and waits again.
@@ -178,7 +193,7 @@ async fn gated_change(
     cx: &GateContext<'_>,
     content: &Arc<Vec<u8>>,
     previous: Option<Vec<u8>>,
-    group: Option<(&str, &Coordinator)>,
+    held: Option<Held<'_>>,
 ) -> Gated {
     let resource = cx.resource;
     let name = resource.name.as_str();
@@ -198,7 +213,13 @@ async fn gated_change(
         }
     }
 
-    match resource::sync(resource, Arc::clone(content), cx.options).await {
+    // Another instance may take a slot whose lease expired: past that point this change must
+    // not go live.
+    let abort = held.map(|held| resource::AbortIf {
+        token: held.slot.lost().clone(),
+        reason: "the coordination slot's lease expired before the swap; taking a new slot",
+    });
+    match resource::sync_unless(resource, Arc::clone(content), cx.options, abort).await {
         Ok(SyncOutcome::Updated { checked_in }) => {
             cx.telemetry.synced(name, "updated", true);
             if let Some(took) = checked_in {
@@ -208,6 +229,12 @@ async fn gated_change(
         Ok(_) => {
             cx.telemetry.synced(name, "unchanged", true);
             return Gated::Unchanged;
+        }
+        Err(err @ SyncError::Aborted { .. }) => {
+            let group = held.map(|held| held.group).unwrap_or_default();
+            error!(resource = name, group, error = %err, "change aborted");
+            cx.telemetry.slot_lost(group, true);
+            return Gated::SlotLost;
         }
         Err(err) => {
             cx.telemetry.synced(name, "failed", false);
@@ -225,17 +252,19 @@ async fn gated_change(
     }
 
     let reloaded = reload(cx.groups).await;
-    let Some(health) = &resource.health else {
-        return if reloaded.is_ok() {
-            Gated::Applied
-        } else {
-            Gated::Failed
-        };
+    let verdict = match (&resource.health, reloaded) {
+        (None, reloaded) => {
+            slot_still_held(cx, held);
+            return if reloaded.is_ok() {
+                Gated::Applied
+            } else {
+                Gated::Failed
+            };
+        }
+        (Some(health), Ok(())) => super::health::probe(health, name).await,
+        (Some(_), Err(message)) => Err(format!("the reload failed: {message}")),
     };
-    let verdict = match reloaded {
-        Ok(()) => super::health::probe(health, name).await,
-        Err(message) => Err(format!("the reload failed: {message}")),
-    };
+    slot_still_held(cx, held);
     cx.telemetry.health_checked(name, verdict.is_ok());
     let reason = match verdict {
         Ok(()) => {
@@ -274,7 +303,10 @@ async fn gated_change(
         }
     }
     cx.telemetry.rolled_back(name);
-    if let Some((group, coordinator)) = group {
+    if let Some(Held {
+        group, coordinator, ..
+    }) = held
+    {
         let marker = Halt::new(&cx.fleet.instance, name, md5, reason);
         match super::halt(coordinator, group, &marker).await {
             Ok(()) => warn!(
@@ -285,6 +317,21 @@ async fn gated_change(
         }
     }
     Gated::RolledBack
+}
+
+/// After the swap a lost slot cannot be undone: say so, so that an operator can see that two
+/// instances may have been mid-change at once.
+fn slot_still_held(cx: &GateContext<'_>, held: Option<Held<'_>>) {
+    if let Some(held) = held
+        && held.slot.is_lost()
+    {
+        error!(
+            resource = %cx.resource.name,
+            group = held.group,
+            "the coordination slot's lease expired during the reload or health check; another instance may have started its change meanwhile"
+        );
+        cx.telemetry.slot_lost(held.group, false);
+    }
 }
 
 /// Runs the resource's reloads now (each after any run of it in progress).

@@ -68,6 +68,9 @@ pub enum Coordinator {
 pub struct Lease {
     pub id: LeaseId,
     keeper: tokio::task::JoinHandle<()>,
+    /// Cancelled the moment the keeper ends: the lease expired, or no keep-alive reached the
+    /// store before its deadline. Whoever acts under the lease checks it before acting.
+    lost: tokio_util::sync::CancellationToken,
     coordinator: Coordinator,
     revoked: bool,
 }
@@ -98,7 +101,12 @@ impl Lease {
 
     /// Whether the keep-alive task gave up (the lease expired or the store stayed away).
     pub fn is_lost(&self) -> bool {
-        self.keeper.is_finished()
+        self.lost.is_cancelled()
+    }
+
+    /// A token cancelled when the lease is lost.
+    pub fn lost(&self) -> &tokio_util::sync::CancellationToken {
+        &self.lost
     }
 }
 
@@ -135,13 +143,34 @@ impl Coordinator {
     }
 
     pub async fn grant(&self, ttl: Duration) -> Result<Lease, BackendError> {
+        let lost = tokio_util::sync::CancellationToken::new();
+        let gone = lost.clone().drop_guard();
         let (id, keeper) = match self {
-            Coordinator::Etcd(etcd) => etcd.grant(ttl).await?,
-            Coordinator::Consul(consul) => consul.grant(ttl).await?,
+            Coordinator::Etcd(etcd) => {
+                let (id, keeper) = etcd.grant(ttl).await?;
+                (
+                    id,
+                    tokio::spawn(async move {
+                        let _gone = gone;
+                        keeper.await
+                    }),
+                )
+            }
+            Coordinator::Consul(consul) => {
+                let (id, keeper) = consul.grant(ttl).await?;
+                (
+                    id,
+                    tokio::spawn(async move {
+                        let _gone = gone;
+                        keeper.await
+                    }),
+                )
+            }
         };
         Ok(Lease {
             id,
             keeper,
+            lost,
             coordinator: self.clone(),
             revoked: false,
         })
@@ -309,6 +338,15 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// Cancelled when the slot's lease is lost.
+    pub fn lost(&self) -> &tokio_util::sync::CancellationToken {
+        self.lease.lost()
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lease.is_lost()
+    }
+
     pub async fn release(self) {
         let group = self.group.clone();
         if let Err(error) = self.lease.revoke().await {

@@ -104,7 +104,7 @@ pub(super) async fn worker(setup: WorkerSetup) {
             match outcome {
                 Gated::Rejected | Gated::RolledBack => rejected = Some(content_hash(&applied)),
                 Gated::Applied | Gated::Unchanged => rejected = None,
-                Gated::Failed | Gated::Stopped => {}
+                Gated::Failed | Gated::Stopped | Gated::SlotLost => {}
             }
             // The gate ran the reload itself.
             false

@@ -594,3 +594,66 @@ fn a_restarted_resource_is_one_member_of_its_reload() {
         .unwrap_or_else(|| panic!("no reload counter in:\n{metrics}"));
     assert_eq!(reloads, 3.0, "{metrics}");
 }
+
+/// Regression: a slot whose lease expired mid-change was not noticed (the keeper stopped at the
+/// first keep-alive error and the gate never looked), so the change went live while another
+/// instance could hold the slot. Now a change whose slot is lost before the swap is aborted,
+/// nothing is written, and it is retried with a new slot.
+#[test]
+fn a_slot_lost_before_the_swap_aborts_the_change_and_retries_it() {
+    let store = Store::etcd();
+    let Store::Etcd(etcd) = &store else {
+        unreachable!()
+    };
+    store.put("/app/v", "0");
+    let fx = member("lost", "3s", "true", None);
+    let checking = fx.path("checking");
+    let with_check = fx.read("conf.d/app.toml").replacen(
+        "[template]\n",
+        &format!(
+            "[template]\ncheck_cmd = 'touch {}; sleep 3'\ncheck_timeout = \"20s\"\n",
+            checking.display()
+        ),
+        1,
+    );
+    fx.resource("app.toml", &with_check);
+    let daemon = start(&store, &fx, "a");
+    wait_for("the first render", LIMIT, || {
+        fx.read("out/app.conf") == "v=0\n"
+    });
+    let _ = std::fs::remove_file(&checking);
+
+    store.put("/app/v", "1");
+    wait_for("the check under a slot", LIMIT, || checking.exists());
+    let slots = etcd.ctl(&[
+        "get",
+        "--prefix",
+        "--keys-only",
+        "/terad/coordination/lost/slots/",
+    ]);
+    let lease = slots
+        .lines()
+        .find(|line| !line.is_empty())
+        .and_then(|key| key.rsplit('/').next())
+        .expect("a slot key")
+        .to_owned();
+    // The lease goes while the check runs, as after a failover that outlasted its TTL.
+    etcd.ctl(&["lease", "revoke", &lease]);
+    wait_for("the abort", LIMIT, || {
+        daemon.log().contains("change aborted")
+    });
+    assert_eq!(
+        fx.read("out/app.conf"),
+        "v=0\n",
+        "a change whose slot was lost went live:\n{}",
+        daemon.log()
+    );
+    wait_for("the retried change", LIMIT, || {
+        fx.read("out/app.conf") == "v=1\n"
+    });
+    assert!(
+        daemon.log().matches("coordination slot taken").count() >= 2,
+        "{}",
+        daemon.log()
+    );
+}
