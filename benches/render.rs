@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use terad::store::KeyStore;
-use terad::template::{Engine, KeyScope};
+use terad::template::{EngineKind, KeyScope, RenderInput, TemplateRef, Templates};
 
 /// A store with `servers` registrations under /proxy/frontend, as containers would make them.
 pub fn haproxy_store(servers: usize) -> KeyStore {
@@ -29,7 +29,11 @@ pub fn haproxy_store(servers: usize) -> KeyStore {
 
 fn render(c: &mut Criterion) {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let engine = Engine::load(&templates, ["haproxy.cfg.tmpl"]).expect("the example loads");
+    let template = TemplateRef {
+        name: "haproxy.cfg.tmpl".to_owned(),
+        engine: EngineKind::Tera,
+    };
+    let engine = Templates::load(&templates, [&template]).expect("the example loads");
     let scope = Arc::new(KeyScope {
         prefix: "/".to_owned(),
         keys: vec!["/proxy".to_owned()],
@@ -37,18 +41,17 @@ fn render(c: &mut Criterion) {
     let mut group = c.benchmark_group("haproxy_render");
     group.sample_size(20);
     for servers in [1_000, 10_000, 100_000] {
-        let store = Arc::new(haproxy_store(servers));
+        let input = RenderInput {
+            store: Arc::new(haproxy_store(servers)),
+            scope: Arc::clone(&scope),
+        };
         let mut out = Vec::new();
-        engine
-            .render("haproxy.cfg.tmpl", &store, &scope, &mut out)
-            .expect("renders");
+        engine.render(&template, &input, &mut out).expect("renders");
         group.throughput(Throughput::Elements(servers as u64));
         group.bench_with_input(BenchmarkId::from_parameter(servers), &servers, |b, _| {
             b.iter(|| {
                 out.clear();
-                engine
-                    .render("haproxy.cfg.tmpl", &store, &scope, &mut out)
-                    .expect("renders");
+                engine.render(&template, &input, &mut out).expect("renders");
                 out.len()
             })
         });

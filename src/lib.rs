@@ -6,10 +6,11 @@
 //!
 //! - [`cli`]: the command line (clap), every option also a `TERAD_*` variable.
 //! - [`config`]: command line + environment + `terad.toml`/`confd.toml` → validated
-//!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s; templates → [`template::Engine`].
+//!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s; templates → [`template::Templates`].
 //! - [`backend`]: where keys come from, one module per backend behind [`backend::KeySource`].
 //! - [`store`]: the in-memory key space templates read, with confd's glob and `ls` semantics.
-//! - [`template`]: Tera set-up and confd's functions and filters.
+//! - [`template`]: the template engines behind one [`template::Templates`], and confd's
+//!   functions written once for all of them.
 //! - [`resource`]: one resource's pipeline: render → compare → stage → check → commit.
 //! - [`reload`]: reloads coalesced across the resources that share them.
 //! - [`fs`]: the only file writer. [`process`]: the only command runner.

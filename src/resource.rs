@@ -16,8 +16,7 @@ use tracing::{debug, info, warn};
 use crate::config::Resource;
 use crate::fs::{self, Attributes, CommitKind, CurrentFile, FsError};
 use crate::process::{self, CommandError};
-use crate::store::KeyStore;
-use crate::template::{Engine, KeyScope, RenderError};
+use crate::template::{KeyScope, RenderError, RenderInput, Templates};
 
 /// Run-wide switches that change what a sync does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,15 +74,14 @@ pub fn key_scope(resource: &Resource) -> KeyScope {
     }
 }
 
-/// Renders a resource's template against the store.
+/// Renders a resource's template against its input.
 pub fn render(
-    engine: &Engine,
+    templates: &Templates,
     resource: &Resource,
-    scope: &Arc<KeyScope>,
-    store: &Arc<KeyStore>,
+    input: &RenderInput,
 ) -> Result<Vec<u8>, RenderError> {
     let mut out = Vec::with_capacity(8 * 1024);
-    engine.render(&resource.template, store, scope, &mut out)?;
+    templates.render(&resource.template, input, &mut out)?;
     Ok(out)
 }
 

@@ -17,7 +17,7 @@ pub use error::{ConfigError, ConfigErrors, line_and_column};
 pub use resource::{Resource, load_resources, parse_mode};
 
 use crate::cli::Cli;
-use crate::template::Engine;
+use crate::template::Templates;
 use file::RawConfigFile;
 
 /// Where terad looks for `conf.d/`, `templates/` and `terad.toml` unless told otherwise.
@@ -242,7 +242,7 @@ impl Settings {
 pub struct Config {
     pub settings: Settings,
     pub resources: Vec<Resource>,
-    pub engine: Engine,
+    pub templates: Templates,
 }
 
 /// Loads settings, resources and templates, reporting every problem at once.
@@ -269,21 +269,21 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
             );
         }
     }
-    let engine = match Engine::load(
+    let templates = match Templates::load(
         &settings.templates_dir(),
-        resources.iter().map(|r| r.template.as_str()),
+        resources.iter().map(|r| &r.template),
     ) {
-        Ok(engine) => Some(engine),
+        Ok(templates) => Some(templates),
         Err(template_errors) => {
             errors.extend(template_errors);
             None
         }
     };
-    match engine {
-        Some(engine) if errors.is_empty() => Ok(Config {
+    match templates {
+        Some(templates) if errors.is_empty() => Ok(Config {
             settings,
             resources,
-            engine,
+            templates,
         }),
         _ => Err(errors),
     }

@@ -13,6 +13,7 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors, from_toml_error};
 use crate::process::CommandLine;
 use crate::store::join_key;
+use crate::template::{EngineKind, TemplateRef};
 
 /// How long a `check_cmd` may run unless the resource says otherwise.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -70,8 +71,8 @@ pub struct Resource {
     pub name: String,
     /// The resource file itself, for messages.
     pub file: PathBuf,
-    /// The template's name below `templates/`, with `/` separators.
-    pub template: String,
+    /// The template: its name below `templates/` and its language.
+    pub template: TemplateRef,
     pub dest: PathBuf,
     /// Absolute key prefix: the global `--prefix` joined with the resource's `prefix`.
     pub prefix: String,
@@ -394,7 +395,10 @@ fn validate(
         (Some(template), Some(dest)) if errors.is_empty() => Ok(Resource {
             name,
             file: file.to_owned(),
-            template,
+            template: TemplateRef {
+                name: template,
+                engine: EngineKind::Tera,
+            },
             dest,
             prefix,
             keys,
@@ -657,7 +661,7 @@ reload_timeout = 90
         let resources = fx.load("/global").unwrap();
         let r = &resources[0];
         assert_eq!(r.name, "app");
-        assert_eq!(r.template, "app.tmpl");
+        assert_eq!(r.template.name, "app.tmpl");
         assert_eq!(r.dest, PathBuf::from("/tmp/app.conf"));
         assert_eq!(r.prefix, "/global/prod");
         assert_eq!(r.keys, ["/global/prod/app/cache", "/global/prod/app/db"]);
@@ -751,7 +755,7 @@ ttl = "1s"
             "[template]\nsrc = \"sub/b.tmpl\"\ndest = \"out\"\n",
         );
         let r = &fx.load("").unwrap()[0];
-        assert_eq!(r.template, "sub/b.tmpl");
+        assert_eq!(r.template.name, "sub/b.tmpl");
         assert_eq!(r.prefix, "/");
         assert!(r.keys.is_empty());
         assert_eq!(r.mode, None);

@@ -194,7 +194,10 @@ mod tests {
         Resource {
             name: "r".into(),
             file: "r.toml".into(),
-            template: "t".into(),
+            template: crate::template::TemplateRef {
+                name: "t".into(),
+                engine: crate::template::EngineKind::Tera,
+            },
             dest: "/tmp/x".into(),
             prefix: "/".into(),
             keys: vec!["/app".into()],

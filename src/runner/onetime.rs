@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::reload::Action;
 use crate::resource::{self, SyncOutcome};
 use crate::store::KeyStore;
+use crate::template::RenderInput;
 
 /// `--onetime`: list once (retrying an unreachable backend up to the backend timeout), sync
 /// every resource in order, run each distinct reload once, and report whether all succeeded.
@@ -23,7 +24,7 @@ pub(super) async fn onetime(
     let Config {
         settings,
         resources,
-        engine,
+        templates,
     } = config;
     let options = sync_options(&settings);
     let keys: Vec<String> = resources
@@ -49,14 +50,17 @@ pub(super) async fn onetime(
     let mut reloads: Vec<(Action, Vec<String>)> = Vec::new();
     for resource in resources {
         let resource = Arc::new(resource);
-        let scope = Arc::new(resource::key_scope(&resource));
+        let input = RenderInput {
+            store: Arc::clone(&store),
+            scope: Arc::new(resource::key_scope(&resource)),
+        };
         let keys = count_keys(&store, &merge_prefixes(resource.keys.iter()));
         if let Some(refusal) = guard(&resource, keys, None) {
             error!(resource = %resource.name, dest = %resource.dest.display(), keys, "{refusal}; destination left unchanged");
             failed += 1;
             continue;
         }
-        let rendered = match resource::render(&engine, &resource, &scope, &store) {
+        let rendered = match resource::render(&templates, &resource, &input) {
             Ok(rendered) => rendered,
             Err(err) => {
                 error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "render failed; destination left unchanged");
@@ -97,7 +101,7 @@ pub(super) async fn onetime(
     // The process exits next: freeing a large store and template engine value by value would
     // only delay the exit (by ~20 ms at 100k keys).
     std::mem::forget(store);
-    std::mem::forget(engine);
+    std::mem::forget(templates);
     if failed == 0 {
         RunOutcome::Success
     } else {

@@ -56,7 +56,7 @@ impl Runtime {
         let Config {
             settings,
             resources,
-            engine,
+            templates,
         } = config;
         let diff = Diff::new(self, &settings, &resources);
         self.options = sync_options(&settings);
@@ -67,7 +67,7 @@ impl Runtime {
             });
         }
         self.settings = settings;
-        self.engine = Arc::new(engine);
+        self.templates = Arc::new(templates);
 
         let mut old: Vec<Option<Slot>> = std::mem::take(&mut self.slots)
             .into_iter()

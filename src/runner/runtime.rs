@@ -21,7 +21,7 @@ use crate::reload::Group;
 use crate::resource::{self, SyncOptions};
 use crate::store::{KeyStore, key_in_scope};
 use crate::telemetry::{Telemetry, notify_systemd};
-use crate::template::{Engine, KeyScope};
+use crate::template::{KeyScope, RenderInput, Templates};
 
 /// One resource with what the runner keeps for it.
 pub(super) struct Slot {
@@ -48,7 +48,7 @@ pub(super) enum Followed {
 
 pub(super) struct Runtime {
     pub(super) settings: Settings,
-    pub(super) engine: Arc<Engine>,
+    pub(super) templates: Arc<Templates>,
     pub(super) slots: Vec<Slot>,
     /// The merged prefixes every listing and watch covers.
     pub(super) prefixes: Vec<String>,
@@ -70,7 +70,7 @@ impl Runtime {
         let Config {
             settings,
             resources,
-            engine,
+            templates,
         } = config;
         // Built for every shared store, whether or not a resource is coordinated now: a
         // configuration reload may add `[template.coordination]`, and a coordinated resource
@@ -84,7 +84,7 @@ impl Runtime {
             options: sync_options(&settings),
             prefixes: Vec::new(),
             settings,
-            engine: Arc::new(engine),
+            templates: Arc::new(templates),
             slots: Vec::new(),
             store: Arc::new(KeyStore::new()),
             revision: 0,
@@ -364,7 +364,11 @@ impl Runtime {
             slot.last_keys = Some(keys);
             let slot = &self.slots[index];
             let started = Instant::now();
-            let result = resource::render(&self.engine, &slot.resource, &slot.scope, &self.store);
+            let input = RenderInput {
+                store: Arc::clone(&self.store),
+                scope: Arc::clone(&slot.scope),
+            };
+            let result = resource::render(&self.templates, &slot.resource, &input);
             self.telemetry
                 .rendered(&slot.resource.name, result.is_ok(), started.elapsed());
             match result {

@@ -180,6 +180,23 @@ pub fn join_key(parts: &[&str]) -> String {
     joined
 }
 
+/// Why a template's lookup found nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LookupError {
+    #[error("key {key:?} not found")]
+    Missing { key: String },
+    /// The template read a key (or a pattern) its resource does not watch: a change to it
+    /// would never re-render the resource, so reading it is a mistake, not a miss.
+    #[error(
+        "{what} {key:?} is outside this resource's keys {keys:?}; add it to `keys` in the resource file"
+    )]
+    OutOfScope {
+        what: &'static str,
+        key: String,
+        keys: Vec<String>,
+    },
+}
+
 /// A resource's window on the store: keys outside its `keys` are invisible, and keys are seen
 /// relative to its `prefix` (`/app/db/host` under prefix `/app` reads as `/db/host`).
 #[derive(Debug, Clone, Copy)]
@@ -228,12 +245,52 @@ impl<'a> View<'a> {
         self.visible(&absolute).then_some(value)
     }
 
-    /// Whether `key` exists in the store but lies outside this view's keys: the template asked
-    /// for a key its resource does not watch.
-    pub fn exists_outside_scope(&self, key: &str) -> bool {
-        key.starts_with('/')
-            && self.get(key).is_none()
-            && self.store.get(&self.absolute(key)).is_some()
+    /// The resource's keys as the template names them (relative to its prefix).
+    fn relative_scopes(&self) -> Vec<String> {
+        self.scopes
+            .iter()
+            .map(|scope| match scope.strip_prefix(self.prefix) {
+                Some("") => "/".to_owned(),
+                Some(rest) if rest.starts_with('/') => rest.to_owned(),
+                _ => scope.clone(),
+            })
+            .collect()
+    }
+
+    /// The value of one key, or why there is none: the key lies outside the resource's keys
+    /// (whether or not the store has it), or it does not exist.
+    pub fn lookup(&self, key: &str) -> Result<&'a str, LookupError> {
+        if key.starts_with('/') && !self.visible(&self.absolute(key)) {
+            return Err(LookupError::OutOfScope {
+                what: "key",
+                key: key.to_owned(),
+                keys: self.relative_scopes(),
+            });
+        }
+        self.get(key).ok_or_else(|| LookupError::Missing {
+            key: key.to_owned(),
+        })
+    }
+
+    /// Whether a pattern can match a key this view sees: its literal part lies inside one of
+    /// the resource's keys, or one of them lies inside what the pattern covers.
+    pub fn check_pattern(&self, pattern: &Glob) -> Result<(), LookupError> {
+        let literal = self.absolute(&pattern.literal_prefix());
+        let reachable = key_in_scope(self.prefix, &literal)
+            && self.scopes.iter().any(|scope| {
+                key_in_scope(scope, &literal)
+                    || scope.starts_with(literal.as_str())
+                    || literal.trim_end_matches('/').is_empty()
+            });
+        if reachable {
+            Ok(())
+        } else {
+            Err(LookupError::OutOfScope {
+                what: "pattern",
+                key: pattern.as_str().to_owned(),
+                keys: self.relative_scopes(),
+            })
+        }
     }
 
     /// Every visible entry whose relative key matches `pattern`, sorted by key.

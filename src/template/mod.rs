@@ -1,27 +1,48 @@
-//! The Tera engine: loading and validating templates, and rendering one resource against the
-//! key store.
+//! Templates: every engine behind one [`Templates`] that loads what the resources reference and
+//! renders any [`TemplateRef`] against a [`RenderInput`].
 //!
-//! All templates live in one Tera instance, named by their path below `templates/`, so a template
-//! shared by many resources is parsed once and `{% include %}` / `{% extends %}` work between
-//! them. Only the templates resources use (and what they include) are loaded: a `templates/`
-//! directory may still hold confd's Go templates during a migration.
+//! - [`confd`]: confd's functions, written once over the store view, engine-neutral.
+//! - [`tera`]: the Tera engine, a thin adapter exposing them as functions and filters.
 //!
-//! Template functions need the store, but Tera functions are registered once per engine and get
-//! no user data at call time. The store and the resource's view on it are therefore handed to
-//! them through a thread-local [`RenderScope`] that exists only for the duration of one render.
+//! A template is parsed once, at load; every syntax error of every template is reported at once
+//! with file, line and column, and nothing is written when there is one.
 
-mod filters;
-mod functions;
+pub mod confd;
+pub mod tera;
 
-use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use tera::{Context, ErrorKind, Tera};
-
 use crate::config::{ConfigError, ConfigErrors};
 use crate::store::{KeyStore, View};
+
+/// The template languages terad renders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EngineKind {
+    Tera,
+}
+
+impl EngineKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Tera => "tera",
+        }
+    }
+}
+
+/// A resource's template: its name below `templates/` and the language it is written in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TemplateRef {
+    /// The path below `templates/`, with `/` separators.
+    pub name: String,
+    pub engine: EngineKind,
+}
+
+impl std::fmt::Display for TemplateRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
 
 /// What one resource's template may see: its absolute prefix and keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,32 +51,17 @@ pub struct KeyScope {
     pub keys: Vec<String>,
 }
 
-/// The data template functions read during one render.
-struct RenderScope {
-    store: Arc<KeyStore>,
-    scope: Arc<KeyScope>,
+/// Everything one render reads: the key store at one state, and the resource's window on it.
+#[derive(Debug, Clone)]
+pub struct RenderInput {
+    pub store: Arc<KeyStore>,
+    pub scope: Arc<KeyScope>,
 }
 
-thread_local! {
-    static RENDER_SCOPE: RefCell<Option<RenderScope>> = const { RefCell::new(None) };
-}
-
-/// Runs `f` with the current render's view of the store. Template functions call this; outside
-/// a render (which cannot happen through [`Engine::render`]) they get an error.
-fn with_view<T>(f: impl FnOnce(View<'_>) -> tera::TeraResult<T>) -> tera::TeraResult<T> {
-    RENDER_SCOPE.with(|cell| {
-        let borrowed = cell.borrow();
-        let Some(scope) = borrowed.as_ref() else {
-            return Err(tera::Error::message(
-                "key functions are only available while rendering a resource",
-            ));
-        };
-        f(View::new(
-            &scope.store,
-            &scope.scope.prefix,
-            &scope.scope.keys,
-        ))
-    })
+impl RenderInput {
+    pub fn view(&self) -> View<'_> {
+        View::new(&self.store, &self.scope.prefix, &self.scope.keys)
+    }
 }
 
 /// A rendering failure: the template report (file:line:column and the message).
@@ -65,82 +71,43 @@ pub struct RenderError {
     pub message: String,
 }
 
-/// The loaded templates, ready to render.
-pub struct Engine {
-    tera: Tera,
+/// The loaded templates of every engine, ready to render.
+#[derive(Debug)]
+pub struct Templates {
+    tera: tera::TeraEngine,
     templates_dir: PathBuf,
 }
 
-impl std::fmt::Debug for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("templates_dir", &self.templates_dir)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Engine {
-    /// Loads the named templates (and everything they include or extend) from `templates_dir`,
-    /// checking syntax, functions, filters and includes. Every problem in every template is
-    /// reported, with file, line and column.
+impl Templates {
+    /// Loads and checks every referenced template (and what each includes), reporting every
+    /// problem in every template at once.
     pub fn load<'a>(
         templates_dir: &Path,
-        roots: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Engine, ConfigErrors> {
-        let mut errors = ConfigErrors::default();
-        let sources = read_with_dependencies(templates_dir, roots, &mut errors);
-
-        // Parse each template on its own first: Tera stops at the first syntax error of a batch,
-        // and an operator should see the syntax errors of every file at once.
-        let mut parsed = Vec::new();
-        for (name, source) in &sources {
-            let mut scratch = new_tera();
-            match scratch.add_raw_template(name, source) {
-                Err(error) if matches!(error.kind(), ErrorKind::SyntaxError(_)) => {
-                    errors.push(ConfigError::in_file(
-                        &templates_dir.join(name),
-                        error.to_string(),
-                    ));
-                }
-                // Anything else (an include of a template not in this scratch instance) is
-                // checked below with all templates together.
-                _ => parsed.push((name.as_str(), source.as_str())),
+        refs: impl IntoIterator<Item = &'a TemplateRef>,
+    ) -> Result<Templates, ConfigErrors> {
+        let mut tera_roots = Vec::new();
+        for template in refs {
+            match template.engine {
+                EngineKind::Tera => tera_roots.push(template.name.as_str()),
             }
         }
-
-        let mut tera = new_tera();
-        if let Err(error) = tera.add_raw_templates(parsed) {
-            for report in split_reports(&error.to_string()) {
-                errors.push(ConfigError::in_file(templates_dir, report));
-            }
-        }
-        errors.into_result(Engine {
+        let tera = tera::TeraEngine::load(templates_dir, tera_roots)?;
+        Ok(Templates {
             tera,
             templates_dir: templates_dir.to_owned(),
         })
     }
 
-    /// Renders `template` for a resource whose view of `store` is `scope`, appending to `out`.
+    /// Renders `template` against `input`, appending to `out`.
     pub fn render(
         &self,
-        template: &str,
-        store: &Arc<KeyStore>,
-        scope: &Arc<KeyScope>,
+        template: &TemplateRef,
+        input: &RenderInput,
         out: &mut Vec<u8>,
     ) -> Result<(), RenderError> {
-        let previous = RENDER_SCOPE.with(|cell| {
-            cell.replace(Some(RenderScope {
-                store: Arc::clone(store),
-                scope: Arc::clone(scope),
-            }))
-        });
-        let result = self.tera.render_to(template, &Context::new(), &mut *out);
-        // Drop the store reference right away: the runner updates the store in place only when
-        // nothing else holds it.
-        RENDER_SCOPE.with(|cell| cell.replace(previous));
-        result.map_err(|error| RenderError {
-            message: error.to_string(),
-        })
+        match template.engine {
+            EngineKind::Tera => self.tera.render(&template.name, input, out),
+        }
     }
 
     pub fn templates_dir(&self) -> &Path {
@@ -148,100 +115,27 @@ impl Engine {
     }
 }
 
-fn new_tera() -> Tera {
-    let mut tera = Tera::new();
-    // Configuration files are not HTML: never escape, whatever the template's suffix.
-    tera.autoescape_on(Vec::<&str>::new());
-    functions::register(&mut tera);
-    filters::register(&mut tera);
-    tera
-}
-
-/// Tera joins several reports with blank lines; each starts with `error:`.
-fn split_reports(text: &str) -> Vec<String> {
-    let mut reports: Vec<String> = Vec::new();
-    for block in text.split("\n\n") {
-        match reports.last_mut() {
-            Some(last) if !block.starts_with("error") => {
-                last.push_str("\n\n");
-                last.push_str(block);
+/// Reads one template file as UTF-8; a missing file is `None` (the engine that asked reports it
+/// where it is referenced).
+pub(crate) fn read_source(path: &Path, errors: &mut ConfigErrors) -> Option<String> {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                errors.push(ConfigError::in_file(path, "template is not valid UTF-8"));
+                None
             }
-            _ => reports.push(block.to_owned()),
+        },
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => None,
+        Err(error) => {
+            errors.push(ConfigError::in_file(path, format!("cannot read: {error}")));
+            None
         }
     }
-    reports
 }
 
-/// Reads the root templates and, transitively, every template they include or extend.
-fn read_with_dependencies<'a>(
-    templates_dir: &Path,
-    roots: impl IntoIterator<Item = &'a str>,
-    errors: &mut ConfigErrors,
-) -> BTreeMap<String, String> {
-    let mut sources = BTreeMap::new();
-    let mut queue: VecDeque<String> = roots.into_iter().map(str::to_owned).collect();
-    let mut seen: BTreeSet<String> = queue.iter().cloned().collect();
-    while let Some(name) = queue.pop_front() {
-        let path = templates_dir.join(&name);
-        let source = match std::fs::read(&path) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(_) => {
-                    errors.push(ConfigError::in_file(&path, "template is not valid UTF-8"));
-                    continue;
-                }
-            },
-            // A missing dependency is reported by Tera, with the line that names it.
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(error) => {
-                errors.push(ConfigError::in_file(&path, format!("cannot read: {error}")));
-                continue;
-            }
-        };
-        for dependency in referenced_templates(&source) {
-            if !stays_inside(&dependency) {
-                errors.push(ConfigError::in_file(
-                    &path,
-                    format!("{dependency:?} points outside the templates directory"),
-                ));
-            } else if seen.insert(dependency.clone()) {
-                queue.push_back(dependency);
-            }
-        }
-        sources.insert(name, source);
-    }
-    sources
-}
-
-/// Names given to `include` and `extends` tags. Only literal names can be loaded ahead of time,
-/// which is all Tera accepts.
-fn referenced_templates(source: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = source;
-    while let Some(start) = rest.find("{%") {
-        rest = &rest[start + 2..];
-        let tag = rest.trim_start_matches('-').trim_start();
-        let Some(after) = tag
-            .strip_prefix("include")
-            .or_else(|| tag.strip_prefix("extends"))
-        else {
-            continue;
-        };
-        let end = after.find("%}").unwrap_or(after.len());
-        let mut args = &after[..end];
-        // `include` may name a list of candidates; take every quoted literal.
-        while let Some(open) = args.find(['"', '\'', '`']) {
-            let quote = args[open..].chars().next().unwrap_or('"');
-            let body = &args[open + 1..];
-            let Some(close) = body.find(quote) else { break };
-            names.push(body[..close].to_owned());
-            args = &body[close + 1..];
-        }
-    }
-    names
-}
-
-fn stays_inside(name: &str) -> bool {
+/// Whether a template name stays inside the templates directory.
+pub(crate) fn stays_inside(name: &str) -> bool {
     let mut depth = 0usize;
     for component in Path::new(name).components() {
         match component {
@@ -255,104 +149,33 @@ fn stays_inside(name: &str) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn engine_with(
-        files: &[(&str, &str)],
-        roots: &[&str],
-    ) -> (tempfile::TempDir, Result<Engine, ConfigErrors>) {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, body) in files {
-            let path = dir.path().join(name);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, body).unwrap();
-        }
-        let engine = Engine::load(dir.path(), roots.iter().copied());
-        (dir, engine)
-    }
-
+    /// Renders `template` of `templates` with the whole store `pairs` in scope.
     pub(crate) fn render_with(
-        engine: &Engine,
-        template: &str,
+        templates: &Templates,
+        template: &TemplateRef,
         pairs: &[(&str, &str)],
     ) -> Result<String, RenderError> {
         let store: KeyStore = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let scope = KeyScope {
-            prefix: "/".into(),
-            keys: vec!["/".into()],
+        let input = RenderInput {
+            store: Arc::new(store),
+            scope: Arc::new(KeyScope {
+                prefix: "/".into(),
+                keys: vec!["/".into()],
+            }),
         };
         let mut out = Vec::new();
-        engine.render(template, &Arc::new(store), &Arc::new(scope), &mut out)?;
+        templates.render(template, &input, &mut out)?;
         Ok(String::from_utf8(out).unwrap())
     }
 
     #[test]
-    fn includes_and_extends_are_loaded_transitively() {
-        let (_dir, engine) = engine_with(
-            &[
-                (
-                    "main.tmpl",
-                    "{% extends \"base.tmpl\" %}{% block body %}[{% include 'parts/line.tmpl' %}]{% endblock %}",
-                ),
-                ("base.tmpl", "<{% block body %}{% endblock %}>"),
-                ("parts/line.tmpl", "{{ getv(key=\"/a\") }}"),
-                ("unused.tmpl", "{{ a Go template .Foo }} is never loaded"),
-            ],
-            &["main.tmpl"],
-        );
-        let engine = engine.unwrap();
-        assert_eq!(
-            render_with(&engine, "main.tmpl", &[("/a", "1")]).unwrap(),
-            "<[1]>"
-        );
-    }
-
-    #[test]
-    fn output_is_never_html_escaped() {
-        let (_dir, engine) =
-            engine_with(&[("page.html", "{{ getv(key=\"/v\") }}")], &["page.html"]);
-        let out = render_with(&engine.unwrap(), "page.html", &[("/v", "<a & 'b'>")]).unwrap();
-        assert_eq!(out, "<a & 'b'>");
-    }
-
-    #[test]
-    fn every_syntax_and_reference_error_is_reported_with_position() {
-        let (_dir, engine) = engine_with(
-            &[
-                ("a.tmpl", "line one\n{% for x in %}\n"),
-                (
-                    "b.tmpl",
-                    "ok\n{{ unknown_function(x=1) }}\n{{ 1 | no_such_filter }}",
-                ),
-                ("c.tmpl", "{% include \"missing.tmpl\" %}"),
-                ("d.tmpl", "{% include \"../../etc/passwd\" %}"),
-            ],
-            &["a.tmpl", "b.tmpl", "c.tmpl", "d.tmpl"],
-        );
-        let errors = engine.unwrap_err().to_string();
-        for want in [
-            "a.tmpl:2:",
-            "Unknown function `unknown_function`",
-            "b.tmpl:2:4",
-            "Unknown filter `no_such_filter`",
-            "b.tmpl:3:",
-            "Unknown template `missing.tmpl`",
-            "\"../../etc/passwd\" points outside the templates directory",
-        ] {
-            assert!(errors.contains(want), "missing {want:?} in:\n{errors}");
-        }
-    }
-
-    #[test]
-    fn finds_literal_include_and_extends_names() {
-        let names = referenced_templates(
-            "{% extends \"base\" %}{%- include 'a/b' -%}{% include [\"x\", \"y\"] %}{% if %}{{ include }}",
-        );
-        assert_eq!(names, ["base", "a/b", "x", "y"]);
+    fn names_must_stay_inside_the_templates_directory() {
         assert!(stays_inside("a/../b"));
         assert!(!stays_inside("../b"));
         assert!(!stays_inside("/etc/passwd"));

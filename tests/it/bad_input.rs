@@ -115,7 +115,7 @@ const CASES: &[Case] = &[
         template: "{{ getv(key=\"/other/x\") }}",
         keys: "app: {host: x}\nother: {x: 1}",
         status: 1,
-        errors: &["key \"/other/x\" not found"],
+        errors: &["key \"/other/x\" is outside this resource's keys [\"/app\"]; add it to `keys`"],
     },
     Case {
         name: "bad glob pattern",
@@ -216,7 +216,9 @@ fn a_key_another_resource_watches_is_named_as_outside_this_resources_keys() {
     assert_eq!(output.status.code(), Some(1));
     let err = stderr(&output);
     assert!(
-        err.contains("key \"/other/x\" is not among this resource's keys; add it to `keys`"),
+        err.contains(
+            "key \"/other/x\" is outside this resource's keys [\"/app\"]; add it to `keys`"
+        ),
         "{err}"
     );
     assert_eq!(

@@ -4,12 +4,10 @@
 //! Every function rejects arguments it does not know, so `getv(k="/a")` is an error naming the
 //! expected argument instead of a silent miss.
 
-use std::net::ToSocketAddrs;
-
 use tera::{Kwargs, Map, State, Tera, TeraResult, Value};
 
 use super::with_view;
-use crate::store::{Glob, View};
+use crate::template::confd::{self, IpFamily, Kv};
 
 pub(super) fn register(tera: &mut Tera) {
     tera.register_function("getv", getv);
@@ -43,64 +41,46 @@ pub(super) fn expect_args(function: &str, kwargs: &Kwargs, allowed: &[&str]) -> 
     Ok(())
 }
 
-/// The error for a key the template asked for but the store does not have (for this resource).
-fn missing_key(view: &View<'_>, key: &str) -> tera::Error {
-    if view.exists_outside_scope(key) {
-        tera::Error::message(format!(
-            "key {key:?} is not among this resource's keys; add it to `keys` in the resource file"
-        ))
-    } else {
-        tera::Error::message(format!("key {key:?} not found"))
-    }
+pub(super) fn error(error: impl std::fmt::Display) -> tera::Error {
+    tera::Error::message(error.to_string())
 }
 
-/// A `{key, value}` pair as templates see it. Built through serde because Tera then allocates
-/// each map once; `Value::from(Map)` would copy it (this is the hot path of `gets`).
-#[derive(serde::Serialize)]
-struct Kv<'a> {
-    key: &'a str,
-    value: &'a str,
-}
-
+/// Pairs are built through serde because Tera then allocates each map once; `Value::from(Map)`
+/// would copy it (this is the hot path of `gets`).
 fn to_value(value: &impl serde::Serialize) -> TeraResult<Value> {
     Value::try_from_serializable(value)
 }
 
+/// A key outside the resource's keys is an error even with a default: the default would hide
+/// that a change to the key never re-renders the resource.
 fn getv(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("getv", &kwargs, &["key", "default"])?;
     let key = kwargs.must_get::<&str>("key")?;
-    with_view(|view| match view.get(key) {
-        Some(value) => Ok(Value::from(value)),
-        None => match kwargs.get::<Value>("default")? {
+    with_view(|view| match confd::getv(&view, key) {
+        Ok(value) => Ok(Value::from(value)),
+        Err(crate::store::LookupError::Missing { .. }) => match kwargs.get::<Value>("default")? {
             Some(default) => Ok(Value::from(default.to_string())),
-            None => Err(missing_key(&view, key)),
+            None => Err(error(confd::getv(&view, key).unwrap_err())),
         },
+        Err(err) => Err(error(err)),
     })
 }
 
 fn get(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("get", &kwargs, &["key"])?;
     let key = kwargs.must_get::<&str>("key")?;
-    with_view(|view| match view.get(key) {
-        Some(value) => to_value(&Kv { key, value }),
-        None => Err(missing_key(&view, key)),
-    })
+    with_view(|view| to_value(&confd::get(&view, key).map_err(error)?))
 }
 
-fn pattern(kwargs: &Kwargs) -> TeraResult<Glob> {
-    let pattern = kwargs.must_get::<&str>("pattern")?;
-    Glob::new(pattern).map_err(|e| tera::Error::message(e.to_string()))
+fn pattern(kwargs: &Kwargs) -> TeraResult<crate::store::Glob> {
+    confd::pattern(kwargs.must_get::<&str>("pattern")?).map_err(|e| error(e.message))
 }
 
 fn gets(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("gets", &kwargs, &["pattern"])?;
     let pattern = pattern(&kwargs)?;
     with_view(|view| {
-        let pairs: Vec<Kv<'_>> = view
-            .glob(&pattern)
-            .into_iter()
-            .map(|(key, value)| Kv { key, value })
-            .collect();
+        let pairs: Vec<Kv<'_>> = confd::gets(&view, &pattern).map_err(error)?;
         to_value(&pairs)
     })
 }
@@ -109,9 +89,7 @@ fn getvs(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("getvs", &kwargs, &["pattern"])?;
     let pattern = pattern(&kwargs)?;
     with_view(|view| {
-        let mut values: Vec<&str> = view.glob(&pattern).into_iter().map(|(_, v)| v).collect();
-        // confd sorts values, not keys.
-        values.sort_unstable();
+        let values = confd::getvs(&view, &pattern).map_err(error)?;
         Ok(Value::from(
             values.into_iter().map(Value::from).collect::<Vec<_>>(),
         ))
@@ -133,57 +111,36 @@ fn lsdir(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
 fn exists(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("exists", &kwargs, &["key"])?;
     let key = kwargs.must_get::<&str>("key")?;
-    with_view(|view| Ok(Value::from(view.get(key).is_some())))
+    with_view(|view| Ok(Value::from(confd::exists(&view, key))))
 }
 
 fn getenv(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("getenv", &kwargs, &["name", "default"])?;
     let name = kwargs.must_get::<&str>("name")?;
-    let value = match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        // confd: an unset or empty variable gives the default, or "".
-        _ => kwargs
-            .get::<Value>("default")?
-            .map(|d| d.to_string())
-            .unwrap_or_default(),
-    };
-    Ok(Value::from(value))
+    let default = kwargs.get::<Value>("default")?.map(|d| d.to_string());
+    Ok(Value::from(confd::getenv(name, default.as_deref())))
 }
 
 fn file_exists(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("file_exists", &kwargs, &["path"])?;
     let path = kwargs.must_get::<&str>("path")?;
-    Ok(Value::from(std::path::Path::new(path).exists()))
+    Ok(Value::from(confd::file_exists(path)))
 }
 
-/// The sorted, distinct addresses of a host name; an empty list when it does not resolve
-/// (confd's behaviour, so a template can fall back).
 fn lookup_ip(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("lookup_ip", &kwargs, &["name"])?;
     let name = kwargs.must_get::<&str>("name")?;
-    let mut addresses: Vec<String> = match (name, 0u16).to_socket_addrs() {
-        Ok(found) => found.map(|a| a.ip().to_string()).collect(),
-        Err(_) => Vec::new(),
-    };
-    addresses.sort();
-    addresses.dedup();
-    Ok(Value::from(addresses))
+    Ok(Value::from(confd::lookup_ip(name, IpFamily::Any)))
 }
 
-/// DNS SRV records for `_service._proto.name` as maps with `target`, `port`, `priority` and
-/// `weight`, sorted like confd (by target, then port, priority, weight); an empty list when the
-/// lookup fails.
+/// DNS SRV records as maps with `target`, `port`, `priority` and `weight`.
 fn lookup_srv(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("lookup_srv", &kwargs, &["service", "proto", "name"])?;
     let service = kwargs.must_get::<&str>("service")?;
     let proto = kwargs.must_get::<&str>("proto")?;
     let name = kwargs.must_get::<&str>("name")?;
-    let mut records = crate::dns::lookup_srv(service, proto, name).unwrap_or_default();
-    records.sort_by(|a, b| {
-        (&a.target, a.port, a.priority, a.weight).cmp(&(&b.target, b.port, b.priority, b.weight))
-    });
     Ok(Value::from(
-        records
+        confd::lookup_srv(service, proto, name)
             .into_iter()
             .map(|record| {
                 let mut map = Map::with_capacity(4);
@@ -199,14 +156,96 @@ fn lookup_srv(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
 
 #[cfg(test)]
 mod tests {
-    use crate::template::Engine;
-    use crate::template::tests::render_with;
+    use crate::template::Templates;
+    use crate::template::tera::tests::{render_with, tera_ref};
 
     fn render(template: &str, pairs: &[(&str, &str)]) -> Result<String, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t"), template).unwrap();
-        let engine = Engine::load(dir.path(), ["t"]).map_err(|e| e.to_string())?;
+        let engine = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
         render_with(&engine, "t", pairs).map_err(|e| e.to_string())
+    }
+
+    /// Renders with only `keys` in the resource's scope.
+    fn render_scoped(
+        template: &str,
+        keys: &[&str],
+        pairs: &[(&str, &str)],
+    ) -> Result<String, String> {
+        use std::sync::Arc;
+
+        use crate::template::{KeyScope, RenderInput};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), template).unwrap();
+        let templates = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
+        let input = RenderInput {
+            store: Arc::new(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            scope: Arc::new(KeyScope {
+                prefix: "/".into(),
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+            }),
+        };
+        let mut out = Vec::new();
+        templates
+            .render(&tera_ref("t"), &input, &mut out)
+            .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// Issue 13: a lookup outside the resource's keys rendered a default, a "not found" or an
+    /// empty list; a change to that key would never re-render the resource.
+    #[test]
+    fn lookups_outside_the_resources_keys_are_errors_even_with_a_default() {
+        let pairs = &[("/proxy/frontend/a", "1"), ("/other/port", "9999")];
+        for template in [
+            "{{ getv(key=\"/other/port\") }}",
+            "{{ getv(key=\"/other/port\", default=\"80\") }}",
+            "{{ get(key=\"/other/port\") }}",
+            "{{ getv(key=\"/other/missing\", default=\"80\") }}",
+        ] {
+            let err = render_scoped(template, &["/proxy"], pairs).unwrap_err();
+            assert!(
+                err.contains("is outside this resource's keys [\"/proxy\"]; add it to `keys`"),
+                "{template}: {err}"
+            );
+        }
+        let err = render_scoped(
+            "{{ gets(pattern=\"/other/*\") | length }}",
+            &["/proxy"],
+            pairs,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("pattern \"/other/*\" is outside this resource's keys"),
+            "{err}"
+        );
+        // Patterns that reach into the keys, from above or below, are fine.
+        for (template, want) in [
+            ("{{ gets(pattern=\"/proxy/frontend/*\") | length }}", "1"),
+            ("{{ gets(pattern=\"/*/frontend/*\") | length }}", "1"),
+            ("{{ getvs(pattern=\"/pro*/*/*\") | length }}", "1"),
+        ] {
+            assert_eq!(
+                render_scoped(template, &["/proxy"], pairs).unwrap(),
+                want,
+                "{template}"
+            );
+        }
+        // A missing key inside the keys still takes its default.
+        assert_eq!(
+            render_scoped(
+                "{{ getv(key=\"/proxy/port\", default=\"80\") }}",
+                &["/proxy"],
+                pairs
+            )
+            .unwrap(),
+            "80"
+        );
     }
 
     const UPSTREAM: &[(&str, &str)] = &[

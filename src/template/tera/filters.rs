@@ -2,10 +2,10 @@
 //! `base64_encode`, `base64_decode`, `sort_by_length`, `parse_bool`, `atoi`. Tera's own filters
 //! (`upper`, `lower`, `replace`, `join`, `reverse`, `int`, …) stay available.
 
-use base64::Engine as _;
 use tera::{Kwargs, State, Tera, TeraResult, Value};
 
-use super::functions::expect_args;
+use super::functions::{error, expect_args};
+use crate::template::confd;
 
 pub(super) fn register(tera: &mut Tera) {
     tera.register_filter("base", base);
@@ -20,67 +20,14 @@ pub(super) fn register(tera: &mut Tera) {
     tera.register_filter("atoi", atoi);
 }
 
-fn message(text: String) -> tera::Error {
-    tera::Error::message(text)
-}
-
-/// Go's `path.Base`: the last element, trailing slashes ignored; `"."` for an empty path.
-pub fn path_base(path: &str) -> &str {
-    if path.is_empty() {
-        return ".";
-    }
-    let trimmed = path.trim_end_matches('/');
-    if trimmed.is_empty() {
-        return "/";
-    }
-    trimmed.rsplit('/').next().unwrap_or(trimmed)
-}
-
-/// Go's `path.Dir`: everything but the last element, cleaned; `"."` when there is no directory.
-pub fn path_dir(path: &str) -> String {
-    let dir = match path.rfind('/') {
-        Some(index) => &path[..=index],
-        None => "",
-    };
-    clean_path(dir)
-}
-
-/// Go's `path.Clean`, which `path.Dir` applies to its result.
-fn clean_path(path: &str) -> String {
-    if path.is_empty() {
-        return ".".to_owned();
-    }
-    let rooted = path.starts_with('/');
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.last().is_some_and(|p| *p != "..") {
-                    parts.pop();
-                } else if !rooted {
-                    parts.push("..");
-                }
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".to_owned(),
-        (false, false) => joined,
-    }
-}
-
 fn base(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("base", &kwargs, &[])?;
-    Ok(Value::from(path_base(value)))
+    Ok(Value::from(confd::base(value)))
 }
 
 fn dir(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("dir", &kwargs, &[])?;
-    Ok(Value::from(path_dir(value)))
+    Ok(Value::from(confd::dir(value)))
 }
 
 /// confd's `split`, spelled `split(sep=":")`; Tera's own spelling `split(pat=":")` still works.
@@ -99,8 +46,7 @@ fn split(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
 /// `jsonArray` in one.
 fn json(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("json", &kwargs, &[])?;
-    let parsed: serde_json::Value = serde_json::from_str(value)
-        .map_err(|e| message(format!("json: cannot parse {}: {e}", preview(value))))?;
+    let parsed = confd::parse_json("json", value).map_err(error)?;
     Value::try_from_serializable(&parsed)
 }
 
@@ -112,34 +58,20 @@ fn to_json(value: &Value, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     } else {
         serde_json::to_string(value)
     }
-    .map_err(|e| message(format!("to_json: {e}")))?;
+    .map_err(|e| error(format!("to_json: {e}")))?;
     Ok(Value::from(text))
 }
 
 fn base64_encode(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("base64_encode", &kwargs, &[])?;
-    Ok(Value::from(
-        base64::engine::general_purpose::STANDARD.encode(value),
-    ))
+    Ok(Value::from(confd::base64_encode(value)))
 }
 
 fn base64_decode(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("base64_decode", &kwargs, &[])?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(value.trim())
-        .map_err(|e| {
-            message(format!(
-                "base64_decode: invalid base64 {}: {e}",
-                preview(value)
-            ))
-        })?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        message(format!(
-            "base64_decode: {} does not decode to UTF-8 text",
-            preview(value)
-        ))
-    })?;
-    Ok(Value::from(text))
+    Ok(Value::from(
+        confd::base64_decode("base64_decode", value).map_err(error)?,
+    ))
 }
 
 /// Sorts strings by length (confd's `sortByLength`), or `{key, value}` maps by key length
@@ -153,7 +85,7 @@ fn sort_by_length(value: &[Value], kwargs: Kwargs, _: &State) -> TeraResult<Valu
         if let Some(key) = item.get_from_path("key").and_then(Value::as_str) {
             return Ok(key.chars().count());
         }
-        Err(message(format!(
+        Err(error(format!(
             "sort_by_length: expected strings or maps with a `key`, got {}",
             item.name()
         )))
@@ -162,87 +94,38 @@ fn sort_by_length(value: &[Value], kwargs: Kwargs, _: &State) -> TeraResult<Valu
     for item in value {
         keyed.push((length(item)?, item.clone()));
     }
-    keyed.sort_by_key(|(len, _)| *len);
+    confd::sort_by_length(&mut keyed, |(len, _)| *len);
     Ok(Value::from(
         keyed.into_iter().map(|(_, item)| item).collect::<Vec<_>>(),
     ))
 }
 
-/// Go's `strconv.ParseBool`: 1, t, T, TRUE, true, True and their false counterparts.
 fn parse_bool(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("parse_bool", &kwargs, &[])?;
-    match value {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(Value::from(true)),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(Value::from(false)),
-        _ => Err(message(format!(
-            "parse_bool: {} is not a boolean",
-            preview(value)
-        ))),
-    }
+    Ok(Value::from(
+        confd::parse_bool("parse_bool", value).map_err(error)?,
+    ))
 }
 
-/// Go's `strconv.Atoi`: an optionally signed decimal integer, nothing else.
 fn atoi(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("atoi", &kwargs, &[])?;
-    let digits = value.strip_prefix(['+', '-']).unwrap_or(value);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(message(format!(
-            "atoi: {} is not an integer",
-            preview(value)
-        )));
-    }
-    value
-        .parse::<i64>()
-        .map(Value::from)
-        .map_err(|_| message(format!("atoi: {} is out of range", preview(value))))
-}
-
-/// A value quoted for an error message, shortened so a large value cannot flood the log.
-fn preview(value: &str) -> String {
-    const MAX: usize = 64;
-    if value.chars().count() <= MAX {
-        format!("{value:?}")
-    } else {
-        let head: String = value.chars().take(MAX).collect();
-        format!("{head:?}… ({} bytes)", value.len())
-    }
+    Ok(Value::from(confd::atoi("atoi", value).map_err(error)?))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::template::Engine;
-    use crate::template::tests::render_with;
+    use crate::template::Templates;
+    use crate::template::tera::tests::{render_with, tera_ref};
 
     fn render(template: &str) -> Result<String, String> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t"), template).unwrap();
-        let engine = Engine::load(dir.path(), ["t"]).map_err(|e| e.to_string())?;
+        let engine = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
         render_with(&engine, "t", &[]).map_err(|e| e.to_string())
     }
 
     #[test]
     fn base_and_dir_follow_go_path() {
-        for (input, expected) in [
-            ("/a/b/c", "c"),
-            ("/a/b/", "b"),
-            ("c", "c"),
-            ("/", "/"),
-            ("", "."),
-        ] {
-            assert_eq!(path_base(input), expected, "base({input:?})");
-        }
-        for (input, expected) in [
-            ("/a/b/c", "/a/b"),
-            ("/a/b/", "/a/b"),
-            ("/a", "/"),
-            ("a", "."),
-            ("", "."),
-            ("a/b", "a"),
-            ("/a//b/../c/d", "/a/c"),
-        ] {
-            assert_eq!(path_dir(input), expected, "dir({input:?})");
-        }
         assert_eq!(
             render("{{ \"/proxy/frontend/web1\" | base }}").unwrap(),
             "web1"
@@ -283,7 +166,10 @@ mod tests {
             "{\"a\":[1,true]}"
         );
         let err = render("{{ '{broken' | json }}").unwrap_err();
-        assert!(err.contains("json: cannot parse \"{broken\""), "{err}");
+        assert!(
+            err.contains("json: cannot parse a value of 7 bytes"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -299,7 +185,7 @@ mod tests {
         assert!(
             render("{{ \"***\" | base64_decode }}")
                 .unwrap_err()
-                .contains("invalid base64 \"***\"")
+                .contains("invalid base64 in a value of 3 bytes")
         );
         assert!(
             render("{{ \"/w==\" | base64_decode }}")
@@ -357,16 +243,6 @@ mod tests {
             render("{{ \"Ab\" | upper }} {{ \"Ab\" | lower }} {{ \"a-b\" | replace(from=\"-\", to=\"_\") }} {{ \"7\" | int + 1 }} {{ [1, 2] | reverse | join(sep=\"\") }}")
                 .unwrap(),
             "AB ab a_b 8 21"
-        );
-    }
-
-    #[test]
-    fn long_values_are_shortened_in_errors() {
-        let long = "x".repeat(1000);
-        let shown = preview(&long);
-        assert!(
-            shown.len() < 100 && shown.ends_with("(1000 bytes)"),
-            "{shown}"
         );
     }
 }

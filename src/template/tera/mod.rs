@@ -1,0 +1,298 @@
+//! The Tera engine: loading and validating templates, and rendering one resource against the
+//! key store. confd's functions ([`super::confd`]) are exposed as Tera functions and filters.
+//!
+//! All templates live in one Tera instance, named by their path below `templates/`, so a template
+//! shared by many resources is parsed once and `{% include %}` / `{% extends %}` work between
+//! them. Only the templates resources use (and what they include) are loaded: a `templates/`
+//! directory may still hold confd's Go templates during a migration.
+//!
+//! Template functions need the store, but Tera functions are registered once per engine and get
+//! no user data at call time. The store and the resource's view on it are therefore handed to
+//! them through a thread-local [`RenderScope`] that exists only for the duration of one render.
+
+mod filters;
+mod functions;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::{Path, PathBuf};
+
+use tera::{Context, ErrorKind, Tera};
+
+use super::{RenderError, RenderInput, read_source, stays_inside};
+use crate::config::{ConfigError, ConfigErrors};
+use crate::store::View;
+
+thread_local! {
+    static RENDER_SCOPE: RefCell<Option<RenderInput>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with the current render's view of the store. Template functions call this; outside
+/// a render (which cannot happen through [`Engine::render`]) they get an error.
+fn with_view<T>(f: impl FnOnce(View<'_>) -> tera::TeraResult<T>) -> tera::TeraResult<T> {
+    RENDER_SCOPE.with(|cell| {
+        let borrowed = cell.borrow();
+        let Some(scope) = borrowed.as_ref() else {
+            return Err(tera::Error::message(
+                "key functions are only available while rendering a resource",
+            ));
+        };
+        f(scope.view())
+    })
+}
+
+/// The loaded Tera templates, ready to render.
+pub struct TeraEngine {
+    tera: Tera,
+    templates_dir: PathBuf,
+}
+
+impl std::fmt::Debug for TeraEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TeraEngine")
+            .field("templates_dir", &self.templates_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TeraEngine {
+    /// Loads the named templates (and everything they include or extend) from `templates_dir`,
+    /// checking syntax, functions, filters and includes. Every problem in every template is
+    /// reported, with file, line and column.
+    pub fn load<'a>(
+        templates_dir: &Path,
+        roots: impl IntoIterator<Item = &'a str>,
+    ) -> Result<TeraEngine, ConfigErrors> {
+        let mut errors = ConfigErrors::default();
+        let sources = read_with_dependencies(templates_dir, roots, &mut errors);
+
+        // Parse each template on its own first: Tera stops at the first syntax error of a batch,
+        // and an operator should see the syntax errors of every file at once.
+        let mut parsed = Vec::new();
+        for (name, source) in &sources {
+            let mut scratch = new_tera();
+            match scratch.add_raw_template(name, source) {
+                Err(error) if matches!(error.kind(), ErrorKind::SyntaxError(_)) => {
+                    errors.push(ConfigError::in_file(
+                        &templates_dir.join(name),
+                        error.to_string(),
+                    ));
+                }
+                // Anything else (an include of a template not in this scratch instance) is
+                // checked below with all templates together.
+                _ => parsed.push((name.as_str(), source.as_str())),
+            }
+        }
+
+        let mut tera = new_tera();
+        if let Err(error) = tera.add_raw_templates(parsed) {
+            for report in split_reports(&error.to_string()) {
+                errors.push(ConfigError::in_file(templates_dir, report));
+            }
+        }
+        errors.into_result(TeraEngine {
+            tera,
+            templates_dir: templates_dir.to_owned(),
+        })
+    }
+
+    /// Renders `template` against `input`, appending to `out`.
+    pub fn render(
+        &self,
+        template: &str,
+        input: &RenderInput,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
+        let previous = RENDER_SCOPE.with(|cell| cell.replace(Some(input.clone())));
+        let result = self.tera.render_to(template, &Context::new(), &mut *out);
+        // Drop the store reference right away: the runner updates the store in place only when
+        // nothing else holds it.
+        RENDER_SCOPE.with(|cell| cell.replace(previous));
+        result.map_err(|error| RenderError {
+            message: error.to_string(),
+        })
+    }
+}
+
+fn new_tera() -> Tera {
+    let mut tera = Tera::new();
+    // Configuration files are not HTML: never escape, whatever the template's suffix.
+    tera.autoescape_on(Vec::<&str>::new());
+    functions::register(&mut tera);
+    filters::register(&mut tera);
+    tera
+}
+
+/// Tera joins several reports with blank lines; each starts with `error:`.
+fn split_reports(text: &str) -> Vec<String> {
+    let mut reports: Vec<String> = Vec::new();
+    for block in text.split("\n\n") {
+        match reports.last_mut() {
+            Some(last) if !block.starts_with("error") => {
+                last.push_str("\n\n");
+                last.push_str(block);
+            }
+            _ => reports.push(block.to_owned()),
+        }
+    }
+    reports
+}
+
+/// Reads the root templates and, transitively, every template they include or extend.
+fn read_with_dependencies<'a>(
+    templates_dir: &Path,
+    roots: impl IntoIterator<Item = &'a str>,
+    errors: &mut ConfigErrors,
+) -> BTreeMap<String, String> {
+    let mut sources = BTreeMap::new();
+    let mut queue: VecDeque<String> = roots.into_iter().map(str::to_owned).collect();
+    let mut seen: BTreeSet<String> = queue.iter().cloned().collect();
+    while let Some(name) = queue.pop_front() {
+        let path = templates_dir.join(&name);
+        // A missing dependency is reported by Tera, with the line that names it.
+        let Some(source) = read_source(&path, errors) else {
+            continue;
+        };
+        for dependency in referenced_templates(&source) {
+            if !stays_inside(&dependency) {
+                errors.push(ConfigError::in_file(
+                    &path,
+                    format!("{dependency:?} points outside the templates directory"),
+                ));
+            } else if seen.insert(dependency.clone()) {
+                queue.push_back(dependency);
+            }
+        }
+        sources.insert(name, source);
+    }
+    sources
+}
+
+/// Names given to `include` and `extends` tags. Only literal names can be loaded ahead of time,
+/// which is all Tera accepts.
+fn referenced_templates(source: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        rest = &rest[start + 2..];
+        let tag = rest.trim_start_matches('-').trim_start();
+        let Some(after) = tag
+            .strip_prefix("include")
+            .or_else(|| tag.strip_prefix("extends"))
+        else {
+            continue;
+        };
+        let end = after.find("%}").unwrap_or(after.len());
+        let mut args = &after[..end];
+        // `include` may name a list of candidates; take every quoted literal.
+        while let Some(open) = args.find(['"', '\'', '`']) {
+            let quote = args[open..].chars().next().unwrap_or('"');
+            let body = &args[open + 1..];
+            let Some(close) = body.find(quote) else { break };
+            names.push(body[..close].to_owned());
+            args = &body[close + 1..];
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::template::{EngineKind, TemplateRef, Templates};
+
+    fn engine_with(
+        files: &[(&str, &str)],
+        roots: &[&str],
+    ) -> (tempfile::TempDir, Result<Templates, ConfigErrors>) {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, body) in files {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, body).unwrap();
+        }
+        let refs: Vec<TemplateRef> = roots.iter().map(|name| tera_ref(name)).collect();
+        let engine = Templates::load(dir.path(), &refs);
+        (dir, engine)
+    }
+
+    pub(crate) fn tera_ref(name: &str) -> TemplateRef {
+        TemplateRef {
+            name: name.to_owned(),
+            engine: EngineKind::Tera,
+        }
+    }
+
+    pub(crate) fn render_with(
+        templates: &Templates,
+        template: &str,
+        pairs: &[(&str, &str)],
+    ) -> Result<String, RenderError> {
+        crate::template::tests::render_with(templates, &tera_ref(template), pairs)
+    }
+
+    #[test]
+    fn includes_and_extends_are_loaded_transitively() {
+        let (_dir, engine) = engine_with(
+            &[
+                (
+                    "main.tmpl",
+                    "{% extends \"base.tmpl\" %}{% block body %}[{% include 'parts/line.tmpl' %}]{% endblock %}",
+                ),
+                ("base.tmpl", "<{% block body %}{% endblock %}>"),
+                ("parts/line.tmpl", "{{ getv(key=\"/a\") }}"),
+                ("unused.tmpl", "{{ a Go template .Foo }} is never loaded"),
+            ],
+            &["main.tmpl"],
+        );
+        let engine = engine.unwrap();
+        assert_eq!(
+            render_with(&engine, "main.tmpl", &[("/a", "1")]).unwrap(),
+            "<[1]>"
+        );
+    }
+
+    #[test]
+    fn output_is_never_html_escaped() {
+        let (_dir, engine) =
+            engine_with(&[("page.html", "{{ getv(key=\"/v\") }}")], &["page.html"]);
+        let out = render_with(&engine.unwrap(), "page.html", &[("/v", "<a & 'b'>")]).unwrap();
+        assert_eq!(out, "<a & 'b'>");
+    }
+
+    #[test]
+    fn every_syntax_and_reference_error_is_reported_with_position() {
+        let (_dir, engine) = engine_with(
+            &[
+                ("a.tmpl", "line one\n{% for x in %}\n"),
+                (
+                    "b.tmpl",
+                    "ok\n{{ unknown_function(x=1) }}\n{{ 1 | no_such_filter }}",
+                ),
+                ("c.tmpl", "{% include \"missing.tmpl\" %}"),
+                ("d.tmpl", "{% include \"../../etc/passwd\" %}"),
+            ],
+            &["a.tmpl", "b.tmpl", "c.tmpl", "d.tmpl"],
+        );
+        let errors = engine.unwrap_err().to_string();
+        for want in [
+            "a.tmpl:2:",
+            "Unknown function `unknown_function`",
+            "b.tmpl:2:4",
+            "Unknown filter `no_such_filter`",
+            "b.tmpl:3:",
+            "Unknown template `missing.tmpl`",
+            "\"../../etc/passwd\" points outside the templates directory",
+        ] {
+            assert!(errors.contains(want), "missing {want:?} in:\n{errors}");
+        }
+    }
+
+    #[test]
+    fn finds_literal_include_and_extends_names() {
+        let names = referenced_templates(
+            "{% extends \"base\" %}{%- include 'a/b' -%}{% include [\"x\", \"y\"] %}{% if %}{{ include }}",
+        );
+        assert_eq!(names, ["base", "a/b", "x", "y"]);
+    }
+}
