@@ -9,6 +9,8 @@
 //!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s; templates → [`template::Templates`].
 //! - [`backend`]: where keys come from, one module per backend behind [`backend::KeySource`].
 //! - [`store`]: the in-memory key space templates read, with confd's glob and `ls` semantics.
+//! - [`dependency`]: what a template reads, and the index from a change to the resources it
+//!   reaches.
 //! - [`template`]: the template engines behind one [`template::Templates`], and confd's
 //!   functions written once for all of them.
 //! - [`resource`]: one resource's pipeline: render → compare → stage → check → commit.
@@ -22,6 +24,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod dependency;
 pub mod dns;
 pub mod exec;
 pub mod fleet;

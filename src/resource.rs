@@ -74,6 +74,51 @@ pub fn key_scope(resource: &Resource) -> KeyScope {
     }
 }
 
+/// Why a bounded render produced nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderFailure {
+    #[error(transparent)]
+    Template(#[from] RenderError),
+    /// The render took longer than the resource's `render_timeout`; it is abandoned (its
+    /// thread finishes on its own) and the last good file stays.
+    #[error("rendering took longer than render_timeout ({}s); the template may loop over too much data", .0.as_secs_f64())]
+    Timeout(std::time::Duration),
+    /// Shutdown came first.
+    #[error("shutting down")]
+    Stopped,
+}
+
+/// Renders on the blocking pool, so a slow template stalls neither the runner's event loop nor
+/// signal handling: gives up after the resource's `render_timeout` or at shutdown. `busy` is
+/// true while the render's thread runs, including after it was abandoned.
+pub async fn render_bounded(
+    templates: Arc<Templates>,
+    resource: Arc<Resource>,
+    input: RenderInput,
+    busy: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<Vec<u8>, RenderFailure> {
+    use std::sync::atomic::Ordering;
+    let budget = resource.render_timeout;
+    busy.store(true, Ordering::Release);
+    let task = tokio::task::spawn_blocking(move || {
+        let result = render(&templates, &resource, &input);
+        // The store reference goes before the flag clears: the runner updates the store in
+        // place only when nothing else holds it.
+        drop(input);
+        busy.store(false, Ordering::Release);
+        result
+    });
+    tokio::select! {
+        joined = tokio::time::timeout(budget, task) => match joined {
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => Err(RenderFailure::Timeout(budget)),
+        },
+        _ = shutdown.cancelled() => Err(RenderFailure::Stopped),
+    }
+}
+
 /// Renders a resource's template against its input.
 pub fn render(
     templates: &Templates,

@@ -58,13 +58,14 @@ async fn respond(
     };
     let (status, content_type, body) = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/health") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/ready") => {
-            if telemetry.ready() {
-                text(StatusCode::OK, "ready\n")
-            } else {
-                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-            }
-        }
+        (&Method::GET | &Method::HEAD, "/ready") => match telemetry.readiness() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(reasons) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                Bytes::from(format!("not ready\n{}\n", reasons.join("\n"))),
+            ),
+        },
         (&Method::GET | &Method::HEAD, "/metrics") => (
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

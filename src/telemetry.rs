@@ -178,10 +178,13 @@ fn resource_outcome(name: &str, outcome: &str) -> Labels {
     ]
 }
 
-/// Readiness: which resources have synced at least once, and whether the backend answers.
+/// Readiness: which resources have synced at least once, which are held back, and whether the
+/// backend answers.
 struct Health {
     /// Resource name → synced successfully at least once.
     synced: BTreeMap<String, bool>,
+    /// Resource name → why the empty-store guard holds it back.
+    held: BTreeMap<String, String>,
     /// Since when the backend has been failing; `None` while it answers.
     failing_since: Option<Instant>,
 }
@@ -201,6 +204,7 @@ impl Telemetry {
             metrics: Metrics::new(),
             health: Mutex::new(Health {
                 synced: BTreeMap::new(),
+                held: BTreeMap::new(),
                 failing_since: None,
             }),
             ready_timeout,
@@ -217,6 +221,8 @@ impl Telemetry {
             let synced = previous.get(name).copied().unwrap_or(false);
             health.synced.insert(name.to_owned(), synced);
         }
+        let Health { synced, held, .. } = &mut *health;
+        held.retain(|name, _| synced.contains_key(name));
         drop(health);
         self.update_ready();
     }
@@ -366,15 +372,51 @@ impl Telemetry {
         !health.synced.is_empty() && health.synced.values().all(|synced| *synced)
     }
 
-    /// `/ready`: fully synced, and the backend answering (or failing for less than the
-    /// ready timeout).
+    /// The empty-store guard holds `name` back (`Some(reason)`) or no longer does.
+    pub fn held(&self, name: &str, reason: Option<String>) {
+        let mut health = self.health.lock().expect("health lock");
+        match reason {
+            Some(reason) => health.held.insert(name.to_owned(), reason),
+            None => health.held.remove(name),
+        };
+        drop(health);
+        self.update_ready();
+    }
+
+    /// `/ready`: fully synced, nothing held back by the empty-store guard, and the backend
+    /// answering (or failing for less than the ready timeout).
     pub fn ready(&self) -> bool {
+        self.readiness().is_ok()
+    }
+
+    /// Why terad is not ready, one line per reason (the body of a 503 from `/ready`).
+    pub fn readiness(&self) -> Result<(), Vec<String>> {
         let health = self.health.lock().expect("health lock");
-        let synced = !health.synced.is_empty() && health.synced.values().all(|synced| *synced);
-        let reachable = health
-            .failing_since
-            .is_none_or(|since| since.elapsed() < self.ready_timeout);
-        synced && reachable
+        let mut reasons = Vec::new();
+        if health.synced.is_empty() {
+            reasons.push("no resources yet".to_owned());
+        }
+        for (name, synced) in &health.synced {
+            if !synced {
+                reasons.push(format!("{name}: not synced yet"));
+            }
+        }
+        for (name, reason) in &health.held {
+            reasons.push(format!("{name}: {reason}"));
+        }
+        if let Some(since) = health.failing_since
+            && since.elapsed() >= self.ready_timeout
+        {
+            reasons.push(format!(
+                "backend unreachable for {:.0}s",
+                since.elapsed().as_secs_f64()
+            ));
+        }
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
     }
 
     fn update_ready(&self) {

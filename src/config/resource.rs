@@ -19,6 +19,9 @@ use crate::template::{EngineKind, TemplateRef};
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a `reload_cmd` may run unless the resource says otherwise.
 pub const DEFAULT_RELOAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long rendering a template may take unless the resource says otherwise. Generous: the
+/// HAProxy example renders 100k servers in about 50 ms; only a runaway template gets near it.
+pub const DEFAULT_RENDER_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,6 +50,7 @@ struct RawTemplate {
     allow_empty: Option<bool>,
     check_timeout: Option<Spanned<DurationValue>>,
     reload_timeout: Option<Spanned<DurationValue>>,
+    render_timeout: Option<Spanned<DurationValue>>,
     wait: Option<Spanned<String>>,
     coordination: Option<super::coordination::RawCoordination>,
     health_cmd: Option<Spanned<String>>,
@@ -87,6 +91,8 @@ pub struct Resource {
     pub reload_cmd: Option<CommandLine>,
     pub check_timeout: Duration,
     pub reload_timeout: Duration,
+    /// The render's time budget: a render over it fails and the last good file stays.
+    pub render_timeout: Duration,
     /// Create the destination's missing parent directories instead of failing.
     pub create_dirs: bool,
     /// Quiescence for this resource, overriding the global `--wait`.
@@ -353,6 +359,13 @@ fn validate(
         None,
         &mut error,
     );
+    let render_timeout = duration_key(
+        "render_timeout",
+        &raw.render_timeout,
+        DEFAULT_RENDER_TIMEOUT,
+        None,
+        &mut error,
+    );
     let min_keys = raw
         .min_keys
         .as_ref()
@@ -409,6 +422,7 @@ fn validate(
             reload_cmd,
             check_timeout,
             reload_timeout,
+            render_timeout,
             create_dirs: raw.create_dirs.unwrap_or(false),
             wait,
             min_keys,

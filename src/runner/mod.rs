@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::backend::{Backend, KeySource};
 use crate::cli::Cli;
 use crate::config::{self, Config, Mode, Resource, Settings};
+use crate::dependency::Dependency;
 use crate::exec::ExecHandle;
 use crate::reload::Action;
 use crate::resource::SyncOptions;
@@ -159,10 +160,10 @@ fn reload_actions(
 }
 
 /// Keys under the (merged) prefixes of one resource.
-fn count_keys(store: &KeyStore, prefixes: &[String]) -> usize {
-    prefixes
+fn count_keys(store: &KeyStore, dependencies: &[Dependency]) -> usize {
+    dependencies
         .iter()
-        .map(|prefix| store.subtree(prefix).count())
+        .map(|dependency| dependency.count(store))
         .sum()
 }
 
@@ -208,6 +209,7 @@ mod tests {
             reload_cmd: None,
             check_timeout: Duration::from_secs(1),
             reload_timeout: Duration::from_secs(1),
+            render_timeout: Duration::from_secs(1),
             create_dirs: false,
             wait: None,
             min_keys,

@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use tracing::{error, info};
 
-use super::follow::*;
-use super::*;
+use super::follow::list_with_retry;
+use super::{RunContext, RunOutcome, count_keys, guard, reload_actions, sync_options};
 use crate::backend::{Backend, merge_prefixes};
 use crate::config::Config;
+use crate::dependency::Dependency;
 use crate::reload::Action;
-use crate::resource::{self, SyncOutcome};
+use crate::resource::{self, RenderFailure, SyncOutcome};
 use crate::store::KeyStore;
 use crate::template::RenderInput;
 
@@ -26,6 +27,7 @@ pub(super) async fn onetime(
         resources,
         templates,
     } = config;
+    let templates = Arc::new(templates);
     let options = sync_options(&settings);
     let keys: Vec<String> = resources
         .iter()
@@ -54,14 +56,23 @@ pub(super) async fn onetime(
             store: Arc::clone(&store),
             scope: Arc::new(resource::key_scope(&resource)),
         };
-        let keys = count_keys(&store, &merge_prefixes(resource.keys.iter()));
+        let keys = count_keys(&store, &Dependency::from_keys(&resource.keys));
         if let Some(refusal) = guard(&resource, keys, None) {
             error!(resource = %resource.name, dest = %resource.dest.display(), keys, "{refusal}; destination left unchanged");
             failed += 1;
             continue;
         }
-        let rendered = match resource::render(&templates, &resource, &input) {
+        let rendered = match resource::render_bounded(
+            Arc::clone(&templates),
+            Arc::clone(&resource),
+            input,
+            Arc::default(),
+            &context.shutdown,
+        )
+        .await
+        {
             Ok(rendered) => rendered,
+            Err(RenderFailure::Stopped) => return RunOutcome::Failed,
             Err(err) => {
                 error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "render failed; destination left unchanged");
                 failed += 1;

@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::follow::*;
 use super::worker::*;
@@ -18,10 +20,16 @@ use crate::exec::ExecHandle;
 use crate::fleet::{Coordinator, Fleet};
 use crate::quiescence::Quiescence;
 use crate::reload::Group;
-use crate::resource::{self, SyncOptions};
+use crate::dependency::{Dependency, DependencyIndex};
+use crate::resource::{self, RenderFailure, SyncOptions};
 use crate::store::{KeyStore, key_in_scope};
 use crate::telemetry::{Telemetry, notify_systemd};
 use crate::template::{KeyScope, RenderInput, Templates};
+
+/// How often a render that waits for the previous one of its resource looks again.
+const DEFERRED_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long the event loop holds changes back for a running render (see `follow`).
+const STALL_LIMIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// One resource with what the runner keeps for it.
 pub(super) struct Slot {
@@ -34,10 +42,22 @@ pub(super) struct Slot {
     pub(super) wait: Option<WaitSpec>,
     /// Pending render under `wait`.
     pub(super) debounce: Quiescence,
-    /// The resource's keys, merged, for counting what it sees.
-    pub(super) key_prefixes: Vec<String>,
+    /// What the resource's template reads, for counting what it sees.
+    pub(super) dependencies: Vec<Dependency>,
     /// How many keys the last render saw, for the empty-store guard.
     pub(super) last_keys: Option<usize>,
+    /// The empty-store guard is holding this resource back (logged once per episode).
+    pub(super) held: bool,
+    /// True while a render of this resource runs on the blocking pool, including one that
+    /// overran its budget and was abandoned: a resource never renders twice at once.
+    pub(super) busy: Arc<AtomicBool>,
+}
+
+/// A resource's render, back from the blocking pool.
+pub(super) struct Rendered {
+    slot: usize,
+    result: Result<Vec<u8>, RenderFailure>,
+    took: std::time::Duration,
 }
 
 /// How `follow` ended.
@@ -58,6 +78,15 @@ pub(super) struct Runtime {
     pub(super) groups: HashMap<String, Arc<Group>>,
     pub(super) workers: JoinSet<()>,
     pub(super) next_id: usize,
+    /// Which resources each dependency feeds, by slot position.
+    pub(super) index: DependencyIndex,
+    /// Renders run off the event loop and report here.
+    pub(super) rendered_tx: mpsc::UnboundedSender<Rendered>,
+    pub(super) rendered_rx: mpsc::UnboundedReceiver<Rendered>,
+    /// Slot id → when its running render started.
+    pub(super) in_flight: HashMap<usize, tokio::time::Instant>,
+    /// Slot ids whose render waits for the previous render of the same resource.
+    pub(super) deferred: BTreeSet<usize>,
     pub(super) telemetry: Arc<Telemetry>,
     pub(super) exec: Option<ExecHandle>,
     /// The coordinator and instance name for gated resources.
@@ -80,6 +109,7 @@ impl Runtime {
             coordinator: Coordinator::for_backend(backend),
             instance: settings.instance.clone(),
         });
+        let (rendered_tx, rendered_rx) = mpsc::unbounded_channel();
         let mut runtime = Runtime {
             options: sync_options(&settings),
             prefixes: Vec::new(),
@@ -91,6 +121,11 @@ impl Runtime {
             groups: HashMap::new(),
             workers: JoinSet::new(),
             next_id: 0,
+            index: DependencyIndex::default(),
+            rendered_tx,
+            rendered_rx,
+            in_flight: HashMap::new(),
+            deferred: BTreeSet::new(),
             telemetry: Arc::clone(&context.telemetry),
             exec: context.exec.clone(),
             fleet,
@@ -132,17 +167,21 @@ impl Runtime {
             id,
             scope: Arc::new(resource::key_scope(&resource)),
             wait: resource.wait.or(self.settings.wait),
-            key_prefixes: merge_prefixes(resource.keys.iter()),
+            dependencies: Dependency::from_keys(&resource.keys),
             resource,
             mailbox,
             groups,
             debounce: Quiescence::default(),
             last_keys: None,
+            held: false,
+            busy: Arc::default(),
         }
     }
 
-    /// Recomputes the merged prefixes; returns whether they changed.
+    /// Recomputes the merged prefixes and the dependency index; returns whether the prefixes
+    /// changed.
     pub(super) fn update_prefixes(&mut self) -> bool {
+        self.index = DependencyIndex::new(self.slots.iter().map(|slot| slot.dependencies.as_slice()));
         let prefixes = merge_prefixes(self.slots.iter().flat_map(|slot| slot.resource.keys.iter()));
         let changed = prefixes != self.prefixes;
         self.prefixes = prefixes;
@@ -195,9 +234,20 @@ impl Runtime {
                 .iter()
                 .filter_map(|slot| slot.debounce.deadline())
                 .min();
+            // While a render started moments ago runs, changes wait for it: it reads the store
+            // that a change would otherwise have to copy. A render that takes longer no longer
+            // holds anything back (a change copies the store once, the render finishes on
+            // its own snapshot).
+            let waiting_for = self.in_flight.values().map(|started| *started + STALL_LIMIT).max();
+            let rendering = waiting_for.is_some_and(|until| until > tokio::time::Instant::now());
             tokio::select! {
                 _ = context.shutdown.cancelled() => break,
-                control = context.control.recv() => {
+                Some(rendered) = self.rendered_rx.recv() => self.finish_render(rendered),
+                _ = sleep_until(waiting_for), if rendering => {}
+                _ = tokio::time::sleep(DEFERRED_POLL), if !self.deferred.is_empty() => {
+                    self.render_deferred();
+                }
+                control = context.control.recv(), if !rendering => {
                     if control == Some(Control::Reload) {
                         match self.reload_configuration(&context.cli).await {
                             Reconfigured::InPlace { prefixes_changed } => {
@@ -227,7 +277,7 @@ impl Runtime {
                         }
                     }
                 }
-                update = recv(&mut watch) => match update {
+                update = recv(&mut watch), if !rendering => match update {
                     Some(update) => {
                         let mut changed = self.apply(update);
                         // Drain what queued up meanwhile: one render for a burst.
@@ -241,14 +291,14 @@ impl Runtime {
                     // The watch task ended (it only does on shutdown).
                     None => watch = None,
                 },
-                _ = tick(&mut relist) => {
+                _ = tick(&mut relist), if !rendering => {
                     if let Some(listing) = list_once(&mut lister, &self.prefixes, &self.telemetry).await {
                         let update = Update::Listing { prefixes: self.prefixes.clone(), listing };
                         let changed = self.apply(update);
                         self.changed(&changed);
                     }
                 }
-                _ = sleep_until(next_deadline) => self.render_due(),
+                _ = sleep_until(next_deadline), if !rendering => self.render_due(),
             }
         }
         if let Some(task) = watch {
@@ -303,16 +353,8 @@ impl Runtime {
             return;
         }
         let mut render_now = BTreeSet::new();
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let touched = changed.iter().any(|key| {
-                slot.resource
-                    .keys
-                    .iter()
-                    .any(|scope| key_in_scope(scope, key))
-            });
-            if !touched {
-                continue;
-            }
+        for index in self.index.touched(changed.iter().map(String::as_str)) {
+            let slot = &mut self.slots[index];
             match slot.wait {
                 None => {
                     render_now.insert(index);
@@ -348,50 +390,116 @@ impl Runtime {
         self.render(all);
     }
 
+    /// Starts rendering the resources at `indexes` off the event loop, each against the store
+    /// as it is now. A resource whose previous render still runs (or was abandoned at its time
+    /// budget and has not finished) renders once that one is done.
+    ///
+    /// Each render is marked pending in its reload groups when it starts: a fast worker must not
+    /// finish (and start a shared reload) while another resource of the same change is still
+    /// rendering or writing.
     pub(super) fn render(&mut self, indexes: BTreeSet<usize>) {
-        let mut rendered_bytes = 0;
-        // Every render of this change is marked pending in its reload groups before any is
-        // handed to a worker: a fast worker must not finish (and start a shared reload) while
-        // the next resource of the same change is still rendering.
-        let mut renders = Vec::with_capacity(indexes.len());
         for index in indexes {
             let slot = &mut self.slots[index];
-            let keys = count_keys(&self.store, &slot.key_prefixes);
-            if let Some(refusal) = guard(&slot.resource, keys, slot.last_keys) {
-                warn!(resource = %slot.resource.name, dest = %slot.resource.dest.display(), keys, "{refusal}; the last good file stays");
+            if self.in_flight.contains_key(&slot.id) || slot.busy.load(Ordering::Acquire) {
+                self.deferred.insert(slot.id);
                 continue;
             }
+            let keys = count_keys(&self.store, &slot.dependencies);
+            if let Some(refusal) = guard(&slot.resource, keys, slot.last_keys) {
+                if !slot.held {
+                    error!(resource = %slot.resource.name, dest = %slot.resource.dest.display(), keys, "{refusal}; the last good file stays");
+                    slot.held = true;
+                }
+                self.telemetry.held(&slot.resource.name, Some(refusal));
+                continue;
+            }
+            if slot.held {
+                info!(resource = %slot.resource.name, keys, "the empty-store guard releases the resource; rendering again");
+                slot.held = false;
+                self.telemetry.held(&slot.resource.name, None);
+            }
             slot.last_keys = Some(keys);
-            let slot = &self.slots[index];
-            let started = Instant::now();
+            for group in &slot.groups {
+                group.mark_pending(slot.id);
+            }
+            slot.mailbox.expect();
             let input = RenderInput {
                 store: Arc::clone(&self.store),
                 scope: Arc::clone(&slot.scope),
             };
-            let result = resource::render(&self.templates, &slot.resource, &input);
-            self.telemetry
-                .rendered(&slot.resource.name, result.is_ok(), started.elapsed());
-            match result {
-                Ok(rendered) => {
-                    rendered_bytes += rendered.len();
-                    // Reload groups hold their reload until this member has written the render.
-                    for group in &slot.groups {
-                        group.mark_pending(slot.id);
-                    }
-                    renders.push((index, rendered));
+            let (templates, resource, busy) = (
+                Arc::clone(&self.templates),
+                Arc::clone(&slot.resource),
+                Arc::clone(&slot.busy),
+            );
+            let (id, shutdown, report) = (slot.id, self.shutdown.clone(), self.rendered_tx.clone());
+            self.in_flight.insert(id, tokio::time::Instant::now());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let result =
+                    resource::render_bounded(templates, resource, input, busy, &shutdown).await;
+                let _ = report.send(Rendered {
+                    slot: id,
+                    result,
+                    took: started.elapsed(),
+                });
+            });
+        }
+    }
+
+    /// Hands a finished render to its worker, or reports why there is none.
+    pub(super) fn finish_render(&mut self, rendered: Rendered) {
+        let Rendered { slot, result, took } = rendered;
+        self.in_flight.remove(&slot);
+        // A configuration reload may have ended the slot meanwhile.
+        let Some(slot) = self.slots.iter().find(|s| s.id == slot) else {
+            return;
+        };
+        let name = &slot.resource.name;
+        match result {
+            Ok(content) => {
+                self.telemetry.rendered(name, true, took);
+                let size = content.len();
+                slot.mailbox.put(content);
+                release_free_memory(size);
+            }
+            Err(err) => {
+                if !matches!(err, RenderFailure::Stopped) {
+                    self.telemetry.rendered(name, false, took);
+                    error!(
+                        resource = %name,
+                        dest = %slot.resource.dest.display(),
+                        error = %err,
+                        "render failed; destination left unchanged"
+                    );
                 }
-                Err(err) => error!(
-                    resource = %slot.resource.name,
-                    dest = %slot.resource.dest.display(),
-                    error = %err,
-                    "render failed; destination left unchanged"
-                ),
+                if slot.mailbox.expect_nothing() {
+                    for group in &slot.groups {
+                        group.member_done(slot.id, false, false);
+                    }
+                }
             }
         }
-        for (index, rendered) in renders {
-            self.slots[index].mailbox.put(rendered);
+        if self.deferred.contains(&slot.id) {
+            self.render_deferred();
         }
-        release_free_memory(rendered_bytes);
+    }
+
+    /// Renders what waited for the previous render of its resource, against the store as it
+    /// is now.
+    pub(super) fn render_deferred(&mut self) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.deferred);
+        let indexes = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| ids.contains(&slot.id))
+            .map(|(index, _)| index)
+            .collect();
+        self.render(indexes);
     }
 
     /// Lets every worker finish what it has (bounded by the shutdown timeout), then waits for

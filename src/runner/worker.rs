@@ -1,6 +1,7 @@
 //! One task per resource that writes its newest render and tells its reload groups.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error};
@@ -20,16 +21,46 @@ pub(super) struct Mailbox {
     latest: std::sync::Mutex<Option<Arc<Vec<u8>>>>,
     notify: tokio::sync::Notify,
     closed: std::sync::atomic::AtomicBool,
+    /// A render for this resource is running: the worker that finishes a write meanwhile
+    /// keeps its reload groups waiting for it.
+    expected: AtomicBool,
+    /// The worker is writing (or checking, reloading) a render.
+    working: AtomicBool,
 }
 
 impl Mailbox {
     pub(super) fn put(&self, content: Vec<u8>) {
         *self.latest.lock().expect("mailbox lock") = Some(Arc::new(content));
+        self.expected.store(false, Ordering::SeqCst);
         self.notify.notify_one();
     }
 
+    /// A render for this resource started.
+    pub(super) fn expect(&self) {
+        self.expected.store(true, Ordering::SeqCst);
+    }
+
+    /// The expected render failed. Returns whether the worker is idle, in which case nobody
+    /// else will tell the reload groups that this member is done. (Sequentially consistent with
+    /// [`Self::done_working`]: of the two sides, at least one sees the other's write, so the
+    /// member is never left pending.)
+    pub(super) fn expect_nothing(&self) -> bool {
+        self.expected.store(false, Ordering::SeqCst);
+        !self.working.load(Ordering::SeqCst)
+    }
+
+    /// The worker finished a render; returns whether a newer one is waiting or on its way.
+    fn done_working(&self) -> bool {
+        self.working.store(false, Ordering::SeqCst);
+        self.has_content() || self.expected.load(Ordering::SeqCst)
+    }
+
     pub(super) fn take(&self) -> Option<Arc<Vec<u8>>> {
-        self.latest.lock().expect("mailbox lock").take()
+        let content = self.latest.lock().expect("mailbox lock").take();
+        if content.is_some() {
+            self.working.store(true, Ordering::SeqCst);
+        }
+        content
     }
 
     pub(super) fn has_content(&self) -> bool {
@@ -137,7 +168,7 @@ pub(super) async fn worker(setup: WorkerSetup) {
             }
             changed
         };
-        let more_waiting = mailbox.has_content();
+        let more_waiting = mailbox.done_working();
         for group in &groups {
             group.member_done(id, changed, more_waiting);
         }
