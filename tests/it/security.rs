@@ -1,0 +1,257 @@
+//! The attacks of the security review (issue 18), each replayed against the real binary: planted
+//! links and non-regular destinations, a starved `--listen` server, Consul redirects and
+//! endless bodies, secrets and forged lines in logs, TLS settings that would send secrets in
+//! clear text.
+
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::{Fixture, run, stderr, stdout};
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A resource rendering `ok\n` (or `template`) into `dest`.
+fn one_resource(fx: &Fixture, dest: &Path, template: &str) {
+    fx.template("t.tmpl", template);
+    fx.resource(
+        "r.toml",
+        &format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\n",
+            dest.display()
+        ),
+    );
+    fx.write("keys.yaml", "{}");
+}
+
+/// A root-only file holding a secret, outside every destination directory.
+fn victim(fx: &Fixture) -> std::path::PathBuf {
+    let victim = fx.write("victim/shadow", "root:TOP-SECRET-hash:19000::::::\n");
+    chmod(&victim, 0o600);
+    victim
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 2: planted links.
+
+#[test]
+fn a_link_planted_in_a_directory_others_may_write_is_not_followed_and_noop_prints_nothing_of_the_victim()
+ {
+    let fx = Fixture::new();
+    let victim = victim(&fx);
+    let shared = fx.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    // Anyone may write the destination directory (not sticky): they replace app.conf by a link.
+    chmod(&shared, 0o777);
+    let dest = shared.join("app.conf");
+    std::os::unix::fs::symlink(&victim, &dest).unwrap();
+    one_resource(&fx, &dest, "rendered\n");
+
+    let mut noop = fx.onetime();
+    noop.arg("--noop");
+    let output = run(&mut noop, LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    for text in [stdout(&output), stderr(&output)] {
+        assert!(!text.contains("TOP-SECRET"), "the victim leaked:\n{text}");
+    }
+    let message = stderr(&output);
+    assert!(
+        message.contains(&format!("{:?}", dest.display().to_string()))
+            && message.contains(&format!(
+                "directory {:?} is writable by others",
+                shared.display().to_string()
+            )),
+        "the error names the link and why:\n{message}"
+    );
+
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "root:TOP-SECRET-hash:19000::::::\n",
+        "the victim is untouched"
+    );
+    assert!(std::fs::symlink_metadata(&dest).unwrap().is_symlink());
+}
+
+#[test]
+fn a_linked_directory_planted_on_the_way_to_the_destination_is_not_followed() {
+    let fx = Fixture::new();
+    let victim = victim(&fx);
+    let shared = fx.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    chmod(&shared, 0o775);
+    // dest is shared/conf/shadow; the group member made `conf` a link to the victim's directory.
+    std::os::unix::fs::symlink(victim.parent().unwrap(), shared.join("conf")).unwrap();
+    let dest = shared.join("conf/shadow");
+    one_resource(&fx, &dest, "rendered\n");
+    let mut noop = fx.onetime();
+    noop.arg("--noop");
+    let output = run(&mut noop, LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        !stdout(&output).contains("TOP-SECRET"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("is writable by its group"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "root:TOP-SECRET-hash:19000::::::\n"
+    );
+}
+
+#[test]
+fn a_link_owned_by_another_user_is_not_followed() {
+    if !is_root() {
+        eprintln!("skipped: needs root to create files owned by another user");
+        return;
+    }
+    let fx = Fixture::new();
+    let victim = victim(&fx);
+    // The other user owns the destination directory (mode 0755) and so its entries.
+    let theirs = fx.path("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    let dest = theirs.join("app.conf");
+    std::os::unix::fs::symlink(&victim, &dest).unwrap();
+    let nobody = Some(nix::unistd::Uid::from_raw(65534));
+    nix::unistd::fchownat(
+        nix::fcntl::AT_FDCWD,
+        &dest,
+        nobody,
+        None,
+        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .unwrap();
+    nix::unistd::chown(&theirs, nobody, None).unwrap();
+    one_resource(&fx, &dest, "rendered\n");
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is owned by uid 65534"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "root:TOP-SECRET-hash:19000::::::\n"
+    );
+}
+
+#[test]
+fn a_link_in_a_trusted_layout_is_still_followed_and_stays_a_link() {
+    let fx = Fixture::new();
+    // A ConfigMap-style layout: app.conf -> versions/current/app.conf, all owned by terad's user.
+    let target = fx.write("out/versions/v1/app.conf", "old\n");
+    std::os::unix::fs::symlink("v1", fx.path("out/versions/current")).unwrap();
+    let dest = fx.path("out/app.conf");
+    std::os::unix::fs::symlink("versions/current/app.conf", &dest).unwrap();
+    one_resource(&fx, &dest, "new\n");
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "new\n");
+    assert!(std::fs::symlink_metadata(&dest).unwrap().is_symlink());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 3: destinations that are not regular files.
+
+#[test]
+fn a_fifo_destination_is_refused_at_once() {
+    let fx = Fixture::new();
+    let dest = fx.path("out/app.conf");
+    nix::unistd::mkfifo(&dest, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    one_resource(&fx, &dest, "ok\n");
+    let started = Instant::now();
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr(&output).contains("is a fifo, not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        std::fs::symlink_metadata(&dest)
+            .unwrap()
+            .file_type()
+            .is_fifo()
+    );
+}
+
+#[test]
+fn a_socket_destination_is_refused() {
+    let fx = Fixture::new();
+    let dest = fx.path("out/app.conf");
+    let _listener = std::os::unix::net::UnixListener::bind(&dest).unwrap();
+    one_resource(&fx, &dest, "ok\n");
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is a socket, not a regular file"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// Links to devices in a trusted layout: the link rules allow following, the file type does not.
+/// The devices are private copies (`mknod`) of /dev/zero and /dev/null, so a regression cannot
+/// break the machine's own.
+#[test]
+fn links_to_devices_are_refused_without_reading_or_replacing_them() {
+    if !is_root() {
+        eprintln!("skipped: needs root for mknod");
+        return;
+    }
+    use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+    let fx = Fixture::new();
+    let devices = fx.path("dev");
+    std::fs::create_dir(&devices).unwrap();
+    let zero = devices.join("zero");
+    let null = devices.join("null");
+    let mode = Mode::from_bits_truncate(0o666);
+    mknod(&zero, SFlag::S_IFCHR, mode, makedev(1, 5)).unwrap();
+    mknod(&null, SFlag::S_IFCHR, mode, makedev(1, 3)).unwrap();
+    // /dev/null first: before the fix it became a regular file, and the test stopped there
+    // instead of reading the zero device until memory ran out.
+    for device in [&null, &zero] {
+        let dest = fx.path("out/app.conf");
+        let _ = std::fs::remove_file(&dest);
+        std::os::unix::fs::symlink(device, &dest).unwrap();
+        one_resource(&fx, &dest, "ok\n");
+        let started = Instant::now();
+        let output = run(&mut fx.onetime(), LIMIT);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(
+            stderr(&output).contains("is a character device, not a regular file"),
+            "{}",
+            stderr(&output)
+        );
+        assert!(
+            std::fs::symlink_metadata(device)
+                .unwrap()
+                .file_type()
+                .is_char_device(),
+            "{device:?} is still a device"
+        );
+    }
+}
