@@ -7,6 +7,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::etcd::Etcd;
 use crate::support::{Fixture, run, stderr, stdout};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -254,4 +255,43 @@ fn links_to_devices_are_refused_without_reading_or_replacing_them() {
             "{device:?} is still a device"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 10: forged text logs.
+
+#[test]
+fn a_key_name_with_a_newline_and_an_ansi_escape_is_logged_on_one_escaped_line() {
+    let etcd = Etcd::start();
+    // A value that is not UTF-8 makes terad log the key's name (and skip it).
+    let key = "/app/x\n2026-01-01T00:00:00Z ERROR forged line\x1b[31m";
+    etcd.put_bytes(key, &[0xff, 0xfe]);
+    let fx = Fixture::new();
+    fx.template("t.tmpl", "ok\n");
+    fx.resource(
+        "r.toml",
+        &format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n",
+            fx.path("out/app.conf").display()
+        ),
+    );
+    let mut command = fx.terad();
+    command
+        .args(["--onetime", "--backend", "etcd", "--node"])
+        .arg(etcd.url());
+    let output = run(&mut command, LIMIT);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    assert!(
+        !log.contains('\x1b'),
+        "a raw escape reached the log: {log:?}"
+    );
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("forged")).collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains("WARN")
+            && lines[0].contains(r"key=/app/x\n2026-01-01T00:00:00Z ERROR forged line\u{1b}[31m"),
+        "{}",
+        lines[0]
+    );
 }
