@@ -16,7 +16,7 @@
 //! - [`runner`]: one-shot, polling and watch modes over the live store; configuration reloads.
 //! - [`exec`]: `--exec`, the supervised service.
 //! - [`telemetry`], [`server`]: metrics, readiness, `/health` `/ready` `/metrics`, systemd.
-//! - [`signal`], [`logging`], [`dns`]: process plumbing.
+//! - [`signal`], [`logging`], [`dns`]: process plumbing. [`redact`]: what never prints.
 
 pub mod backend;
 pub mod cli;
@@ -28,6 +28,7 @@ pub mod fs;
 pub mod logging;
 pub mod process;
 pub mod quiescence;
+pub mod redact;
 pub mod reload;
 pub mod resource;
 pub mod runner;

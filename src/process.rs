@@ -91,7 +91,7 @@ impl CommandLine {
 
 impl fmt::Display for CommandLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
+        f.write_str(&crate::redact::urls_in(&self.source))
     }
 }
 
@@ -114,19 +114,19 @@ pub struct CommandOutput {
 /// Why a command did not succeed. The command's own stderr is part of the message.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("cannot start {command:?}: {source}")]
+    #[error("cannot start {:?}: {source}", crate::redact::urls_in(.command))]
     Spawn {
         command: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{command:?} failed with {status}{}", stderr_suffix(.stderr))]
+    #[error("{:?} failed with {status}{}", crate::redact::urls_in(.command), stderr_suffix(.stderr))]
     Failed {
         command: String,
         status: ExitStatus,
         stderr: String,
     },
-    #[error("{command:?} timed out after {}s; its process group was killed{}", .timeout.as_secs_f64(), stderr_suffix(.stderr))]
+    #[error("{:?} timed out after {}s; its process group was killed{}", crate::redact::urls_in(.command), .timeout.as_secs_f64(), stderr_suffix(.stderr))]
     TimedOut {
         command: String,
         timeout: Duration,
@@ -139,7 +139,7 @@ fn stderr_suffix(stderr: &str) -> String {
     if trimmed.is_empty() {
         String::new()
     } else {
-        format!(": {trimmed}")
+        format!(": {}", crate::redact::urls_in(trimmed))
     }
 }
 

@@ -69,7 +69,8 @@ impl ConsulSource {
             .nodes
             .iter()
             .map(|node| {
-                reqwest::Url::parse(node).map_err(|e| format!("invalid node {node:?}: {e}"))
+                reqwest::Url::parse(node)
+                    .map_err(|e| format!("invalid node {:?}: {e}", crate::redact::url(node)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if nodes.is_empty() {
@@ -111,10 +112,11 @@ impl ConsulSource {
         })
     }
 
+    /// The nodes for messages, credentials in a URL masked.
     fn nodes_text(&self) -> String {
         self.nodes
             .iter()
-            .map(|u| u.as_str().trim_end_matches('/'))
+            .map(node_text)
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -208,7 +210,7 @@ impl ConsulSource {
                 Ok(response) if response.status().is_server_error() => {
                     last_error = format!(
                         "{} answered {}: {}",
-                        node.as_str().trim_end_matches('/'),
+                        node_text(node),
                         response.status(),
                         response.text().await.unwrap_or_default().trim()
                     );
@@ -342,6 +344,11 @@ impl ConsulSource {
     }
 }
 
+/// One node for messages: no trailing `/`, credentials masked.
+fn node_text(node: &reqwest::Url) -> String {
+    crate::redact::url(node.as_str().trim_end_matches('/')).into_owned()
+}
+
 /// Consul's name for a key or prefix: no leading `/`; the root is the empty key.
 pub(crate) fn consul_key(prefix: &str) -> &str {
     prefix.trim_start_matches('/').trim_end_matches('/')
@@ -384,10 +391,9 @@ fn entries(prefix: &str, pairs: Vec<KvPair>) -> Vec<(String, String)> {
     out
 }
 
-/// A transport error with its cause, without the URL's query (which holds nothing secret, but
-/// is noise) repeated.
+/// A transport error with its cause, credentials in a URL masked.
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
+    let mut text = crate::redact::urls_in(&error.to_string()).into_owned();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text.push_str(": ");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::etcd::Etcd;
-use crate::support::{Fixture, run, stderr, stdout};
+use crate::support::{Fixture, free_port, run, stderr, stdout};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -20,13 +20,13 @@ fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// A resource rendering `ok\n` (or `template`) into `dest`.
+/// A resource rendering `template` into `dest`, reading the keys under `/app`.
 fn one_resource(fx: &Fixture, dest: &Path, template: &str) {
     fx.template("t.tmpl", template);
     fx.resource(
         "r.toml",
         &format!(
-            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\n",
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n",
             dest.display()
         ),
     );
@@ -294,4 +294,81 @@ fn a_key_name_with_a_newline_and_an_ansi_escape_is_logged_on_one_escaped_line() 
         "{}",
         lines[0]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 9: secrets in logs.
+
+#[test]
+fn credentials_in_node_urls_and_numeric_passwords_never_print() {
+    let fx = Fixture::new();
+    one_resource(&fx, &fx.path("out/app.conf"), "ok\n");
+    // Nothing listens on a freshly reserved port: "cannot reach" names the nodes.
+    let port = free_port();
+    for backend in ["etcd", "consul"] {
+        let mut command = fx.terad();
+        command
+            .args(["--onetime", "--backend", backend, "--backend-timeout", "1s"])
+            .arg("--node")
+            .arg(format!("http://admin:pw-S3cret-{backend}@127.0.0.1:{port}"));
+        let output = run(&mut command, LIMIT);
+        let text = format!("{}{}", stdout(&output), stderr(&output));
+        assert_eq!(output.status.code(), Some(1), "{text}");
+        assert!(!text.contains("pw-S3cret"), "{text}");
+        assert!(
+            text.contains(&format!("http://admin:***@127.0.0.1:{port}")),
+            "{text}"
+        );
+    }
+    // A node that is no URL at all is reported masked too.
+    let mut command = fx.terad();
+    command.args([
+        "--onetime",
+        "--backend",
+        "etcd",
+        "--node",
+        "ftp://admin:pw-S3cret@h:1",
+    ]);
+    let output = run(&mut command, LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        !stderr(&output).contains("pw-S3cret"),
+        "{}",
+        stderr(&output)
+    );
+
+    fx.write(
+        "terad.toml",
+        "username = \"terad\"\npassword = 4711080815\n",
+    );
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("terad.toml:2:12") && !stderr(&output).contains("4711080815"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn the_log_carries_a_keyed_hash_of_the_content_not_its_md5() {
+    let fx = Fixture::new();
+    // A tiny secret rendered into a file: its plain md5 would be found in a lookup table.
+    one_resource(&fx, &fx.path("out/app.conf"), "hunter2");
+    let mut command = fx.onetime();
+    command.args(["--log-format", "json"]);
+    let first = run(&mut command, LIMIT);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let log = stderr(&first);
+    assert!(
+        !log.contains("2ab96390c7dbe3439de74d0c9b0b1767"),
+        "md5(\"hunter2\") in the log: {log}"
+    );
+    let updated: serde_json::Value = log
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|object| object["message"] == "config updated")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(updated["new_hash"].as_str().unwrap().len(), 16, "{updated}");
+    assert!(updated.get("new_md5").is_none(), "{updated}");
 }
