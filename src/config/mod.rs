@@ -510,6 +510,12 @@ impl Settings {
                 "a client certificate and its key go together; set both or neither",
             ));
         }
+        if tls.insecure && tls.ca.is_some() {
+            errors.push(ConfigError::option(
+                "--client-insecure",
+                "turns off the verification --client-ca-keys asks for; set one or the other",
+            ));
+        }
 
         let password = match (
             cli.password.clone(),

@@ -3,8 +3,12 @@
 //! endless bodies, secrets and forged lines in logs, TLS settings that would send secrets in
 //! clear text.
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::etcd::Etcd;
@@ -371,4 +375,284 @@ fn the_log_carries_a_keyed_hash_of_the_content_not_its_md5() {
         .unwrap_or_else(|| panic!("{log}"));
     assert_eq!(updated["new_hash"].as_str().unwrap().len(), 16, "{updated}");
     assert!(updated.get("new_md5").is_none(), "{updated}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Items 6 and 8: a Consul that redirects, a Consul that never stops talking.
+
+/// A scripted HTTP server on a reserved loopback port. `answer` gets each request's head
+/// (request line and headers) and writes the whole answer; every connection is closed after one
+/// request. The heads are kept for the test to look at.
+struct FakeHttp {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl FakeHttp {
+    fn start(answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static) -> FakeHttp {
+        let port = free_port();
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let answer = Arc::new(answer);
+        let seen = Arc::clone(&requests);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (answer, seen) = (Arc::clone(&answer), Arc::clone(&seen));
+                std::thread::spawn(move || {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    seen.lock().unwrap().push(head.clone());
+                    answer(&head, &mut stream);
+                });
+            }
+        });
+        FakeHttp { port, requests }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn a_consul_redirect_is_not_followed_and_the_token_does_not_travel() {
+    let elsewhere = FakeHttp::start(|_, stream| {
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nX-Consul-Index: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]",
+        );
+    });
+    let location = format!("{}/v1/kv/app?recurse", elsewhere.url());
+    let redirector = FakeHttp::start(move |_, stream| {
+        let _ = write!(
+            stream,
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+    });
+    let fx = Fixture::new();
+    one_resource(&fx, &fx.path("out/app.conf"), "ok\n");
+    let mut command = fx.terad();
+    command
+        .args([
+            "--onetime",
+            "--backend",
+            "consul",
+            "--backend-timeout",
+            "1s",
+        ])
+        .args(["--node", &redirector.url()])
+        .args(["--auth-token", "tok-Redirect-S3cret"]);
+    let output = run(&mut command, LIMIT);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the redirect was followed: {:?}",
+        elsewhere.requests()
+    );
+    assert!(
+        log.contains(&format!(
+            "{} answered 307 Temporary Redirect",
+            redirector.url()
+        )) && log.contains("does not follow redirects"),
+        "{log}"
+    );
+    assert!(!log.contains("tok-Redirect-S3cret"), "{log}");
+    assert!(!fx.path("out/app.conf").exists());
+}
+
+/// Peak resident memory (VmHWM) of a running process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[test]
+fn a_consul_answer_over_the_body_cap_fails_naming_the_prefix_and_memory_stays_bounded() {
+    const STREAMED: usize = 256 * 1024 * 1024;
+    let server = FakeHttp::start(|head, stream| {
+        if !head.contains("recurse") {
+            // The access check of the prefix key itself.
+            let _ = stream.write_all(
+                b"HTTP/1.1 404 Not Found\r\nX-Consul-Index: 5\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Consul-Index: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        );
+        let mut chunk = |data: &[u8]| -> std::io::Result<()> {
+            write!(stream, "{:x}\r\n", data.len())?;
+            stream.write_all(data)?;
+            stream.write_all(b"\r\n")
+        };
+        let filler = vec![b'A'; 1024 * 1024];
+        let mut sent = 0;
+        let _ = (|| {
+            chunk(b"[{\"Key\":\"app/big\",\"Value\":\"")?;
+            while sent < STREAMED {
+                chunk(&filler)?;
+                sent += filler.len();
+            }
+            chunk(b"\"}]")?;
+            chunk(b"")
+        })();
+    });
+    let fx = Fixture::new();
+    one_resource(&fx, &fx.path("out/app.conf"), "ok\n");
+    let mut command = fx.terad();
+    command
+        .args([
+            "--onetime",
+            "--backend",
+            "consul",
+            "--backend-timeout",
+            "1s",
+        ])
+        .args(["--node", &server.url()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let pid = child.id();
+    let started = Instant::now();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < LIMIT, "terad did not finish");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    eprintln!(
+        "peak RSS {} MiB while {} MiB were offered",
+        peak / 1024,
+        STREAMED >> 20
+    );
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("the answer for \"app\" is larger than 67108864 bytes"),
+        "{log}"
+    );
+    assert!(peak < 160 * 1024, "peak RSS {peak} KiB:\n{log}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 11: TLS settings that would send a secret in clear text.
+
+#[test]
+fn settings_that_would_send_consul_secrets_in_clear_text_are_configuration_errors() {
+    let fx = Fixture::new();
+    one_resource(&fx, &fx.path("out/app.conf"), "ok\n");
+    let ca = fx.write("ca.pem", "not read before the refusal\n");
+    let ca = ca.to_str().unwrap();
+    let port = free_port();
+    let local = format!("http://127.0.0.1:{port}");
+    let cases: [(&[&str], i32, &[&str]); 6] = [
+        (
+            &[
+                "--backend",
+                "consul",
+                "--node",
+                &local,
+                "--client-ca-keys",
+                ca,
+            ],
+            2,
+            &["is plain http, but --client-ca-keys is set"],
+        ),
+        (
+            &[
+                "--backend",
+                "consul",
+                "--node",
+                "http://10.255.0.1:8500",
+                "--auth-token",
+                "t",
+            ],
+            2,
+            &[
+                "not loopback",
+                "the ACL token would cross the network in clear text",
+            ],
+        ),
+        (
+            &[
+                "--backend",
+                "consul",
+                "--node",
+                "http://consul.example:8500",
+                "--basic-auth",
+                "--username",
+                "u",
+                "--password",
+                "p",
+            ],
+            2,
+            &["the password would cross the network"],
+        ),
+        (
+            &[
+                "--backend",
+                "etcd",
+                "--client-insecure",
+                "--client-ca-keys",
+                ca,
+            ],
+            2,
+            &["\"--client-insecure\": turns off the verification --client-ca-keys asks for"],
+        ),
+        (
+            &[
+                "--backend",
+                "consul",
+                "--client-insecure",
+                "--client-ca-keys",
+                ca,
+            ],
+            2,
+            &["--client-insecure", "--client-ca-keys"],
+        ),
+        // The local agent over plain HTTP with a token is fine (nothing listens: exit 1).
+        (
+            &["--backend", "consul", "--node", &local, "--auth-token", "t"],
+            1,
+            &["cannot reach consul"],
+        ),
+    ];
+    for (args, code, needles) in cases {
+        let mut command = fx.terad();
+        command
+            .args(["--onetime", "--backend-timeout", "1s"])
+            .args(args);
+        let output = run(&mut command, LIMIT);
+        let log = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {log}");
+        for needle in needles {
+            assert!(log.contains(needle), "{args:?}: {needle:?} not in {log}");
+        }
+    }
 }
