@@ -75,6 +75,8 @@ pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
 
 /// Runs terad with a loaded configuration until it finishes (one-shot) or is told to stop.
 pub async fn run(cli: Cli, config: Config) -> ExitCode {
+    // Descriptors are what a flood of connections or a burst of syncs runs out of first.
+    process::raise_open_file_limit();
     let backend = match connect_backend(&config.settings) {
         Ok(backend) => backend,
         Err(errors) => {

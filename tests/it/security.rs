@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::etcd::Etcd;
-use crate::support::{Fixture, free_port, run, stderr, stdout};
+use crate::support::{Daemon, Fixture, free_port, run, stderr, stdout, wait_content, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -655,4 +655,134 @@ fn settings_that_would_send_consul_secrets_in_clear_text_are_configuration_error
             assert!(log.contains(needle), "{args:?}: {needle:?} not in {log}");
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 4: the --listen server.
+
+/// `GET path` over a fresh connection: the status and how long the answer took; `None` when
+/// there was no complete answer within 5 s.
+fn timed_get(port: u16, path: &str) -> Option<(u16, Duration)> {
+    let started = Instant::now();
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    Some((status, started.elapsed()))
+}
+
+/// CPU time (user + system) a process has used, in clock ticks (1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    // After the command name: state is field 3, utime 14 and stime 15.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn eleven_hundred_half_open_connections_starve_neither_health_nor_a_sync() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    use std::os::unix::process::CommandExt;
+    const HALF_OPEN: usize = 1100;
+    // This test process holds all of them, whatever its own soft limit.
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    if hard < 2 * HALF_OPEN as u64 {
+        eprintln!("skipped: the descriptor limit {hard} is too low for the test itself");
+        return;
+    }
+    setrlimit(
+        Resource::RLIMIT_NOFILE,
+        soft.max(2 * HALF_OPEN as u64),
+        hard,
+    )
+    .unwrap();
+
+    let etcd = Etcd::start();
+    etcd.put("/app/k", "v1");
+    let fx = Fixture::new();
+    one_resource(
+        &fx,
+        &fx.path("out/app.conf"),
+        "{{ getv(key=\"/app/k\") }}\n",
+    );
+    let port = free_port();
+    let mut command = fx.terad();
+    command
+        .args(["--watch", "--backend", "etcd", "--node"])
+        .arg(etcd.url())
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    // As in the report: `ulimit -n 1024`, soft and hard, so terad cannot raise it.
+    // SAFETY: only the setrlimit system call runs between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            setrlimit(Resource::RLIMIT_NOFILE, 1024, 1024).map_err(std::io::Error::from)
+        });
+    }
+    let daemon = Daemon::start(&mut command, fx.path("terad.log"));
+    let pid = daemon.child.id();
+    wait_content(&fx, &daemon, "the first render", "v1\n");
+    wait_for("/health", LIMIT, || {
+        timed_get(port, "/health").is_some_and(|(status, _)| status == 200)
+    });
+
+    // Half of them stop in the middle of their headers, the other half send nothing at all.
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let opened = Instant::now();
+    let mut held = Vec::with_capacity(HALF_OPEN);
+    for i in 0..HALF_OPEN {
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("connection {i}: {e}\n{}", daemon.log()));
+        if i % 2 == 0 {
+            let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n");
+        }
+        held.push(stream);
+    }
+    let opened = opened.elapsed();
+
+    let ticks = cpu_ticks(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu_percent = (cpu_ticks(pid) - ticks) as f64 / 2.0;
+    eprintln!(
+        "{HALF_OPEN} half-open connections opened in {opened:?}; terad CPU {cpu_percent:.0}% over 2 s"
+    );
+
+    let mut latencies = Vec::new();
+    for probe in 0..20 {
+        let (status, took) = timed_get(port, "/health")
+            .unwrap_or_else(|| panic!("probe {probe}: /health did not answer\n{}", daemon.log()));
+        assert_eq!(status, 200);
+        latencies.push(took);
+    }
+    latencies.sort();
+    let descriptors = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+
+    let started = Instant::now();
+    etcd.put("/app/k", "v2");
+    wait_content(&fx, &daemon, "the sync during the flood", "v2\n");
+    let synced_in = started.elapsed();
+    eprintln!(
+        "/health p50 {:?} max {:?}; {descriptors} descriptors open; sync in {synced_in:?}",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+    );
+    assert!(cpu_percent < 50.0, "terad spun at {cpu_percent}% CPU");
+    assert!(latencies[latencies.len() - 1] < Duration::from_secs(2));
+    assert!(descriptors < 200, "{descriptors} descriptors open");
+    let log = daemon.log();
+    assert!(!log.contains("Too many open files"), "{log}");
+    drop(held);
 }
