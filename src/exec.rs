@@ -96,7 +96,7 @@ pub fn spawn(
 
 fn start(command: &str) -> std::io::Result<Child> {
     // `exec` makes the service the shell's own process, so signals reach it directly.
-    Command::new("/bin/sh")
+    crate::process::spawn_with_inherited_limits(&mut Command::new("/bin/sh"))
         .arg("-c")
         .arg(format!("exec {command}"))
         .stdin(Stdio::null())

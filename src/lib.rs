@@ -19,7 +19,7 @@
 //! - [`runner`]: one-shot, polling and watch modes over the live store; configuration reloads.
 //! - [`exec`]: `--exec`, the supervised service.
 //! - [`telemetry`], [`server`]: metrics, readiness, `/health` `/ready` `/metrics`, systemd.
-//! - [`signal`], [`logging`], [`dns`]: process plumbing.
+//! - [`signal`], [`logging`], [`dns`]: process plumbing. [`redact`]: what never prints.
 
 pub mod backend;
 pub mod cli;
@@ -32,6 +32,7 @@ pub mod fs;
 pub mod logging;
 pub mod process;
 pub mod quiescence;
+pub mod redact;
 pub mod reload;
 pub mod resource;
 pub mod retry;
@@ -79,6 +80,8 @@ pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
 
 /// Runs terad with a loaded configuration until it finishes (one-shot) or is told to stop.
 pub async fn run(cli: Cli, config: Config) -> ExitCode {
+    // Descriptors are what a flood of connections or a burst of syncs runs out of first.
+    process::raise_open_file_limit();
     let backend = match connect_backend(&config.settings) {
         Ok(backend) => backend,
         Err(errors) => {

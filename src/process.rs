@@ -8,6 +8,7 @@
 use std::fmt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -91,7 +92,7 @@ impl CommandLine {
 
 impl fmt::Display for CommandLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
+        f.write_str(&crate::redact::urls_in(&self.source))
     }
 }
 
@@ -114,19 +115,19 @@ pub struct CommandOutput {
 /// Why a command did not succeed. The command's own stderr is part of the message.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("cannot start {command:?}: {source}")]
+    #[error("cannot start {:?}: {source}", crate::redact::urls_in(.command))]
     Spawn {
         command: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("{command:?} failed with {status}{}", stderr_suffix(.stderr))]
+    #[error("{:?} failed with {status}{}", crate::redact::urls_in(.command), stderr_suffix(.stderr))]
     Failed {
         command: String,
         status: ExitStatus,
         stderr: String,
     },
-    #[error("{command:?} timed out after {}s; its process group was killed{}", .timeout.as_secs_f64(), stderr_suffix(.stderr))]
+    #[error("{:?} timed out after {}s; its process group was killed{}", crate::redact::urls_in(.command), .timeout.as_secs_f64(), stderr_suffix(.stderr))]
     TimedOut {
         command: String,
         timeout: Duration,
@@ -139,15 +140,53 @@ fn stderr_suffix(stderr: &str) -> String {
     if trimmed.is_empty() {
         String::new()
     } else {
-        format!(": {trimmed}")
+        format!(": {}", crate::redact::urls_in(trimmed))
     }
+}
+
+/// The soft limit of open descriptors terad started with, when it raised its own.
+static INHERITED_OPEN_FILE_LIMIT: AtomicU64 = AtomicU64::new(0);
+
+/// Raises terad's soft limit of open descriptors to the hard limit, so a flood of connections to
+/// `--listen` or a burst of syncs is less likely to leave a sync without one. Commands and the
+/// `--exec` service get the limit terad started with back ([`spawn_with_inherited_limits`]):
+/// programs that use `select(2)` break above 1024.
+pub fn raise_open_file_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        INHERITED_OPEN_FILE_LIMIT.store(soft, Ordering::Relaxed);
+        tracing::debug!(from = soft, to = hard, "raised the open-file limit");
+    }
+}
+
+/// Makes `command`'s process start with the descriptor limit terad inherited (see
+/// [`raise_open_file_limit`]).
+pub fn spawn_with_inherited_limits(command: &mut Command) -> &mut Command {
+    let soft = INHERITED_OPEN_FILE_LIMIT.load(Ordering::Relaxed);
+    if soft != 0 {
+        // SAFETY: the closure runs in the child between fork and exec and only makes the
+        // getrlimit and setrlimit system calls, which are async-signal-safe; it allocates nothing.
+        unsafe {
+            command.pre_exec(move || {
+                use nix::sys::resource::{Resource, getrlimit, setrlimit};
+                if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+                    let _ = setrlimit(Resource::RLIMIT_NOFILE, soft, hard);
+                }
+                Ok(())
+            });
+        }
+    }
+    command
 }
 
 /// Runs `command` with `/bin/sh -c` in a new process group, killing the whole group if it runs
 /// longer than `timeout`.
 pub async fn run_shell(command: &str, timeout: Duration) -> Result<CommandOutput, CommandError> {
     let started = Instant::now();
-    let mut child = Command::new("/bin/sh")
+    let mut child = spawn_with_inherited_limits(&mut Command::new("/bin/sh"))
         .arg("-c")
         .arg(command)
         .stdin(Stdio::null())
@@ -327,5 +366,22 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(out.stdout.len(), OUTPUT_LIMIT);
+    }
+
+    #[tokio::test]
+    async fn commands_get_the_descriptor_limit_terad_started_with() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        if hard <= 512 {
+            return;
+        }
+        // Each test is its own process under nextest; this one starts with a low soft limit.
+        setrlimit(Resource::RLIMIT_NOFILE, 512, hard).unwrap();
+        raise_open_file_limit();
+        assert_eq!(getrlimit(Resource::RLIMIT_NOFILE).unwrap().0, hard);
+        let output = run_shell("ulimit -n", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(output.stdout.trim(), "512");
     }
 }

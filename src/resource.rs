@@ -10,7 +10,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use md5::{Digest, Md5};
 use tracing::{debug, info, warn};
 
 use crate::config::Resource;
@@ -61,11 +60,6 @@ pub enum SyncError {
     },
 }
 
-/// Hex md5 of `content`, the checksum confd logs.
-pub fn md5_hex(content: &[u8]) -> String {
-    hex::encode(Md5::digest(content))
-}
-
 /// The key scope a resource's template sees.
 pub fn key_scope(resource: &Resource) -> KeyScope {
     KeyScope {
@@ -73,6 +67,9 @@ pub fn key_scope(resource: &Resource) -> KeyScope {
         keys: resource.keys.clone(),
     }
 }
+
+/// Renders up to this size are hashed for the "config updated" line on the sync's own path.
+const LOG_HASH_INLINE: usize = 256 * 1024;
 
 /// Why a bounded render produced nothing.
 #[derive(Debug, thiserror::Error)]
@@ -229,22 +226,31 @@ pub async fn sync_unless(
         );
     }
 
-    // The checksums are for the log only; for a large file they take longer than the write, so
-    // they are computed and logged on the side while the caller moves on to the reload.
+    // The hashes are for the log only; for a large file they take longer than the write, so
+    // they are computed and logged on the side while the caller moves on to the reload. They are
+    // keyed (not confd's plain md5): a rendered secret must not be brute-forceable from a log.
     let old_content = committed.old_content;
     let name = resource.name.clone();
     let dest = resource.dest.clone();
-    tokio::task::spawn_blocking(move || {
-        let old_md5 = old_content.as_deref().map(md5_hex);
-        let new_md5 = md5_hex(&content_for_log);
+    let inline = content_for_log.len() < LOG_HASH_INLINE;
+    let log = move || {
+        let old_hash = old_content.as_deref().map(crate::redact::content_hash);
+        let new_hash = crate::redact::content_hash(&content_for_log);
         info!(
             resource = %name,
             dest = %dest.display(),
-            old_md5 = old_md5.as_deref().unwrap_or("none"),
-            new_md5 = %new_md5,
+            old_hash = old_hash.as_deref().unwrap_or("none"),
+            new_hash = %new_hash,
             "config updated"
         );
-    });
+    };
+    // Hashing a small file costs microseconds: log it at once, so that a one-shot run that
+    // exits right after cannot lose the line. Only a large one is hashed on the side.
+    if inline {
+        log();
+    } else {
+        tokio::task::spawn_blocking(log);
+    }
     Ok(SyncOutcome::Updated { checked_in })
 }
 

@@ -13,6 +13,11 @@
 //! token, a protected prefix looks empty. A listing therefore also reads the prefix key itself,
 //! which Consul answers with 403 instead of filtering, so a missing or wrong token is an error
 //! and never an empty render.
+//!
+//! The token goes only where it was meant to: redirects are not followed (a 3xx is an error
+//! naming the node), TLS options with a plain `http://` node are a configuration error (as for
+//! etcd), and so is a token or password sent over plain HTTP to a host that is not loopback.
+//! An answer is read into memory only up to [`MAX_BODY`] bytes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +39,13 @@ const MIN_QUERY_INTERVAL: Duration = Duration::from_millis(100);
 const REQUEST_SLACK: Duration = Duration::from_secs(10);
 /// Timeout for a listing (non-blocking) request.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest answer read for one prefix. Consul caps a value at 512 KiB, and a listing is
+/// JSON with the values in base64, so this is over 40 000 keys of 1 KiB; a bigger prefix needs
+/// splitting into several resources' keys. Without a bound a server (or anything that answers
+/// in its place) could stream until terad runs out of memory.
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+/// How much of an error answer is kept for the message.
+const MAX_ERROR_BODY: usize = 4 * 1024;
 
 #[derive(Clone)]
 pub struct ConsulSource {
@@ -69,12 +81,14 @@ impl ConsulSource {
             .nodes
             .iter()
             .map(|node| {
-                reqwest::Url::parse(node).map_err(|e| format!("invalid node {node:?}: {e}"))
+                reqwest::Url::parse(node)
+                    .map_err(|e| format!("invalid node {:?}: {e}", crate::redact::url(node)))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if nodes.is_empty() {
             return Err("no Consul node given".to_owned());
         }
+        refuse_clear_text(&nodes, settings)?;
         // Plain-HTTP agents (the usual local agent) need no trust store: loading the system's
         // roots costs a few hundred KiB of memory for nothing.
         let tls = if nodes.iter().any(|node| node.scheme() == "https") {
@@ -90,6 +104,8 @@ impl ConsulSource {
             // reuses, and each idle connection keeps its read buffer.
             .http1_only()
             .pool_max_idle_per_host(4)
+            // A redirect would carry X-Consul-Token to wherever it points; `call` refuses it.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot set up the Consul client: {e}"))?;
         let basic_auth = match (&settings.auth.username, &settings.auth.password) {
@@ -111,10 +127,11 @@ impl ConsulSource {
         })
     }
 
+    /// The nodes for messages, credentials in a URL masked.
     fn nodes_text(&self) -> String {
         self.nodes
             .iter()
-            .map(|u| u.as_str().trim_end_matches('/'))
+            .map(node_text)
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -206,11 +223,24 @@ impl ConsulSource {
             }
             match request.timeout(timeout).send().await {
                 Ok(response) if response.status().is_server_error() => {
+                    let status = response.status();
                     last_error = format!(
-                        "{} answered {}: {}",
-                        node.as_str().trim_end_matches('/'),
+                        "{} answered {status}: {}",
+                        node_text(node),
+                        error_text(response).await
+                    );
+                }
+                Ok(response) if response.status().is_redirection() => {
+                    let location = response
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|value| value.to_str().ok())
+                        .map(|location| crate::redact::urls_in(location).into_owned())
+                        .unwrap_or_default();
+                    last_error = format!(
+                        "{} answered {} to {location:?}; terad does not follow redirects, which would take the ACL token along",
+                        node_text(node),
                         response.status(),
-                        response.text().await.unwrap_or_default().trim()
                     );
                 }
                 Ok(response) => {
@@ -258,11 +288,13 @@ impl ConsulSource {
             .unwrap_or(0);
         match status {
             StatusCode::OK => {
+                let body = read_body(response, MAX_BODY, key).await?;
                 let pairs: Vec<KvPair> =
-                    response.json().await.map_err(|e| BackendError::Other {
+                    serde_json::from_slice(&body).map_err(|e| BackendError::Other {
                         backend: BACKEND,
                         message: format!("unreadable answer for {key:?}: {e}"),
                     })?;
+                drop(body);
                 Ok((new_index, entries(prefix, pairs)))
             }
             // An empty prefix: nothing yet, but the index is real and can be blocked on.
@@ -274,7 +306,7 @@ impl ConsulSource {
                 backend: BACKEND,
                 message: format!(
                     "reading {key:?} answered {other}: {}",
-                    response.text().await.unwrap_or_default().trim()
+                    error_text(response).await
                 ),
             }),
         }
@@ -294,7 +326,7 @@ impl ConsulSource {
     }
 
     pub(crate) async fn denied(&self, key: &str, response: reqwest::Response) -> BackendError {
-        let reason = response.text().await.unwrap_or_default();
+        let reason = error_text(response).await;
         let hint = if self.token.is_some() {
             "check that the ACL token may read it"
         } else {
@@ -342,6 +374,110 @@ impl ConsulSource {
     }
 }
 
+/// Refuses settings that would send a secret in clear text: TLS options (which say the
+/// operator expects TLS) with a plain `http://` node, as the etcd client does; and a token or
+/// password over plain HTTP to anything but loopback (the local agent).
+fn refuse_clear_text(nodes: &[reqwest::Url], settings: &Settings) -> Result<(), String> {
+    let tls = &settings.tls;
+    let tls_options: Vec<&str> = [
+        ("--client-ca-keys", tls.ca.is_some()),
+        ("--client-cert", tls.cert.is_some()),
+        ("--client-key", tls.key.is_some()),
+        ("--client-insecure", tls.insecure),
+    ]
+    .into_iter()
+    .filter_map(|(option, set)| set.then_some(option))
+    .collect();
+    let secret = if settings.auth.token.is_some() {
+        Some("the ACL token")
+    } else if settings.auth.basic_auth && settings.auth.password.is_some() {
+        Some("the password")
+    } else {
+        None
+    };
+    for node in nodes.iter().filter(|node| node.scheme() == "http") {
+        if !tls_options.is_empty() {
+            return Err(format!(
+                "node {:?} is plain http, but {} {} set: use an https:// node (or drop the TLS options)",
+                node_text(node),
+                tls_options.join(", "),
+                if tls_options.len() == 1 { "is" } else { "are" }
+            ));
+        }
+        if let Some(secret) = secret
+            && !is_loopback(node)
+        {
+            return Err(format!(
+                "node {:?} is plain http to a host that is not loopback, so {secret} would cross the network in clear text: use an https:// node",
+                node_text(node)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `node` is this host: a loopback address or `localhost`.
+fn is_loopback(node: &reqwest::Url) -> bool {
+    let Some(host) = node.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback(),
+        Err(_) => {
+            let host = host.to_ascii_lowercase();
+            host == "localhost" || host.ends_with(".localhost")
+        }
+    }
+}
+
+/// Reads an answer's body, at most `limit` bytes; more is an error naming `key`, the prefix read.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+    key: &str,
+) -> Result<Vec<u8>, BackendError> {
+    let too_large = || BackendError::Other {
+        backend: BACKEND,
+        message: format!(
+            "the answer for {key:?} is larger than {limit} bytes; terad reads no more (split the prefix across resources)"
+        ),
+    };
+    let declared = response.content_length().unwrap_or(0);
+    if declared > limit as u64 {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared as usize);
+    while let Some(chunk) = response.chunk().await.map_err(|e| BackendError::Other {
+        backend: BACKEND,
+        message: format!("unreadable answer for {key:?}: {}", describe(&e)),
+    })? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// The start of an error answer's body, for a message: at most [`MAX_ERROR_BODY`] bytes.
+pub(crate) async fn error_text(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    body.truncate(MAX_ERROR_BODY);
+    String::from_utf8_lossy(&body).trim().to_owned()
+}
+
+/// One node for messages: no trailing `/`, credentials masked.
+fn node_text(node: &reqwest::Url) -> String {
+    crate::redact::url(node.as_str().trim_end_matches('/')).into_owned()
+}
+
 /// Consul's name for a key or prefix: no leading `/`; the root is the empty key.
 pub(crate) fn consul_key(prefix: &str) -> &str {
     prefix.trim_start_matches('/').trim_end_matches('/')
@@ -384,10 +520,9 @@ fn entries(prefix: &str, pairs: Vec<KvPair>) -> Vec<(String, String)> {
     out
 }
 
-/// A transport error with its cause, without the URL's query (which holds nothing secret, but
-/// is noise) repeated.
+/// A transport error with its cause, credentials in a URL masked.
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
+    let mut text = crate::redact::urls_in(&error.to_string()).into_owned();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
         text.push_str(": ");
@@ -505,6 +640,24 @@ mod tests {
             entries("/a", pairs),
             [("/a/ok".to_owned(), "fine".to_owned())]
         );
+    }
+
+    #[test]
+    fn only_this_host_counts_as_loopback() {
+        for (node, loopback) in [
+            ("http://127.0.0.1:8500", true),
+            ("http://127.8.9.10:8500", true),
+            ("http://[::1]:8500", true),
+            ("http://localhost:8500", true),
+            ("http://LOCALHOST:8500", true),
+            ("http://10.0.0.1:8500", false),
+            ("http://[fe80::1]:8500", false),
+            ("http://consul.service:8500", false),
+            ("http://localhost.example.com:8500", false),
+        ] {
+            let url = reqwest::Url::parse(node).unwrap();
+            assert_eq!(is_loopback(&url), loopback, "{node}");
+        }
     }
 
     #[test]

@@ -101,8 +101,13 @@ impl EtcdSource {
         })
     }
 
+    /// The endpoints for messages, credentials in a URL masked.
     fn endpoints_text(&self) -> String {
-        self.endpoints.join(", ")
+        self.endpoints
+            .iter()
+            .map(|endpoint| crate::redact::url(endpoint))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     pub(crate) async fn client(&self) -> Result<Client, BackendError> {

@@ -161,7 +161,10 @@ impl RawHealth<'_> {
                     error(
                         "health_url",
                         Some(url.span()),
-                        format!("{:?} is not an http:// or https:// URL", url.get_ref()),
+                        format!(
+                            "{:?} is not an http:// or https:// URL",
+                            crate::redact::url(url.get_ref())
+                        ),
                     );
                     None
                 }

@@ -54,11 +54,11 @@ pub(super) struct RawConfigFile {
     pub basic_auth: Option<bool>,
     #[serde(default, deserialize_with = "non_empty")]
     pub username: Option<String>,
-    #[serde(default, deserialize_with = "non_empty")]
+    #[serde(default, deserialize_with = "secret")]
     pub password: Option<String>,
     #[serde(default, deserialize_with = "non_empty_path")]
     pub password_file: Option<PathBuf>,
-    #[serde(default, deserialize_with = "non_empty")]
+    #[serde(default, deserialize_with = "secret")]
     pub auth_token: Option<String>,
     #[serde(default, deserialize_with = "non_empty_path")]
     pub auth_token_file: Option<PathBuf>,
@@ -143,7 +143,7 @@ pub(super) struct RawConfigFile {
     user_id: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
     role_id: Option<String>,
-    #[serde(default, deserialize_with = "non_empty")]
+    #[serde(default, deserialize_with = "secret")]
     secret_id: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
     filter: Option<String>,
@@ -200,6 +200,82 @@ fn non_empty<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String
     Ok(value.filter(|v| !v.is_empty()))
 }
 
+/// A secret (`password`, `auth_token`): like [`non_empty`], but a value that is not a string is
+/// refused without being echoed, where serde would say "invalid type: integer `123456`".
+fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    use serde::de::{Error, MapAccess, SeqAccess, Visitor};
+
+    const NOT_A_STRING: &str =
+        "invalid type: expected a string (the value of a secret setting is not shown)";
+
+    struct SecretVisitor;
+
+    impl<'de> Visitor<'de> for SecretVisitor {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+
+        fn visit_str<E: Error>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(Some(value.to_owned()).filter(|v| !v.is_empty()))
+        }
+
+        fn visit_bool<E: Error>(self, _: bool) -> Result<Self::Value, E> {
+            Err(E::custom(NOT_A_STRING))
+        }
+
+        fn visit_i64<E: Error>(self, _: i64) -> Result<Self::Value, E> {
+            Err(E::custom(NOT_A_STRING))
+        }
+
+        fn visit_u64<E: Error>(self, _: u64) -> Result<Self::Value, E> {
+            Err(E::custom(NOT_A_STRING))
+        }
+
+        fn visit_f64<E: Error>(self, _: f64) -> Result<Self::Value, E> {
+            Err(E::custom(NOT_A_STRING))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(A::Error::custom(NOT_A_STRING))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
+            Err(A::Error::custom(NOT_A_STRING))
+        }
+    }
+
+    deserializer.deserialize_any(SecretVisitor)
+}
+
 fn non_empty_path<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<PathBuf>, D::Error> {
     Ok(non_empty(deserializer)?.map(PathBuf::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_of_the_wrong_type_is_refused_without_its_value() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, value) in [
+            ("username = \"u\"\npassword = 987654321\n", "987654321"),
+            ("auth_token = 12.75\n", "12.75"),
+            ("password = [\"hunter2\"]\n", "hunter2"),
+            ("auth_token = { t = \"s3cr3t\" }\n", "s3cr3t"),
+            ("password = 1979-05-27\n", "1979"),
+            ("password = true\n", "true"),
+        ] {
+            let path = dir.path().join("terad.toml");
+            std::fs::write(&path, text).unwrap();
+            let error = RawConfigFile::read(&path).unwrap_err().to_string();
+            assert!(!error.contains(value), "{error}");
+            assert!(error.contains("expected a string"), "{error}");
+        }
+        std::fs::write(dir.path().join("ok.toml"), "password = \"x\"\n").unwrap();
+        let raw = RawConfigFile::read(&dir.path().join("ok.toml")).unwrap();
+        assert_eq!(raw.password.as_deref(), Some("x"));
+    }
 }

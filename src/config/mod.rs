@@ -510,6 +510,12 @@ impl Settings {
                 "a client certificate and its key go together; set both or neither",
             ));
         }
+        if tls.insecure && tls.ca.is_some() {
+            errors.push(ConfigError::option(
+                "--client-insecure",
+                "turns off the verification --client-ca-keys asks for; set one or the other",
+            ));
+        }
 
         let password = match (
             cli.password.clone(),
@@ -749,6 +755,7 @@ fn default_instance() -> String {
 /// `host:port` → `scheme://host:port`; URLs pass through after a sanity check.
 fn normalize_node(node: &str, scheme: &str) -> Result<String, String> {
     let node = node.trim().trim_end_matches('/');
+    let shown = crate::redact::url(node);
     if node.is_empty() {
         return Err("an empty node".to_owned());
     }
@@ -760,9 +767,9 @@ fn normalize_node(node: &str, scheme: &str) -> Result<String, String> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("node {node:?} must be an http:// or https:// URL or host:port"))?;
+        .ok_or_else(|| format!("node {shown:?} must be an http:// or https:// URL or host:port"))?;
     if rest.is_empty() || rest.contains('/') {
-        return Err(format!("node {node:?} must be host:port, without a path"));
+        return Err(format!("node {shown:?} must be host:port, without a path"));
     }
     Ok(url)
 }

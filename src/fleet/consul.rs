@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::{Entry, LeaseId};
 use crate::backend::BackendError;
-use crate::backend::consul::{ConsulSource, consul_key};
+use crate::backend::consul::{ConsulSource, MAX_BODY, consul_key, error_text, read_body};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_SESSION_TTL: Duration = Duration::from_secs(10);
@@ -74,7 +74,7 @@ impl ConsulFleet {
                 backend: "consul",
                 message: format!(
                     "{what} {key:?} answered {status}: {}",
-                    response.text().await.unwrap_or_default().trim()
+                    error_text(response).await
                 ),
             }),
         }
@@ -104,7 +104,8 @@ impl ConsulFleet {
             )
             .await?;
         let response = self.expect_ok("creating a session", "", response).await?;
-        let created: Created = response.json().await.map_err(|e| BackendError::Other {
+        let body = read_body(response, MAX_BODY, "session/create").await?;
+        let created: Created = serde_json::from_slice(&body).map_err(|e| BackendError::Other {
             backend: "consul",
             message: format!("unreadable session answer: {e}"),
         })?;
@@ -206,8 +207,8 @@ impl ConsulFleet {
             .await?;
         let response = self.expect_ok("writing", key, response).await?;
         // `?acquire` answers false when another session holds the key.
-        let text = response.text().await.unwrap_or_default();
-        if text.trim() == "false" {
+        let text = error_text(response).await;
+        if text == "false" {
             return Err(BackendError::Other {
                 backend: "consul",
                 message: format!("{key:?} is held by another session"),
@@ -254,10 +255,12 @@ impl ConsulFleet {
             return Ok((Vec::new(), index));
         }
         let response = self.expect_ok("reading", key, response).await?;
-        let mut pairs: Vec<Pair> = response.json().await.map_err(|e| BackendError::Other {
-            backend: "consul",
-            message: format!("unreadable answer for {key:?}: {e}"),
-        })?;
+        let body = read_body(response, MAX_BODY, key).await?;
+        let mut pairs: Vec<Pair> =
+            serde_json::from_slice(&body).map_err(|e| BackendError::Other {
+                backend: "consul",
+                message: format!("unreadable answer for {key:?}: {e}"),
+            })?;
         pairs.sort_by_key(|pair| pair.create_index);
         let base64 = |value: Option<String>| {
             use base64::Engine as _;

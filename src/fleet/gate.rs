@@ -274,8 +274,8 @@ async fn gated_change(
         Err(reason) => reason,
     };
 
-    let md5 = resource::md5_hex(content);
-    error!(resource = name, dest = %resource.dest.display(), md5 = %md5, error = %reason, "unhealthy after the change; rolling back");
+    let hash = crate::redact::content_hash(content);
+    error!(resource = name, dest = %resource.dest.display(), hash = %hash, error = %reason, "unhealthy after the change; rolling back");
     let restored = match previous {
         Some(previous) => {
             let options = SyncOptions {
@@ -307,7 +307,7 @@ async fn gated_change(
         group, coordinator, ..
     }) = held
     {
-        let marker = Halt::new(&cx.fleet.instance, name, md5, reason);
+        let marker = Halt::new(&cx.fleet.instance, name, hash, reason);
         match super::halt(coordinator, group, &marker).await {
             Ok(()) => warn!(
                 resource = name,

@@ -62,11 +62,15 @@ async fn once(probe: &Probe<'_>, timeout: Duration) -> Result<(), String> {
                 .get(*url)
                 .send()
                 .await
-                .map_err(|e| format!("GET {url}: {e}"))?;
+                .map_err(|e| format!("GET {}: {e}", crate::redact::url(url)))?;
             if response.status().is_success() {
                 Ok(())
             } else {
-                Err(format!("GET {url} answered {}", response.status()))
+                Err(format!(
+                    "GET {} answered {}",
+                    crate::redact::url(url),
+                    response.status()
+                ))
             }
         }
     }

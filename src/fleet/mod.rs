@@ -242,19 +242,21 @@ impl Coordinator {
 pub struct Halt {
     pub instance: String,
     pub resource: String,
-    /// md5 of the render whose health check failed.
-    pub md5: String,
+    /// The keyed hash (see [`crate::redact::content_hash`]) of the render whose health check
+    /// failed, as the failing instance logged it. Markers of older versions called it `md5`.
+    #[serde(alias = "md5")]
+    pub hash: String,
     pub reason: String,
     /// Unix time of the failure.
     pub at: u64,
 }
 
 impl Halt {
-    pub fn new(instance: &str, resource: &str, md5: String, reason: String) -> Halt {
+    pub fn new(instance: &str, resource: &str, hash: String, reason: String) -> Halt {
         Halt {
             instance: instance.to_owned(),
             resource: resource.to_owned(),
-            md5,
+            hash,
             reason,
             at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -267,7 +269,7 @@ impl Halt {
         serde_json::from_str(text).unwrap_or_else(|_| Halt {
             instance: "unknown".to_owned(),
             resource: "unknown".to_owned(),
-            md5: String::new(),
+            hash: String::new(),
             reason: text.to_owned(),
             at: 0,
         })
@@ -279,7 +281,7 @@ impl std::fmt::Display for Halt {
         write!(
             f,
             "{} ({}, render {}) failed its health check: {}",
-            self.instance, self.resource, self.md5, self.reason
+            self.instance, self.resource, self.hash, self.reason
         )
     }
 }

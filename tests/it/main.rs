@@ -13,3 +13,4 @@ mod operability;
 mod packaging;
 mod pipeline;
 mod reliability;
+mod security;

@@ -441,7 +441,7 @@ fn json_logs_are_one_object_per_line_with_fields() {
             updated = true;
             assert_eq!(object["resource"], "r0");
             assert!(object["dest"].as_str().unwrap().ends_with("out/r0.conf"));
-            assert_eq!(object["new_md5"].as_str().unwrap().len(), 32);
+            assert_eq!(object["new_hash"].as_str().unwrap().len(), 16);
         }
     }
     assert!(updated, "{stderr}");

@@ -144,7 +144,12 @@ fn the_kubernetes_example_is_consistent_and_renders_a_file_haproxy_accepts() {
     let port = named(&terad["ports"], "metrics")["containerPort"]
         .as_i64()
         .unwrap();
-    assert_eq!(listen, format!("0.0.0.0:{port}"));
+    // The pod IP, not every address: the downward API's status.podIP, expanded by Kubernetes.
+    assert_eq!(listen, format!("$(POD_IP):{port}"));
+    assert_eq!(
+        named(&terad["env"], "POD_IP")["valueFrom"]["fieldRef"]["fieldPath"].as_str(),
+        Some("status.podIP")
+    );
     for (probe, path) in [("readinessProbe", "/ready"), ("livenessProbe", "/health")] {
         assert_eq!(terad[probe]["httpGet"]["path"].as_str(), Some(path));
         assert_eq!(terad[probe]["httpGet"]["port"].as_str(), Some("metrics"));
