@@ -119,7 +119,9 @@ mod tests {
         let scopes: &[&[&str]] = &[&["/a"], &["/a/b"], &["/"], &["/a/b/c", "/d"], &["/ab"]];
         let resources: Vec<Vec<Dependency>> = scopes.iter().map(|keys| deps(keys)).collect();
         let index = DependencyIndex::new(resources.iter().map(Vec::as_slice));
-        for key in ["/a", "/a/b", "/a/b/c/d", "/ab", "/abc", "/d/x", "/e", "/", "/a/"] {
+        for key in [
+            "/a", "/a/b", "/a/b/c/d", "/ab", "/abc", "/d/x", "/e", "/", "/a/",
+        ] {
             let scanned: BTreeSet<usize> = scopes
                 .iter()
                 .enumerate()

@@ -30,7 +30,11 @@ fn main() -> ExitCode {
             return ExitCode::from(terad::EXIT_FAILURE);
         }
     };
-    runtime.block_on(terad::run(cli, config))
+    let status = runtime.block_on(terad::run(cli, config));
+    // terad's own work is done. What may still run on a blocking thread is a log line's hash, or
+    // a render abandoned at its render_timeout, which must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    status
 }
 
 /// `terad register` and `terad rollout`: the backend settings only, no resources.

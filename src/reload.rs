@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info};
 
 use crate::process;
+use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
 
 /// What a group's reload does.
@@ -51,6 +52,10 @@ struct State {
     running: bool,
     /// Bumped at the end of every run, for waiters.
     runs: u64,
+    /// The last run failed: a retry is scheduled.
+    failed: bool,
+    /// Spaces the retries of a failing reload.
+    backoff: Option<Backoff>,
 }
 
 /// The resources sharing one reload.
@@ -130,14 +135,42 @@ impl Group {
         state.running = true;
         let group = Arc::clone(self);
         tokio::spawn(async move {
-            let _ = group.run_once().await;
-            let mut state = group.state.lock().expect("reload state");
-            state.running = false;
-            state.runs += 1;
-            group.maybe_start(&mut state);
-            drop(state);
+            let result = group.run_once().await;
+            let retry_in = {
+                let mut state = group.state.lock().expect("reload state");
+                state.running = false;
+                state.runs += 1;
+                let retry_in = group.record(&mut state, result.is_ok());
+                group.maybe_start(&mut state);
+                retry_in
+            };
             group.finished.notify_waiters();
+            if let Some(delay) = retry_in {
+                tokio::time::sleep(delay).await;
+                let mut state = group.state.lock().expect("reload state");
+                // Unless a run since has already succeeded.
+                if state.failed {
+                    state.requested = true;
+                    group.maybe_start(&mut state);
+                }
+            }
         });
+    }
+
+    /// Records a run's result; after a failure, returns when to try again: the new files are in
+    /// place and the service has not loaded them.
+    fn record(&self, state: &mut State, ok: bool) -> Option<Duration> {
+        state.failed = !ok;
+        if ok {
+            state.backoff = None;
+            return None;
+        }
+        Some(
+            state
+                .backoff
+                .get_or_insert_with(|| Backoff::new(Backoff::BACKEND))
+                .next_delay(),
+        )
     }
 
     /// Runs this group's reload now, after any run in progress, and returns its result: for
@@ -159,6 +192,10 @@ impl Group {
         let mut state = self.state.lock().expect("reload state");
         state.running = false;
         state.runs += 1;
+        if result.is_ok() {
+            // A retry scheduled by a failed coalesced run is no longer needed.
+            self.record(&mut state, true);
+        }
         self.maybe_start(&mut state);
         drop(state);
         self.finished.notify_waiters();
@@ -190,12 +227,12 @@ impl Group {
                 took_ms = took.as_millis() as u64,
                 "reloaded"
             ),
-            // Retried on the next change: a failed reload is not a reason to loop.
+            // Retried with backoff (the resources are behind the store meanwhile).
             Err(message) => error!(
                 resources = ?members,
                 reload = %self.action.describe(),
                 error = %message,
-                "reload failed; the new files are in place and the next change retries"
+                "reload failed; the new files are in place; retrying"
             ),
         }
         result
@@ -343,6 +380,43 @@ mod tests {
         assert!(
             !group.remove_member(2),
             "the last member leaves the group empty"
+        );
+    }
+
+    /// Issue 18: a failed reload waited for the next change; the service stayed on the old
+    /// files while the new ones were in place.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failed_reload_is_retried_until_it_works() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("failed-once");
+        let log = dir.path().join("runs.log");
+        let group = Group::new(
+            Action::Command {
+                command: format!(
+                    "echo run >> {log}; test -f {marker} || {{ touch {marker}; exit 1; }}",
+                    log = log.display(),
+                    marker = marker.display()
+                ),
+                timeout: Duration::from_secs(10),
+            },
+            Arc::new(Telemetry::new(Duration::from_secs(1))),
+        );
+        group.add_member(0, "a");
+        group.mark_pending(0);
+        group.member_done(0, true, false);
+        let started = std::time::Instant::now();
+        while group.runs() < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the failed reload was not retried"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        settle(&group).await;
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "run\nrun\n",
+            "retried once, then done"
         );
     }
 }

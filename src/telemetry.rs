@@ -3,7 +3,7 @@
 //!
 //! One [`Telemetry`] is shared by the runner, the workers, the reloads and the HTTP endpoint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -44,6 +44,7 @@ pub struct Metrics {
     slot_wait_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     group_halted: Family<Labels, Gauge>,
     slots_lost: Family<Labels, Counter>,
+    behind: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -68,6 +69,7 @@ impl Metrics {
             slot_wait_seconds: Family::new_with_constructor(duration_histogram),
             group_halted: Family::default(),
             slots_lost: Family::default(),
+            behind: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -160,6 +162,11 @@ impl Metrics {
             "Coordination slots whose lease or session expired while their change was in progress, by group and whether the change was aborted before the swap (aborted) or was already live (applied)",
             metrics.slots_lost.clone(),
         );
+        registry.register(
+            "resource_behind",
+            "1 while a resource's last sync or reload failed and is being retried: its file or service is behind the store",
+            metrics.behind.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -178,6 +185,30 @@ fn resource_outcome(name: &str, outcome: &str) -> Labels {
     ]
 }
 
+/// How a sync ended, as the `outcome` label of `terad_syncs_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncLabel {
+    /// The destination was replaced.
+    Updated,
+    /// The destination already matched.
+    Unchanged,
+    /// `--noop`: a change is pending.
+    Pending,
+    /// Nothing was written, or the change did not complete.
+    Failed,
+}
+
+impl SyncLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncLabel::Updated => "updated",
+            SyncLabel::Unchanged => "unchanged",
+            SyncLabel::Pending => "pending",
+            SyncLabel::Failed => "failed",
+        }
+    }
+}
+
 /// Readiness: which resources have synced at least once, which are held back, and whether the
 /// backend answers.
 struct Health {
@@ -185,6 +216,8 @@ struct Health {
     synced: BTreeMap<String, bool>,
     /// Resource name → why the empty-store guard holds it back.
     held: BTreeMap<String, String>,
+    /// Resources whose last sync or reload failed: their file (or service) is behind the store.
+    behind: BTreeSet<String>,
     /// Since when the backend has been failing; `None` while it answers.
     failing_since: Option<Instant>,
 }
@@ -205,6 +238,7 @@ impl Telemetry {
             health: Mutex::new(Health {
                 synced: BTreeMap::new(),
                 held: BTreeMap::new(),
+                behind: BTreeSet::new(),
                 failing_since: None,
             }),
             ready_timeout,
@@ -221,8 +255,14 @@ impl Telemetry {
             let synced = previous.get(name).copied().unwrap_or(false);
             health.synced.insert(name.to_owned(), synced);
         }
-        let Health { synced, held, .. } = &mut *health;
+        let Health {
+            synced,
+            held,
+            behind,
+            ..
+        } = &mut *health;
         held.retain(|name, _| synced.contains_key(name));
+        behind.retain(|name| synced.contains_key(name));
         drop(health);
         self.update_ready();
     }
@@ -271,12 +311,15 @@ impl Telemetry {
             .observe(took.as_secs_f64());
     }
 
-    /// A sync finished: `in_sync` when the destination now matches the render.
-    pub fn synced(&self, name: &str, outcome: &str, in_sync: bool) {
+    /// A sync finished. A failed one leaves the resource behind the store (not ready) until a
+    /// sync succeeds.
+    pub fn synced(&self, name: &str, outcome: SyncLabel) {
         self.metrics
             .syncs
-            .get_or_create(&resource_outcome(name, outcome))
+            .get_or_create(&resource_outcome(name, outcome.as_str()))
             .inc();
+        let in_sync = outcome != SyncLabel::Failed;
+        self.behind(name, !in_sync);
         if in_sync {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -298,6 +341,7 @@ impl Telemetry {
     pub fn reloaded(&self, names: &[String], ok: bool, took: Duration) {
         let outcome = if ok { "ok" } else { "error" };
         for name in names {
+            self.behind(name, !ok);
             self.metrics
                 .reloads
                 .get_or_create(&resource_outcome(name, outcome))
@@ -372,6 +416,24 @@ impl Telemetry {
         !health.synced.is_empty() && health.synced.values().all(|synced| *synced)
     }
 
+    /// Whether `name` is behind the store: its last sync or reload failed.
+    pub fn behind(&self, name: &str, behind: bool) {
+        self.metrics
+            .behind
+            .get_or_create(&resource(name))
+            .set(i64::from(behind));
+        let mut health = self.health.lock().expect("health lock");
+        let changed = if behind {
+            health.behind.insert(name.to_owned())
+        } else {
+            health.behind.remove(name)
+        };
+        drop(health);
+        if changed {
+            self.update_ready();
+        }
+    }
+
     /// The empty-store guard holds `name` back (`Some(reason)`) or no longer does.
     pub fn held(&self, name: &str, reason: Option<String>) {
         let mut health = self.health.lock().expect("health lock");
@@ -403,6 +465,11 @@ impl Telemetry {
         }
         for (name, reason) in &health.held {
             reasons.push(format!("{name}: {reason}"));
+        }
+        for name in &health.behind {
+            reasons.push(format!(
+                "{name}: behind the store (its last sync or reload failed; retrying)"
+            ));
         }
         if let Some(since) = health.failing_since
             && since.elapsed() >= self.ready_timeout
@@ -470,11 +537,16 @@ mod tests {
         let telemetry = Telemetry::new(Duration::from_millis(50));
         assert!(!telemetry.ready(), "no resources yet");
         telemetry.set_resources(["a", "b"]);
-        telemetry.synced("a", "updated", true);
+        telemetry.synced("a", SyncLabel::Updated);
         assert!(!telemetry.ready());
-        telemetry.synced("b", "failed", false);
+        telemetry.synced("b", SyncLabel::Failed);
         assert!(!telemetry.ready(), "a failed sync does not count");
-        telemetry.synced("b", "unchanged", true);
+        telemetry.synced("b", SyncLabel::Unchanged);
+        assert!(telemetry.ready());
+        telemetry.synced("b", SyncLabel::Failed);
+        assert!(!telemetry.ready(), "behind the store after a failure");
+        assert!(telemetry.readiness().unwrap_err()[0].contains("b: behind the store"));
+        telemetry.synced("b", SyncLabel::Unchanged);
         assert!(telemetry.ready());
         telemetry.backend_error("etcd");
         assert!(telemetry.ready(), "within the grace period");
@@ -492,7 +564,7 @@ mod tests {
         let telemetry = Telemetry::new(Duration::from_secs(1));
         telemetry.set_resources(["haproxy"]);
         telemetry.rendered("haproxy", true, Duration::from_millis(2));
-        telemetry.synced("haproxy", "updated", true);
+        telemetry.synced("haproxy", SyncLabel::Updated);
         telemetry.reloaded(&["haproxy".to_owned()], true, Duration::from_millis(5));
         telemetry.backend_error("etcd");
         telemetry.store_changed(42, 7);

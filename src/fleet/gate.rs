@@ -13,7 +13,7 @@ use crate::config::Resource;
 use crate::reload::Group;
 use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
 use crate::retry::Backoff;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{SyncLabel, Telemetry};
 
 /// How a gated change ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub async fn apply(
         Ok(previous) => previous,
         Err(err) => {
             error!(resource = name, error = %err, "sync failed");
-            cx.telemetry.synced(name, "failed", false);
+            cx.telemetry.synced(name, SyncLabel::Failed);
             return (Gated::Failed, content);
         }
     };
@@ -104,7 +104,7 @@ pub async fn apply(
             Ok(previous) => previous,
             Err(err) => {
                 error!(resource = name, error = %err, "sync failed");
-                cx.telemetry.synced(name, "failed", false);
+                cx.telemetry.synced(name, SyncLabel::Failed);
                 slot.release().await;
                 return (Gated::Failed, content);
             }
@@ -173,16 +173,16 @@ async fn plain_sync(cx: &GateContext<'_>, content: Arc<Vec<u8>>) -> Gated {
     let name = cx.resource.name.as_str();
     match resource::sync(cx.resource, content, cx.options).await {
         Ok(SyncOutcome::Updated { .. }) => {
-            cx.telemetry.synced(name, "updated", true);
+            cx.telemetry.synced(name, SyncLabel::Updated);
             Gated::Applied
         }
         Ok(_) => {
-            cx.telemetry.synced(name, "unchanged", true);
+            cx.telemetry.synced(name, SyncLabel::Unchanged);
             Gated::Unchanged
         }
         Err(err) => {
             error!(resource = name, error = %err, "sync failed");
-            cx.telemetry.synced(name, "failed", false);
+            cx.telemetry.synced(name, SyncLabel::Failed);
             Gated::Failed
         }
     }
@@ -221,13 +221,13 @@ async fn gated_change(
     });
     match resource::sync_unless(resource, Arc::clone(content), cx.options, abort).await {
         Ok(SyncOutcome::Updated { checked_in }) => {
-            cx.telemetry.synced(name, "updated", true);
+            cx.telemetry.synced(name, SyncLabel::Updated);
             if let Some(took) = checked_in {
                 cx.telemetry.checked(name, true, took);
             }
         }
         Ok(_) => {
-            cx.telemetry.synced(name, "unchanged", true);
+            cx.telemetry.synced(name, SyncLabel::Unchanged);
             return Gated::Unchanged;
         }
         Err(err @ SyncError::Aborted { .. }) => {
@@ -237,7 +237,7 @@ async fn gated_change(
             return Gated::SlotLost;
         }
         Err(err) => {
-            cx.telemetry.synced(name, "failed", false);
+            cx.telemetry.synced(name, SyncLabel::Failed);
             let rejected = matches!(err, SyncError::Check { .. });
             if let SyncError::Check { took, .. } = &err {
                 cx.telemetry.checked(name, false, *took);

@@ -16,11 +16,11 @@ use super::worker::*;
 use super::*;
 use crate::backend::{Backend, Listing, Update, merge_prefixes};
 use crate::config::{Config, Mode, Resource, Settings, WaitSpec};
+use crate::dependency::{Dependency, DependencyIndex};
 use crate::exec::ExecHandle;
 use crate::fleet::{Coordinator, Fleet};
 use crate::quiescence::Quiescence;
 use crate::reload::Group;
-use crate::dependency::{Dependency, DependencyIndex};
 use crate::resource::{self, RenderFailure, SyncOptions};
 use crate::store::{KeyStore, key_in_scope};
 use crate::telemetry::{Telemetry, notify_systemd};
@@ -181,7 +181,8 @@ impl Runtime {
     /// Recomputes the merged prefixes and the dependency index; returns whether the prefixes
     /// changed.
     pub(super) fn update_prefixes(&mut self) -> bool {
-        self.index = DependencyIndex::new(self.slots.iter().map(|slot| slot.dependencies.as_slice()));
+        self.index =
+            DependencyIndex::new(self.slots.iter().map(|slot| slot.dependencies.as_slice()));
         let prefixes = merge_prefixes(self.slots.iter().flat_map(|slot| slot.resource.keys.iter()));
         let changed = prefixes != self.prefixes;
         self.prefixes = prefixes;
@@ -238,7 +239,11 @@ impl Runtime {
             // that a change would otherwise have to copy. A render that takes longer no longer
             // holds anything back (a change copies the store once, the render finishes on
             // its own snapshot).
-            let waiting_for = self.in_flight.values().map(|started| *started + STALL_LIMIT).max();
+            let waiting_for = self
+                .in_flight
+                .values()
+                .map(|started| *started + STALL_LIMIT)
+                .max();
             let rendering = waiting_for.is_some_and(|until| until > tokio::time::Instant::now());
             tokio::select! {
                 _ = context.shutdown.cancelled() => break,

@@ -4,14 +4,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error};
+use tracing::{debug, error, info};
 
 use crate::config::Resource;
 use crate::fleet::Fleet;
 use crate::fleet::gate::{self, GateContext, Gated};
 use crate::reload::Group;
 use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
-use crate::telemetry::Telemetry;
+use crate::retry::Backoff;
+use crate::telemetry::{SyncLabel, Telemetry};
 
 /// The newest render for one worker. A render that arrives while the worker is busy replaces
 /// the one waiting, so a slow check never builds a queue; the worker takes the content out,
@@ -109,13 +110,35 @@ pub(super) async fn worker(setup: WorkerSetup) {
     let gated = (resource.coordination.is_some() || resource.health.is_some())
         && !options.noop
         && !options.sync_only;
+    // A render whose sync failed for a reason that may pass (an I/O error, a full disk, no
+    // descriptors left): tried again with backoff until it works or a newer render replaces it.
+    let mut retry: Option<(Arc<Vec<u8>>, tokio::time::Instant)> = None;
+    let mut backoff = Backoff::new(Backoff::BACKEND);
     loop {
-        let Some(content) = mailbox.take() else {
-            if mailbox.is_closed() {
-                return;
+        let content = match mailbox.take() {
+            Some(content) => {
+                retry = None;
+                content
             }
-            mailbox.notify.notified().await;
-            continue;
+            None if mailbox.is_closed() => return,
+            None => match retry.take() {
+                Some((content, at)) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = mailbox.notify.notified() => {
+                            retry = Some((content, at));
+                            continue;
+                        }
+                    }
+                    mailbox.working.store(true, Ordering::SeqCst);
+                    info!(resource = %resource.name, "retrying the failed sync");
+                    content
+                }
+                None => {
+                    mailbox.notify.notified().await;
+                    continue;
+                }
+            },
         };
         // Hashing a large render costs milliseconds on the way to the file, so only when there
         // is a rejected render to compare with; a new rejection hashes its own content.
@@ -134,23 +157,30 @@ pub(super) async fn worker(setup: WorkerSetup) {
             let (outcome, applied) = gate::apply(&cx, content, || mailbox.take()).await;
             match outcome {
                 Gated::Rejected | Gated::RolledBack => rejected = Some(content_hash(&applied)),
-                Gated::Applied | Gated::Unchanged => rejected = None,
-                Gated::Failed | Gated::Stopped | Gated::SlotLost => {}
+                Gated::Applied | Gated::Unchanged => {
+                    rejected = None;
+                    backoff.reset();
+                }
+                Gated::Failed => {
+                    retry = Some((applied, tokio::time::Instant::now() + backoff.next_delay()))
+                }
+                Gated::Stopped | Gated::SlotLost => {}
             }
             // The gate ran the reload itself.
             false
         } else {
             let result = resource::sync(&resource, Arc::clone(&content), options).await;
-            let (outcome, in_sync, changed) = match &result {
-                Ok(SyncOutcome::Unchanged) => ("unchanged", true, false),
-                Ok(SyncOutcome::Pending) => ("pending", true, false),
-                Ok(SyncOutcome::Updated { .. }) => ("updated", true, true),
-                Err(_) => ("failed", false, false),
+            let (outcome, changed) = match &result {
+                Ok(SyncOutcome::Unchanged) => (SyncLabel::Unchanged, false),
+                Ok(SyncOutcome::Pending) => (SyncLabel::Pending, false),
+                Ok(SyncOutcome::Updated { .. }) => (SyncLabel::Updated, true),
+                Err(_) => (SyncLabel::Failed, false),
             };
-            telemetry.synced(&resource.name, outcome, in_sync);
+            telemetry.synced(&resource.name, outcome);
             match result {
                 Ok(outcome) => {
                     rejected = None;
+                    backoff.reset();
                     if let SyncOutcome::Updated {
                         checked_in: Some(took),
                     } = outcome
@@ -160,10 +190,15 @@ pub(super) async fn worker(setup: WorkerSetup) {
                 }
                 Err(err) => {
                     if let SyncError::Check { took, .. } = &err {
+                        // The data must change first: the same render would be refused again.
                         rejected = Some(content_hash(&content));
                         telemetry.checked(&resource.name, false, *took);
+                        error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "sync failed");
+                    } else {
+                        let delay = backoff.next_delay();
+                        error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, retry_in_ms = delay.as_millis() as u64, "sync failed");
+                        retry = Some((Arc::clone(&content), tokio::time::Instant::now() + delay));
                     }
-                    error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "sync failed");
                 }
             }
             changed

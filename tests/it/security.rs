@@ -786,3 +786,149 @@ fn eleven_hundred_half_open_connections_starve_neither_health_nor_a_sync() {
     assert!(!log.contains("Too many open files"), "{log}");
     drop(held);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 5: a failed sync is retried; item 7: slow templates; issue 13 (2): /ready and the guard.
+
+/// `terad --watch` over the file backend reading `keys.yaml`, serving `/ready` on a port.
+fn watching(fx: &Fixture, port: u16) -> Daemon {
+    let mut command = fx.terad();
+    command
+        .args(["--watch", "--backend", "file", "--file"])
+        .arg(fx.path("keys.yaml"))
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    Daemon::start(&mut command, fx.path("terad.log"))
+}
+
+#[test]
+fn a_failed_sync_is_retried_without_a_new_change_and_ready_says_the_resource_is_behind() {
+    let fx = Fixture::new();
+    // The destination's directory does not exist (and create_dirs is off): the sync fails
+    // until an operator creates it. No key changes meanwhile.
+    let dest = fx.path("later/app.conf");
+    one_resource(&fx, &dest, "v={{ getv(key=\"/app/v\") }}\n");
+    fx.write("keys.yaml", "app: {v: '1'}");
+    let port = free_port();
+    let daemon = watching(&fx, port);
+    wait_for("the failed sync", LIMIT, || {
+        daemon.log().contains("sync failed")
+    });
+    let (status, body) = crate::support::http_get(port, "/ready").expect("ready answers");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("behind the store") || body.contains("not synced yet"),
+        "{body}"
+    );
+    std::fs::create_dir(fx.path("later")).unwrap();
+    wait_for("the retried sync", LIMIT, || {
+        std::fs::read_to_string(&dest).unwrap_or_default() == "v=1\n"
+    });
+    wait_for("ready", LIMIT, || {
+        crate::support::http_get(port, "/ready").map(|r| r.0) == Some(200)
+    });
+    assert!(
+        daemon.log().contains("retrying the failed sync"),
+        "{}",
+        daemon.log()
+    );
+}
+
+#[test]
+fn ready_is_503_with_the_reason_while_the_empty_store_guard_holds_a_resource_back() {
+    let fx = Fixture::new();
+    let dest = fx.path("out/app.conf");
+    one_resource(
+        &fx,
+        &dest,
+        "{% for kv in gets(pattern=\"/app/*\") %}{{ kv.value }}\n{% endfor %}",
+    );
+    fx.write("keys.yaml", "app: {a: '1', b: '2'}");
+    let port = free_port();
+    let daemon = watching(&fx, port);
+    wait_for("ready", LIMIT, || {
+        crate::support::http_get(port, "/ready").map(|r| r.0) == Some(200)
+    });
+    // The store empties (a restarted, empty store): the guard keeps the last good file.
+    fx.write("keys.yaml", "other: {x: '1'}");
+    wait_for("not ready", LIMIT, || {
+        crate::support::http_get(port, "/ready").map(|r| r.0) == Some(503)
+    });
+    let (_, body) = crate::support::http_get(port, "/ready").unwrap();
+    assert!(body.contains("r: refusing to render"), "{body}");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "1\n2\n");
+    // A second empty listing does not log the refusal again.
+    fx.write("keys.yaml", "other: {x: '2'}");
+    std::thread::sleep(Duration::from_millis(500));
+    let refusals = daemon.log().matches("refusing to render").count();
+    assert_eq!(refusals, 1, "{}", daemon.log());
+    assert!(
+        daemon.log().contains(" ERROR "),
+        "logged at error: {}",
+        daemon.log()
+    );
+    fx.write("keys.yaml", "app: {a: '3'}");
+    wait_for("the render of the refilled store", LIMIT, || {
+        std::fs::read_to_string(&dest).unwrap_or_default() == "3\n"
+    });
+    wait_for("ready again", LIMIT, || {
+        crate::support::http_get(port, "/ready").map(|r| r.0) == Some(200)
+    });
+}
+
+/// A template that loops over its data three levels deep: minutes for 300 keys.
+const SLOW: &str = "{% for a in gets(pattern=\"/slow/*\") %}{% for b in gets(pattern=\"/slow/*\") %}{% for c in gets(pattern=\"/slow/*\") %}{% endfor %}{% endfor %}{% endfor %}done\n";
+
+fn slow_keys(value: &str) -> String {
+    let slow: Vec<String> = (0..300).map(|i| format!("k{i}: '{i}'")).collect();
+    format!("slow: {{{}}}\nfast: {{v: '{value}'}}\n", slow.join(", "))
+}
+
+#[test]
+fn a_slow_template_fails_at_its_budget_and_stalls_neither_other_resources_nor_sigterm() {
+    let fx = Fixture::new();
+    fx.template("slow.tmpl", SLOW);
+    fx.template("fast.tmpl", "v={{ getv(key=\"/fast/v\") }}\n");
+    fx.resource(
+        "slow.toml",
+        &format!(
+            "[template]\nsrc = \"slow.tmpl\"\ndest = \"{}\"\nkeys = [\"/slow\"]\nrender_timeout = \"2s\"\n",
+            fx.path("out/slow.conf").display()
+        ),
+    );
+    fx.resource(
+        "fast.toml",
+        &format!(
+            "[template]\nsrc = \"fast.tmpl\"\ndest = \"{}\"\nkeys = [\"/fast\"]\n",
+            fx.path("out/fast.conf").display()
+        ),
+    );
+    fx.write("keys.yaml", &slow_keys("1"));
+    let port = free_port();
+    let daemon = watching(&fx, port);
+    wait_for("the fast resource", LIMIT, || {
+        fx.read("out/fast.conf") == "v=1\n"
+    });
+    assert!(
+        !daemon.log().contains("render_timeout"),
+        "the fast resource waited for the slow one:\n{}",
+        daemon.log()
+    );
+    wait_for("the slow render's budget", LIMIT, || {
+        daemon
+            .log()
+            .contains("rendering took longer than render_timeout (2s)")
+    });
+    assert!(!fx.path("out/slow.conf").exists());
+    assert!(daemon.log().contains("resource=slow"), "{}", daemon.log());
+
+    // While the abandoned render still runs, the other resource follows its key.
+    fx.write("keys.yaml", &slow_keys("2"));
+    wait_for("the fast resource again", LIMIT, || {
+        fx.read("out/fast.conf") == "v=2\n"
+    });
+    // And SIGTERM is answered at once, whatever the templates are doing.
+    let started = Instant::now();
+    let status = daemon.stop();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
