@@ -37,6 +37,7 @@ fn render(c: &mut Criterion) {
     let scope = Arc::new(KeyScope {
         prefix: "/".to_owned(),
         keys: vec!["/proxy".to_owned()],
+        values: Default::default(),
     });
     let mut group = c.benchmark_group("haproxy_render");
     group.sample_size(20);

@@ -65,6 +65,7 @@ pub fn key_scope(resource: &Resource) -> KeyScope {
     KeyScope {
         prefix: resource.prefix.clone(),
         keys: resource.keys.clone(),
+        values: resource.values.clone(),
     }
 }
 

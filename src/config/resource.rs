@@ -12,7 +12,7 @@ use toml::Spanned;
 
 use super::error::{ConfigError, ConfigErrors, from_toml_error};
 use crate::process::CommandLine;
-use crate::store::join_key;
+use crate::store::{Glob, ValuePolicy, join_key};
 use crate::template::{EngineKind, TemplateRef};
 
 /// How long a `check_cmd` may run unless the resource says otherwise.
@@ -48,6 +48,8 @@ struct RawTemplate {
     create_dirs: Option<bool>,
     min_keys: Option<Spanned<i64>>,
     allow_empty: Option<bool>,
+    strict_values: Option<bool>,
+    multiline: Option<Spanned<Vec<Spanned<String>>>>,
     check_timeout: Option<Spanned<DurationValue>>,
     reload_timeout: Option<Spanned<DurationValue>>,
     render_timeout: Option<Spanned<DurationValue>>,
@@ -102,6 +104,9 @@ pub struct Resource {
     /// Render when the resource's keys went from some to none. Off by default: a store that
     /// restarted empty must not silently render an empty configuration.
     pub allow_empty: bool,
+    /// What the template may read beyond its scope's keys: key names never hold control
+    /// characters; with `strict_values`, values do not either, except under `multiline`.
+    pub values: ValuePolicy,
     /// Take turns with the other instances of a group (`[template.coordination]`, or the
     /// configuration file's `[coordination]`).
     pub coordination: Option<super::coordination::Coordination>,
@@ -291,6 +296,20 @@ fn validate(
     keys.sort();
     keys.dedup();
 
+    let mut multiline = Vec::new();
+    if let Some(patterns) = &raw.multiline {
+        for pattern in patterns.get_ref() {
+            match Glob::new(&join_key(&[&prefix, pattern.get_ref()])) {
+                Ok(glob) => multiline.push(glob),
+                Err(err) => error("multiline", Some(pattern.span()), err.to_string()),
+            }
+        }
+    }
+    let values = ValuePolicy {
+        strict: raw.strict_values.unwrap_or(false),
+        multiline,
+    };
+
     let mode = raw
         .mode
         .as_ref()
@@ -427,6 +446,7 @@ fn validate(
             wait,
             min_keys,
             allow_empty: raw.allow_empty.unwrap_or(false),
+            values,
             coordination,
             health,
         }),

@@ -126,6 +126,17 @@ impl RegisterPlan {
                 args.key
             ));
         }
+        // What a container registers is printed into other hosts' config files: a line break
+        // or any other control character there could add directives of its own.
+        if args.key.chars().any(char::is_control) {
+            return Err(format!("--key: {:?} holds a control character", args.key));
+        }
+        if args.value.chars().any(char::is_control) {
+            return Err(format!(
+                "--value: holds a control character (a newline?); a registration is one line, such as host:port ({} bytes given)",
+                args.value.len()
+            ));
+        }
         Ok(RegisterPlan {
             key: args.key.clone(),
             value: args.value.clone(),

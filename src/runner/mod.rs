@@ -214,6 +214,7 @@ mod tests {
             wait: None,
             min_keys,
             allow_empty,
+            values: Default::default(),
             coordination: None,
             health: None,
         }

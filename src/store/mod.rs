@@ -180,9 +180,41 @@ pub fn join_key(parts: &[&str]) -> String {
     joined
 }
 
+/// What a resource accepts from the store besides its scope: key names never hold control
+/// characters (a newline in a key name rewrites the config it is printed into); with `strict`,
+/// values do not either, except for the keys `multiline` matches (certificates, whole config
+/// sections).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValuePolicy {
+    pub strict: bool,
+    /// Absolute key patterns whose values may span lines.
+    pub multiline: Vec<Glob>,
+}
+
+impl ValuePolicy {
+    /// Why `key` (absolute) with `value` must not reach a template, if it must not.
+    fn refuse(&self, key: &str, value: &str) -> Option<&'static str> {
+        if key.chars().any(char::is_control) {
+            return Some("its name holds a control character");
+        }
+        if self.strict
+            && value.chars().any(char::is_control)
+            && !self.multiline.iter().any(|glob| glob.matches(key))
+        {
+            return Some(
+                "strict_values is set and its value holds a control character (a newline?); list the key in `multiline` if it may span lines",
+            );
+        }
+        None
+    }
+}
+
 /// Why a template's lookup found nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LookupError {
+    /// A key this resource may see holds what it must not render. The key is printed escaped.
+    #[error("key {key:?} refused: {reason}")]
+    Refused { key: String, reason: &'static str },
     #[error("key {key:?} not found")]
     Missing { key: String },
     /// The template read a key (or a pattern) its resource does not watch: a change to it
@@ -206,6 +238,7 @@ pub struct View<'a> {
     prefix: &'a str,
     /// The resource's absolute watched keys.
     scopes: &'a [String],
+    policy: Option<&'a ValuePolicy>,
 }
 
 impl<'a> View<'a> {
@@ -215,6 +248,27 @@ impl<'a> View<'a> {
             store,
             prefix: prefix.trim_end_matches('/'),
             scopes,
+            policy: None,
+        }
+    }
+
+    /// The view with a resource's value policy applied to what it returns.
+    pub fn with_policy(self, policy: &'a ValuePolicy) -> Self {
+        View {
+            policy: Some(policy),
+            ..self
+        }
+    }
+
+    /// Checks one entry against the policy (key names are always checked).
+    fn vet(&self, absolute: &str, value: &str) -> Result<(), LookupError> {
+        let default = ValuePolicy::default();
+        match self.policy.unwrap_or(&default).refuse(absolute, value) {
+            Some(reason) => Err(LookupError::Refused {
+                key: absolute.to_owned(),
+                reason,
+            }),
+            None => Ok(()),
         }
     }
 
@@ -267,9 +321,11 @@ impl<'a> View<'a> {
                 keys: self.relative_scopes(),
             });
         }
-        self.get(key).ok_or_else(|| LookupError::Missing {
+        let value = self.get(key).ok_or_else(|| LookupError::Missing {
             key: key.to_owned(),
-        })
+        })?;
+        self.vet(&self.absolute(key), value)?;
+        Ok(value)
     }
 
     /// Whether a pattern can match a key this view sees: its literal part lies inside one of
@@ -293,8 +349,9 @@ impl<'a> View<'a> {
         }
     }
 
-    /// Every visible entry whose relative key matches `pattern`, sorted by key.
-    pub fn glob(&self, pattern: &Glob) -> Vec<(&'a str, &'a str)> {
+    /// Every visible entry whose relative key matches `pattern`, sorted by key; an error when
+    /// one of them is refused by the resource's value policy.
+    pub fn glob(&self, pattern: &Glob) -> Result<Vec<(&'a str, &'a str)>, LookupError> {
         let literal = self.absolute(&pattern.literal_prefix());
         let store: &'a KeyStore = self.store;
         let mut found = Vec::new();
@@ -302,11 +359,12 @@ impl<'a> View<'a> {
             if self.visible(key) {
                 let relative = self.relative(key);
                 if pattern.matches(relative) {
+                    self.vet(key, value)?;
                     found.push((relative, value));
                 }
             }
         }
-        found
+        Ok(found)
     }
 
     /// Visible entries at or below `path` (relative), in key order, with relative keys.
@@ -320,37 +378,66 @@ impl<'a> View<'a> {
     }
 
     /// confd's `ls`: the sorted, distinct names directly below `path`, leaves and directories
-    /// alike. Listing a leaf key gives its own name, as in confd. Unlike confd, `ls("/")` also
-    /// lists top-level directories.
-    pub fn list(&self, path: &str) -> Vec<String> {
+    /// alike. Listing a leaf key gives its own name, as in confd. With `confd_root`, `ls "/"`
+    /// keeps confd's quirk of listing only the top-level keys that hold a value; otherwise it
+    /// lists top-level directories too.
+    pub fn list(&self, path: &str, confd_root: bool) -> Result<Vec<String>, LookupError> {
         let base = path.trim_end_matches('/');
         let mut names = BTreeSet::new();
         for key in self.under(path) {
             if key == base {
-                names.insert(key.rsplit('/').next().unwrap_or(key).to_owned());
+                names.insert(key.rsplit('/').next().unwrap_or(key));
                 continue;
             }
             let rest = key[base.len()..].trim_start_matches('/');
-            if let Some(first) = rest.split('/').next().filter(|s| !s.is_empty()) {
-                names.insert(first.to_owned());
+            match rest.split_once('/') {
+                Some(_) if confd_root && base.is_empty() => {}
+                Some((first, _)) if !first.is_empty() => {
+                    names.insert(first);
+                }
+                None if !rest.is_empty() => {
+                    names.insert(rest);
+                }
+                _ => {}
             }
         }
-        names.into_iter().collect()
+        Self::vetted_names(names)
     }
 
     /// confd's `lsdir`: the sorted, distinct names directly below `path` that have children.
-    pub fn list_dirs(&self, path: &str) -> Vec<String> {
+    /// With `confd_root`, `lsdir "/"` is empty, as in confd.
+    pub fn list_dirs(&self, path: &str, confd_root: bool) -> Result<Vec<String>, LookupError> {
         let base = path.trim_end_matches('/');
+        if confd_root && base.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut names = BTreeSet::new();
         for key in self.under(path) {
             let rest = key[base.len()..].trim_start_matches('/');
             if let Some((first, _)) = rest.split_once('/')
                 && !first.is_empty()
             {
-                names.insert(first.to_owned());
+                names.insert(first);
             }
         }
-        names.into_iter().collect()
+        Self::vetted_names(names)
+    }
+
+    /// Names listed for a template: one with a control character is refused, as its key is.
+    fn vetted_names(names: BTreeSet<&str>) -> Result<Vec<String>, LookupError> {
+        names
+            .into_iter()
+            .map(|name| {
+                if name.chars().any(char::is_control) {
+                    Err(LookupError::Refused {
+                        key: name.to_owned(),
+                        reason: "its name holds a control character",
+                    })
+                } else {
+                    Ok(name.to_owned())
+                }
+            })
+            .collect()
     }
 }
 
@@ -438,7 +525,7 @@ mod tests {
         assert_eq!(view.get("/db/host"), Some("db1"));
         assert_eq!(view.get("/secret"), None, "not among the resource's keys");
         assert_eq!(view.get("db/host"), None, "template keys are absolute");
-        let all = view.glob(&Glob::new("/*/*").unwrap());
+        let all = view.glob(&Glob::new("/*/*").unwrap()).unwrap();
         assert_eq!(all, [("/db/host", "db1"), ("/db/port", "5432")]);
     }
 
@@ -452,7 +539,7 @@ mod tests {
         ]);
         let scopes = root_scope();
         let view = View::new(&s, "/", &scopes);
-        let got = view.glob(&Glob::new("/proxy/frontend/*").unwrap());
+        let got = view.glob(&Glob::new("/proxy/frontend/*").unwrap()).unwrap();
         assert_eq!(
             got,
             [
@@ -474,17 +561,62 @@ mod tests {
         ]);
         let scopes = root_scope();
         let view = View::new(&s, "/", &scopes);
-        assert_eq!(view.list("/app/upstream"), ["pool", "web1", "web2"]);
-        assert_eq!(view.list("/app/upstream/"), ["pool", "web1", "web2"]);
-        assert_eq!(view.list("/app"), ["name", "upstream"]);
-        assert_eq!(view.list_dirs("/app"), ["upstream"]);
-        assert_eq!(view.list_dirs("/app/upstream"), ["pool"]);
+        assert_eq!(
+            view.list("/app/upstream", false).unwrap(),
+            ["pool", "web1", "web2"]
+        );
+        assert_eq!(
+            view.list("/app/upstream/", false).unwrap(),
+            ["pool", "web1", "web2"]
+        );
+        assert_eq!(view.list("/app", false).unwrap(), ["name", "upstream"]);
+        assert_eq!(view.list_dirs("/app", false).unwrap(), ["upstream"]);
+        assert_eq!(view.list_dirs("/app/upstream", false).unwrap(), ["pool"]);
         // Listing a leaf gives its own name (a confd quirk kept for compatibility).
-        assert_eq!(view.list("/app/name"), ["name"]);
-        assert!(view.list("/missing").is_empty());
+        assert_eq!(view.list("/app/name", false).unwrap(), ["name"]);
+        assert!(view.list("/missing", false).unwrap().is_empty());
         // At the root confd only lists leaves; terad lists directories too.
-        assert_eq!(view.list("/"), ["app", "appx", "top"]);
-        assert_eq!(view.list_dirs("/"), ["app", "appx"]);
+        assert_eq!(view.list("/", false).unwrap(), ["app", "appx", "top"]);
+        assert_eq!(view.list_dirs("/", false).unwrap(), ["app", "appx"]);
+        // The Go dialect keeps confd's root quirk: byte-identical output is its promise.
+        assert_eq!(view.list("/", true).unwrap(), ["top"]);
+        assert!(view.list_dirs("/", true).unwrap().is_empty());
+        assert_eq!(view.list("/app", true).unwrap(), ["name", "upstream"]);
+    }
+
+    #[test]
+    fn control_characters_in_key_names_are_refused_and_in_values_under_strict_values() {
+        let s = store(&[
+            ("/proxy/frontend/web1", "10.0.0.1:80"),
+            ("/proxy/frontend/evil\nglobal", "10.0.0.2:80"),
+            ("/proxy/backup/web2", "10.0.0.3:80 check\n\nprogram pwn"),
+            ("/proxy/tls/cert", "-----BEGIN\nxyz\n-----END"),
+        ]);
+        let scopes = root_scope();
+        let view = View::new(&s, "/", &scopes);
+        let err = view
+            .glob(&Glob::new("/proxy/frontend/*").unwrap())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "key \"/proxy/frontend/evil\\nglobal\" refused: its name holds a control character"
+        );
+        let err = view.list("/proxy/frontend", false).unwrap_err();
+        assert!(err.to_string().contains("evil\\nglobal"), "{err}");
+        // Values may span lines unless the resource says otherwise.
+        assert!(view.lookup("/proxy/backup/web2").is_ok());
+        let policy = ValuePolicy {
+            strict: true,
+            multiline: vec![Glob::new("/proxy/tls/*").unwrap()],
+        };
+        let strict = view.with_policy(&policy);
+        let err = strict.lookup("/proxy/backup/web2").unwrap_err();
+        assert!(err.to_string().contains("strict_values"), "{err}");
+        assert!(strict.glob(&Glob::new("/proxy/backup/*").unwrap()).is_err());
+        assert_eq!(
+            strict.lookup("/proxy/tls/cert").unwrap(),
+            "-----BEGIN\nxyz\n-----END"
+        );
     }
 
     #[test]
@@ -492,8 +624,12 @@ mod tests {
         let s = store(&[("/svc/web/a", "1"), ("/svc/web/b/c", "2"), ("/svc/db", "3")]);
         let scopes = vec!["/svc/web".to_owned()];
         let view = View::new(&s, "/svc", &scopes);
-        assert_eq!(view.list("/"), ["web"], "keys outside `keys` stay hidden");
-        assert_eq!(view.list("/web"), ["a", "b"]);
-        assert_eq!(view.list_dirs("/web"), ["b"]);
+        assert_eq!(
+            view.list("/", false).unwrap(),
+            ["web"],
+            "keys outside `keys` stay hidden"
+        );
+        assert_eq!(view.list("/web", false).unwrap(), ["a", "b"]);
+        assert_eq!(view.list_dirs("/web", false).unwrap(), ["b"]);
     }
 }

@@ -52,7 +52,7 @@ pub fn get<'a>(view: &View<'a>, key: &'a str) -> Result<Kv<'a>, LookupError> {
 pub fn gets<'a>(view: &View<'a>, pattern: &Glob) -> Result<Vec<Kv<'a>>, LookupError> {
     view.check_pattern(pattern)?;
     Ok(view
-        .glob(pattern)
+        .glob(pattern)?
         .into_iter()
         .map(|(key, value)| Kv { key, value })
         .collect())
@@ -62,7 +62,7 @@ pub fn gets<'a>(view: &View<'a>, pattern: &Glob) -> Result<Vec<Kv<'a>>, LookupEr
 /// not keys).
 pub fn getvs<'a>(view: &View<'a>, pattern: &Glob) -> Result<Vec<&'a str>, LookupError> {
     view.check_pattern(pattern)?;
-    let mut values: Vec<&str> = view.glob(pattern).into_iter().map(|(_, v)| v).collect();
+    let mut values: Vec<&str> = view.glob(pattern)?.into_iter().map(|(_, v)| v).collect();
     values.sort_unstable();
     Ok(values)
 }

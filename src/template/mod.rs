@@ -3,18 +3,20 @@
 //!
 //! - [`confd`]: confd's functions, written once over the store view, engine-neutral.
 //! - [`tera`]: the Tera engine, a thin adapter exposing them as functions and filters.
+//! - [`vet`]: checks of store data before it is interpolated (`host_port`, `safe_name`).
 //!
 //! A template is parsed once, at load; every syntax error of every template is reported at once
 //! with file, line and column, and nothing is written when there is one.
 
 pub mod confd;
 pub mod tera;
+pub mod vet;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{ConfigError, ConfigErrors};
-use crate::store::{KeyStore, View};
+use crate::store::{KeyStore, ValuePolicy, View};
 
 /// The template languages terad renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,11 +46,13 @@ impl std::fmt::Display for TemplateRef {
     }
 }
 
-/// What one resource's template may see: its absolute prefix and keys.
+/// What one resource's template may see: its absolute prefix and keys, and what it accepts
+/// from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyScope {
     pub prefix: String,
     pub keys: Vec<String>,
+    pub values: ValuePolicy,
 }
 
 /// Everything one render reads: the key store at one state, and the resource's window on it.
@@ -60,7 +64,7 @@ pub struct RenderInput {
 
 impl RenderInput {
     pub fn view(&self) -> View<'_> {
-        View::new(&self.store, &self.scope.prefix, &self.scope.keys)
+        View::new(&self.store, &self.scope.prefix, &self.scope.keys).with_policy(&self.scope.values)
     }
 }
 
@@ -167,6 +171,7 @@ pub(crate) mod tests {
             scope: Arc::new(KeyScope {
                 prefix: "/".into(),
                 keys: vec!["/".into()],
+                values: ValuePolicy::default(),
             }),
         };
         let mut out = Vec::new();

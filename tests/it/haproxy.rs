@@ -254,7 +254,8 @@ fn scenario(store: &dyn Store) {
     // (4) An invalid value: check_cmd rejects it, the live file stays byte for byte, HAProxy is
     // not reloaded and keeps serving, and terad says why.
     let live = std::fs::read(fx.path(DEST)).unwrap();
-    store.put("/proxy/frontend/bad", "not a valid address");
+    // (The template's own host_port check passes it: it looks like host:port.)
+    store.put("/proxy/frontend/bad", "999.999.999.999:80");
     let started = Instant::now();
     while !terad.log().contains("check_cmd rejected") {
         if started.elapsed() > LIMIT {

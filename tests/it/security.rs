@@ -932,3 +932,119 @@ fn a_slow_template_fails_at_its_budget_and_stalls_neither_other_resources_nor_si
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 1: store data that would rewrite the HAProxy config.
+
+/// What the review registered: a server line, then a new `global` with `master-worker` and a
+/// `program` section that HAProxy runs as root.
+const INJECTED: &str = "127.0.0.1:18082 check\n\nglobal\n    master-worker\n\nprogram pwn\n    command /bin/sh -c \"id > /tmp/x\"\n#";
+
+#[test]
+fn injected_values_and_key_names_never_reach_the_shipped_haproxy_example() {
+    let etcd = Etcd::start();
+    etcd.put("/proxy/port", "18080");
+    etcd.put("/proxy/frontend/web1", "127.0.0.1:18081");
+    let fx = Fixture::new();
+    fx.template(
+        "haproxy.cfg.tmpl",
+        include_str!("../../templates/haproxy.cfg.tmpl"),
+    );
+    // The shipped resource, writing into the fixture and reloading nothing.
+    let shipped = include_str!("../../conf.d/haproxy.toml");
+    assert!(shipped.contains("strict_values = true"), "{shipped}");
+    let resource = shipped
+        .replace(
+            "/etc/haproxy/haproxy.cfg",
+            &fx.path("out/haproxy.cfg").display().to_string(),
+        )
+        .lines()
+        .map(|line| {
+            if line.starts_with("reload_cmd") {
+                "reload_cmd = \"true\""
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    fx.resource("haproxy.toml", &resource);
+    let mut command = fx.terad();
+    command
+        .args(["--watch", "--wait", "0s", "--backend", "etcd", "--node"])
+        .arg(etcd.url());
+    let daemon = Daemon::start(&mut command, fx.path("terad.log"));
+    wait_for("the first render", LIMIT, || {
+        fx.read("out/haproxy.cfg")
+            .contains("server web1 127.0.0.1:18081 check")
+    });
+    let good = fx.read("out/haproxy.cfg");
+
+    // In a value, as `terad register --value` or any writer of the prefix could put it.
+    etcd.put("/proxy/frontend/web2", INJECTED);
+    wait_for("the refusal of the value", LIMIT, || {
+        daemon
+            .log()
+            .contains("key \"/proxy/frontend/web2\" refused")
+    });
+    assert_eq!(fx.read("out/haproxy.cfg"), good, "{}", daemon.log());
+    etcd.delete("/proxy/frontend/web2");
+
+    // In a key name.
+    etcd.put("/proxy/frontend/web3\n\nprogram pwn\n", "127.0.0.1:18083");
+    wait_for("the refusal of the key name", LIMIT, || {
+        daemon.log().contains("its name holds a control character")
+    });
+    assert_eq!(fx.read("out/haproxy.cfg"), good);
+    etcd.delete("/proxy/frontend/web3\n\nprogram pwn\n");
+
+    // Without control characters, the template's own checks refuse what is not host:port.
+    etcd.put("/proxy/frontend/web4", "127.0.0.1:18084 backup");
+    wait_for("the refusal by host_port", LIMIT, || {
+        daemon
+            .log()
+            .contains("host_port: the value of key \"/proxy/frontend/web4\" is not host:port")
+    });
+    assert_eq!(fx.read("out/haproxy.cfg"), good);
+    assert!(
+        !daemon.log().contains("18084 backup"),
+        "the value is not printed"
+    );
+
+    // A good registration still goes through.
+    etcd.delete("/proxy/frontend/web4");
+    etcd.put("/proxy/frontend/web5", "127.0.0.1:18085");
+    wait_for("the good change", LIMIT, || {
+        fx.read("out/haproxy.cfg")
+            .contains("server web5 127.0.0.1:18085 check")
+    });
+    let rendered = fx.read("out/haproxy.cfg");
+    assert!(!rendered.contains("program"), "{rendered}");
+}
+
+#[test]
+fn register_refuses_control_characters() {
+    let fx = Fixture::new();
+    let etcd = Etcd::start();
+    let output = run(
+        fx.terad()
+            .args([
+                "register",
+                "--key",
+                "/proxy/frontend/x",
+                "--value",
+                INJECTED,
+            ])
+            .args(["--backend", "etcd", "--node"])
+            .arg(etcd.url()),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--value: holds a control character"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!stderr(&output).contains("program pwn"));
+    assert!(etcd.ctl(&["get", "--prefix", "/proxy"]).is_empty());
+}

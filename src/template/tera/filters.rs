@@ -18,6 +18,53 @@ pub(super) fn register(tera: &mut Tera) {
     tera.register_filter("sort_by_length", sort_by_length);
     tera.register_filter("parse_bool", parse_bool);
     tera.register_filter("atoi", atoi);
+    tera.register_filter("host_port", host_port);
+    tera.register_filter("safe_name", safe_name);
+}
+
+/// Passes `value` through when `check` accepts it; otherwise fails the render naming the key
+/// (`key=kv.key`) and why, never printing the value.
+fn vetted(
+    filter: &str,
+    what: &str,
+    value: &str,
+    kwargs: &Kwargs,
+    check: fn(&str) -> Result<(), &'static str>,
+) -> TeraResult<Value> {
+    expect_args(filter, kwargs, &["key"])?;
+    match check(value) {
+        Ok(()) => Ok(Value::from(value)),
+        Err(why) => {
+            let subject = match kwargs.get::<&str>("key")? {
+                Some(key) => format!("the value of key {key:?}"),
+                None => confd::describe(value),
+            };
+            Err(error(format!("{filter}: {subject} is not {what}: {why}")))
+        }
+    }
+}
+
+/// `{{ kv.value | host_port(key=kv.key) }}`: the value, when it is `host:port` and nothing else.
+fn host_port(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    vetted(
+        "host_port",
+        "host:port",
+        value,
+        &kwargs,
+        crate::template::vet::host_port,
+    )
+}
+
+/// `{{ kv.key | base | safe_name(key=kv.key) }}`: the value, when it is one word of letters,
+/// digits, `.`, `_` and `-`.
+fn safe_name(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    vetted(
+        "safe_name",
+        "a safe name",
+        value,
+        &kwargs,
+        crate::template::vet::safe_name,
+    )
 }
 
 fn base(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {

@@ -99,13 +99,13 @@ fn getvs(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
 fn ls(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("ls", &kwargs, &["path"])?;
     let path = kwargs.must_get::<&str>("path")?;
-    with_view(|view| Ok(Value::from(view.list(path))))
+    with_view(|view| Ok(Value::from(view.list(path, false).map_err(error)?)))
 }
 
 fn lsdir(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     expect_args("lsdir", &kwargs, &["path"])?;
     let path = kwargs.must_get::<&str>("path")?;
-    with_view(|view| Ok(Value::from(view.list_dirs(path))))
+    with_view(|view| Ok(Value::from(view.list_dirs(path, false).map_err(error)?)))
 }
 
 fn exists(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
@@ -188,6 +188,7 @@ mod tests {
             scope: Arc::new(KeyScope {
                 prefix: "/".into(),
                 keys: keys.iter().map(|k| k.to_string()).collect(),
+                values: Default::default(),
             }),
         };
         let mut out = Vec::new();
