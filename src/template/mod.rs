@@ -12,6 +12,7 @@
 
 mod filters;
 mod functions;
+pub mod go;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
