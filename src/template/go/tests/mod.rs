@@ -929,3 +929,96 @@ fn no_input_panics() {
         try_one(&mutated.iter().collect::<String>());
     }
 }
+
+/// The HAProxy example at 100k servers, Go engine against Tera, both reading the same store
+/// through the same `View::glob` and printing the same file. Run in release:
+/// `cargo test --release --lib template::go::tests::timing_haproxy -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_haproxy_100k() {
+    use crate::store::{Glob, KeyStore, View};
+    use crate::template::{Engine, KeyScope};
+    use std::time::{Duration, Instant};
+
+    struct Ctx {
+        store: Arc<KeyStore>,
+        scope: Arc<KeyScope>,
+    }
+    fn gets(ctx: &Ctx, a: &[Value]) -> Result<Value, std::string::String> {
+        let view = View::new(&ctx.store, &ctx.scope.prefix, &ctx.scope.keys);
+        let glob = Glob::new(a[0].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
+        let pairs = view
+            .glob(&glob)
+            .into_iter()
+            .map(|(k, v)| Value::pair(k, v))
+            .collect();
+        Ok(Value::list(ListType::Pairs, pairs))
+    }
+    fn base(_: &Ctx, a: &[Value]) -> Result<Value, std::string::String> {
+        let path = a[0].as_str().unwrap_or_default();
+        Ok(Value::str(path.rsplit('/').next().unwrap_or(path)))
+    }
+
+    let servers = 100_000;
+    let mut store = KeyStore::new();
+    for i in 0..servers {
+        store.insert(
+            format!("/proxy/frontend/web-{i:06}"),
+            format!(
+                "10.{}.{}.{}:8080",
+                (i >> 16) & 0xff,
+                (i >> 8) & 0xff,
+                i & 0xff
+            ),
+        );
+    }
+    let ctx = Ctx {
+        store: Arc::new(store),
+        scope: Arc::new(KeyScope {
+            prefix: "/".into(),
+            keys: vec!["/proxy".into()],
+        }),
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("h.tmpl"),
+        "{% for kv in gets(pattern=\"/proxy/frontend/*\") %}    server {{ kv.key | base }} {{ kv.value }} check\n{% endfor %}",
+    )
+    .unwrap();
+    let tera = Engine::load(dir.path(), ["h.tmpl"]).unwrap();
+
+    let mut funcs = Functions::new();
+    funcs
+        .register("gets", Signature::new(&[Param::String], None), gets)
+        .register("base", Signature::new(&[Param::String], None), base);
+    let go = Template::parse(
+        "h",
+        "{{range gets \"/proxy/frontend/*\"}}    server {{base .Key}} {{.Value}} check\n{{end}}",
+        &funcs,
+    )
+    .unwrap();
+
+    let best = |f: &mut dyn FnMut(&mut Vec<u8>)| {
+        let mut out = Vec::new();
+        let mut best = Duration::MAX;
+        for _ in 0..15 {
+            out.clear();
+            let start = Instant::now();
+            f(&mut out);
+            best = best.min(start.elapsed());
+        }
+        (best, out)
+    };
+    let (tera_time, tera_out) = best(&mut |out| {
+        tera.render("h.tmpl", &ctx.store, &ctx.scope, out).unwrap();
+    });
+    let (go_time, go_out) = best(&mut |out| {
+        go.execute(&ctx, &funcs, &Value::Nil, out).unwrap();
+    });
+    assert_eq!(go_out, tera_out);
+    println!(
+        "haproxy {servers}: tera {tera_time:?}, go engine {go_time:?} ({:.2}x)",
+        go_time.as_secs_f64() / tera_time.as_secs_f64()
+    );
+}
