@@ -221,6 +221,16 @@ fn check_cases(cases: &[(&str, &str, &str)]) {
     }
 }
 
+/// `(template, data)` pairs that must fail to parse or to execute.
+#[track_caller]
+fn check_rejected(cases: &[(&str, &str)]) {
+    for (src, data) in cases {
+        if let Ok(out) = render_data(src, data) {
+            panic!("template {src:?} rendered {out:?} where Go fails");
+        }
+    }
+}
+
 #[track_caller]
 fn check(cases: &[(&str, &str)]) {
     for (src, want) in cases {
