@@ -42,6 +42,17 @@ enum Target<'b> {
     PairsLen(usize),
 }
 
+/// A call about to be made, and where its problems are reported.
+struct Call<'b> {
+    name: &'b str,
+    signature: Signature,
+    target: Target<'b>,
+    /// Argument count and type errors point at the function or method name.
+    at_name: At<'b>,
+    /// The callee's own error points at the whole command.
+    at_call: At<'b>,
+}
+
 struct State<'a, C> {
     t: &'a Template,
     ctx: &'a C,
@@ -513,30 +524,26 @@ impl<'a, C> State<'a, C> {
             Value::List(list) if list.ty == ListType::Pairs && name == "Len" => {
                 // memkv.KVPairs implements sort.Interface.
                 let len = list.items.len();
-                return self.eval_call(
-                    dot,
+                let call = Call {
                     name,
-                    Signature::new(&[], None),
-                    Target::PairsLen(len),
-                    args,
-                    final_value,
-                    At::Arg(node),
-                    At::Arg(node),
-                );
+                    signature: Signature::new(&[], None),
+                    target: Target::PairsLen(len),
+                    at_name: At::Arg(node),
+                    at_call: At::Arg(node),
+                };
+                return self.eval_call(dot, call, args, final_value);
             }
             Value::Object(object) => {
                 if let Some(signature) = object.method(name) {
                     let object = object.clone();
-                    return self.eval_call(
-                        dot,
+                    let call = Call {
                         name,
                         signature,
-                        Target::Method(&*object, name),
-                        args,
-                        final_value,
-                        At::Arg(node),
-                        At::Arg(node),
-                    );
+                        target: Target::Method(&*object, name),
+                        at_name: At::Arg(node),
+                        at_call: At::Arg(node),
+                    };
+                    return self.eval_call(dot, call, args, final_value);
                 }
                 if let Some(value) = object.field(name) {
                     if has_args {
@@ -580,16 +587,14 @@ impl<'a, C> State<'a, C> {
                 Target::User(i as usize),
             ),
         };
-        self.eval_call(
-            dot,
+        let call = Call {
             name,
             signature,
             target,
-            args,
-            final_value,
-            At::Arg(node),
+            at_name: At::Arg(node),
             at_call,
-        )
+        };
+        self.eval_call(dot, call, args, final_value)
     }
 
     /// `and` and `or` evaluate their arguments only as far as the first deciding one.
@@ -622,110 +627,90 @@ impl<'a, C> State<'a, C> {
         Ok(value)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn eval_call(
         &mut self,
         dot: &Value,
-        name: &str,
-        signature: Signature,
-        target: Target<'_>,
+        call: Call<'_>,
         args: &[Arg],
         final_value: Option<Value>,
-        at_name: At<'_>,
-        at_call: At<'_>,
     ) -> R<Value> {
+        let name = call.name;
         let rest = args.get(1..).unwrap_or_default();
         let num_in = rest.len() + usize::from(final_value.is_some());
-        let num_fixed = if signature.variadic.is_some() {
-            let fixed = signature.params.len();
-            if num_in < fixed {
+        let params = call.signature.params;
+        let num_fixed = if call.signature.variadic.is_some() {
+            if num_in < params.len() {
                 return Err(self.error(
-                    at_name,
+                    call.at_name,
                     format!(
-                        "wrong number of args for {name}: want at least {fixed} got {}",
+                        "wrong number of args for {name}: want at least {} got {}",
+                        params.len(),
                         rest.len()
                     ),
                 ));
             }
-            fixed
+            params.len()
         } else {
-            if num_in != signature.params.len() {
+            if num_in != params.len() {
                 return Err(self.error(
-                    at_name,
+                    call.at_name,
                     format!(
                         "wrong number of args for {name}: want {} got {num_in}",
-                        signature.params.len()
+                        params.len()
                     ),
                 ));
             }
             rest.len()
         };
         let base = self.args.len();
-        let result = self.gather_and_call(
-            dot,
-            name,
-            signature,
-            target,
-            rest,
-            num_fixed,
-            num_in,
-            final_value,
-            at_name,
-            at_call,
-            base,
-        );
+        let result = self
+            .gather_args(dot, &call, rest, num_fixed, final_value)
+            .and_then(|()| {
+                let args = &self.args[base..];
+                let result = match call.target {
+                    Target::Builtin(b) => b.call(args),
+                    Target::User(i) => {
+                        let function: Native<C> = self.funcs.entries[i].function;
+                        function(self.ctx, args)
+                    }
+                    Target::Method(object, method) => object.call(method, args),
+                    Target::PairsLen(len) => Ok(Value::Int(len as i64)),
+                };
+                result.map_err(|e| self.error(call.at_call, format!("error calling {name}: {e}")))
+            });
         self.args.truncate(base);
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn gather_and_call(
+    /// Evaluates the arguments of `call` onto the argument stack, converted to its parameters;
+    /// the piped value, if any, goes last.
+    fn gather_args(
         &mut self,
         dot: &Value,
-        name: &str,
-        signature: Signature,
-        target: Target<'_>,
+        call: &Call<'_>,
         rest: &[Arg],
         num_fixed: usize,
-        num_in: usize,
         final_value: Option<Value>,
-        at_name: At<'_>,
-        at_call: At<'_>,
-        base: usize,
-    ) -> R<Value> {
-        let mut i = 0;
-        while i < num_fixed && i < rest.len() {
-            let value = self.eval_arg(dot, signature.params[i], &rest[i])?;
+    ) -> R<()> {
+        let signature = call.signature;
+        for (i, arg) in rest.iter().enumerate() {
+            let param = match signature.variadic {
+                Some(variadic) if i >= num_fixed => variadic,
+                _ => signature.params[i],
+            };
+            let value = self.eval_arg(dot, param, arg)?;
             self.args.push(value);
-            i += 1;
-        }
-        if let Some(variadic) = signature.variadic {
-            while i < rest.len() {
-                let value = self.eval_arg(dot, variadic, &rest[i])?;
-                self.args.push(value);
-                i += 1;
-            }
         }
         if let Some(final_value) = final_value {
+            let num_in = rest.len() + 1;
             let param = match signature.variadic {
                 Some(variadic) if num_in > num_fixed => variadic,
-                Some(_) => signature.params[num_in - 1],
-                None => signature.params[signature.params.len() - 1],
+                _ => signature.params[num_in - 1],
             };
-            let value = self.validate(final_value, param, at_name)?;
+            let value = self.validate(final_value, param, call.at_name)?;
             self.args.push(value);
         }
-        let args = &self.args[base..];
-        let result = match target {
-            Target::Builtin(b) => b.call(args),
-            Target::User(i) => {
-                let function: Native<C> = self.funcs.entries[i].function;
-                function(self.ctx, args)
-            }
-            Target::Method(object, method) => object.call(method, args),
-            Target::PairsLen(len) => Ok(Value::Int(len as i64)),
-        };
-        result.map_err(|e| self.error(at_call, format!("error calling {name}: {e}")))
+        Ok(())
     }
 
     // ---- arguments ----
