@@ -1154,3 +1154,175 @@ fn format_x(out: &mut Vec<u8>, prec: i64, fmt: u8, neg: bool, mut mant: u64, mut
     }
     out.extend_from_slice(exp.to_string().as_bytes());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn float(v: f64, fmt: u8, prec: i64) -> String {
+        let mut out = Vec::new();
+        format_float(&mut out, v, fmt, prec);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn printf(format: &str, args: &[Value]) -> String {
+        let mut out = Vec::new();
+        sprintf(&mut out, format, args);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn shortest_floats_as_go_prints_them() {
+        for (v, want) in [
+            (0.0, "0"),
+            (-0.0, "-0"),
+            (1.0, "1"),
+            (1.5, "1.5"),
+            (123456.0, "123456"),
+            (1e6, "1e+06"),
+            (1234567.0, "1.234567e+06"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1e21, "1e+21"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (f64::MAX, "1.7976931348623157e+308"),
+            (5e-324, "5e-324"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+            (f64::NAN, "NaN"),
+        ] {
+            assert_eq!(float(v, b'g', -1), want, "{v:e}");
+        }
+    }
+
+    #[test]
+    fn fixed_precision_rounds_half_to_even_on_exact_ties() {
+        assert_eq!(float(0.5, b'f', 0), "0");
+        assert_eq!(float(1.5, b'f', 0), "2");
+        assert_eq!(float(2.5, b'f', 0), "2");
+        assert_eq!(float(0.125, b'f', 2), "0.12");
+        assert_eq!(float(0.375, b'f', 2), "0.38");
+        // 2.675 is really 2.67499999…
+        assert_eq!(float(2.675, b'f', 2), "2.67");
+        assert_eq!(float(2.5, b'e', 0), "2e+00");
+        assert_eq!(float(1234.5678, b'e', 3), "1.235e+03");
+        assert_eq!(float(1e-10, b'E', -1), "1E-10");
+        assert_eq!(float(100.0, b'g', 3), "100");
+        assert_eq!(float(1.0, b'g', 5), "1");
+        assert_eq!(float(0.00012345, b'g', 3), "0.000123");
+    }
+
+    #[test]
+    fn binary_and_hexadecimal_floats() {
+        assert_eq!(float(1.0, b'b', -1), "4503599627370496p-52");
+        assert_eq!(float(1.0, b'x', -1), "0x1p+00");
+        assert_eq!(float(0.1, b'x', -1), "0x1.999999999999ap-04");
+        assert_eq!(float(1.9375, b'x', 1), "0x1.fp+00");
+        assert_eq!(float(1.96875, b'x', 1), "0x1.0p+01");
+        assert_eq!(float(-0.5, b'X', -1), "-0X1P-01");
+    }
+
+    #[test]
+    fn quoting_escapes_what_go_escapes() {
+        let q = |s: &str, ascii: bool| {
+            let mut out = Vec::new();
+            quote(&mut out, s, ascii);
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(q("a\"b\\c", false), r#""a\"b\\c""#);
+        assert_eq!(
+            q("\u{7}\u{8}\u{c}\n\r\t\u{b}\0\u{7f}", false),
+            r#""\a\b\f\n\r\t\v\x00\x7f""#
+        );
+        assert_eq!(q("é\u{2028}😀", false), "\"é\\u2028😀\"");
+        assert_eq!(q("é\u{2028}😀", true), r#""\u00e9\u2028\U0001f600""#);
+        assert!(can_backquote("a\tb"));
+        assert!(!can_backquote("a`b"));
+        assert!(!can_backquote("a\nb"));
+    }
+
+    #[test]
+    fn print_spaces_operands_that_are_not_strings() {
+        let mut out = Vec::new();
+        sprint(
+            &mut out,
+            &[
+                Value::Int(1),
+                Value::Int(2),
+                Value::str("a"),
+                Value::Int(3),
+                Value::str("b"),
+                Value::str("c"),
+            ],
+        );
+        assert_eq!(out, b"1 2a3bc");
+        out.clear();
+        sprintln(&mut out, &[Value::str("a"), Value::str("b"), Value::Nil]);
+        assert_eq!(out, b"a b <nil>\n");
+    }
+
+    #[test]
+    fn printf_complaints() {
+        assert_eq!(printf("%d", &[Value::str("x")]), "%!d(string=x)");
+        assert_eq!(printf("%d %d", &[Value::Int(1)]), "1 %!d(MISSING)");
+        assert_eq!(
+            printf("%d", &[Value::Int(1), Value::str("x"), Value::Nil]),
+            "1%!(EXTRA string=x, <nil>)"
+        );
+        assert_eq!(printf("%", &[]), "%!(NOVERB)");
+        assert_eq!(printf("%z", &[Value::Int(1)]), "%!z(int=1)");
+        assert_eq!(printf("%[3]d", &[Value::Int(1)]), "%!d(BADINDEX)");
+        assert_eq!(
+            printf("%*d", &[Value::str("x"), Value::Int(1)]),
+            "%!(BADWIDTH)1"
+        );
+        assert_eq!(
+            printf("%.*d", &[Value::Int(-1), Value::Int(1)]),
+            "%!(BADPREC)1"
+        );
+        assert_eq!(printf("%5%", &[]), "%");
+    }
+
+    #[test]
+    fn flags_width_and_precision_on_integers() {
+        let n = [Value::Int(-42)];
+        assert_eq!(
+            printf(
+                "%6d|%-6d|%06d|%+d|%x|%X|%o|%b",
+                &[
+                    Value::Int(42),
+                    Value::Int(42),
+                    Value::Int(-42),
+                    Value::Int(42),
+                    Value::Int(255),
+                    Value::Int(255),
+                    Value::Int(8),
+                    Value::Int(5),
+                ]
+            ),
+            "    42|42    |-00042|+42|ff|FF|10|101"
+        );
+        assert_eq!(
+            printf(
+                "%#x|%#o|%#b|%O",
+                &[Value::Int(255), Value::Int(8), Value::Int(5), Value::Int(8)]
+            ),
+            "0xff|010|0b101|0o10"
+        );
+        assert_eq!(printf("%8.4d|", &n), "   -0042|");
+        assert_eq!(printf("%.0d|", &[Value::Int(0)]), "|");
+        assert_eq!(
+            printf(
+                "%c%c|%q|%U|%#U",
+                &[
+                    Value::Int(72),
+                    Value::Int(233),
+                    Value::Int(39),
+                    Value::Int(0x1F600),
+                    Value::Int(65)
+                ]
+            ),
+            "Hé|'\\''|U+1F600|U+0041 'A'"
+        );
+    }
+}
