@@ -58,13 +58,34 @@ struct State<'a, C> {
     ctx: &'a C,
     funcs: &'a Functions<C>,
     out: &'a mut Vec<u8>,
-    /// Variable ids and values; the current template's start at `frame`.
-    vars: Vec<(u32, Value)>,
+    /// The variables; the current template's start at `frame`.
+    vars: Vec<Var>,
     frame: usize,
     /// Arguments being gathered for calls.
     args: Vec<Value>,
     depth: usize,
     tree: u32,
+    /// Whether dot is a nil held in an interface (a nil element of the list or map being
+    /// ranged over): Go then refuses to evaluate a field of it.
+    dot_nil: bool,
+}
+
+/// A variable on the stack.
+struct Var {
+    id: u32,
+    value: Value,
+    /// A nil held in an interface (a `range` variable over a nil element), as `dot_nil`.
+    nil_in_interface: bool,
+}
+
+impl Var {
+    fn new(id: u32, value: Value) -> Var {
+        Var {
+            id,
+            value,
+            nil_in_interface: false,
+        }
+    }
 }
 
 pub(crate) fn execute<C>(
@@ -80,11 +101,12 @@ pub(crate) fn execute<C>(
         ctx,
         funcs,
         out,
-        vars: vec![(0, data.clone())],
+        vars: vec![Var::new(0, data.clone())],
         frame: 0,
         args: Vec::new(),
         depth: 0,
         tree,
+        dot_nil: false,
     };
     match state.walk_list(data, &t.trees[tree as usize].root) {
         Ok(()) | Err(Flow::Break | Flow::Continue) => Ok(()),
@@ -200,7 +222,10 @@ impl<'a, C> State<'a, C> {
         let value = self.eval_pipeline(dot, &branch.pipe)?;
         let result = if value.is_true() {
             if with {
-                self.walk_list(&value, &branch.list)
+                let dot_nil = std::mem::replace(&mut self.dot_nil, false);
+                let result = self.walk_list(&value, &branch.list);
+                self.dot_nil = dot_nil;
+                result
             } else {
                 self.walk_list(dot, &branch.list)
             }
@@ -221,8 +246,10 @@ impl<'a, C> State<'a, C> {
         let top = self.vars.len();
         let iterated = match &value {
             Value::List(list) if !list.items.is_empty() => {
+                let interfaces = list.ty.holds_interfaces();
                 for (i, item) in list.items.iter().enumerate() {
-                    if self.range_iteration(branch, top, Value::Int(i as i64), item)? {
+                    let index = Value::Int(i as i64);
+                    if self.range_iteration(branch, top, index, item, interfaces)? {
                         break;
                     }
                 }
@@ -230,7 +257,7 @@ impl<'a, C> State<'a, C> {
             }
             Value::Map(map) if !map.is_empty() => {
                 for (key, item) in map.iter() {
-                    if self.range_iteration(branch, top, Value::Str(key.clone()), item)? {
+                    if self.range_iteration(branch, top, Value::Str(key.clone()), item, true)? {
                         break;
                     }
                 }
@@ -258,26 +285,34 @@ impl<'a, C> State<'a, C> {
     }
 
     /// One pass through a range body; true when it ends with `{{break}}`.
+    /// One pass through a range body; true when it ends with `{{break}}`. `interfaces`: the
+    /// elements are interfaces (a nil one is then a nil in an interface).
     fn range_iteration(
         &mut self,
         branch: &Branch,
         top: usize,
         index: Value,
         elem: &Value,
+        interfaces: bool,
     ) -> R<bool> {
+        let nil_in_interface = interfaces && matches!(elem, Value::Nil);
         let declared = branch.pipe.decl.len();
         // The declared variables are the topmost: `$e` last, `$i` before it.
         if declared > 0
             && let Some(slot) = top.checked_sub(1).and_then(|i| self.vars.get_mut(i))
         {
-            slot.1 = elem.clone();
+            slot.value = elem.clone();
+            slot.nil_in_interface = nil_in_interface;
         }
         if declared > 1
             && let Some(slot) = top.checked_sub(2).and_then(|i| self.vars.get_mut(i))
         {
-            slot.1 = index;
+            slot.value = index;
+            slot.nil_in_interface = false;
         }
+        let dot_nil = std::mem::replace(&mut self.dot_nil, nil_in_interface);
         let result = self.walk_list(elem, &branch.list);
+        self.dot_nil = dot_nil;
         self.vars.truncate(top);
         match result {
             Ok(()) | Err(Flow::Continue) => Ok(false),
@@ -325,9 +360,11 @@ impl<'a, C> State<'a, C> {
         let base = self.vars.len();
         self.frame = base;
         self.tree = target;
-        self.vars.push((0, new_dot.clone()));
+        self.vars.push(Var::new(0, new_dot.clone()));
+        let dot_nil = std::mem::replace(&mut self.dot_nil, false);
         let t = self.t;
         let result = self.walk_list(&new_dot, &t.trees[target as usize].root);
+        self.dot_nil = dot_nil;
         self.vars.truncate(base);
         self.frame = saved_frame;
         self.tree = saved_tree;
@@ -337,10 +374,11 @@ impl<'a, C> State<'a, C> {
 
     // ---- variables ----
 
-    fn var_value(&self, id: u32, at: At<'_>) -> R<Value> {
-        for (var, value) in self.vars[self.frame..].iter().rev() {
-            if *var == id {
-                return Ok(value.clone());
+    /// A variable's value, and whether it is a nil held in an interface.
+    fn var_value(&self, id: u32, at: At<'_>) -> R<(Value, bool)> {
+        for var in self.vars[self.frame..].iter().rev() {
+            if var.id == id {
+                return Ok((var.value.clone(), var.nil_in_interface));
             }
         }
         Err(self.error(
@@ -351,9 +389,10 @@ impl<'a, C> State<'a, C> {
 
     fn set_var(&mut self, id: u32, value: Value, at: At<'_>) -> R<()> {
         let frame = self.frame;
-        for (var, slot) in self.vars[frame..].iter_mut().rev() {
-            if *var == id {
-                *slot = value;
+        for var in self.vars[frame..].iter_mut().rev() {
+            if var.id == id {
+                var.value = value;
+                var.nil_in_interface = false;
                 return Ok(());
             }
         }
@@ -376,7 +415,7 @@ impl<'a, C> State<'a, C> {
                 let name = self.t.var_names[var.id as usize].clone();
                 self.set_var(var.id, value.clone(), At::Text(var.pos, &name))?;
             } else {
-                self.vars.push((var.id, value.clone()));
+                self.vars.push(Var::new(var.id, value.clone()));
             }
         }
         Ok(value)
@@ -400,7 +439,8 @@ impl<'a, C> State<'a, C> {
         let first = &cmd.args[0];
         match first {
             Arg::Field { fields, .. } => {
-                self.eval_field_chain(dot, dot.clone(), first, fields, &cmd.args, final_value)
+                let receiver = (dot.clone(), self.dot_nil);
+                self.eval_field_chain(dot, receiver, first, fields, &cmd.args, final_value)
             }
             Arg::Chain { node, fields, .. } => {
                 self.eval_chain(dot, first, node, fields, &cmd.args, final_value)
@@ -439,12 +479,19 @@ impl<'a, C> State<'a, C> {
         let Arg::Variable { id, fields, .. } = node else {
             unreachable!("a variable node")
         };
-        let value = self.var_value(*id, At::Arg(node))?;
+        let (value, nil_in_interface) = self.var_value(*id, At::Arg(node))?;
         if fields.is_empty() {
             self.not_a_function(args, &final_value)?;
             return Ok(value);
         }
-        self.eval_field_chain(dot, value, node, fields, args, final_value)
+        self.eval_field_chain(
+            dot,
+            (value, nil_in_interface),
+            node,
+            fields,
+            args,
+            final_value,
+        )
     }
 
     fn eval_chain(
@@ -464,23 +511,48 @@ impl<'a, C> State<'a, C> {
             ));
         }
         let receiver = self.eval_arg(dot, Param::Any, inner)?;
-        self.eval_field_chain(dot, receiver, node, fields, args, final_value)
+        self.eval_field_chain(dot, (receiver, false), node, fields, args, final_value)
     }
 
+    /// `receiver.a.b.c`; `receiver` comes with whether it is a nil held in an interface.
     fn eval_field_chain(
         &mut self,
         dot: &Value,
-        mut receiver: Value,
+        receiver: (Value, bool),
         node: &Arg,
         fields: &[std::sync::Arc<str>],
         args: &[Arg],
         final_value: Option<Value>,
     ) -> R<Value> {
+        let (mut receiver, mut nil_in_interface) = receiver;
         let (last, init) = fields.split_last().expect("a chain has fields");
         for field in init {
-            receiver = self.eval_field(dot, field, node, &[], None, receiver)?;
+            self.check_not_nil_interface(&receiver, nil_in_interface, field, node)?;
+            let next = self.eval_field(dot, field, node, &[], None, receiver.clone())?;
+            // A map entry that exists and is nil is a nil interface; a missing one is nothing.
+            nil_in_interface = matches!(next, Value::Nil)
+                && matches!(&receiver, Value::Map(map) if map.contains_key(&**field));
+            receiver = next;
         }
+        self.check_not_nil_interface(&receiver, nil_in_interface, last, node)?;
         self.eval_field(dot, last, node, args, final_value, receiver)
+    }
+
+    /// Go refuses a field of a nil in an interface, where a field of nothing is nothing.
+    fn check_not_nil_interface(
+        &self,
+        receiver: &Value,
+        nil_in_interface: bool,
+        field: &str,
+        node: &Arg,
+    ) -> R<()> {
+        if nil_in_interface && matches!(receiver, Value::Nil) {
+            return Err(self.error(
+                At::Arg(node),
+                format!("nil pointer evaluating interface {{}}.{field}"),
+            ));
+        }
+        Ok(())
     }
 
     fn eval_field(
@@ -728,7 +800,7 @@ impl<'a, C> State<'a, C> {
                 ));
             }
             Arg::Field { fields, .. } => {
-                self.eval_field_chain(dot, dot.clone(), arg, fields, &[], None)?
+                self.eval_field_chain(dot, (dot.clone(), self.dot_nil), arg, fields, &[], None)?
             }
             Arg::Variable { .. } => self.eval_variable(dot, arg, &[], None)?,
             Arg::Pipe(pipe) => self.eval_pipeline(dot, pipe)?,

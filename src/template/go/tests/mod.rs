@@ -365,6 +365,42 @@ fn missing_values_print_as_go_does() {
     );
 }
 
+/// A present JSON null is a nil in an interface: Go refuses its fields, where a field of a
+/// missing key is simply nothing.
+#[test]
+fn fields_of_nil_interfaces_fail_as_in_go() {
+    let d = r#"{"m": {"n": null}, "l": [null, {"x": 1}]}"#;
+    check_data(
+        d,
+        &[
+            ("{{.m.missing.x}}", "<no value>"),
+            ("{{$v := .m.n}}{{$v.x}}", "<no value>"),
+            ("{{(index .m \"n\").x}}", "<no value>"),
+        ],
+    );
+    for (src, want) in [
+        (
+            "{{.m.n.x}}",
+            "at <.m.n.x>: nil pointer evaluating interface {}.x",
+        ),
+        (
+            "{{range .l}}{{.x}}{{end}}",
+            "at <.x>: nil pointer evaluating interface {}.x",
+        ),
+        (
+            "{{range $e := .l}}{{$e.x}}{{end}}",
+            "at <$e.x>: nil pointer evaluating interface {}.x",
+        ),
+        (
+            "{{with .m}}{{.n.x}}{{end}}",
+            "nil pointer evaluating interface {}.x",
+        ),
+    ] {
+        let got = render_data(src, d).unwrap_err();
+        assert!(got.contains(want), "{src}\n  got: {got}\n want: {want}");
+    }
+}
+
 #[test]
 fn variable_scopes_follow_go() {
     check_data(
