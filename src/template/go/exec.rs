@@ -65,17 +65,17 @@ struct State<'a, C> {
     args: Vec<Value>,
     depth: usize,
     tree: u32,
-    /// Whether dot is a nil held in an interface (a nil element of the list or map being
-    /// ranged over): Go then refuses to evaluate a field of it.
-    dot_nil: bool,
+    /// Whether dot is held in an interface (an element of the `[]interface {}` or map being
+    /// ranged over): Go then names its type `interface {}` and refuses a field of a nil one.
+    dot_in_interface: bool,
 }
 
 /// A variable on the stack.
 struct Var {
     id: u32,
     value: Value,
-    /// A nil held in an interface (a `range` variable over a nil element), as `dot_nil`.
-    nil_in_interface: bool,
+    /// Held in an interface (a `range` variable over `[]interface {}`), as `dot_in_interface`.
+    in_interface: bool,
 }
 
 impl Var {
@@ -83,7 +83,7 @@ impl Var {
         Var {
             id,
             value,
-            nil_in_interface: false,
+            in_interface: false,
         }
     }
 }
@@ -106,7 +106,7 @@ pub(crate) fn execute<C>(
         args: Vec::new(),
         depth: 0,
         tree,
-        dot_nil: false,
+        dot_in_interface: false,
     };
     match state.walk_list(data, &t.trees[tree as usize].root) {
         Ok(()) | Err(Flow::Break | Flow::Continue) => Ok(()),
@@ -222,9 +222,9 @@ impl<'a, C> State<'a, C> {
         let value = self.eval_pipeline(dot, &branch.pipe)?;
         let result = if value.is_true() {
             if with {
-                let dot_nil = std::mem::replace(&mut self.dot_nil, false);
+                let saved = std::mem::replace(&mut self.dot_in_interface, false);
                 let result = self.walk_list(&value, &branch.list);
-                self.dot_nil = dot_nil;
+                self.dot_in_interface = saved;
                 result
             } else {
                 self.walk_list(dot, &branch.list)
@@ -295,24 +295,23 @@ impl<'a, C> State<'a, C> {
         elem: &Value,
         interfaces: bool,
     ) -> R<bool> {
-        let nil_in_interface = interfaces && matches!(elem, Value::Nil);
         let declared = branch.pipe.decl.len();
         // The declared variables are the topmost: `$e` last, `$i` before it.
         if declared > 0
             && let Some(slot) = top.checked_sub(1).and_then(|i| self.vars.get_mut(i))
         {
             slot.value = elem.clone();
-            slot.nil_in_interface = nil_in_interface;
+            slot.in_interface = interfaces;
         }
         if declared > 1
             && let Some(slot) = top.checked_sub(2).and_then(|i| self.vars.get_mut(i))
         {
             slot.value = index;
-            slot.nil_in_interface = false;
+            slot.in_interface = false;
         }
-        let dot_nil = std::mem::replace(&mut self.dot_nil, nil_in_interface);
+        let saved = std::mem::replace(&mut self.dot_in_interface, interfaces);
         let result = self.walk_list(elem, &branch.list);
-        self.dot_nil = dot_nil;
+        self.dot_in_interface = saved;
         self.vars.truncate(top);
         match result {
             Ok(()) | Err(Flow::Continue) => Ok(false),
@@ -361,10 +360,10 @@ impl<'a, C> State<'a, C> {
         self.frame = base;
         self.tree = target;
         self.vars.push(Var::new(0, new_dot.clone()));
-        let dot_nil = std::mem::replace(&mut self.dot_nil, false);
+        let saved = std::mem::replace(&mut self.dot_in_interface, false);
         let t = self.t;
         let result = self.walk_list(&new_dot, &t.trees[target as usize].root);
-        self.dot_nil = dot_nil;
+        self.dot_in_interface = saved;
         self.vars.truncate(base);
         self.frame = saved_frame;
         self.tree = saved_tree;
@@ -374,11 +373,11 @@ impl<'a, C> State<'a, C> {
 
     // ---- variables ----
 
-    /// A variable's value, and whether it is a nil held in an interface.
+    /// A variable's value, and whether it is held in an interface.
     fn var_value(&self, id: u32, at: At<'_>) -> R<(Value, bool)> {
         for var in self.vars[self.frame..].iter().rev() {
             if var.id == id {
-                return Ok((var.value.clone(), var.nil_in_interface));
+                return Ok((var.value.clone(), var.in_interface));
             }
         }
         Err(self.error(
@@ -392,7 +391,7 @@ impl<'a, C> State<'a, C> {
         for var in self.vars[frame..].iter_mut().rev() {
             if var.id == id {
                 var.value = value;
-                var.nil_in_interface = false;
+                var.in_interface = false;
                 return Ok(());
             }
         }
@@ -439,7 +438,7 @@ impl<'a, C> State<'a, C> {
         let first = &cmd.args[0];
         match first {
             Arg::Field { fields, .. } => {
-                let receiver = (dot.clone(), self.dot_nil);
+                let receiver = (dot.clone(), self.dot_in_interface);
                 self.eval_field_chain(dot, receiver, first, fields, &cmd.args, final_value)
             }
             Arg::Chain { node, fields, .. } => {
@@ -479,19 +478,12 @@ impl<'a, C> State<'a, C> {
         let Arg::Variable { id, fields, .. } = node else {
             unreachable!("a variable node")
         };
-        let (value, nil_in_interface) = self.var_value(*id, At::Arg(node))?;
+        let (value, in_interface) = self.var_value(*id, At::Arg(node))?;
         if fields.is_empty() {
             self.not_a_function(args, &final_value)?;
             return Ok(value);
         }
-        self.eval_field_chain(
-            dot,
-            (value, nil_in_interface),
-            node,
-            fields,
-            args,
-            final_value,
-        )
+        self.eval_field_chain(dot, (value, in_interface), node, fields, args, final_value)
     }
 
     fn eval_chain(
@@ -514,7 +506,7 @@ impl<'a, C> State<'a, C> {
         self.eval_field_chain(dot, (receiver, false), node, fields, args, final_value)
     }
 
-    /// `receiver.a.b.c`; `receiver` comes with whether it is a nil held in an interface.
+    /// `receiver.a.b.c`; `receiver` comes with whether it is held in an interface.
     fn eval_field_chain(
         &mut self,
         dot: &Value,
@@ -524,35 +516,15 @@ impl<'a, C> State<'a, C> {
         args: &[Arg],
         final_value: Option<Value>,
     ) -> R<Value> {
-        let (mut receiver, mut nil_in_interface) = receiver;
+        let mut receiver = receiver;
         let (last, init) = fields.split_last().expect("a chain has fields");
         for field in init {
-            self.check_not_nil_interface(&receiver, nil_in_interface, field, node)?;
-            let next = self.eval_field(dot, field, node, &[], None, receiver.clone())?;
-            // A map entry that exists and is nil is a nil interface; a missing one is nothing.
-            nil_in_interface = matches!(next, Value::Nil)
-                && matches!(&receiver, Value::Map(map) if map.contains_key(&**field));
-            receiver = next;
+            let value = self.eval_field(dot, field, node, &[], None, receiver.clone())?;
+            // An entry of a `map[string]interface {}` is an interface; a missing one nothing.
+            let in_interface = matches!(&receiver.0, Value::Map(map) if map.contains_key(&**field));
+            receiver = (value, in_interface);
         }
-        self.check_not_nil_interface(&receiver, nil_in_interface, last, node)?;
         self.eval_field(dot, last, node, args, final_value, receiver)
-    }
-
-    /// Go refuses a field of a nil in an interface, where a field of nothing is nothing.
-    fn check_not_nil_interface(
-        &self,
-        receiver: &Value,
-        nil_in_interface: bool,
-        field: &str,
-        node: &Arg,
-    ) -> R<()> {
-        if nil_in_interface && matches!(receiver, Value::Nil) {
-            return Err(self.error(
-                At::Arg(node),
-                format!("nil pointer evaluating interface {{}}.{field}"),
-            ));
-        }
-        Ok(())
     }
 
     fn eval_field(
@@ -562,11 +534,18 @@ impl<'a, C> State<'a, C> {
         node: &Arg,
         args: &[Arg],
         final_value: Option<Value>,
-        receiver: Value,
+        receiver: (Value, bool),
     ) -> R<Value> {
+        let (receiver, in_interface) = receiver;
         let has_args = args.len() > 1 || final_value.is_some();
         match &receiver {
-            // Go: a field of nothing is nothing.
+            // Go refuses a field of a nil in an interface; a field of nothing is nothing.
+            Value::Nil if in_interface => {
+                return Err(self.error(
+                    At::Arg(node),
+                    format!("nil pointer evaluating interface {{}}.{name}"),
+                ));
+            }
             Value::Nil => return Ok(Value::Nil),
             Value::Map(map) => {
                 if has_args {
@@ -633,7 +612,11 @@ impl<'a, C> State<'a, C> {
             At::Arg(node),
             format!(
                 "can't evaluate field {name} in type {}",
-                receiver.type_name()
+                if in_interface {
+                    "interface {}"
+                } else {
+                    receiver.type_name()
+                }
             ),
         ))
     }
@@ -799,9 +782,14 @@ impl<'a, C> State<'a, C> {
                     format!("cannot assign nil to {}", param.type_name()),
                 ));
             }
-            Arg::Field { fields, .. } => {
-                self.eval_field_chain(dot, (dot.clone(), self.dot_nil), arg, fields, &[], None)?
-            }
+            Arg::Field { fields, .. } => self.eval_field_chain(
+                dot,
+                (dot.clone(), self.dot_in_interface),
+                arg,
+                fields,
+                &[],
+                None,
+            )?,
             Arg::Variable { .. } => self.eval_variable(dot, arg, &[], None)?,
             Arg::Pipe(pipe) => self.eval_pipeline(dot, pipe)?,
             Arg::Func { .. } => {

@@ -676,7 +676,7 @@ fn execution_errors_name_the_place_the_value_and_the_problem() {
         ("{{fail}}", "error calling fail: it broke"),
         (
             "{{.b.x}}",
-            "at <.b.x>: can't evaluate field x in type string",
+            "at <.b.x>: can't evaluate field x in type interface {}",
         ),
         (
             "{{(get \"/app/port\").Nope}}",
