@@ -26,7 +26,8 @@
 //! `float64` parameter, a `string` parameter rejects an `int` value, variadic tails) and
 //! reports Go's errors. A function returning `Err` stops execution, like a Go function
 //! returning `(T, error)`. The render context `C` (terad's view of the store) is passed to every
-//! call.
+//! call; since one [`Functions`] table serves every render, `C` is best an owned type (the
+//! store and the resource's scope behind `Arc`s) rather than one borrowing for a lifetime.
 //!
 //! ```
 //! use terad::template::go::{Functions, Param, Signature, Template, Value};

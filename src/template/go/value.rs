@@ -137,6 +137,17 @@ impl Value {
         )
     }
 
+    /// A `memkv.KVPairs`, what confd's `gets` returns.
+    pub fn pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Value {
+        Value::list(
+            ListType::Pairs,
+            pairs
+                .into_iter()
+                .map(|(key, value)| Value::pair(key, value))
+                .collect(),
+        )
+    }
+
     pub fn map(entries: impl IntoIterator<Item = (Arc<str>, Value)>) -> Value {
         Value::Map(Arc::new(entries.into_iter().collect()))
     }

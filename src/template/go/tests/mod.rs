@@ -59,14 +59,12 @@ fn join(_: &Store, a: &[Value]) -> Result<Value, String> {
 fn gets(store: &Store, a: &[Value]) -> Result<Value, String> {
     let pattern = s(&a[0]);
     let prefix = pattern.strip_suffix('*').unwrap_or(pattern);
-    Ok(Value::list(
-        ListType::Pairs,
+    Ok(Value::pairs(
         store
             .pairs
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| Value::pair(k, v))
-            .collect(),
+            .map(|(k, v)| (k.as_str(), v.as_str())),
     ))
 }
 
@@ -993,12 +991,7 @@ fn timing_haproxy_100k() {
     fn gets(ctx: &Ctx, a: &[Value]) -> Result<Value, std::string::String> {
         let view = View::new(&ctx.store, &ctx.scope.prefix, &ctx.scope.keys);
         let glob = Glob::new(a[0].as_str().unwrap_or_default()).map_err(|e| e.to_string())?;
-        let pairs = view
-            .glob(&glob)
-            .into_iter()
-            .map(|(k, v)| Value::pair(k, v))
-            .collect();
-        Ok(Value::list(ListType::Pairs, pairs))
+        Ok(Value::pairs(view.glob(&glob)))
     }
     fn base(_: &Ctx, a: &[Value]) -> Result<Value, std::string::String> {
         let path = a[0].as_str().unwrap_or_default();
