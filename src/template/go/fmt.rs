@@ -631,7 +631,10 @@ impl<'a> Printer<'a> {
         if self.f.prec_present && self.f.prec > 4 {
             prec = self.f.prec;
         }
-        let mut s = format!("U+{u:0prec$X}");
+        let hex = format!("{u:X}");
+        let mut s = String::from("U+");
+        s.extend(std::iter::repeat_n('0', prec.saturating_sub(hex.len())));
+        s.push_str(&hex);
         if self.f.sharp
             && let Some(c) = u32::try_from(u).ok().and_then(char::from_u32)
             && is_print(c)
@@ -938,6 +941,10 @@ impl Decimal {
     }
 }
 
+/// More digits than any float64 has, after the point or in all: asking Rust for more (it
+/// refuses precisions above 65535) would only add zeros, which the layout pads anyway.
+const EXACT_DIGITS: usize = 1100;
+
 /// Go's `strconv.AppendFloat(dst, v, fmt, prec, 64)`.
 pub(crate) fn format_float(out: &mut Vec<u8>, v: f64, fmt: u8, mut prec: i64) {
     if v.is_nan() {
@@ -978,7 +985,7 @@ pub(crate) fn format_float(out: &mut Vec<u8>, v: f64, fmt: u8, mut prec: i64) {
         };
         digs
     } else if fmt == b'f' {
-        Decimal::from_fixed(&format!("{abs:.*}", prec as usize))
+        Decimal::from_fixed(&format!("{abs:.*}", (prec as usize).min(EXACT_DIGITS)))
     } else {
         let digits = match fmt {
             b'e' | b'E' => prec + 1,
@@ -989,7 +996,10 @@ pub(crate) fn format_float(out: &mut Vec<u8>, v: f64, fmt: u8, mut prec: i64) {
                 prec
             }
         };
-        Decimal::from_exp(&format!("{abs:.*e}", (digits - 1) as usize))
+        Decimal::from_exp(&format!(
+            "{abs:.*e}",
+            ((digits - 1) as usize).min(EXACT_DIGITS)
+        ))
     };
     format_digits(out, shortest, neg, &digs, prec, fmt);
 }
@@ -1210,6 +1220,21 @@ mod tests {
         assert_eq!(float(100.0, b'g', 3), "100");
         assert_eq!(float(1.0, b'g', 5), "1");
         assert_eq!(float(0.00012345, b'g', 3), "0.000123");
+    }
+
+    #[test]
+    fn huge_precisions_pad_with_zeros() {
+        let f = float(0.1, b'f', 100_000);
+        assert_eq!(f.len(), 100_002);
+        assert!(f.starts_with("0.1000000000000000055511151231257827"));
+        assert!(f.ends_with("000"));
+        let e = float(5e-324, b'e', 2000);
+        assert!(e.starts_with("4.9406564584124654417656879286822137236505980"));
+        assert!(e.ends_with("0e-324"));
+        assert_eq!(
+            printf("%.70000d|%.9U", &[Value::Int(1), Value::Int(65)]).len(),
+            70_000 + 1 + 11
+        );
     }
 
     #[test]

@@ -926,6 +926,61 @@ fn nesting_and_recursion_limits_keep_the_stack_safe() {
         .unwrap();
 }
 
+/// Random `printf` formats over every kind of value never panic (huge widths and precisions
+/// included).
+#[test]
+fn no_printf_format_panics() {
+    let data = Value::from_json(
+        &serde_json::json!({"l": [1, "a", null, 1e21, {"k": [true]}], "m": {"n": null}}),
+    );
+    let operands = [
+        "0",
+        "-42",
+        "65",
+        "9223372036854775807",
+        "-0.0",
+        "0.1",
+        "1e21",
+        "5e-324",
+        "\"é\"",
+        "true",
+        "nil",
+        ".missing",
+        ".l",
+        ".m",
+        "(gets \"/proxy/*\")",
+        "(seq 1 3)",
+        "datetime",
+        "1000000",
+        "-1000000",
+    ];
+    let pieces = [
+        "%", "-", "+", "#", " ", "0", "*", ".", "[1]", "[9]", "1000000", "70000", "3", "v", "d",
+        "s", "q", "x", "X", "o", "O", "b", "c", "U", "e", "E", "f", "F", "g", "G", "t", "T", "p",
+        "z", "%%",
+    ];
+    let funcs = funcs();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut random = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    for _ in 0..2000 {
+        let format: std::string::String = (0..1 + random(8))
+            .map(|_| pieces[random(pieces.len())])
+            .collect();
+        let args: Vec<&str> = (0..random(4))
+            .map(|_| operands[random(operands.len())])
+            .collect();
+        let src = format!("{{{{printf {format:?} {}}}}}", args.join(" "));
+        let template = Template::parse("t", &src, &funcs).unwrap();
+        let mut out = Vec::new();
+        let _ = template.execute(&store(), &funcs, &data, &mut out);
+    }
+}
+
 /// Arbitrary input never panics: every prefix and many mutations of a rich template either
 /// parse and execute or fail with an error.
 #[test]
