@@ -417,3 +417,82 @@ pub(crate) fn query_escape(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapers_match_go() {
+        assert_eq!(
+            html_escape("<a href='x'>&\"\0"),
+            "&lt;a href=&#39;x&#39;&gt;&amp;&#34;\u{FFFD}"
+        );
+        assert_eq!(
+            js_escape("it's \"q\" <x> & = \\ \n é \u{2028}"),
+            "it\\'s \\\"q\\\" \\u003Cx\\u003E \\u0026 \\u003D \\\\ \\u000A é \\u2028"
+        );
+        assert_eq!(query_escape("a b&c=d/é~"), "a+b%26c%3Dd%2F%C3%A9~");
+    }
+
+    #[test]
+    fn comparisons_follow_basic_kinds() {
+        let (one, two, half) = (Value::Int(1), Value::Int(2), Value::Float(0.5));
+        assert_eq!(eq(&one, &[two.clone(), one.clone()]), Ok(true));
+        assert_eq!(
+            eq(&one, std::slice::from_ref(&half)),
+            Err(BAD_COMPARISON.to_owned())
+        );
+        assert_eq!(eq(&Value::Nil, std::slice::from_ref(&one)), Ok(false));
+        assert_eq!(eq(&Value::Nil, &[Value::Nil]), Ok(true));
+        assert_eq!(
+            eq(&Value::pair("a", "b"), &[Value::pair("a", "b")]),
+            Ok(true)
+        );
+        assert_eq!(lt(&one, &two), Ok(true));
+        assert_eq!(le(&two, &two), Ok(true));
+        assert_eq!(lt(&Value::str("a"), &Value::str("b")), Ok(true));
+        assert_eq!(lt(&one, &half), Err(BAD_COMPARISON.to_owned()));
+        assert_eq!(
+            lt(&Value::Bool(true), &Value::Bool(false)),
+            Err(BAD_COMPARISON_TYPE.to_owned())
+        );
+    }
+
+    #[test]
+    fn index_and_slice_bounds() {
+        let list = Value::strings(["a", "b"]);
+        assert_eq!(index(&list, &[Value::Int(1)]).unwrap().as_str(), Some("b"));
+        assert_eq!(
+            index(&list, &[Value::Int(3)]).unwrap_err(),
+            "index out of range: 3"
+        );
+        assert_eq!(
+            index(&list, &[Value::Int(2)]).unwrap_err(),
+            "reflect: slice index out of range"
+        );
+        let map = Value::map([(std::sync::Arc::from("k"), list.clone())]);
+        assert_eq!(
+            index(&map, &[Value::str("k"), Value::Int(0)])
+                .unwrap()
+                .as_str(),
+            Some("a")
+        );
+        assert!(matches!(index(&map, &[Value::str("x")]), Ok(Value::Nil)));
+        assert_eq!(
+            slice(&Value::str("hello"), &[Value::Int(1), Value::Int(3)])
+                .unwrap()
+                .as_str(),
+            Some("el")
+        );
+        assert_eq!(
+            slice(&list, &[Value::Int(2), Value::Int(1)]).unwrap_err(),
+            "invalid slice index: 2 > 1"
+        );
+        let Value::List(tail) = slice(&list, &[Value::Int(1)]).unwrap() else {
+            panic!("not a list")
+        };
+        assert_eq!(tail.ty, crate::template::go::ListType::Strings);
+        assert_eq!(tail.items.len(), 1);
+    }
+}

@@ -1214,3 +1214,96 @@ impl<C> Parser<'_, C> {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(text: &str) -> Result<(Option<i64>, bool, Option<f64>), String> {
+        let kind = if text.starts_with('\'') {
+            Kind::CharConstant
+        } else {
+            Kind::Number
+        };
+        parse_number(text, kind).map(|n| (n.int, n.is_uint, n.float))
+    }
+
+    #[test]
+    fn numbers_take_every_type_they_fit() {
+        assert_eq!(number("42"), Ok((Some(42), true, Some(42.0))));
+        assert_eq!(number("-7"), Ok((Some(-7), false, Some(-7.0))));
+        assert_eq!(number("0x1F"), Ok((Some(31), true, Some(31.0))));
+        assert_eq!(number("0o17"), Ok((Some(15), true, Some(15.0))));
+        assert_eq!(number("017"), Ok((Some(15), true, Some(15.0))));
+        assert_eq!(number("0b101"), Ok((Some(5), true, Some(5.0))));
+        assert_eq!(number("1_000"), Ok((Some(1000), true, Some(1000.0))));
+        assert_eq!(number("1.0"), Ok((Some(1), true, Some(1.0))));
+        assert_eq!(number("1e3"), Ok((Some(1000), true, Some(1000.0))));
+        assert_eq!(number("1.5"), Ok((None, false, Some(1.5))));
+        assert_eq!(number("0x1p-2"), Ok((None, false, Some(0.25))));
+        assert_eq!(number("'a'"), Ok((Some(97), true, Some(97.0))));
+        assert_eq!(number("'\\n'"), Ok((Some(10), true, Some(10.0))));
+        assert_eq!(
+            number("18446744073709551615"),
+            Ok((None, true, Some(18446744073709551615.0)))
+        );
+        assert_eq!(
+            number("99999999999999999999"),
+            Err("integer overflow: \"99999999999999999999\"".into())
+        );
+        assert_eq!(
+            number("1__0"),
+            Err("illegal number syntax: \"1__0\"".into())
+        );
+        assert_eq!(number("0x"), Err("illegal number syntax: \"0x\"".into()));
+        assert_eq!(
+            number("'ab'"),
+            Err("malformed character constant: 'ab'".into())
+        );
+    }
+
+    #[test]
+    fn ideal_constants_are_int_unless_written_as_floats() {
+        let ideal = |text: &str| {
+            let kind = if text.starts_with('\'') {
+                Kind::CharConstant
+            } else {
+                Kind::Number
+            };
+            parse_number(text, kind).unwrap().ideal()
+        };
+        assert!(matches!(ideal("3"), Ok(Value::Int(3))));
+        assert!(matches!(ideal("0x1E"), Ok(Value::Int(30))));
+        assert!(matches!(ideal("'x'"), Ok(Value::Int(120))));
+        assert!(matches!(ideal("1e3"), Ok(Value::Float(f)) if f == 1000.0));
+        assert!(matches!(ideal("3.0"), Ok(Value::Float(f)) if f == 3.0));
+        assert_eq!(
+            ideal("18446744073709551615").unwrap_err(),
+            "18446744073709551615 overflows int"
+        );
+    }
+
+    #[test]
+    fn unquoting_follows_strconv() {
+        assert_eq!(
+            unquote(r#""a\tb\n\"\\\x41\u00e9\101\U0001F600""#).as_deref(),
+            Ok("a\tb\n\"\\AéA😀")
+        );
+        assert_eq!(unquote("`a\\n\r\nb`").as_deref(), Ok("a\\n\nb"));
+        // UTF-8 made of byte escapes is whole again.
+        assert_eq!(unquote(r#""\xc3\xa9""#).as_deref(), Ok("é"));
+        for bad in [r#""\q""#, r#""\'""#, r#""\x4""#, r#""\400""#, r#""\ud800""#] {
+            assert!(unquote(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn underscores_only_between_digits() {
+        for ok in ["1_000", "0x_ff", "0b1_0", "-1_0"] {
+            assert!(underscore_ok(ok), "{ok}");
+        }
+        for bad in ["_1", "1_", "1__0", "1_.5"] {
+            assert!(!underscore_ok(bad), "{bad}");
+        }
+    }
+}
