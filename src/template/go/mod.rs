@@ -4,18 +4,18 @@
 //!
 //! The pipeline is the one Go's own package has, lex → parse → exec:
 //!
-//! - [`lex`](self::lex): source → tokens with byte spans (`{{- -}}` trimming, comments).
-//! - [`parse`](self::parse): tokens → trees (the main template and every `define`/`block`).
+//! - `lex`: source → tokens with byte spans (`{{- -}}` trimming, comments).
+//! - `parse`: tokens → trees (the main template and every `define`/`block`).
 //!   Function names are resolved to table indexes here and unknown names rejected, as Go does;
 //!   variables are checked and interned; template calls are linked to their trees.
-//! - [`exec`](self::exec): walks a tree against a [`Value`], writing straight into the output
+//! - `exec`: walks a tree against a [`Value`], writing straight into the output
 //!   buffer. Variables live in one stack, function arguments in another reused buffer, so
 //!   rendering allocates only for the values functions return.
-//! - [`value`]: [`Value`], Go's values as confd hands them to templates (`memkv.KVPair`,
+//! - `value`: [`Value`], Go's values as confd hands them to templates (`memkv.KVPair`,
 //!   `map[string]interface {}`, typed slices, objects with methods), cheap to clone.
-//! - [`fmt`](self::fmt): Go's `fmt` printing and `strconv` float formatting, used by actions,
+//! - `fmt`: Go's `fmt` printing and `strconv` float formatting, used by actions,
 //!   `print`, `printf` and `println`.
-//! - [`builtins`](self::builtins): `and or not len index slice print* eq ne lt le gt ge html js
+//! - `builtins`: `and or not len index slice print* eq ne lt le gt ge html js
 //!   urlquery`.
 //! - `isprint`: Go's table of printable characters, for `%q`.
 //!
@@ -46,10 +46,21 @@
 //!
 //! # Differences from Go
 //!
-//! Go strings are bytes, ours are UTF-8: a `\x`/octal escape or a `slice` that makes invalid
-//! UTF-8 gets U+FFFD in its place. Complex constants, `call`, channels and pointers do not exist
-//! here. Error columns are 1-based characters (Go's are 0-based bytes), parse errors have one,
-//! and execution stops at a depth of [`MAX_EXEC_DEPTH`] nested templates and blocks.
+//! Output matches Go 1.19 (`{{else with}}` from Go 1.23 is accepted too), except where Go shows
+//! things this model does not have:
+//!
+//! - Go strings are bytes, ours are UTF-8: a `\x`/octal escape or a `slice` that makes invalid
+//!   UTF-8 gets U+FFFD in its place; `index` of a string gives an `int`, not a `uint8`.
+//! - Complex constants, `call`, channels and pointers do not exist here; `%p` complains
+//!   instead of printing an address, and an [`Object`] prints through [`Object::fmt_v`] (or
+//!   complains about a verb) instead of showing its struct fields.
+//! - Error columns are 1-based characters (Go's are 0-based bytes) and parse errors have one
+//!   too; a few contexts differ (`range` errors show `range <pipeline>`).
+//! - Execution stops at a depth of [`MAX_EXEC_DEPTH`] nested templates and blocks (Go: 100 000
+//!   template calls), and templates at [`MAX_PARSE_DEPTH`] levels of nesting.
+//!
+//! `tests::differential` (ignored) renders a JSON list of cases for comparison with the output
+//! of a Go program running the same cases through `text/template`.
 
 mod builtins;
 mod exec;
@@ -66,6 +77,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use exec::MAX_EXEC_DEPTH;
+pub use parse::MAX_PARSE_DEPTH;
 pub use value::{List, ListType, Object, Pair, Value};
 
 /// The Go type of a function parameter.

@@ -14,7 +14,7 @@ use super::value::Value;
 use super::{Functions, ParseError};
 
 /// Deepest nesting of control structures and parentheses a template may have.
-pub(crate) const MAX_PARSE_DEPTH: usize = 100;
+pub const MAX_PARSE_DEPTH: usize = 100;
 
 /// A parsed template: its name and its top-level nodes.
 pub(crate) struct Tree {
