@@ -9,6 +9,7 @@
 //! with file, line and column, and nothing is written when there is one.
 
 pub mod confd;
+pub mod go;
 pub mod tera;
 pub mod vet;
 
