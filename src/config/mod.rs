@@ -739,12 +739,12 @@ impl Validation<'_> {
             ),
             None => format!(
                 "the default endpoint: no {flags} was given and no configuration file was found \
-                 (looked for {})",
+                 at {}",
                 self.candidates
                     .iter()
                     .map(|path| path.display().to_string())
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(" or ")
             ),
         }
     }
@@ -1423,7 +1423,7 @@ file = ["/etc/keys.yaml"]
             settings.endpoint_note,
             Some(format!(
                 "the default endpoint: no --backend or --node was given and no configuration \
-                 file was found (looked for {}, {})",
+                 file was found at {} or {}",
                 dir.path().join("terad.toml").display(),
                 dir.path().join("confd.toml").display()
             ))

@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod confd_cli;
 mod consul;
 mod entrypoint;
 mod etcd;
