@@ -391,7 +391,11 @@ impl KeySource for EtcdSource {
                 .await
                 .map_err(|e| self.error(e))?;
         }
-        tracing::debug!(prefixes = ?prefixes, start_revision = start, "etcd watch open");
+        tracing::debug!(
+            prefixes = crate::logging::json(prefixes),
+            start_revision = start,
+            "etcd watch open"
+        );
 
         // How far each watch (by id) is known complete. Watches on one stream may lag each
         // other while catching up, so the stream resumes from the slowest one; events seen

@@ -239,12 +239,7 @@ impl Settings {
                 "configuration file loaded"
             ),
             None => tracing::info!(
-                looked_for = %self
-                    .config_candidates
-                    .iter()
-                    .map(|path| path.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                looked_for = crate::logging::json(&self.config_candidates),
                 confdir = %self.confdir.display(),
                 "no configuration file; using the command line, the environment and the defaults"
             ),

@@ -10,6 +10,7 @@ mod entrypoint;
 mod etcd;
 mod fleet;
 mod haproxy;
+mod messages;
 mod operability;
 mod packaging;
 mod pipeline;
