@@ -1,10 +1,13 @@
-//! What a new user reads: JSON log fields as JSON values.
+//! What a new user reads: JSON log fields as JSON values, and the README's promises about the
+//! commands it shows.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{Fixture, run, stderr};
 
 const LIMIT: Duration = Duration::from_secs(20);
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// `--log-format json` gave `"resources": "[\"r0\"]"`, a string holding JSON.
 #[test]
@@ -57,4 +60,44 @@ fn json_logs_carry_lists_as_arrays_and_numbers_as_numbers() {
             }
         }
     }
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap()
+}
+
+/// The README's test command also builds the .deb and fuzzes; it says so, and gives the quick
+/// command for the tests alone.
+#[test]
+fn the_readme_says_what_the_test_script_does_besides_the_tests() {
+    let readme = readme();
+    let script = std::fs::read_to_string(Path::new(ROOT).join("scripts/test.sh")).unwrap();
+    assert!(script.contains("./scripts/build-deb.sh") && script.contains("./scripts/fuzz.sh"));
+    let start = readme.find("\n## Quick start").unwrap();
+    let end = readme[start + 1..].find("\n## ").unwrap() + start + 1;
+    let section = &readme[start..end];
+    assert!(section.contains("\n./scripts/test.sh\n"), "{section}");
+    for promise in [".deb", "fuzz", "about half", "\ncargo nextest run"] {
+        assert!(section.contains(promise), "{promise:?} in\n{section}");
+    }
+}
+
+/// "Coming from confd" starts with the symlink, right after the quick start.
+#[test]
+fn the_readme_tells_confd_users_that_a_symlink_is_the_migration() {
+    let readme = readme();
+    let quick = readme.find("\n## Quick start").unwrap();
+    let confd = readme.find("\n## Coming from confd").expect("the section");
+    let next = readme[quick + 1..].find("\n## ").unwrap() + quick + 1;
+    assert_eq!(next, confd, "right after the quick start");
+    let body = &readme[confd..];
+    let first_block = body.find("```sh").unwrap();
+    assert!(
+        body[first_block..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("ln -s "),
+        "the symlink first"
+    );
 }
