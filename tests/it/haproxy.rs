@@ -528,7 +528,7 @@ fn a_render_haproxy_rejects_is_reported_with_haproxys_alert_and_line() {
     );
     fx.write(
         "keys.yaml",
-        "proxy:\n  frontend:\n    web1: 127.0.0.1:8080 no-such-keyword\n",
+        "proxy:\n  port: \"8080\"\n  frontend:\n    web1: 127.0.0.1:8080 no-such-keyword\n",
     );
     let output = run(&mut fx.onetime(), LIMIT);
     let log = stderr(&output);
