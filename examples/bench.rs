@@ -809,7 +809,7 @@ fn onetime_haproxy(sizes: &[usize]) {
         std::fs::write(
             dir.path().join("conf.d/haproxy.toml"),
             format!(
-                "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\ncheck_cmd = \"haproxy -c -q -f {{{{.src}}}}\"\n",
+                "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\ncheck_cmd = \"haproxy -c -f {{{{.src}}}}\"\n",
                 dest.display()
             ),
         )

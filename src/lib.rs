@@ -4,7 +4,8 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap), every option also a `TERAD_*` variable.
+//! - [`cli`]: the command line (clap), every option also a `TERAD_*` variable; confd's Go-style
+//!   flags translated before clap, confd's defaults under the name `confd`.
 //! - [`config`]: command line + environment + `terad.toml`/`confd.toml` → validated
 //!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s; templates → [`template::Templates`].
 //! - [`backend`]: where keys come from, one module per backend behind [`backend::KeySource`].

@@ -3,6 +3,13 @@
 //! Text logs escape control characters in every message and field ([`EscapedFields`]): a key
 //! name or value from the store may hold a newline or a terminal escape, and must not be able to
 //! forge a log line or repaint the operator's terminal. (JSON logs escape them by construction.)
+//!
+//! JSON logs carry a field given as [`json`]`(value)` as a JSON value (an array, a number), not
+//! as a string holding JSON ([`JsonLines`]).
+
+mod json;
+
+pub use json::{Json, JsonLines, json};
 
 use std::fmt::{self, Write as _};
 use std::io::IsTerminal;
@@ -39,7 +46,13 @@ pub fn init(settings: &Settings) {
     // A second init (tests that run terad in-process) keeps the first subscriber.
     let _ = match settings.log_format {
         LogFormat::Text => registry.with(layer.fmt_fields(EscapedFields)).try_init(),
-        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
+        LogFormat::Json => registry
+            .with(
+                layer
+                    .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                    .event_format(JsonLines),
+            )
+            .try_init(),
     };
 }
 

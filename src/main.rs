@@ -1,12 +1,20 @@
 use std::process::ExitCode;
 
-use clap::Parser;
+use terad::cli::ParseError;
 
 fn main() -> ExitCode {
     // Before anything else: it may fork, which is only safe while there is one thread.
     terad::signal::become_init_if_pid1();
     tune_allocator();
-    let cli = terad::cli::Cli::parse();
+    let cli = match terad::cli::try_parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        // --help and --version too: clap prints them and exits 0; its errors exit 2.
+        Err(ParseError::Clap(error)) => error.exit(),
+        Err(error @ ParseError::Flag(_)) => {
+            eprintln!("terad: {error}");
+            return ExitCode::from(terad::EXIT_CONFIG);
+        }
+    };
     if let Some(command) = &cli.command {
         return fleet_command(&cli, command);
     }
@@ -18,6 +26,7 @@ fn main() -> ExitCode {
         }
     };
     terad::logging::init(&config.settings);
+    config.settings.log_origin();
     // A sidecar needs little parallelism; two workers keep the footprint small on big hosts.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

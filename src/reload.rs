@@ -222,14 +222,14 @@ impl Group {
         self.telemetry.reloaded(&members, result.is_ok(), took);
         match &result {
             Ok(()) => info!(
-                resources = ?members,
+                resources = crate::logging::json(&members),
                 reload = %self.action.describe(),
                 took_ms = took.as_millis() as u64,
                 "reloaded"
             ),
             // Retried with backoff (the resources are behind the store meanwhile).
             Err(message) => error!(
-                resources = ?members,
+                resources = crate::logging::json(&members),
                 reload = %self.action.describe(),
                 error = %message,
                 "reload failed; the new files are in place; retrying"

@@ -37,6 +37,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct EtcdSource {
     endpoints: Vec<String>,
+    /// Why the endpoint is the default one, when it is (said in every error that names it).
+    endpoint_note: Option<String>,
     options: ConnectOptions,
     /// One connection per store, shared by every clone: the runner's listings, the watch task
     /// and the fleet's coordination calls all use it, so none of them reconnects (or
@@ -96,6 +98,7 @@ impl EtcdSource {
         }
         Ok(EtcdSource {
             endpoints: settings.nodes.clone(),
+            endpoint_note: settings.endpoint_note.clone(),
             options,
             client: Arc::default(),
         })
@@ -103,11 +106,16 @@ impl EtcdSource {
 
     /// The endpoints for messages, credentials in a URL masked.
     fn endpoints_text(&self) -> String {
-        self.endpoints
+        let endpoints = self
+            .endpoints
             .iter()
             .map(|endpoint| crate::redact::url(endpoint))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        match &self.endpoint_note {
+            Some(note) => format!("{endpoints} ({note})"),
+            None => endpoints,
+        }
     }
 
     pub(crate) async fn client(&self) -> Result<Client, BackendError> {
@@ -383,7 +391,11 @@ impl KeySource for EtcdSource {
                 .await
                 .map_err(|e| self.error(e))?;
         }
-        tracing::debug!(prefixes = ?prefixes, start_revision = start, "etcd watch open");
+        tracing::debug!(
+            prefixes = crate::logging::json(prefixes),
+            start_revision = start,
+            "etcd watch open"
+        );
 
         // How far each watch (by id) is known complete. Watches on one stream may lag each
         // other while catching up, so the stream resumes from the slowest one; events seen

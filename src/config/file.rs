@@ -10,127 +10,128 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use super::error::{ConfigError, from_toml_error};
+use super::layer::{ConfdOnly, Credential, Layer};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfigFile {
     #[serde(default, deserialize_with = "non_empty")]
-    pub backend: Option<String>,
-    pub nodes: Option<Vec<String>>,
+    backend: Option<String>,
+    nodes: Option<Vec<String>>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub prefix: Option<String>,
-    pub interval: Option<u64>,
-    pub watch: Option<bool>,
-    pub onetime: Option<bool>,
-    pub noop: Option<bool>,
+    prefix: Option<String>,
+    interval: Option<u64>,
+    watch: Option<bool>,
+    onetime: Option<bool>,
+    noop: Option<bool>,
     #[serde(rename = "sync-only", alias = "sync_only")]
-    pub sync_only: Option<bool>,
+    sync_only: Option<bool>,
     #[serde(rename = "keep-stage-file", alias = "keep_stage_file")]
-    pub keep_stage_file: Option<bool>,
+    keep_stage_file: Option<bool>,
     #[serde(
         rename = "log-level",
         alias = "log_level",
         default,
         deserialize_with = "non_empty"
     )]
-    pub log_level: Option<String>,
+    log_level: Option<String>,
     #[serde(
         rename = "log-format",
         alias = "log_format",
         default,
         deserialize_with = "non_empty"
     )]
-    pub log_format: Option<String>,
+    log_format: Option<String>,
     #[serde(default, deserialize_with = "non_empty_path")]
-    pub confdir: Option<PathBuf>,
-    pub file: Option<OneOrMany>,
+    confdir: Option<PathBuf>,
+    file: Option<OneOrMany>,
     #[serde(default, deserialize_with = "non_empty_path")]
-    pub client_cert: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
     #[serde(default, deserialize_with = "non_empty_path")]
-    pub client_key: Option<PathBuf>,
+    client_key: Option<PathBuf>,
     #[serde(alias = "client_ca_keys", default, deserialize_with = "non_empty_path")]
-    pub client_cakeys: Option<PathBuf>,
-    pub client_insecure: Option<bool>,
-    pub basic_auth: Option<bool>,
+    client_cakeys: Option<PathBuf>,
+    client_insecure: Option<bool>,
+    basic_auth: Option<bool>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub username: Option<String>,
+    username: Option<String>,
     #[serde(default, deserialize_with = "secret")]
-    pub password: Option<String>,
+    password: Option<String>,
     #[serde(default, deserialize_with = "non_empty_path")]
-    pub password_file: Option<PathBuf>,
+    password_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "secret")]
-    pub auth_token: Option<String>,
+    auth_token: Option<String>,
     #[serde(default, deserialize_with = "non_empty_path")]
-    pub auth_token_file: Option<PathBuf>,
+    auth_token_file: Option<PathBuf>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub scheme: Option<String>,
+    scheme: Option<String>,
     #[serde(
         rename = "backend-timeout",
         alias = "backend_timeout",
         default,
         deserialize_with = "non_empty"
     )]
-    pub backend_timeout: Option<String>,
+    backend_timeout: Option<String>,
     #[serde(
         rename = "consul-wait",
         alias = "consul_wait",
         default,
         deserialize_with = "non_empty"
     )]
-    pub consul_wait: Option<String>,
+    consul_wait: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub consistency: Option<String>,
+    consistency: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub datacenter: Option<String>,
+    datacenter: Option<String>,
 
     #[serde(default, deserialize_with = "non_empty")]
-    pub wait: Option<String>,
+    wait: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub listen: Option<String>,
+    listen: Option<String>,
     #[serde(
         rename = "ready-timeout",
         alias = "ready_timeout",
         default,
         deserialize_with = "non_empty"
     )]
-    pub ready_timeout: Option<String>,
+    ready_timeout: Option<String>,
     #[serde(rename = "watch-config", alias = "watch_config")]
-    pub watch_config: Option<bool>,
+    watch_config: Option<bool>,
     #[serde(
         rename = "shutdown-timeout",
         alias = "shutdown_timeout",
         default,
         deserialize_with = "non_empty"
     )]
-    pub shutdown_timeout: Option<String>,
+    shutdown_timeout: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub exec: Option<String>,
+    exec: Option<String>,
     #[serde(
         rename = "exec-reload-signal",
         alias = "exec_reload_signal",
         default,
         deserialize_with = "non_empty"
     )]
-    pub exec_reload_signal: Option<String>,
+    exec_reload_signal: Option<String>,
     #[serde(
         rename = "exec-kill-timeout",
         alias = "exec_kill_timeout",
         default,
         deserialize_with = "non_empty"
     )]
-    pub exec_kill_timeout: Option<String>,
+    exec_kill_timeout: Option<String>,
     #[serde(rename = "exec-exit-with-child", alias = "exec_exit_with_child")]
-    pub exec_exit_with_child: Option<bool>,
+    exec_exit_with_child: Option<bool>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub instance: Option<String>,
+    instance: Option<String>,
     /// The default `[template.coordination]` of every resource without its own.
-    pub coordination: Option<super::coordination::RawCoordination>,
+    coordination: Option<super::coordination::RawCoordination>,
 
     // confd keys terad does not use.
     #[serde(default, deserialize_with = "non_empty")]
-    pub srv_domain: Option<String>,
+    srv_domain: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
-    pub srv_record: Option<String>,
+    srv_record: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
     auth_type: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
@@ -160,7 +161,7 @@ pub(super) enum OneOrMany {
 }
 
 impl OneOrMany {
-    pub fn into_vec(self) -> Vec<PathBuf> {
+    fn into_vec(self) -> Vec<PathBuf> {
         match self {
             OneOrMany::One(path) => vec![path],
             OneOrMany::Many(paths) => paths,
@@ -175,9 +176,11 @@ impl RawConfigFile {
         toml::from_str(&text).map_err(|error| from_toml_error(path, &text, &error))
     }
 
-    /// The confd-only keys that are set, for a warning at start-up.
-    pub fn ignored_keys(&self) -> Vec<String> {
-        [
+    /// This file as a settings layer. confd's keys for what terad does not do are set aside
+    /// for their own checks: DNS SRV discovery and the file filter, and the settings of backends
+    /// terad does not have, which are only reported as ignored.
+    pub fn into_layer(self) -> Layer {
+        let ignored = [
             ("auth_type", &self.auth_type),
             ("table", &self.table),
             ("separator", &self.separator),
@@ -185,13 +188,72 @@ impl RawConfigFile {
             ("user_id", &self.user_id),
             ("role_id", &self.role_id),
             ("secret_id", &self.secret_id),
-            ("filter", &self.filter),
             ("path", &self.path),
         ]
         .into_iter()
         .filter(|(_, value)| value.is_some())
         .map(|(key, _)| key.to_owned())
-        .collect()
+        .collect();
+        // In a file the password file wins over the password (on the command line, the reverse).
+        let password = self
+            .password_file
+            .map(|path| Credential::File {
+                path,
+                option: "--password-file",
+            })
+            .or(self.password.map(Credential::Value));
+        let auth_token = self
+            .auth_token_file
+            .map(|path| Credential::File {
+                path,
+                option: "--auth-token-file",
+            })
+            .or(self.auth_token.map(Credential::Value));
+        Layer {
+            onetime: self.onetime,
+            watch: self.watch,
+            interval: self.interval,
+            backend: self.backend,
+            nodes: self.nodes,
+            files: self.file.map(OneOrMany::into_vec),
+            confdir: self.confdir,
+            prefix: self.prefix,
+            noop: self.noop,
+            sync_only: self.sync_only,
+            keep_stage_file: self.keep_stage_file,
+            log_level: self.log_level,
+            log_format: self.log_format,
+            client_cert: self.client_cert,
+            client_key: self.client_key,
+            client_ca_keys: self.client_cakeys,
+            client_insecure: self.client_insecure,
+            scheme: self.scheme,
+            username: self.username,
+            password,
+            basic_auth: self.basic_auth,
+            auth_token,
+            backend_timeout: self.backend_timeout,
+            consul_wait: self.consul_wait,
+            consistency: self.consistency,
+            datacenter: self.datacenter,
+            wait: self.wait,
+            listen: self.listen,
+            ready_timeout: self.ready_timeout,
+            watch_config: self.watch_config,
+            shutdown_timeout: self.shutdown_timeout,
+            exec: self.exec,
+            exec_reload_signal: self.exec_reload_signal,
+            exec_kill_timeout: self.exec_kill_timeout,
+            exec_exit_with_child: self.exec_exit_with_child,
+            instance: self.instance,
+            coordination: self.coordination,
+            confd_only: ConfdOnly {
+                srv_domain: self.srv_domain,
+                srv_record: self.srv_record,
+                filter: self.filter,
+                ignored,
+            },
+        }
     }
 }
 

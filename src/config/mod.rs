@@ -1,13 +1,16 @@
 //! Configuration: the command line, the environment and the configuration file layered into
 //! validated [`Settings`]; the template resources of `conf.d`; the templates they use.
 //!
-//! Precedence is command line > `TERAD_*` environment variable > configuration file > default
-//! (clap resolves the first two; this module adds the file and the defaults). The file may be a
-//! `terad.toml` or an existing `confd.toml`, which loads unchanged.
+//! Precedence is command line > `TERAD_*` environment variable > configuration file > other
+//! tools' variables (`CONSUL_HTTP_TOKEN`) > default. clap resolves the first two into one
+//! layer; [`layer`] reads the others, and [`Settings::load`] combines them once and then
+//! validates the result. The file is `terad.toml` or, when there is none, an existing
+//! `confd.toml`, which loads unchanged.
 
 pub mod coordination;
 mod error;
 mod file;
+mod layer;
 pub mod resource;
 
 use std::path::{Path, PathBuf};
@@ -19,9 +22,16 @@ pub use resource::{Resource, load_resources, parse_mode};
 use crate::cli::Cli;
 use crate::template::Templates;
 use file::RawConfigFile;
+use layer::{ConfdOnly, Credential, Layer, Source};
+pub use layer::{ConfigFiles, Defaults};
 
 /// Where terad looks for `conf.d/`, `templates/` and `terad.toml` unless told otherwise.
 pub const DEFAULT_CONFDIR: &str = "/etc/terad";
+/// The confdir when terad runs under the name `confd`, as confd's.
+pub const CONFD_CONFDIR: &str = "/etc/confd";
+/// The configuration file when terad runs under the name `confd`, as confd's (wherever the
+/// confdir is).
+pub const CONFD_CONFIG_FILE: &str = "/etc/confd/confd.toml";
 /// confd's polling interval when neither `--onetime` nor `--watch` is given.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(600);
 /// How long `--onetime` retries an unreachable backend.
@@ -180,11 +190,15 @@ pub struct Settings {
     pub backend: BackendKind,
     /// Backend endpoints as URLs (`scheme://host:port`).
     pub nodes: Vec<String>,
+    /// Why `nodes` is the default endpoint, when it is: said when it cannot be reached.
+    pub endpoint_note: Option<String>,
     /// Files and directories of the file backend.
     pub files: Vec<PathBuf>,
     pub confdir: PathBuf,
     /// The configuration file that was read, if any.
     pub config_file: Option<PathBuf>,
+    /// Where a configuration file was looked for.
+    pub config_candidates: Vec<PathBuf>,
     /// Global key prefix, joined in front of every resource's prefix.
     pub prefix: String,
     pub noop: bool,
@@ -206,7 +220,8 @@ pub struct Settings {
     /// How long an in-flight write, check or reload may take to finish at shutdown.
     pub shutdown_timeout: Duration,
     pub exec: Option<ExecSettings>,
-    /// Settings from a confd.toml that terad accepts but does not use, for a warning.
+    /// confd settings (from a confd.toml or confd's flags) that terad accepts but does not use,
+    /// for a warning.
     pub ignored: Vec<String>,
     /// This instance's name in coordination slots and halt markers.
     pub instance: String,
@@ -215,6 +230,22 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Logs which configuration file was read, or where none was found.
+    pub fn log_origin(&self) {
+        match &self.config_file {
+            Some(file) => tracing::info!(
+                file = %file.display(),
+                confdir = %self.confdir.display(),
+                "configuration file loaded"
+            ),
+            None => tracing::info!(
+                looked_for = crate::logging::json(&self.config_candidates),
+                confdir = %self.confdir.display(),
+                "no configuration file; using the command line, the environment and the defaults"
+            ),
+        }
+    }
+
     pub fn conf_d(&self) -> PathBuf {
         self.confdir.join("conf.d")
     }
@@ -290,435 +321,333 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
 }
 
 impl Settings {
-    /// Layers the command line (which already holds the `TERAD_*` variables) over the
-    /// configuration file and the defaults. `env` reads the few variables of other tools terad
-    /// honours (`CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`).
+    /// Reads every layer (the command line, the configuration file, other tools' variables
+    /// through `env`), combines them once, higher over lower, and validates the result over the
+    /// [`Defaults`] of the name terad runs under, collecting every error.
     pub fn load(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigErrors> {
         let mut errors = ConfigErrors::default();
-        let confdir = cli
-            .confdir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFDIR));
+        let defaults = Defaults::of(cli.flavour);
+        let mut command_line = Layer::command_line(cli);
+        let lookup = ConfigFileLookup::run(
+            cli.config_file.as_deref(),
+            command_line.confdir.as_deref().unwrap_or(&defaults.confdir),
+            &defaults,
+            &mut errors,
+        );
+        let mut file = lookup.layer;
+        let confd_only = [
+            (
+                Source::CommandLine,
+                std::mem::take(&mut command_line.confd_only),
+            ),
+            (
+                Source::File(lookup.path.clone().unwrap_or_default()),
+                std::mem::take(&mut file.confd_only),
+            ),
+        ];
+        let combined = command_line.combine(file).combine(Layer::environment(env));
+        let mut check = Validation {
+            defaults: &defaults,
+            config_file: lookup.path.as_deref(),
+            candidates: &lookup.candidates,
+            errors,
+        };
+        let mut settings = check.settings(combined, cli.command.is_some());
+        settings.ignored = check.confd_only(confd_only, settings.backend);
+        let errors = check.errors;
+        settings.config_file = lookup.path;
+        settings.config_candidates = lookup.candidates;
+        errors.into_result(settings)
+    }
+}
 
-        // An explicit --config-file must exist; the default one is optional.
-        let (config_file, raw) = match &cli.config_file {
+/// Which configuration file was read, and where terad looked for one.
+struct ConfigFileLookup {
+    path: Option<PathBuf>,
+    candidates: Vec<PathBuf>,
+    layer: Layer,
+}
+
+impl ConfigFileLookup {
+    /// An explicit `--config-file` must exist; otherwise the first of the flavour's candidates
+    /// that exists is read (terad: `terad.toml`, then `confd.toml`, in the confdir).
+    fn run(
+        explicit: Option<&Path>,
+        confdir: &Path,
+        defaults: &Defaults,
+        errors: &mut ConfigErrors,
+    ) -> ConfigFileLookup {
+        let candidates = match explicit {
+            Some(path) => vec![path.to_owned()],
+            None => defaults.config_files.candidates(confdir),
+        };
+        let path = match explicit {
+            Some(path) => Some(path.to_owned()),
+            None => candidates.iter().find(|path| path.is_file()).cloned(),
+        };
+        let layer = match &path {
+            None => Layer::default(),
             Some(path) => match RawConfigFile::read(path) {
-                Ok(raw) => (Some(path.clone()), raw),
+                Ok(raw) => raw.into_layer(),
                 Err(error) => {
                     errors.push(error);
-                    (Some(path.clone()), RawConfigFile::default())
+                    Layer::default()
                 }
             },
-            None => {
-                let default = confdir.join("terad.toml");
-                if default.is_file() {
-                    match RawConfigFile::read(&default) {
-                        Ok(raw) => (Some(default), raw),
-                        Err(error) => {
-                            errors.push(error);
-                            (Some(default), RawConfigFile::default())
-                        }
-                    }
-                } else {
-                    (None, RawConfigFile::default())
-                }
-            }
         };
-        let file_error = |key: &str, message: String| match &config_file {
+        ConfigFileLookup {
+            path,
+            candidates,
+            layer,
+        }
+    }
+}
+
+/// Validation of the combined layer: every value parsed and checked, every problem recorded.
+struct Validation<'a> {
+    defaults: &'a Defaults,
+    /// The configuration file, to report its own keys (`scheme`, `[coordination]`) against it.
+    config_file: Option<&'a Path>,
+    /// Where a configuration file was looked for.
+    candidates: &'a [PathBuf],
+    errors: ConfigErrors,
+}
+
+impl Validation<'_> {
+    /// An error about a key that is usually set in the configuration file.
+    fn file_error(&self, key: &str, message: String) -> ConfigError {
+        match self.config_file {
             Some(path) => ConfigError::in_file(path, message).with_key(key),
             None => ConfigError::option(key, message),
-        };
-        // The confdir given in a config file applies when the command line has none.
-        let confdir = match (&cli.confdir, &raw.confdir) {
-            (None, Some(dir)) => dir.clone(),
-            _ => confdir,
-        };
-
-        let backend_name = cli
-            .backend
-            .clone()
-            .or(raw.backend.clone())
-            .unwrap_or_else(|| "etcd".to_owned());
-        let backend = match backend_name.as_str() {
-            "etcd" | "etcdv3" => Some(BackendKind::Etcd),
-            "consul" => Some(BackendKind::Consul),
-            "file" => Some(BackendKind::File),
-            "env" => Some(BackendKind::Env),
-            other => {
-                errors.push(ConfigError::option(
-                    "--backend",
-                    format!(
-                        "unsupported backend {other:?}; terad supports etcd, consul, file and env"
-                    ),
-                ));
-                None
-            }
-        };
-        // `register` and `rollout` publish to the fleet through the store; a local backend would
-        // only fail later with an unrelated complaint (a missing --file).
-        let fleet_command = cli.command.is_some();
-        if fleet_command && matches!(backend, Some(BackendKind::File | BackendKind::Env)) {
-            errors.push(ConfigError::option(
-                "--backend",
-                format!(
-                    "{backend_name:?} cannot hold fleet state; register and rollout need etcd or consul"
-                ),
-            ));
         }
+    }
 
-        let onetime = cli.onetime.or(raw.onetime).unwrap_or(false);
-        let watch = cli.watch.or(raw.watch).unwrap_or(false);
-        // An interval from the file does not turn a command-line --onetime into a poll loop.
-        let interval = cli.interval.or(raw.interval);
-        if interval == Some(0) {
-            errors.push(ConfigError::option(
-                "--interval",
-                "must be at least 1 second",
-            ));
-        }
-        let interval = interval.filter(|secs| *secs > 0).map(Duration::from_secs);
-        let mode = match (onetime, watch) {
-            (true, true) => {
-                errors.push(ConfigError::option(
-                    "--onetime",
-                    "cannot be combined with --watch; choose one",
-                ));
-                Mode::Onetime
-            }
-            (true, false) => Mode::Onetime,
-            (false, true) => Mode::Watch {
-                reconcile: interval,
-            },
-            (false, false) => Mode::Poll {
-                interval: interval.unwrap_or(DEFAULT_INTERVAL),
-            },
-        };
+    fn option_error(&mut self, option: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError::option(option, message));
+    }
+
+    /// The settings, from the combined layer; `fleet_command` for `register` and `rollout`.
+    fn settings(&mut self, layer: Layer, fleet_command: bool) -> Settings {
+        let defaults = self.defaults;
+        // Destructured, so that a setting added to the layer cannot go unvalidated.
+        let Layer {
+            onetime,
+            watch,
+            interval,
+            backend,
+            nodes,
+            files,
+            confdir,
+            prefix,
+            noop,
+            sync_only,
+            keep_stage_file,
+            log_level,
+            log_format,
+            client_cert,
+            client_key,
+            client_ca_keys,
+            client_insecure,
+            scheme,
+            username,
+            password,
+            basic_auth,
+            auth_token,
+            backend_timeout,
+            consul_wait,
+            consistency,
+            datacenter,
+            wait,
+            listen,
+            ready_timeout,
+            watch_config,
+            shutdown_timeout,
+            exec,
+            exec_reload_signal,
+            exec_kill_timeout,
+            exec_exit_with_child,
+            instance,
+            coordination,
+            confd_only: _,
+        } = layer;
+
+        let backend_given = backend.is_some();
+        let backend_name = backend.unwrap_or_else(|| defaults.backend.to_owned());
+        let backend = self.backend(&backend_name, fleet_command);
+        let mode = self.mode(onetime, watch, interval);
 
         // With TLS material configured, `host:port` nodes mean https.
-        let tls_configured = cli.client_ca_keys.is_some()
-            || cli.client_cert.is_some()
-            || raw.client_cakeys.is_some()
-            || raw.client_cert.is_some();
-        let scheme = cli
-            .scheme
-            .clone()
-            .or(raw.scheme.clone())
-            .unwrap_or_else(|| if tls_configured { "https" } else { "http" }.to_owned());
+        let tls_configured = client_ca_keys.is_some() || client_cert.is_some();
+        let scheme = scheme.unwrap_or_else(|| {
+            if tls_configured {
+                "https"
+            } else {
+                defaults.scheme
+            }
+            .to_owned()
+        });
         if scheme != "http" && scheme != "https" {
-            errors.push(file_error(
+            let error = self.file_error(
                 "scheme",
                 format!("unsupported scheme {scheme:?}; use http or https"),
-            ));
+            );
+            self.errors.push(error);
         }
-        let raw_nodes = if cli.nodes.is_empty() {
-            raw.nodes.clone().unwrap_or_default()
-        } else {
-            cli.nodes.clone()
+        let nodes = nodes.unwrap_or_default();
+        let default_node = match backend {
+            Some(BackendKind::Etcd) => Some(defaults.etcd_node),
+            Some(BackendKind::Consul) => Some(defaults.consul_node),
+            _ => None,
         };
-        let nodes = match backend {
-            Some(BackendKind::Etcd) if raw_nodes.is_empty() => {
-                vec![format!("{scheme}://127.0.0.1:2379")]
-            }
-            Some(BackendKind::Consul) if raw_nodes.is_empty() => {
-                vec![format!("{scheme}://127.0.0.1:8500")]
-            }
-            _ => raw_nodes
+        let endpoint_note =
+            (nodes.is_empty() && default_node.is_some()).then(|| self.endpoint_note(backend_given));
+        let nodes = match default_node {
+            Some(node) if nodes.is_empty() => vec![format!("{scheme}://{node}")],
+            _ => nodes
                 .iter()
                 .filter_map(|node| match normalize_node(node, &scheme) {
                     Ok(url) => Some(url),
                     Err(message) => {
-                        errors.push(ConfigError::option("--node", message));
+                        self.option_error("--node", message);
                         None
                     }
                 })
                 .collect(),
         };
 
-        let files = if cli.files.is_empty() {
-            raw.file.clone().map(|f| f.into_vec()).unwrap_or_default()
-        } else {
-            cli.files.clone()
-        };
+        let files = files.unwrap_or_default();
         if backend == Some(BackendKind::File) && files.is_empty() && !fleet_command {
-            errors.push(ConfigError::option(
-                "--file",
-                "the file backend needs at least one --file",
-            ));
+            self.option_error("--file", "the file backend needs at least one --file");
         }
 
-        let log_level_text = cli
-            .log_level
-            .clone()
-            .or(raw.log_level.clone())
-            .unwrap_or_else(|| "info".to_owned());
-        let log_level = match log_level_text.to_ascii_lowercase().as_str() {
-            "trace" => tracing::Level::TRACE,
-            "debug" => tracing::Level::DEBUG,
-            "info" => tracing::Level::INFO,
-            "warn" | "warning" => tracing::Level::WARN,
-            // confd's panic and fatal levels only ever log errors.
-            "error" | "panic" | "fatal" => tracing::Level::ERROR,
-            other => {
-                errors.push(ConfigError::option(
-                    "--log-level",
-                    format!("unknown level {other:?}; use trace, debug, info, warn or error"),
-                ));
-                tracing::Level::INFO
-            }
-        };
-        let log_format = match cli
-            .log_format
-            .clone()
-            .or(raw.log_format.clone())
-            .unwrap_or_else(|| "text".to_owned())
-            .as_str()
-        {
+        let log_level = self.log_level(log_level.as_deref().unwrap_or(defaults.log_level));
+        let log_format = match log_format.as_deref().unwrap_or(defaults.log_format) {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
             other => {
-                errors.push(ConfigError::option(
+                self.option_error(
                     "--log-format",
                     format!("unknown format {other:?}; use text or json"),
-                ));
+                );
                 LogFormat::Text
             }
         };
 
-        let tls = TlsSettings {
-            ca: cli.client_ca_keys.clone().or(raw.client_cakeys.clone()),
-            cert: cli.client_cert.clone().or(raw.client_cert.clone()),
-            key: cli.client_key.clone().or(raw.client_key.clone()),
-            insecure: cli.client_insecure.or(raw.client_insecure).unwrap_or(false),
-        };
-        for (key, path) in [
-            ("--client-ca-keys", &tls.ca),
-            ("--client-cert", &tls.cert),
-            ("--client-key", &tls.key),
-        ] {
-            if let Some(path) = path
-                && !path.is_file()
-            {
-                errors.push(ConfigError::option(
-                    key,
-                    format!("file {:?} not found", path.display().to_string()),
-                ));
-            }
-        }
-        if tls.cert.is_some() != tls.key.is_some() {
-            errors.push(ConfigError::option(
-                "--client-cert",
-                "a client certificate and its key go together; set both or neither",
-            ));
-        }
-        if tls.insecure && tls.ca.is_some() {
-            errors.push(ConfigError::option(
-                "--client-insecure",
-                "turns off the verification --client-ca-keys asks for; set one or the other",
-            ));
-        }
-
-        let password = match (
-            cli.password.clone(),
-            cli.password_file.clone().or(raw.password_file.clone()),
-            raw.password.clone(),
-        ) {
-            (Some(password), _, _) => Some(Secret::new(password)),
-            (None, Some(path), _) => read_secret_file(&path, "--password-file", &mut errors),
-            (None, None, password) => password.map(Secret::new),
-        };
-        let token = match (
-            cli.auth_token.clone(),
-            cli.auth_token_file.clone().or(raw.auth_token_file.clone()),
-            raw.auth_token.clone(),
-        ) {
-            (Some(token), _, _) => Some(Secret::new(token)),
-            (None, Some(path), _) => read_secret_file(&path, "--auth-token-file", &mut errors),
-            (None, None, Some(token)) => Some(Secret::new(token)),
-            // Consul's own variables, as every Consul tool reads them.
-            (None, None, None) => match (env("CONSUL_HTTP_TOKEN"), env("CONSUL_HTTP_TOKEN_FILE")) {
-                (Some(token), _) if !token.is_empty() => Some(Secret::new(token)),
-                (_, Some(path)) if !path.is_empty() => {
-                    read_secret_file(Path::new(&path), "CONSUL_HTTP_TOKEN_FILE", &mut errors)
-                }
-                _ => None,
-            },
-        };
+        let tls = self.tls(TlsSettings {
+            ca: client_ca_keys,
+            cert: client_cert,
+            key: client_key,
+            insecure: client_insecure.unwrap_or(false),
+        });
         let auth = AuthSettings {
-            username: cli.username.clone().or(raw.username.clone()),
-            password,
-            basic_auth: cli.basic_auth.or(raw.basic_auth).unwrap_or(false),
-            token,
+            username,
+            password: password.and_then(|password| self.secret(password)),
+            basic_auth: basic_auth.unwrap_or(false),
+            token: auth_token.and_then(|token| self.secret(token)),
         };
         if auth.password.is_some() && auth.username.is_none() {
-            errors.push(ConfigError::option(
-                "--password",
-                "a password needs a --username",
-            ));
+            self.option_error("--password", "a password needs a --username");
         }
 
-        let mut duration = |option: &str, text: Option<String>, default: Duration| match text {
-            None => default,
-            Some(text) => match humantime::parse_duration(text.trim()) {
-                Ok(duration) if !duration.is_zero() => duration,
-                Ok(_) => {
-                    errors.push(ConfigError::option(option, "must be longer than zero"));
-                    default
-                }
-                Err(e) => {
-                    errors.push(ConfigError::option(
-                        option,
-                        format!("invalid duration {text:?}: {e}"),
-                    ));
-                    default
-                }
-            },
-        };
-        let backend_timeout = duration(
+        let backend_timeout = self.duration(
             "--backend-timeout",
-            cli.backend_timeout.clone().or(raw.backend_timeout.clone()),
-            DEFAULT_BACKEND_TIMEOUT,
+            backend_timeout,
+            defaults.backend_timeout,
         );
-        let consul_wait = duration(
-            "--consul-wait",
-            cli.consul_wait.clone().or(raw.consul_wait.clone()),
-            DEFAULT_CONSUL_WAIT,
-        );
-        let ready_timeout = duration(
-            "--ready-timeout",
-            cli.ready_timeout.clone().or(raw.ready_timeout.clone()),
-            Duration::from_secs(30),
-        );
-        let shutdown_timeout = duration(
+        let consul_wait = self.duration("--consul-wait", consul_wait, defaults.consul_wait);
+        let ready_timeout = self.duration("--ready-timeout", ready_timeout, defaults.ready_timeout);
+        let shutdown_timeout = self.duration(
             "--shutdown-timeout",
-            cli.shutdown_timeout
-                .clone()
-                .or(raw.shutdown_timeout.clone()),
-            Duration::from_secs(30),
+            shutdown_timeout,
+            defaults.shutdown_timeout,
         );
-        let exec_kill_timeout = duration(
+        let exec_kill_timeout = self.duration(
             "--exec-kill-timeout",
-            cli.exec_kill_timeout
-                .clone()
-                .or(raw.exec_kill_timeout.clone()),
-            Duration::from_secs(10),
+            exec_kill_timeout,
+            defaults.exec_kill_timeout,
         );
-        let consistency = match cli
-            .consistency
-            .clone()
-            .or(raw.consistency.clone())
-            .as_deref()
-        {
-            None | Some("default") => Consistency::Default,
-            Some("stale") => Consistency::Stale,
-            Some("consistent") => Consistency::Consistent,
-            Some(other) => {
-                errors.push(ConfigError::option(
+        let consistency = match consistency.as_deref().unwrap_or(defaults.consistency) {
+            "default" => Consistency::Default,
+            "stale" => Consistency::Stale,
+            "consistent" => Consistency::Consistent,
+            other => {
+                self.option_error(
                     "--consistency",
                     format!("unknown mode {other:?}; use default, stale or consistent"),
-                ));
+                );
                 Consistency::Default
             }
         };
 
-        let wait = match cli.wait.clone().or(raw.wait.clone()) {
-            None => None,
-            Some(text) => match parse_wait(&text) {
-                Ok(wait) => Some(wait),
-                Err(message) => {
-                    errors.push(ConfigError::option("--wait", message));
-                    None
-                }
-            },
-        };
-        let listen = match cli.listen.clone().or(raw.listen.clone()) {
-            None => None,
-            Some(text) => match text.parse::<std::net::SocketAddr>() {
-                Ok(address) => Some(address),
-                Err(_) => {
-                    errors.push(ConfigError::option(
-                        "--listen",
-                        format!("invalid address {text:?}; write IP:PORT, e.g. 127.0.0.1:9100"),
-                    ));
-                    None
-                }
-            },
-        };
-        let exec = match cli.exec.clone().or(raw.exec.clone()) {
-            None => None,
-            Some(command) => {
-                let reload_signal = match cli
-                    .exec_reload_signal
-                    .clone()
-                    .or(raw.exec_reload_signal.clone())
-                {
-                    None => None,
-                    Some(text) => match parse_signal(&text) {
-                        Ok(signal) => Some(signal),
-                        Err(message) => {
-                            errors.push(ConfigError::option("--exec-reload-signal", message));
-                            None
-                        }
-                    },
-                };
-                if mode == Mode::Onetime {
-                    errors.push(ConfigError::option(
-                        "--exec",
-                        "supervises a service, which a one-shot run does not do; use --watch or --interval",
-                    ));
-                }
-                Some(ExecSettings {
-                    command,
-                    reload_signal,
-                    kill_timeout: exec_kill_timeout,
-                    exit_with_child: cli
-                        .exec_exit_with_child
-                        .or(raw.exec_exit_with_child)
-                        .unwrap_or(false),
-                })
+        let wait = wait.and_then(|text| match parse_wait(&text) {
+            Ok(wait) => Some(wait),
+            Err(message) => {
+                self.option_error("--wait", message);
+                None
             }
-        };
+        });
+        let listen = listen.and_then(|text| match text.parse::<std::net::SocketAddr>() {
+            Ok(address) => Some(address),
+            Err(_) => {
+                self.option_error(
+                    "--listen",
+                    format!("invalid address {text:?}; write IP:PORT, e.g. 127.0.0.1:9100"),
+                );
+                None
+            }
+        });
+        let exec = exec.map(|command| {
+            let reload_signal = exec_reload_signal.and_then(|text| match parse_signal(&text) {
+                Ok(signal) => Some(signal),
+                Err(message) => {
+                    self.option_error("--exec-reload-signal", message);
+                    None
+                }
+            });
+            if mode == Mode::Onetime {
+                self.option_error(
+                    "--exec",
+                    "supervises a service, which a one-shot run does not do; use --watch or --interval",
+                );
+            }
+            ExecSettings {
+                command,
+                reload_signal,
+                kill_timeout: exec_kill_timeout,
+                exit_with_child: exec_exit_with_child.unwrap_or(false),
+            }
+        });
 
-        if raw.srv_domain.is_some() || raw.srv_record.is_some() {
-            errors.push(file_error(
-                "srv_record",
-                "discovering nodes through DNS SRV records is not supported; list them in `nodes`"
-                    .to_owned(),
-            ));
-        }
-
-        let coordination = raw.coordination.as_ref().and_then(|table| {
-            table.validate("coordination.", &mut |key, _span, message| {
-                errors.push(file_error(key, message));
-            })
+        let coordination = coordination.as_ref().and_then(|table| {
+            let mut found = Vec::new();
+            let coordination = table.validate("coordination.", &mut |key, _span, message| {
+                found.push(self.file_error(key, message));
+            });
+            self.errors.0.extend(found);
+            coordination
         });
         if coordination.is_some() && matches!(backend, Some(BackendKind::File | BackendKind::Env)) {
-            errors.push(file_error(
+            let error = self.file_error(
                 "coordination",
                 format!("needs a shared store (etcd or consul), not the {backend_name} backend"),
-            ));
+            );
+            self.errors.push(error);
         }
-        let instance = cli
-            .instance
-            .clone()
-            .or(raw.instance.clone())
-            .unwrap_or_else(default_instance);
 
-        let prefix = cli
-            .prefix
-            .clone()
-            .or(raw.prefix.clone())
-            .unwrap_or_default();
-        let settings = Settings {
+        Settings {
             mode,
             backend: backend.unwrap_or(BackendKind::Etcd),
             nodes,
+            endpoint_note,
             files,
-            confdir,
-            config_file,
-            prefix,
-            noop: cli.noop.or(raw.noop).unwrap_or(false),
-            sync_only: cli.sync_only.or(raw.sync_only).unwrap_or(false),
-            keep_stage_file: cli.keep_stage_file.or(raw.keep_stage_file).unwrap_or(false),
+            // The confdir given in a configuration file applies when the command line has none.
+            confdir: confdir.unwrap_or_else(|| defaults.confdir.clone()),
+            config_file: None,
+            config_candidates: Vec::new(),
+            prefix: prefix.unwrap_or_default(),
+            noop: noop.unwrap_or(false),
+            sync_only: sync_only.unwrap_or(false),
+            keep_stage_file: keep_stage_file.unwrap_or(false),
             log_level,
             log_format,
             tls,
@@ -727,19 +656,229 @@ impl Settings {
             consul: ConsulSettings {
                 wait: consul_wait,
                 consistency,
-                datacenter: cli.datacenter.clone().or(raw.datacenter.clone()),
+                datacenter,
             },
             wait,
             listen,
             ready_timeout,
-            watch_config: cli.watch_config.or(raw.watch_config).unwrap_or(false),
+            watch_config: watch_config.unwrap_or(false),
             shutdown_timeout,
             exec,
-            ignored: raw.ignored_keys(),
-            instance,
+            ignored: Vec::new(),
+            instance: instance.unwrap_or_else(default_instance),
             coordination,
+        }
+    }
+
+    fn backend(&mut self, name: &str, fleet_command: bool) -> Option<BackendKind> {
+        let backend = match name {
+            "etcd" | "etcdv3" => Some(BackendKind::Etcd),
+            "consul" => Some(BackendKind::Consul),
+            "file" => Some(BackendKind::File),
+            "env" => Some(BackendKind::Env),
+            other => {
+                self.option_error(
+                    "--backend",
+                    format!(
+                        "unsupported backend {other:?}; terad supports etcd, consul, file and env"
+                    ),
+                );
+                None
+            }
         };
-        errors.into_result(settings)
+        // `register` and `rollout` publish to the fleet through the store; a local backend would
+        // only fail later with an unrelated complaint (a missing --file).
+        if fleet_command && matches!(backend, Some(BackendKind::File | BackendKind::Env)) {
+            self.option_error(
+                "--backend",
+                format!(
+                    "{name:?} cannot hold fleet state; register and rollout need etcd or consul"
+                ),
+            );
+        }
+        backend
+    }
+
+    fn mode(&mut self, onetime: Option<bool>, watch: Option<bool>, interval: Option<u64>) -> Mode {
+        // An interval from the file does not turn a command-line --onetime into a poll loop.
+        if interval == Some(0) {
+            self.option_error("--interval", "must be at least 1 second");
+        }
+        let interval = interval.filter(|secs| *secs > 0).map(Duration::from_secs);
+        match (onetime.unwrap_or(false), watch.unwrap_or(false)) {
+            (true, true) => {
+                self.option_error("--onetime", "cannot be combined with --watch; choose one");
+                Mode::Onetime
+            }
+            (true, false) => Mode::Onetime,
+            (false, true) => Mode::Watch {
+                reconcile: interval,
+            },
+            (false, false) => Mode::Poll {
+                interval: interval.unwrap_or(self.defaults.interval),
+            },
+        }
+    }
+
+    /// Why the endpoint is the default one, for the error when it cannot be reached.
+    fn endpoint_note(&self, backend_given: bool) -> String {
+        let (flags, keys) = if backend_given {
+            ("--node", "`nodes`")
+        } else {
+            ("--backend or --node", "`backend` or `nodes`")
+        };
+        match self.config_file {
+            Some(file) => format!(
+                "the default endpoint: neither the command line nor {} sets {keys}",
+                file.display()
+            ),
+            None => format!(
+                "the default endpoint: no {flags} was given and no configuration file was found \
+                 at {}",
+                self.candidates
+                    .iter()
+                    .map(|path| path.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        }
+    }
+
+    fn log_level(&mut self, text: &str) -> tracing::Level {
+        match text.to_ascii_lowercase().as_str() {
+            "trace" => tracing::Level::TRACE,
+            "debug" => tracing::Level::DEBUG,
+            "info" => tracing::Level::INFO,
+            "warn" | "warning" => tracing::Level::WARN,
+            // confd's panic and fatal levels only ever log errors.
+            "error" | "panic" | "fatal" => tracing::Level::ERROR,
+            other => {
+                self.option_error(
+                    "--log-level",
+                    format!("unknown level {other:?}; use trace, debug, info, warn or error"),
+                );
+                tracing::Level::INFO
+            }
+        }
+    }
+
+    fn tls(&mut self, tls: TlsSettings) -> TlsSettings {
+        for (key, path) in [
+            ("--client-ca-keys", &tls.ca),
+            ("--client-cert", &tls.cert),
+            ("--client-key", &tls.key),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                self.option_error(
+                    key,
+                    format!("file {:?} not found", path.display().to_string()),
+                );
+            }
+        }
+        if tls.cert.is_some() != tls.key.is_some() {
+            self.option_error(
+                "--client-cert",
+                "a client certificate and its key go together; set both or neither",
+            );
+        }
+        if tls.insecure && tls.ca.is_some() {
+            self.option_error(
+                "--client-insecure",
+                "turns off the verification --client-ca-keys asks for; set one or the other",
+            );
+        }
+        tls
+    }
+
+    /// A password or token, read from its file when it is given as one.
+    fn secret(&mut self, credential: Credential) -> Option<Secret> {
+        match credential {
+            Credential::Value(value) => Some(Secret::new(value)),
+            Credential::File { path, option } => match std::fs::read_to_string(&path) {
+                Ok(text) => Some(Secret::new(text.lines().next().unwrap_or_default().trim())),
+                Err(error) => {
+                    self.option_error(
+                        option,
+                        format!("cannot read {:?}: {error}", path.display().to_string()),
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    fn duration(&mut self, option: &str, text: Option<String>, default: Duration) -> Duration {
+        let Some(text) = text else {
+            return default;
+        };
+        match humantime::parse_duration(text.trim()) {
+            Ok(duration) if !duration.is_zero() => duration,
+            Ok(_) => {
+                self.option_error(option, "must be longer than zero");
+                default
+            }
+            Err(e) => {
+                self.option_error(option, format!("invalid duration {text:?}: {e}"));
+                default
+            }
+        }
+    }
+
+    /// confd's settings for what terad does not do, checked in the layer that gave them so the
+    /// message names the key as written there. Returns the settings that are only ignored.
+    fn confd_only(
+        &mut self,
+        layers: [(Source, ConfdOnly); 2],
+        backend: BackendKind,
+    ) -> Vec<String> {
+        let mut ignored = Vec::new();
+        for (source, confd) in layers {
+            let srv = [
+                ("--srv-domain", "srv_domain", &confd.srv_domain),
+                ("--srv-record", "srv_record", &confd.srv_record),
+            ];
+            for (flag, key, value) in srv {
+                if let Some(value) = value {
+                    let record = if key == "srv_domain" {
+                        format!("_{}._tcp.{value}", backend.name())
+                    } else {
+                        value.clone()
+                    };
+                    self.errors.push(source.error(
+                        flag,
+                        key,
+                        format!(
+                            "discovering nodes through DNS SRV records is not supported: confd \
+                             looked the record up once at start, so list the same nodes with \
+                             --node (`dig +short SRV {record}` shows them)"
+                        ),
+                    ));
+                }
+            }
+            // confd's default filter, "*", is every file; terad reads every data file.
+            if let Some(filter) = confd.filter.filter(|filter| filter != "*") {
+                if backend == BackendKind::File {
+                    self.errors.push(source.error(
+                        "--filter",
+                        "filter",
+                        format!(
+                            "{filter:?} is not supported: terad has no file filter, it reads \
+                             every .yaml, .yml, .json and .toml file in a --file directory; \
+                             name the files to read with --file instead"
+                        ),
+                    ));
+                } else {
+                    ignored.push(match source {
+                        Source::File(_) => "filter".to_owned(),
+                        _ => "--filter".to_owned(),
+                    });
+                }
+            }
+            ignored.extend(confd.ignored);
+        }
+        ignored
     }
 }
 
@@ -772,19 +911,6 @@ fn normalize_node(node: &str, scheme: &str) -> Result<String, String> {
         return Err(format!("node {shown:?} must be host:port, without a path"));
     }
     Ok(url)
-}
-
-fn read_secret_file(path: &Path, option: &str, errors: &mut ConfigErrors) -> Option<Secret> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Some(Secret::new(text.lines().next().unwrap_or_default().trim())),
-        Err(error) => {
-            errors.push(ConfigError::option(
-                option,
-                format!("cannot read {:?}: {error}", path.display().to_string()),
-            ));
-            None
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1082,5 +1208,240 @@ file = ["/etc/keys.yaml"]
             settings.auth.token.as_ref().map(Secret::expose),
             Some("flag")
         );
+    }
+
+    fn in_dir(dir: &Path, args: &[&str]) -> Cli {
+        let mut all = vec!["--confdir", dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        cli(&all)
+    }
+
+    #[test]
+    fn a_confd_toml_in_the_confdir_is_read_when_there_is_no_terad_toml() {
+        let dir = tempfile::tempdir().unwrap();
+        let confd = dir.path().join("confd.toml");
+        std::fs::write(&confd, "backend = \"file\"\nfile = [\"/k.yaml\"]\n").unwrap();
+        let settings = Settings::load(&in_dir(dir.path(), &[]), no_env).unwrap();
+        assert_eq!(settings.config_file.as_deref(), Some(confd.as_path()));
+        assert_eq!(settings.backend, BackendKind::File);
+        assert_eq!(
+            settings.config_candidates,
+            [dir.path().join("terad.toml"), confd.clone()]
+        );
+
+        // terad.toml, when there is one, is the configuration file.
+        let terad = dir.path().join("terad.toml");
+        std::fs::write(&terad, "backend = \"env\"\n").unwrap();
+        let settings = Settings::load(&in_dir(dir.path(), &[]), no_env).unwrap();
+        assert_eq!(settings.config_file.as_deref(), Some(terad.as_path()));
+        assert_eq!(settings.backend, BackendKind::Env);
+    }
+
+    #[test]
+    fn under_the_name_confd_the_defaults_are_confds() {
+        let mut confd = cli(&[]);
+        confd.flavour = crate::cli::Flavour::Confd;
+        let settings = Settings::load(&confd, no_env).unwrap();
+        assert_eq!(settings.confdir, Path::new("/etc/confd"));
+        assert_eq!(
+            settings.config_candidates,
+            [Path::new("/etc/confd/confd.toml")]
+        );
+        // confd reads /etc/confd/confd.toml wherever -confdir points.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("confd.toml"), "backend = \"file\"\n").unwrap();
+        let mut confd = in_dir(dir.path(), &[]);
+        confd.flavour = crate::cli::Flavour::Confd;
+        let settings = Settings::load(&confd, no_env).unwrap();
+        assert_eq!(settings.config_file, None);
+        assert_eq!(settings.confdir, dir.path());
+
+        let terad = Settings::load(&cli(&[]), no_env).unwrap();
+        assert_eq!(terad.confdir, Path::new("/etc/terad"));
+        assert_eq!(
+            terad.config_candidates,
+            [
+                Path::new("/etc/terad/terad.toml"),
+                Path::new("/etc/terad/confd.toml")
+            ]
+        );
+    }
+
+    #[test]
+    fn srv_discovery_is_refused_naming_the_key_that_was_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("confd.toml");
+        std::fs::write(&file, "srv_domain = \"example.com\"\n").unwrap();
+        let errors = Settings::load(&in_dir(dir.path(), &[]), no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            errors.contains(&format!(
+                "{}: \"srv_domain\": discovering nodes through DNS SRV records is not supported",
+                file.display()
+            )),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("`dig +short SRV _etcd._tcp.example.com` shows them"),
+            "{errors}"
+        );
+        assert!(!errors.contains("srv_record"), "{errors}");
+
+        let errors = Settings::load(
+            &cli(&["--srv-record", "_etcd-client._tcp.example.com"]),
+            no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errors.contains("\"--srv-record\": discovering nodes through DNS SRV records"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("`dig +short SRV _etcd-client._tcp.example.com`"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn a_file_filter_is_refused_for_the_file_backend_and_ignored_for_others() {
+        let errors = Settings::load(
+            &cli(&["--backend", "file", "--file", "/k", "--filter", "*.yaml"]),
+            no_env,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errors.contains("\"--filter\": \"*.yaml\" is not supported: terad has no file filter"),
+            "{errors}"
+        );
+        // confd's default, every file, is what terad does.
+        let settings = Settings::load(
+            &cli(&["--backend", "file", "--file", "/k", "--filter", "*"]),
+            no_env,
+        )
+        .unwrap();
+        assert!(settings.ignored.is_empty());
+        // confd uses it for the file backend only.
+        let settings = Settings::load(&cli(&["--filter", "*.yaml"]), no_env).unwrap();
+        assert_eq!(settings.ignored, ["--filter"]);
+    }
+
+    #[test]
+    fn settings_of_confd_backends_terad_lacks_are_reported_as_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("terad.toml"),
+            "table = \"t\"\napp_id = \"a\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(
+            &in_dir(dir.path(), &["--separator", ":", "--secret-id", "s"]),
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(
+            settings.ignored,
+            ["--secret-id", "--separator", "table", "app_id"]
+        );
+    }
+
+    #[test]
+    fn a_bad_value_that_a_higher_layer_overrides_is_not_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("terad.toml"),
+            "log-level = \"loud\"\nbackend-timeout = \"forever\"\n",
+        )
+        .unwrap();
+        let settings = Settings::load(
+            &in_dir(
+                dir.path(),
+                &["--log-level", "debug", "--backend-timeout", "3s"],
+            ),
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(settings.log_level, tracing::Level::DEBUG);
+        assert_eq!(settings.backend_timeout, Duration::from_secs(3));
+        let errors = Settings::load(&in_dir(dir.path(), &[]), no_env)
+            .unwrap_err()
+            .to_string();
+        assert!(errors.contains("unknown level \"loud\""), "{errors}");
+    }
+
+    #[test]
+    fn a_password_on_the_command_line_beats_any_file_and_a_file_beats_a_password_in_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "from-file\nignored\n").unwrap();
+        std::fs::write(
+            dir.path().join("terad.toml"),
+            format!(
+                "username = \"u\"\npassword = \"from-toml\"\npassword_file = \"{}\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let password = |args: &[&str]| {
+            Settings::load(&in_dir(dir.path(), args), no_env)
+                .unwrap()
+                .auth
+                .password
+                .map(|p| p.expose().to_owned())
+        };
+        assert_eq!(password(&[]).as_deref(), Some("from-file"));
+        assert_eq!(
+            password(&["--password", "from-flag"]).as_deref(),
+            Some("from-flag")
+        );
+        std::fs::write(
+            dir.path().join("terad.toml"),
+            "username = \"u\"\npassword = \"from-toml\"\n",
+        )
+        .unwrap();
+        assert_eq!(password(&[]).as_deref(), Some("from-toml"));
+        let secret = secret.to_str().unwrap();
+        assert_eq!(
+            password(&["--password-file", secret]).as_deref(),
+            Some("from-file")
+        );
+    }
+
+    #[test]
+    fn the_default_endpoint_says_why_it_was_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::load(&in_dir(dir.path(), &[]), no_env).unwrap();
+        assert_eq!(settings.nodes, ["http://127.0.0.1:2379"]);
+        assert_eq!(
+            settings.endpoint_note,
+            Some(format!(
+                "the default endpoint: no --backend or --node was given and no configuration \
+                 file was found at {} or {}",
+                dir.path().join("terad.toml").display(),
+                dir.path().join("confd.toml").display()
+            ))
+        );
+        let settings =
+            Settings::load(&in_dir(dir.path(), &["--backend", "consul"]), no_env).unwrap();
+        assert!(
+            settings
+                .endpoint_note
+                .unwrap()
+                .starts_with("the default endpoint: no --node was given"),
+        );
+        std::fs::write(dir.path().join("confd.toml"), "prefix = \"/p\"\n").unwrap();
+        let settings = Settings::load(&in_dir(dir.path(), &[]), no_env).unwrap();
+        assert_eq!(
+            settings.endpoint_note,
+            Some(format!(
+                "the default endpoint: neither the command line nor {} sets `backend` or `nodes`",
+                dir.path().join("confd.toml").display()
+            ))
+        );
+        let settings =
+            Settings::load(&in_dir(dir.path(), &["--node", "10.0.0.1:2379"]), no_env).unwrap();
+        assert_eq!(settings.endpoint_note, None);
     }
 }

@@ -218,9 +218,29 @@ pub fn parse_resource(
     templates_dir: &Path,
     global_prefix: &str,
 ) -> Result<Resource, ConfigErrors> {
-    let raw: RawResourceFile =
-        toml::from_str(text).map_err(|error| from_toml_error(file, text, &error))?;
+    let raw: RawResourceFile = toml::from_str(text).map_err(|error| {
+        let mut converted = from_toml_error(file, text, &error);
+        if let Some(hint) = error
+            .span()
+            .and_then(|span| unquoted_mode(text, span.start))
+        {
+            converted.message.push_str(&hint);
+        }
+        converted
+    })?;
     validate(name, file, text, raw.template, templates_dir, global_prefix)
+}
+
+/// The hint for a mode written as a number: `mode = 0644` is a TOML syntax error (a leading
+/// zero) and `mode = 644` an integer, but a mode is a string of octal digits.
+fn unquoted_mode(text: &str, offset: usize) -> Option<String> {
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, value) = line.split_once('=')?;
+    let value = value.split('#').next()?.trim();
+    let number = !value.is_empty() && value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    (key.trim() == "mode" && number && value.starts_with(|c: char| c.is_ascii_digit()))
+        .then(|| format!("; write it as a string: mode = \"{value}\""))
 }
 
 /// Checks every key of one `[template]` table.
@@ -810,6 +830,22 @@ ttl = "1s"
     }
 
     #[test]
+    fn a_mode_written_as_a_number_is_told_to_be_a_string() {
+        let fx = Fixture::new();
+        fx.resource(
+            "a.toml",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\nmode = 0644   # rw-r--r--\n",
+        );
+        let errors = fx.errors();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("conf.d/a.toml:4:8: "), "{errors:?}");
+        assert!(
+            errors[0].ends_with("; write it as a string: mode = \"0644\""),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
     fn mode_parsing_is_always_octal() {
         assert_eq!(parse_mode("0644"), Ok(0o644));
         assert_eq!(parse_mode("644"), Ok(0o644));
@@ -863,7 +899,8 @@ check_timeout = "soon"
             "conf.d/a.toml:8:17: \"check_timeout\": invalid duration \"soon\"",
             "conf.d/b.toml:4:1: unknown field `keyz`",
             "conf.d/c.toml:1:10:",
-            "conf.d/d.toml:4:8: invalid type: integer `644`, expected a string",
+            "conf.d/d.toml:4:8: invalid type: integer `644`, expected a string; write it as a \
+             string: mode = \"644\"",
             "conf.d/e.toml: \"src\": missing",
             "conf.d/e.toml: \"dest\": missing",
             "conf.d/e.toml:2:9: \"keys\": a key must not be empty",

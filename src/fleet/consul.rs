@@ -151,7 +151,7 @@ impl ConsulFleet {
                     }
                     Ok(response) => {
                         if !failing {
-                            warn!(session = %renewed, status = %response.status(), "session renewal refused; retrying within the session's lifetime");
+                            warn!(session = %renewed, status = response.status().as_u16(), "session renewal refused; retrying within the session's lifetime");
                             failing = true;
                         }
                     }

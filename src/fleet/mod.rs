@@ -401,7 +401,7 @@ pub async fn acquire(
             .map(|entry| entry.value.clone())
             .collect();
         if last_holders.as_ref() != Some(&holders) {
-            info!(group = %group, holders = ?holders, "waiting for a coordination slot");
+            info!(group = %group, holders = crate::logging::json(&holders), "waiting for a coordination slot");
             last_holders = Some(holders);
         }
         coordinator

@@ -93,7 +93,7 @@ pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> R
         info!(
             backend = backend.name(),
             resources = runtime.slots.len(),
-            prefixes = ?runtime.prefixes,
+            prefixes = crate::logging::json(&runtime.prefixes),
             "starting"
         );
         match runtime.follow(backend, mode, &mut context).await {

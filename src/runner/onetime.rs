@@ -101,9 +101,11 @@ pub(super) async fn onetime(
     for (action, names) in reloads {
         if let Action::Command { command, timeout } = action {
             match crate::process::run_shell(&command, timeout).await {
-                Ok(_) => info!(resources = ?names, command = %command, "reloaded"),
+                Ok(_) => {
+                    info!(resources = crate::logging::json(&names), command = %command, "reloaded")
+                }
                 Err(err) => {
-                    error!(resources = ?names, error = %err, "reload failed; the new files are in place");
+                    error!(resources = crate::logging::json(&names), error = %err, "reload failed; the new files are in place");
                     failed += 1;
                 }
             }

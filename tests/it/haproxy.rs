@@ -69,12 +69,12 @@ fn fixture() -> Fixture {
         &template.replace("bind *:", "bind 127.0.0.1:"),
     );
     let resource = include_str!("../../conf.d/haproxy.toml");
-    assert!(resource.contains("check_cmd = \"haproxy -c -q -f {{.src}}\""));
+    assert!(resource.contains("check_cmd = \"haproxy -c -f {{.src}}\""));
     fx.resource(
         "haproxy.toml",
         &format!(
             "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\nmode = \"0644\"\n\
-             check_cmd = \"haproxy -c -q -f {{{{.src}}}}\"\n\
+             check_cmd = \"haproxy -c -f {{{{.src}}}}\"\n\
              reload_cmd = \"kill -USR2 $(cat {})\"\n",
             fx.path(DEST).display(),
             fx.path("haproxy.pid").display()
@@ -265,7 +265,7 @@ fn scenario(store: &dyn Store) {
     }
     let log = terad.log();
     assert!(
-        log.contains("haproxy -c -q -f") && log.contains(&fx.path(DEST).display().to_string()),
+        log.contains("haproxy -c -f") && log.contains(&fx.path(DEST).display().to_string()),
         "the log names the check and the destination:\n{log}"
     );
     assert_eq!(
@@ -506,4 +506,49 @@ fn the_reload_script_makes_back_to_back_reloads_reliable() {
     );
     let _ = other.kill();
     let _ = other.wait();
+}
+
+/// `haproxy -c -q` hid HAProxy's reason: terad's error said only "failed with exit status: 1".
+/// With the example resource as shipped, a render HAProxy rejects is reported with HAProxy's
+/// own ALERT, which names the staged file and the line.
+#[test]
+fn a_render_haproxy_rejects_is_reported_with_haproxys_alert_and_line() {
+    let fx = Fixture::new();
+    fx.template(
+        "haproxy.cfg.tmpl",
+        include_str!("../../templates/haproxy.cfg.tmpl"),
+    );
+    let resource = include_str!("../../conf.d/haproxy.toml");
+    assert!(resource.contains("dest = \"/etc/haproxy/haproxy.cfg\""));
+    fx.resource(
+        "haproxy.toml",
+        &resource.replace(
+            "/etc/haproxy/haproxy.cfg",
+            &fx.path(DEST).display().to_string(),
+        ),
+    );
+    fx.write(
+        "keys.yaml",
+        "proxy:\n  port: \"8080\"\n  frontend:\n    web1: 127.0.0.1:8080 no-such-keyword\n",
+    );
+    let output = run(&mut fx.onetime(), LIMIT);
+    let log = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{log}");
+    assert!(!fx.path(DEST).exists(), "nothing written");
+    // [ALERT]    (123) : config : [/tmp/…/out/.haproxy.cfg.AbC:21] : 'server nodes/web1' : unknown keyword 'no-such-keyword'.
+    let stage = format!("{}/.haproxy.cfg.", fx.path("out").display());
+    let alert = log
+        .split("[ALERT]")
+        .skip(1)
+        .find(|alert| alert.contains("no-such-keyword"))
+        .unwrap_or_else(|| panic!("no ALERT naming the bad keyword in terad's error:\n{log}"));
+    let at = alert
+        .find(&stage)
+        .unwrap_or_else(|| panic!("the ALERT names the staged file: {alert}"));
+    let line = alert[at + stage.len()..]
+        .split_once(':')
+        .and_then(|(_, rest)| rest.split(']').next())
+        .and_then(|line| line.parse::<u32>().ok());
+    assert!(line.is_some(), "the ALERT has a line number: {alert}");
+    assert!(alert.contains("'server nodes/web1'"), "{alert}");
 }

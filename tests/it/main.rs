@@ -4,11 +4,13 @@
 mod support;
 
 mod bad_input;
+mod confd_cli;
 mod consul;
 mod entrypoint;
 mod etcd;
 mod fleet;
 mod haproxy;
+mod messages;
 mod operability;
 mod packaging;
 mod pipeline;

@@ -2,17 +2,33 @@
 //! given on the command line wins over the environment, which wins over the configuration file,
 //! which wins over the default. Options therefore stay `Option`s here: [`crate::config`] does the
 //! layering and the validation.
+//!
+//! confd's command lines work unchanged: [`confd_args`] translates Go's flag syntax (`-onetime`,
+//! `-backend etcd`, `-node=URL`) into terad's before clap sees it, and under the name `confd`
+//! ([`Flavour::Confd`]) the defaults are confd's.
 
-use std::path::PathBuf;
+pub mod confd_args;
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
 
 use clap::builder::BoolishValueParser;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::config::Defaults;
 
 /// terad renders configuration files from etcd, Consul, files or the environment with Tera
 /// templates, validates them with a check command, swaps them in atomically and reloads the
 /// service.
 #[derive(Debug, Clone, Default, Parser)]
-#[command(name = "terad", version, about, max_term_width = 100)]
+#[command(
+    name = "terad",
+    version,
+    about,
+    max_term_width = 100,
+    after_help = "confd's flags work as well, with one or two dashes: \
+                  terad -onetime -backend file -file keys.yaml -confdir /etc/confd"
+)]
 pub struct Cli {
     /// Render every resource once and exit: 0 when all succeeded, 1 when any failed, 2 on a
     /// configuration error.
@@ -23,8 +39,8 @@ pub struct Cli {
     #[arg(long, env = "TERAD_WATCH", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub watch: Option<bool>,
 
-    /// Re-read the backend every SECS seconds; together with --watch, a periodic reconcile.
-    /// Without --onetime or --watch terad polls every 600 seconds, like confd.
+    /// Re-read the backend every SECS seconds, like confd; together with --watch, a periodic
+    /// reconcile.
     #[arg(long, env = "TERAD_INTERVAL", value_name = "SECS")]
     pub interval: Option<u64>,
 
@@ -52,13 +68,11 @@ pub struct Cli {
     )]
     pub files: Vec<PathBuf>,
 
-    /// The directory holding `conf.d/`, `templates/` and the optional `terad.toml`
-    /// [default: /etc/terad].
+    /// The directory holding `conf.d/` and `templates/` (and the configuration file).
     #[arg(global = true, long, env = "TERAD_CONFDIR", value_name = "DIR")]
     pub confdir: Option<PathBuf>,
 
-    /// The configuration file (terad.toml, or an existing confd.toml)
-    /// [default: CONFDIR/terad.toml when it exists].
+    /// The configuration file: a terad.toml, or an existing confd.toml.
     #[arg(global = true, long, env = "TERAD_CONFIG_FILE", value_name = "FILE")]
     pub config_file: Option<PathBuf>,
 
@@ -78,11 +92,11 @@ pub struct Cli {
     #[arg(long, env = "TERAD_KEEP_STAGE_FILE", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub keep_stage_file: Option<bool>,
 
-    /// Log verbosity: trace, debug, info, warn or error [default: info].
+    /// Log verbosity: trace, debug, info, warn or error.
     #[arg(global = true, long, env = "TERAD_LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,
 
-    /// Log line format: text or json [default: text].
+    /// Log line format: text or json.
     #[arg(global = true, long, env = "TERAD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
 
@@ -107,7 +121,7 @@ pub struct Cli {
     #[arg(global = true, long, env = "TERAD_CLIENT_INSECURE", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub client_insecure: Option<bool>,
 
-    /// URL scheme for `host:port` nodes: http or https [default: http].
+    /// URL scheme for `host:port` nodes: http or https.
     #[arg(global = true, long, env = "TERAD_SCHEME", value_name = "SCHEME")]
     pub scheme: Option<String>,
 
@@ -153,11 +167,11 @@ pub struct Cli {
     )]
     pub auth_token_file: Option<PathBuf>,
 
-    /// Consul: how long a blocking query waits for a change before it is renewed [default: 5m].
+    /// Consul: how long a blocking query waits for a change before it is renewed.
     #[arg(long, env = "TERAD_CONSUL_WAIT", value_name = "DURATION")]
     pub consul_wait: Option<String>,
 
-    /// Consul: read consistency, default, stale or consistent [default: default].
+    /// Consul: read consistency, default, stale or consistent.
     #[arg(global = true, long, env = "TERAD_CONSISTENCY", value_name = "MODE")]
     pub consistency: Option<String>,
 
@@ -175,8 +189,7 @@ pub struct Cli {
     #[arg(long, env = "TERAD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
 
-    /// /ready turns false when the backend has been unreachable for longer than this
-    /// [default: 30s].
+    /// /ready turns false when the backend has been unreachable for longer than this.
     #[arg(long, env = "TERAD_READY_TIMEOUT", value_name = "DURATION")]
     pub ready_timeout: Option<String>,
 
@@ -185,8 +198,7 @@ pub struct Cli {
     #[arg(long, env = "TERAD_WATCH_CONFIG", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub watch_config: Option<bool>,
 
-    /// On SIGTERM/SIGINT, how long an in-flight write, check or reload may take to finish
-    /// [default: 30s].
+    /// On SIGTERM/SIGINT, how long an in-flight write, check or reload may take to finish.
     #[arg(long, env = "TERAD_SHUTDOWN_TIMEOUT", value_name = "DURATION")]
     pub shutdown_timeout: Option<String>,
 
@@ -200,8 +212,7 @@ pub struct Cli {
     #[arg(long, env = "TERAD_EXEC_RELOAD_SIGNAL", value_name = "SIGNAL")]
     pub exec_reload_signal: Option<String>,
 
-    /// With --exec: how long the service may take to stop after SIGTERM before SIGKILL
-    /// [default: 10s].
+    /// With --exec: how long the service may take to stop after SIGTERM before SIGKILL.
     #[arg(long, env = "TERAD_EXEC_KILL_TIMEOUT", value_name = "DURATION")]
     pub exec_kill_timeout: Option<String>,
 
@@ -209,17 +220,122 @@ pub struct Cli {
     #[arg(long, env = "TERAD_EXEC_EXIT_WITH_CHILD", value_parser = BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub exec_exit_with_child: Option<bool>,
 
-    /// How long --onetime keeps retrying an unreachable backend before it gives up
-    /// [default: 10s].
+    /// How long --onetime keeps retrying an unreachable backend before it gives up.
     #[arg(long, env = "TERAD_BACKEND_TIMEOUT", value_name = "DURATION")]
     pub backend_timeout: Option<String>,
 
-    /// This instance's name in coordination slots and halt markers [default: HOSTNAME/PID].
+    /// This instance's name in coordination slots and halt markers.
     #[arg(global = true, long, env = "TERAD_INSTANCE", value_name = "NAME")]
     pub instance: Option<String>,
 
+    /// confd's flags for what terad does not do.
+    #[command(flatten)]
+    pub confd: ConfdOnlyArgs,
+
+    /// The name terad runs under; set from the program name, not an option.
+    #[arg(skip)]
+    pub flavour: Flavour,
+
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// confd's flags for features terad does not have. Hidden from `--help`: they exist so that a
+/// confd command line is understood, and each gets the message the same key gets in a
+/// `confd.toml` (DNS SRV discovery and a file filter are refused with the reason, the settings
+/// of backends terad does not have are reported as ignored).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfdOnlyArgs {
+    #[arg(long, hide = true, value_name = "DOMAIN")]
+    pub srv_domain: Option<String>,
+    #[arg(long, hide = true, value_name = "RECORD")]
+    pub srv_record: Option<String>,
+    #[arg(long, hide = true, value_name = "GLOB")]
+    pub filter: Option<String>,
+    #[arg(long, hide = true)]
+    pub table: Option<String>,
+    #[arg(long, hide = true)]
+    pub app_id: Option<String>,
+    #[arg(long, hide = true)]
+    pub role_id: Option<String>,
+    #[arg(long, hide = true)]
+    pub secret_id: Option<String>,
+    #[arg(long, hide = true)]
+    pub auth_type: Option<String>,
+    #[arg(long, hide = true)]
+    pub path: Option<String>,
+    #[arg(long, hide = true)]
+    pub separator: Option<String>,
+    #[arg(long, hide = true)]
+    pub user_id: Option<String>,
+}
+
+/// The name terad runs under, which picks its defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavour {
+    #[default]
+    Terad,
+    /// Run as `confd` (a symlink or a copy): confd's confdir and configuration file, so that
+    /// `ln -s terad /usr/bin/confd` is the whole migration.
+    Confd,
+}
+
+impl Flavour {
+    /// From the program name (`argv[0]`): `confd` when its file name is `confd`.
+    pub fn from_program(program: &OsStr) -> Flavour {
+        match Path::new(program).file_name() {
+            Some(name) if name == "confd" => Flavour::Confd,
+            _ => Flavour::Terad,
+        }
+    }
+}
+
+/// Why a command line was not parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    /// A flag written confd's way that terad does not understand; the message has a hint.
+    #[error(transparent)]
+    Flag(#[from] confd_args::FlagError),
+    /// clap's own report, including `--help` and `--version` (see [`clap::Error::exit`]).
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+}
+
+/// The command with each option's default, for `flavour`, shown as `[default: …]` in its help.
+pub fn command(flavour: Flavour) -> clap::Command {
+    let mut command = Cli::command();
+    for (id, default) in Defaults::of(flavour).shown() {
+        command = command.mut_arg(id, |arg| {
+            let suffix = format!("[default: {default}]");
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let long = arg.get_long_help().map(ToString::to_string);
+            let arg = arg.help(format!("{help} {suffix}"));
+            match long {
+                Some(long) => arg.long_help(format!("{long} {suffix}")),
+                None => arg,
+            }
+        });
+    }
+    command
+}
+
+/// Parses a command line: the flavour from the program name, confd's flag syntax translated to
+/// terad's, then clap.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, ParseError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let flavour = args
+        .first()
+        .map_or(Flavour::Terad, |program| Flavour::from_program(program));
+    let command = command(flavour);
+    let args = confd_args::translate(args, &command)?;
+    let matches = command.try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    cli.flavour = flavour;
+    Ok(cli)
 }
 
 /// The fleet subcommands. Without one, terad renders (the options above).
@@ -262,4 +378,142 @@ pub struct RegisterArgs {
     pub health_interval: String,
     #[arg(long, value_name = "DURATION", default_value = "5s")]
     pub health_timeout: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn help(flavour: Flavour) -> String {
+        command(flavour).render_long_help().to_string()
+    }
+
+    /// The help text of one option, from its name line up to the next option.
+    fn option_help<'a>(help: &'a str, option: &str) -> &'a str {
+        let start = help
+            .find(&format!("      {option} "))
+            .or_else(|| help.find(&format!("      {option}[")))
+            .unwrap_or_else(|| panic!("{option} in\n{help}"));
+        let rest = &help[start + 6..];
+        let end = rest.find("\n  -").unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    #[test]
+    fn help_shows_every_default() {
+        let help = help(Flavour::Terad);
+        for (option, default) in [
+            ("--backend", "[default: etcd]"),
+            (
+                "--node",
+                "[default: http://127.0.0.1:2379 for etcd, http://127.0.0.1:8500 for consul]",
+            ),
+            ("--interval", "[default: 600 without --watch or --onetime]"),
+            ("--confdir", "[default: /etc/terad]"),
+            (
+                "--config-file",
+                "[default: CONFDIR/terad.toml, else CONFDIR/confd.toml, if present]",
+            ),
+            ("--log-level", "[default: info]"),
+            ("--log-format", "[default: text]"),
+            ("--scheme", "[default: http, or https"),
+            ("--backend-timeout", "[default: 10s]"),
+            ("--consul-wait", "[default: 5m]"),
+            ("--consistency", "[default: default]"),
+            ("--ready-timeout", "[default: 30s]"),
+            ("--shutdown-timeout", "[default: 30s]"),
+            ("--exec-kill-timeout", "[default: 10s]"),
+            ("--instance", "[default: HOSTNAME/PID]"),
+        ] {
+            let text = option_help(&help, option);
+            // Wrapped help puts line breaks and indentation where spaces were.
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(text.contains(default), "{option}: {text}");
+        }
+        // The short help too.
+        let short = command(Flavour::Terad).render_help().to_string();
+        assert!(short.contains("[default: etcd]"), "{short}");
+    }
+
+    #[test]
+    fn under_the_name_confd_help_shows_confds_defaults() {
+        let help = help(Flavour::Confd);
+        let text = option_help(&help, "--confdir");
+        assert!(text.contains("[default: /etc/confd]"), "{text}");
+        let text = option_help(&help, "--config-file");
+        assert!(
+            text.contains("[default: /etc/confd/confd.toml, if present]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_flavour_comes_from_the_program_name() {
+        for (program, flavour) in [
+            ("confd", Flavour::Confd),
+            ("/usr/bin/confd", Flavour::Confd),
+            ("./confd", Flavour::Confd),
+            ("terad", Flavour::Terad),
+            ("/usr/bin/terad", Flavour::Terad),
+            ("confd-old", Flavour::Terad),
+            ("", Flavour::Terad),
+        ] {
+            assert_eq!(
+                Flavour::from_program(OsStr::new(program)),
+                flavour,
+                "{program}"
+            );
+        }
+        let cli = try_parse_from(["/usr/local/bin/confd", "-onetime"]).unwrap();
+        assert_eq!(cli.flavour, Flavour::Confd);
+        assert_eq!(cli.onetime, Some(true));
+    }
+
+    #[test]
+    fn a_confd_command_line_parses_to_the_same_options_as_terads() {
+        let confd = try_parse_from([
+            "terad",
+            "-onetime",
+            "-backend",
+            "file",
+            "-file",
+            "a.yaml",
+            "--file=b.yaml",
+            "-confdir",
+            "/etc/confd",
+            "-node",
+            "http://e1:2379",
+            "-node=http://e2:2379",
+            "-log-level=debug",
+            "-noop=false",
+        ])
+        .unwrap();
+        let terad = try_parse_from([
+            "terad",
+            "--onetime",
+            "--backend",
+            "file",
+            "--file",
+            "a.yaml",
+            "--file",
+            "b.yaml",
+            "--confdir",
+            "/etc/confd",
+            "--node",
+            "http://e1:2379,http://e2:2379",
+            "--log-level",
+            "debug",
+            "--noop=false",
+        ])
+        .unwrap();
+        assert_eq!(format!("{confd:?}"), format!("{terad:?}"));
+        assert_eq!(
+            confd.files,
+            [PathBuf::from("a.yaml"), PathBuf::from("b.yaml")]
+        );
+        assert!(matches!(
+            try_parse_from(["terad", "-onetim"]),
+            Err(ParseError::Flag(_))
+        ));
+    }
 }

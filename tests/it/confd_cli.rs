@@ -1,0 +1,236 @@
+//! confd's command line and configuration file with the real binary: Go's flag syntax, a
+//! `confd.toml` in the confdir, the name `confd` (a symlink), and the messages a confd user
+//! gets for what terad does not understand.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::support::{Fixture, run, stderr};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A confdir rendering `/app/name` into `out/app.conf`, keys in `keys.yaml`.
+fn fixture() -> Fixture {
+    let fx = Fixture::new();
+    fx.write("keys.yaml", "app:\n  name: demo\n");
+    fx.template("app.tmpl", "name={{ getv(key=\"/app/name\") }}\n");
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n",
+            fx.path("out/app.conf").display()
+        ),
+    );
+    fx
+}
+
+/// `program` (the terad binary or a link to it) with a clean environment and no arguments.
+fn bare(program: &Path) -> Command {
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TERAD_") || name.starts_with("CONSUL_HTTP") {
+            command.env_remove(name);
+        }
+    }
+    command.env_remove("RUST_LOG");
+    command
+}
+
+fn terad() -> Command {
+    bare(Path::new(env!("CARGO_BIN_EXE_terad")))
+}
+
+#[test]
+fn a_confd_command_line_renders_in_every_go_spelling() {
+    for spelling in [
+        "-onetime -backend file -file KEYS -confdir DIR",
+        "--onetime --backend file --file KEYS --confdir DIR",
+        "-onetime=true -backend=file -file=KEYS -confdir=DIR",
+        "--onetime=true --backend=file --file=KEYS --confdir=DIR",
+    ] {
+        let fx = fixture();
+        let keys = fx.path("keys.yaml").display().to_string();
+        let dir = fx.root().display().to_string();
+        let args: Vec<String> = spelling
+            .split(' ')
+            .map(|arg| arg.replace("KEYS", &keys).replace("DIR", &dir))
+            .collect();
+        let output = run(terad().args(&args), LIMIT);
+        assert!(output.status.success(), "{spelling}: {}", stderr(&output));
+        assert_eq!(fx.read("out/app.conf"), "name=demo\n", "{spelling}");
+    }
+}
+
+#[test]
+fn a_confd_flag_terad_does_not_know_gets_a_hint() {
+    let fx = fixture();
+    let output = run(
+        terad()
+            .args(["-onetim", "-backend", "file", "-confdir"])
+            .arg(fx.root()),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output),
+        "terad: unknown flag \"-onetim\"; did you mean -onetime? (terad takes confd's flags and \
+         its own options, with one or two dashes; see --help)\n"
+    );
+
+    let output = run(terad().args(["-onetime", "true", "-noop"]), LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("write -onetime=true"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn confds_flags_for_what_terad_lacks_get_the_messages_of_confd_toml() {
+    let fx = fixture();
+    let output = run(
+        fx.onetime()
+            .args(["-table", "t", "-srv-domain", "example.com"]),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.contains(
+            "\"--srv-domain\": discovering nodes through DNS SRV records is not supported"
+        ),
+        "{text}"
+    );
+    assert!(!fx.path("out/app.conf").exists());
+
+    let output = run(fx.onetime().args(["-table", "t", "-app-id", "a"]), LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stderr(&output);
+    for flag in ["--table", "--app-id"] {
+        assert!(
+            text.lines()
+                .any(|line| line.contains("confd setting ignored")
+                    && line.contains(&format!("key={flag}"))),
+            "{flag}: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_confd_toml_in_the_confdir_is_loaded_and_named_in_the_log() {
+    let fx = fixture();
+    let config = fx.write(
+        "confd.toml",
+        &format!(
+            "backend = \"file\"\nfile = [\"{}\"]\nlog-level = \"info\"\n",
+            fx.path("keys.yaml").display()
+        ),
+    );
+    let output = run(
+        terad().arg("-onetime").arg("-confdir").arg(fx.root()),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    let log = stderr(&output);
+    assert!(
+        log.lines().any(|line| line.contains("INFO")
+            && line.contains("configuration file loaded")
+            && line.contains(&format!("file={}", config.display()))),
+        "{log}"
+    );
+}
+
+#[test]
+fn without_any_configuration_the_unreachable_error_says_the_default_etcd_endpoint_was_used() {
+    let fx = fixture();
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", 2379)).is_err(),
+        "this test needs nothing listening on etcd's default port, 127.0.0.1:2379"
+    );
+    let output = run(
+        terad()
+            .args(["--onetime", "--backend-timeout", "1s", "--confdir"])
+            .arg(fx.root()),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let log = stderr(&output);
+    let want = format!(
+        "cannot reach etcd at http://127.0.0.1:2379 (the default endpoint: no --backend or --node \
+         was given and no configuration file was found at {} or {})",
+        fx.path("terad.toml").display(),
+        fx.path("confd.toml").display()
+    );
+    assert!(
+        log.lines()
+            .any(|line| line.contains("giving up") && line.contains(&want)),
+        "{log}"
+    );
+    assert!(
+        log.contains("no configuration file; using the command line"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_symlink_named_confd_is_the_whole_migration() {
+    let fx = fixture();
+    let bin = tempfile::tempdir().unwrap();
+    let confd = bin.path().join("confd");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_terad"), &confd).unwrap();
+
+    // confd's own command line, unchanged.
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(fx.path("keys.yaml"))
+            .arg("-confdir")
+            .arg(fx.root()),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+
+    // Without -confdir, confd's directory.
+    assert!(
+        !Path::new("/etc/confd").exists(),
+        "this test needs no /etc/confd on the machine"
+    );
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("/etc/confd/conf.d: cannot read resource directory"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(bare(&confd).arg("-help"), LIMIT);
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    assert!(help.contains("Usage: confd"), "{help}");
+    assert!(help.contains("[default: /etc/confd]"), "{help}");
+    assert!(
+        help.contains("[default: /etc/confd/confd.toml, if present]"),
+        "{help}"
+    );
+
+    // Under its own name, terad's.
+    let output = run(
+        terad()
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    assert!(
+        stderr(&output).contains("/etc/terad/conf.d"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -1,0 +1,103 @@
+//! What a new user reads: JSON log fields as JSON values, and the README's promises about the
+//! commands it shows.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::{Fixture, run, stderr};
+
+const LIMIT: Duration = Duration::from_secs(20);
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `--log-format json` gave `"resources": "[\"r0\"]"`, a string holding JSON.
+#[test]
+fn json_logs_carry_lists_as_arrays_and_numbers_as_numbers() {
+    let fx = Fixture::new();
+    fx.write("keys.yaml", "app:\n  name: demo\n");
+    fx.template("app.tmpl", "name={{ getv(key=\"/app/name\") }}\n");
+    for name in ["r0", "r1"] {
+        fx.resource(
+            &format!("{name}.toml"),
+            &format!(
+                "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload_cmd = \"true\"\n",
+                fx.path(&format!("out/{name}.conf")).display()
+            ),
+        );
+    }
+    let output = run(fx.onetime().args(["--log-format", "json"]), LIMIT);
+    let log = stderr(&output);
+    assert!(output.status.success(), "{log}");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let find = |message: &str| {
+        lines
+            .iter()
+            .find(|line| line["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} in\n{log}"))
+    };
+    assert_eq!(
+        find("reloaded")["resources"],
+        serde_json::json!(["r0", "r1"])
+    );
+    assert_eq!(
+        find("no configuration file; using the command line, the environment and the defaults")["looked_for"],
+        serde_json::json!([
+            fx.path("terad.toml").display().to_string(),
+            fx.path("confd.toml").display().to_string()
+        ])
+    );
+    let updated = find("config updated");
+    assert!(updated["resource"].is_string(), "{updated}");
+    for line in &lines {
+        for (name, value) in line.as_object().unwrap() {
+            if let Some(text) = value.as_str() {
+                assert!(
+                    !(text.starts_with('[') && text.ends_with(']')),
+                    "{name} is a string holding a list: {line}"
+                );
+            }
+        }
+    }
+}
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(ROOT).join("README.md")).unwrap()
+}
+
+/// The README's test command also builds the .deb and fuzzes; it says so, and gives the quick
+/// command for the tests alone.
+#[test]
+fn the_readme_says_what_the_test_script_does_besides_the_tests() {
+    let readme = readme();
+    let script = std::fs::read_to_string(Path::new(ROOT).join("scripts/test.sh")).unwrap();
+    assert!(script.contains("./scripts/build-deb.sh") && script.contains("./scripts/fuzz.sh"));
+    let start = readme.find("\n## Quick start").unwrap();
+    let end = readme[start + 1..].find("\n## ").unwrap() + start + 1;
+    let section = &readme[start..end];
+    assert!(section.contains("\n./scripts/test.sh\n"), "{section}");
+    for promise in [".deb", "fuzz", "about half", "\ncargo nextest run"] {
+        assert!(section.contains(promise), "{promise:?} in\n{section}");
+    }
+}
+
+/// "Coming from confd" starts with the symlink, right after the quick start.
+#[test]
+fn the_readme_tells_confd_users_that_a_symlink_is_the_migration() {
+    let readme = readme();
+    let quick = readme.find("\n## Quick start").unwrap();
+    let confd = readme.find("\n## Coming from confd").expect("the section");
+    let next = readme[quick + 1..].find("\n## ").unwrap() + quick + 1;
+    assert_eq!(next, confd, "right after the quick start");
+    let body = &readme[confd..];
+    let first_block = body.find("```sh").unwrap();
+    assert!(
+        body[first_block..]
+            .lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("ln -s "),
+        "the symlink first"
+    );
+}
