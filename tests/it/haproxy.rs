@@ -529,19 +529,20 @@ fn a_render_haproxy_rejects_is_reported_with_haproxys_alert_and_line() {
     );
     fx.write(
         "keys.yaml",
-        "proxy:\n  port: \"8080\"\n  frontend:\n    web1: 127.0.0.1:8080 no-such-keyword\n",
+        // host:port to the template's own check, an address only HAProxy can refuse.
+        "proxy:\n  port: \"8080\"\n  frontend:\n    web1: 999.999.999.999:8080\n",
     );
     let output = run(&mut fx.onetime(), LIMIT);
     let log = stderr(&output);
     assert_eq!(output.status.code(), Some(1), "{log}");
     assert!(!fx.path(DEST).exists(), "nothing written");
-    // [ALERT]    (123) : config : [/tmp/…/out/.haproxy.cfg.AbC:21] : 'server nodes/web1' : unknown keyword 'no-such-keyword'.
+    // [ALERT]    (123) : config : [/tmp/…/out/.haproxy.cfg.AbC:21] : 'server nodes/web1' : could not resolve address '999.999.999.999'.
     let stage = format!("{}/.haproxy.cfg.", fx.path("out").display());
     let alert = log
         .split("[ALERT]")
         .skip(1)
-        .find(|alert| alert.contains("no-such-keyword"))
-        .unwrap_or_else(|| panic!("no ALERT naming the bad keyword in terad's error:\n{log}"));
+        .find(|alert| alert.contains("999.999.999.999"))
+        .unwrap_or_else(|| panic!("no ALERT naming the bad address in terad's error:\n{log}"));
     let at = alert
         .find(&stage)
         .unwrap_or_else(|| panic!("the ALERT names the staged file: {alert}"));
