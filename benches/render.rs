@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use terad::store::KeyStore;
-use terad::template::{EngineKind, KeyScope, RenderInput, TemplateRef, Templates};
+use terad::template::{EngineChoice, KeyScope, RenderInput, TemplateRef, Templates};
 
 /// A store with `servers` registrations under /proxy/frontend, as containers would make them.
 pub fn haproxy_store(servers: usize) -> KeyStore {
@@ -31,10 +31,11 @@ fn render(c: &mut Criterion) {
     let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
     let template = TemplateRef {
         name: "haproxy.cfg.tmpl".to_owned(),
-        engine: EngineKind::Tera,
+        engine: EngineChoice::Tera,
     };
     let engine = Templates::load(&templates, [&template]).expect("the example loads");
     let scope = Arc::new(KeyScope {
+        resource: "haproxy".to_owned(),
         prefix: "/".to_owned(),
         keys: vec!["/proxy".to_owned()],
         values: Default::default(),

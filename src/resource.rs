@@ -7,7 +7,7 @@
 //! to the service with `reload_cmd`. A failing check leaves the destination byte for byte as it
 //! was and causes no reload.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tracing::{debug, info, warn};
@@ -63,6 +63,7 @@ pub enum SyncError {
 /// The key scope a resource's template sees.
 pub fn key_scope(resource: &Resource) -> KeyScope {
     KeyScope {
+        resource: resource.name.clone(),
         prefix: resource.prefix.clone(),
         keys: resource.keys.clone(),
         values: resource.values.clone(),
@@ -337,7 +338,7 @@ fn prepare(resource: &Resource, content: &[u8], options: SyncOptions) -> Result<
         return Ok(Step::Unchanged);
     }
     if options.noop {
-        print_pending_change(&resource.dest, current.as_ref(), content, &attributes);
+        print_pending_change(resource, current.as_ref(), content, &attributes);
         return Ok(Step::Pending);
     }
     let file = fs::stage(
@@ -362,14 +363,23 @@ fn attributes_match(current: &CurrentFile, wanted: &Attributes) -> bool {
 
 /// `--noop` output: a unified diff of the content and a note on mode or owner changes.
 fn print_pending_change(
-    dest: &Path,
+    resource: &Resource,
     current: Option<&CurrentFile>,
     content: &[u8],
     attributes: &Attributes,
 ) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    let label = dest.display().to_string();
+    let label = resource.dest.display().to_string();
+    let engine = match resource.template.engine {
+        crate::template::EngineChoice::Go => "go",
+        _ => "tera",
+    };
+    let _ = writeln!(
+        out,
+        "# {}: template {} ({engine})",
+        resource.name, resource.template.name
+    );
     let old = current.map(|c| c.content.as_slice()).unwrap_or_default();
     match (std::str::from_utf8(old), std::str::from_utf8(content)) {
         (Ok(old_text), Ok(new_text)) => {

@@ -100,6 +100,12 @@ pub struct Cli {
     #[arg(global = true, long, env = "TERAD_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
 
+    /// The template language of resources that do not name one (`engine` in `[template]`):
+    /// go (confd's templates), tera, or auto (decided per template file: a template that
+    /// parses only as Go is Go).
+    #[arg(long, env = "TERAD_TEMPLATE_ENGINE", value_name = "ENGINE")]
+    pub template_engine: Option<String>,
+
     /// Client certificate (PEM) for TLS to the backend.
     #[arg(global = true, long, env = "TERAD_CLIENT_CERT", value_name = "FILE")]
     pub client_cert: Option<PathBuf>,

@@ -42,6 +42,13 @@ pub(super) struct RawConfigFile {
         deserialize_with = "non_empty"
     )]
     log_format: Option<String>,
+    #[serde(
+        rename = "template-engine",
+        alias = "template_engine",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    template_engine: Option<String>,
     #[serde(default, deserialize_with = "non_empty_path")]
     confdir: Option<PathBuf>,
     file: Option<OneOrMany>,
@@ -223,6 +230,7 @@ impl RawConfigFile {
             keep_stage_file: self.keep_stage_file,
             log_level: self.log_level,
             log_format: self.log_format,
+            template_engine: self.template_engine,
             client_cert: self.client_cert,
             client_key: self.client_key,
             client_ca_keys: self.client_cakeys,

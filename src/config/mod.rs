@@ -20,7 +20,7 @@ pub use error::{ConfigError, ConfigErrors, line_and_column};
 pub use resource::{Resource, load_resources, parse_mode};
 
 use crate::cli::Cli;
-use crate::template::Templates;
+use crate::template::{EngineChoice, EngineKind, Templates};
 use file::RawConfigFile;
 use layer::{ConfdOnly, Credential, Layer, Source};
 pub use layer::{ConfigFiles, Defaults};
@@ -206,6 +206,8 @@ pub struct Settings {
     pub keep_stage_file: bool,
     pub log_level: tracing::Level,
     pub log_format: LogFormat,
+    /// The template language of resources that do not name one.
+    pub template_engine: EngineChoice,
     pub tls: TlsSettings,
     pub auth: AuthSettings,
     pub backend_timeout: Duration,
@@ -285,6 +287,7 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
         &settings.prefix,
     );
     for resource in &mut resources {
+        resource.template.engine = resource.engine.unwrap_or(settings.template_engine);
         if resource.coordination.is_none() {
             resource.coordination = settings.coordination.clone();
         }
@@ -310,6 +313,15 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
             None
         }
     };
+    if let Some(templates) = &templates {
+        // From here on a resource names the engine that renders it (`auto` is decided).
+        for resource in &mut resources {
+            resource.template.engine = match templates.engine_of(&resource.template) {
+                EngineKind::Tera => EngineChoice::Tera,
+                EngineKind::Go => EngineChoice::Go,
+            };
+        }
+    }
     match templates {
         Some(templates) if errors.is_empty() => Ok(Config {
             settings,
@@ -444,6 +456,7 @@ impl Validation<'_> {
             keep_stage_file,
             log_level,
             log_format,
+            template_engine,
             client_cert,
             client_key,
             client_ca_keys,
@@ -521,6 +534,17 @@ impl Validation<'_> {
         }
 
         let log_level = self.log_level(log_level.as_deref().unwrap_or(defaults.log_level));
+        let template_engine = match EngineChoice::parse(
+            template_engine
+                .as_deref()
+                .unwrap_or(defaults.template_engine),
+        ) {
+            Ok(choice) => choice,
+            Err(message) => {
+                self.option_error("--template-engine", message);
+                EngineChoice::Auto
+            }
+        };
         let log_format = match log_format.as_deref().unwrap_or(defaults.log_format) {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
@@ -650,6 +674,7 @@ impl Validation<'_> {
             keep_stage_file: keep_stage_file.unwrap_or(false),
             log_level,
             log_format,
+            template_engine,
             tls,
             auth,
             backend_timeout,

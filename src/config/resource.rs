@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::error::{ConfigError, ConfigErrors, from_toml_error};
 use crate::process::CommandLine;
 use crate::store::{Glob, ValuePolicy, join_key};
-use crate::template::{EngineKind, TemplateRef};
+use crate::template::{EngineChoice, TemplateRef};
 
 /// How long a `check_cmd` may run unless the resource says otherwise.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -35,6 +35,7 @@ struct RawResourceFile {
 #[serde(deny_unknown_fields)]
 struct RawTemplate {
     src: Option<Spanned<String>>,
+    engine: Option<Spanned<String>>,
     dest: Option<Spanned<String>>,
     keys: Option<Spanned<Vec<Spanned<String>>>>,
     prefix: Option<Spanned<String>>,
@@ -77,8 +78,11 @@ pub struct Resource {
     pub name: String,
     /// The resource file itself, for messages.
     pub file: PathBuf,
-    /// The template: its name below `templates/` and its language.
+    /// The template: its name below `templates/` and its language (`engine`, else the global
+    /// `--template-engine`, set by [`super::load`]).
     pub template: TemplateRef,
+    /// The language the resource file names, if it names one.
+    pub engine: Option<EngineChoice>,
     pub dest: PathBuf,
     /// Absolute key prefix: the global `--prefix` joined with the resource's `prefix`.
     pub prefix: String,
@@ -301,16 +305,23 @@ fn validate(
         }
     };
 
+    let engine =
+        raw.engine
+            .as_ref()
+            .and_then(|engine| match EngineChoice::parse(engine.get_ref()) {
+                Ok(choice) => Some(choice),
+                Err(message) => {
+                    error("engine", Some(engine.span()), message);
+                    None
+                }
+            });
     let resource_prefix = raw.prefix.as_ref().map_or("", |p| p.get_ref().as_str());
     let prefix = join_key(&[global_prefix, resource_prefix]);
     let mut keys = Vec::new();
     if let Some(raw_keys) = &raw.keys {
         for key in raw_keys.get_ref() {
-            if key.get_ref().trim().is_empty() {
-                error("keys", Some(key.span()), "a key must not be empty".into());
-            } else {
-                keys.push(join_key(&[&prefix, key.get_ref()]));
-            }
+            // confd's `""` means the whole prefix, like "/".
+            keys.push(join_key(&[&prefix, key.get_ref()]));
         }
     }
     keys.sort();
@@ -449,8 +460,9 @@ fn validate(
             file: file.to_owned(),
             template: TemplateRef {
                 name: template,
-                engine: EngineKind::Tera,
+                engine: engine.unwrap_or_default(),
             },
+            engine,
             dest,
             prefix,
             keys,
@@ -885,6 +897,7 @@ check_timeout = "soon"
             "d.toml",
             "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/d\"\nmode = 644\n",
         )
+        // confd's `keys = [""]` (the whole prefix) is valid.
         .resource("e.toml", "[template]\nkeys = [\"\"]\n")
         .resource(
             "f.toml",
@@ -903,7 +916,6 @@ check_timeout = "soon"
              string: mode = \"644\"",
             "conf.d/e.toml: \"src\": missing",
             "conf.d/e.toml: \"dest\": missing",
-            "conf.d/e.toml:2:9: \"keys\": a key must not be empty",
             "conf.d/f.toml:2:7: \"src\": template",
         ];
         for want in expected {

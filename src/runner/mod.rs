@@ -73,6 +73,17 @@ pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> R
     for key in &config.settings.ignored {
         warn!(key = %key, "confd setting ignored: terad does not use it");
     }
+    for chosen in &config.templates.chosen {
+        let how = if chosen.automatic {
+            "detected"
+        } else {
+            "configured"
+        };
+        info!(template = %chosen.template, engine = chosen.engine.name(), how, "template engine");
+    }
+    for template in &config.templates.time_dependent {
+        warn!(template = %template, "the template calls datetime: every render differs, so every render rewrites the file and reloads");
+    }
     let options = sync_options(&config.settings);
     if !options.noop {
         for resource in &config.resources {
@@ -197,8 +208,9 @@ mod tests {
             file: "r.toml".into(),
             template: crate::template::TemplateRef {
                 name: "t".into(),
-                engine: crate::template::EngineKind::Tera,
+                engine: crate::template::EngineChoice::Tera,
             },
+            engine: None,
             dest: "/tmp/x".into(),
             prefix: "/".into(),
             keys: vec!["/app".into()],

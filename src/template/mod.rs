@@ -3,6 +3,8 @@
 //!
 //! - [`confd`]: confd's functions, written once over the store view, engine-neutral.
 //! - [`tera`]: the Tera engine, a thin adapter exposing them as functions and filters.
+//! - [`go`]: Go's `text/template`, natively, with confd's function map: confd templates render
+//!   unchanged and byte for byte.
 //! - [`vet`]: checks of store data before it is interpolated (`host_port`, `safe_name`).
 //!
 //! A template is parsed once, at load; every syntax error of every template is reported at once
@@ -13,6 +15,7 @@ pub mod go;
 pub mod tera;
 pub mod vet;
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,12 +26,40 @@ use crate::store::{KeyStore, ValuePolicy, View};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EngineKind {
     Tera,
+    /// Go's `text/template` with confd's functions.
+    Go,
 }
 
 impl EngineKind {
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::Tera => "tera",
+            EngineKind::Go => "go",
+        }
+    }
+}
+
+/// The language a resource asks for: one, or `auto`, decided per template file at load.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EngineChoice {
+    /// A template that parses as Tera is Tera; one that parses only as Go is Go. An unchanged
+    /// confd confdir therefore works with no new keys.
+    #[default]
+    Auto,
+    Tera,
+    Go,
+}
+
+impl EngineChoice {
+    /// `auto`, `tera` or `go`.
+    pub fn parse(text: &str) -> Result<EngineChoice, String> {
+        match text {
+            "auto" => Ok(EngineChoice::Auto),
+            "tera" => Ok(EngineChoice::Tera),
+            "go" => Ok(EngineChoice::Go),
+            other => Err(format!(
+                "unknown template engine {other:?}: use \"auto\", \"go\" or \"tera\""
+            )),
         }
     }
 }
@@ -38,7 +69,15 @@ impl EngineKind {
 pub struct TemplateRef {
     /// The path below `templates/`, with `/` separators.
     pub name: String,
+    pub engine: EngineChoice,
+}
+
+/// Which engine renders a template, and whether that was decided from its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineChosen {
+    pub template: String,
     pub engine: EngineKind,
+    pub automatic: bool,
 }
 
 impl std::fmt::Display for TemplateRef {
@@ -51,6 +90,8 @@ impl std::fmt::Display for TemplateRef {
 /// from them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyScope {
+    /// The resource's name, for messages.
+    pub resource: String,
     pub prefix: String,
     pub keys: Vec<String>,
     pub values: ValuePolicy,
@@ -80,6 +121,13 @@ pub struct RenderError {
 #[derive(Debug)]
 pub struct Templates {
     tera: tera::TeraEngine,
+    go: go::engine::GoEngine,
+    /// What `auto` became for each template file.
+    resolved: BTreeMap<String, EngineKind>,
+    /// Every template's engine, for the start-up log and `--noop`.
+    pub chosen: Vec<EngineChosen>,
+    /// Go templates that call `datetime`: each render differs, so each render writes.
+    pub time_dependent: Vec<String>,
     templates_dir: PathBuf,
 }
 
@@ -90,17 +138,96 @@ impl Templates {
         templates_dir: &Path,
         refs: impl IntoIterator<Item = &'a TemplateRef>,
     ) -> Result<Templates, ConfigErrors> {
-        let mut tera_roots = Vec::new();
+        let mut errors = ConfigErrors::default();
+        let mut wanted: BTreeMap<(String, EngineKind), bool> = BTreeMap::new();
+        let mut resolved = BTreeMap::new();
         for template in refs {
-            match template.engine {
-                EngineKind::Tera => tera_roots.push(template.name.as_str()),
+            let kind = match template.engine {
+                EngineChoice::Tera => EngineKind::Tera,
+                EngineChoice::Go => EngineKind::Go,
+                EngineChoice::Auto => match resolved.get(&template.name) {
+                    Some(kind) => *kind,
+                    None => {
+                        let path = templates_dir.join(&template.name);
+                        // A missing file is reported by the engine, where it is named.
+                        let source = read_source(&path, &mut errors).unwrap_or_default();
+                        let kind = detect(&template.name, &source);
+                        resolved.insert(template.name.clone(), kind);
+                        kind
+                    }
+                },
+            };
+            let automatic = template.engine == EngineChoice::Auto;
+            let entry = wanted
+                .entry((template.name.clone(), kind))
+                .or_insert(automatic);
+            *entry &= automatic;
+        }
+
+        let tera_roots = wanted
+            .keys()
+            .filter(|(_, kind)| *kind == EngineKind::Tera)
+            .map(|(name, _)| name.as_str());
+        let tera = match tera::TeraEngine::load(templates_dir, tera_roots) {
+            Ok(tera) => Some(tera),
+            Err(tera_errors) => {
+                errors.extend(tera_errors);
+                None
+            }
+        };
+        let mut go = go::engine::GoEngine::default();
+        let mut time_dependent = Vec::new();
+        for (name, _) in wanted.keys().filter(|(_, kind)| *kind == EngineKind::Go) {
+            let path = templates_dir.join(name);
+            let Some(source) = read_source(&path, &mut errors) else {
+                if path.exists() {
+                    continue;
+                }
+                errors.push(ConfigError::in_file(&path, "template not found"));
+                continue;
+            };
+            match go.parse(name, &source) {
+                Ok(template) => {
+                    if template.calls().any(|f| f == "datetime") {
+                        time_dependent.push(name.clone());
+                    }
+                    go.insert(name, template);
+                }
+                Err(error) => errors.push(go::engine::config_error(&path, &source, &error)),
             }
         }
-        let tera = tera::TeraEngine::load(templates_dir, tera_roots)?;
-        Ok(Templates {
-            tera,
-            templates_dir: templates_dir.to_owned(),
-        })
+        let chosen = wanted
+            .iter()
+            .map(|((name, kind), automatic)| EngineChosen {
+                template: name.clone(),
+                engine: *kind,
+                automatic: *automatic,
+            })
+            .collect();
+        match tera {
+            Some(tera) if errors.is_empty() => Ok(Templates {
+                tera,
+                go,
+                resolved,
+                chosen,
+                time_dependent,
+                templates_dir: templates_dir.to_owned(),
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    /// The engine that renders `template`.
+    pub fn engine_of(&self, template: &TemplateRef) -> EngineKind {
+        match template.engine {
+            EngineChoice::Tera => EngineKind::Tera,
+            EngineChoice::Go => EngineKind::Go,
+            EngineChoice::Auto => self
+                .resolved
+                .get(&template.name)
+                .copied()
+                .unwrap_or(EngineKind::Tera),
+        }
     }
 
     /// Renders `template` against `input`, appending to `out`.
@@ -110,14 +237,68 @@ impl Templates {
         input: &RenderInput,
         out: &mut Vec<u8>,
     ) -> Result<(), RenderError> {
-        match template.engine {
+        match self.engine_of(template) {
             EngineKind::Tera => self.tera.render(&template.name, input, out),
+            EngineKind::Go => self.go.render(&template.name, input, out),
         }
     }
 
     pub fn templates_dir(&self) -> &Path {
         &self.templates_dir
     }
+}
+
+/// `auto`: decides a template file's language from its text.
+///
+/// An action that opens with what only Go writes (`.Key`, `$x`, `/* … */`, `if`, `range`,
+/// `end`, `nil`, …) makes the file Go, and Tera's block or comment tags make it Tera, whether
+/// it parses or not (its errors are then that dialect's). Otherwise a template that parses as
+/// Go is Go (a template of literals parses as both and renders the same), and one that parses
+/// only as Tera is Tera.
+fn detect(name: &str, source: &str) -> EngineKind {
+    if opens_go_action(source) {
+        EngineKind::Go
+    } else if source.contains("{%") || source.contains("{#") {
+        // To Go these are text: a template with them is Tera, broken or not.
+        EngineKind::Tera
+    } else if go::engine::GoEngine::default().parse(name, source).is_ok()
+        || !tera::TeraEngine::parses(name, source)
+    {
+        EngineKind::Go
+    } else {
+        EngineKind::Tera
+    }
+}
+
+/// Whether some `{{ … }}` begins with a token no Tera expression begins with.
+fn opens_go_action(source: &str) -> bool {
+    const GO_WORDS: &[&str] = &[
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+        "nil",
+    ];
+    let mut rest = source;
+    while let Some(at) = rest.find("{{") {
+        rest = &rest[at + 2..];
+        let mut action = rest;
+        // A trim marker is `-` and a space; `{{-3}}` is a number.
+        if let Some(after) = action.strip_prefix('-')
+            && after.starts_with(|c: char| c.is_ascii_whitespace())
+        {
+            action = after;
+        }
+        let action = action.trim_start();
+        if action.starts_with(['.', '$', '`']) || action.starts_with("/*") {
+            return true;
+        }
+        let word: String = action
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if GO_WORDS.contains(&word.as_str()) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Reads one template file as UTF-8; a missing file is `None` (the engine that asked reports it
@@ -170,6 +351,7 @@ pub(crate) mod tests {
         let input = RenderInput {
             store: Arc::new(store),
             scope: Arc::new(KeyScope {
+                resource: "test".into(),
                 prefix: "/".into(),
                 keys: vec!["/".into()],
                 values: ValuePolicy::default(),
@@ -178,6 +360,32 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         templates.render(template, &input, &mut out)?;
         Ok(String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn auto_tells_go_from_tera() {
+        for go in [
+            "{{range gets \"/proxy/frontend/*\"}}server {{base .Key}} {{.Value}}\n{{end}}",
+            "{{getv \"/a\"}}",
+            "{{- $x := 1}}{{$x}}",
+            "{{nil}}",
+            "{{if}}",
+            "{{`raw`}}",
+            "{{/* a comment */}}x",
+            "{{-3}} {{3}}",
+            "plain text",
+        ] {
+            assert_eq!(detect("t", go), EngineKind::Go, "{go}");
+        }
+        for tera in [
+            "{{ getv(key=\"/a\") }}",
+            "{% for kv in gets(pattern=\"/x/*\") %}{{ kv.key | base }}{% endfor %}",
+            "{# a comment #}text",
+            "{{ \"a\" | upper }}",
+            "{% if x %}",
+        ] {
+            assert_eq!(detect("t", tera), EngineKind::Tera, "{tera}");
+        }
     }
 
     #[test]

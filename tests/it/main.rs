@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod confd_cli;
+mod conformance;
 mod consul;
 mod entrypoint;
 mod etcd;

@@ -139,6 +139,8 @@ pub(crate) fn describe_char(c: char) -> String {
 }
 
 struct Lexer<'s> {
+    /// The template's name, for messages.
+    name: &'s str,
     src: &'s str,
     pos: usize,
     start: usize,
@@ -146,11 +148,14 @@ struct Lexer<'s> {
     break_ok: bool,
     continue_ok: bool,
     tokens: Vec<Token>,
+    /// Where the action being scanned began, for "unclosed action started at …".
+    action_start: usize,
 }
 
 /// Scans `src`. `break` and `continue` are keywords unless functions of that name exist.
-pub(crate) fn lex(src: &str, break_ok: bool, continue_ok: bool) -> Vec<Token> {
+pub(crate) fn lex(name: &str, src: &str, break_ok: bool, continue_ok: bool) -> Vec<Token> {
     let mut lexer = Lexer {
+        name,
         src,
         pos: 0,
         start: 0,
@@ -158,6 +163,7 @@ pub(crate) fn lex(src: &str, break_ok: bool, continue_ok: bool) -> Vec<Token> {
         break_ok,
         continue_ok,
         tokens: Vec::new(),
+        action_start: 0,
     };
     lexer.run();
     lexer.tokens
@@ -245,6 +251,7 @@ impl<'s> Lexer<'s> {
             self.pos += after_marker;
             return self.lex_comment();
         }
+        self.action_start = delim;
         self.emit(Kind::LeftDelim);
         self.pos += after_marker;
         self.start = self.pos;
@@ -311,7 +318,9 @@ impl<'s> Lexer<'s> {
             return self.error("unclosed left paren".to_owned());
         }
         let Some(c) = self.next() else {
-            return self.error("unclosed action".to_owned());
+            // Go names where the action started.
+            let line = 1 + self.src[..self.action_start].matches('\n').count();
+            return self.error(format!("unclosed action started at {}:{line}", self.name));
         };
         match c {
             c if is_space(c) => {
@@ -586,7 +595,7 @@ mod tests {
     use super::*;
 
     fn kinds(src: &str) -> Vec<(Kind, String)> {
-        lex(src, true, true)
+        lex("t", src, true, true)
             .into_iter()
             .map(|t| {
                 let text = match t.kind {
@@ -673,14 +682,14 @@ mod tests {
 
     #[test]
     fn break_is_an_identifier_when_a_function_has_its_name() {
-        let tokens = lex("{{break}}", false, true);
+        let tokens = lex("t", "{{break}}", false, true);
         assert_eq!(tokens[1].kind, Kind::Identifier);
     }
 
     #[test]
     fn errors() {
         for (src, want) in [
-            ("{{.a", "unclosed action"),
+            ("{{.a", "unclosed action started at t:1"),
             ("{{\"abc}}", "unterminated quoted string"),
             ("{{`abc}}", "unterminated raw quoted string"),
             ("{{'a}}", "unterminated character constant"),
@@ -693,7 +702,7 @@ mod tests {
             ("{{.a#}}", "bad character U+0023 '#'"),
             ("{{\u{1}}}", "unrecognized character in action: U+0001"),
         ] {
-            let tokens = lex(src, true, true);
+            let tokens = lex("t", src, true, true);
             let last = tokens.last().unwrap();
             assert_eq!(last.kind, Kind::Error, "{src}");
             assert_eq!(last.message.as_deref(), Some(want), "{src}");

@@ -18,6 +18,8 @@
 //! - `builtins`: `and or not len index slice print* eq ne lt le gt ge html js
 //!   urlquery`.
 //! - `isprint`: Go's table of printable characters, for `%q`.
+//! - [`confd`]: confd's function map over the store view; [`time`]: the `time.Time` its
+//!   `datetime` returns; [`engine`]: template files loaded, parsed once, rendered by name.
 //!
 //! # Functions
 //!
@@ -63,11 +65,15 @@
 //! of a Go program running the same cases through `text/template`.
 
 mod builtins;
+pub mod confd;
+pub mod engine;
 mod exec;
 mod fmt;
 mod isprint;
+mod json;
 mod lex;
 mod parse;
+pub mod time;
 mod value;
 
 #[cfg(test)]
@@ -271,6 +277,11 @@ impl Template {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The functions (not builtins) the set calls, each once.
+    pub fn calls(&self) -> impl Iterator<Item = &str> {
+        self.user_funcs.iter().map(|(_, name)| &**name)
     }
 
     /// The names of the templates in the set, the main one included.

@@ -286,7 +286,12 @@ struct Parser<'a, C> {
 type PResult<T> = Result<T, ParseError>;
 
 pub(crate) fn parse<C>(name: &str, src: &str, funcs: &Functions<C>) -> PResult<Parsed> {
-    let tokens = lex(src, !funcs.contains("break"), !funcs.contains("continue"));
+    let tokens = lex(
+        name,
+        src,
+        !funcs.contains("break"),
+        !funcs.contains("continue"),
+    );
     let mut p = Parser {
         name,
         src,
@@ -739,7 +744,11 @@ impl<C> Parser<'_, C> {
             if !is_empty_tree(self.src, &root) {
                 return Err(self.error_at(
                     pos,
-                    format!("multiple definition of template {}", quoted(&name)),
+                    // Go's message comes from the template set, hence its own prefix.
+                    format!(
+                        "template: multiple definition of template {}",
+                        quoted(&name)
+                    ),
                 ));
             }
             return Ok(());
@@ -902,6 +911,13 @@ impl<C> Parser<'_, C> {
                     Node::With(Box::new(inner))
                 }]);
             } else {
+                // `{{else with}}` outside a `with` is refused where Go refuses it, by the
+                // `else` (Go 1.19 knows no `else with`; 1.23 allows it only after a `with`).
+                // `{{else if}}` outside an `if` is refused as the next item, as in Go.
+                let after = self.peek()?;
+                if after.kind == Kind::With {
+                    return Err(self.unexpected(&after, "else"));
+                }
                 let (list, next) = self.item_list()?;
                 if let Item::Else(pos) = next {
                     return Err(self.error_at(pos as usize, "expected end; found {{else}}"));

@@ -186,6 +186,7 @@ mod tests {
                     .collect(),
             ),
             scope: Arc::new(KeyScope {
+                resource: "t".into(),
                 prefix: "/".into(),
                 keys: keys.iter().map(|k| k.to_string()).collect(),
                 values: Default::default(),

@@ -96,6 +96,15 @@ impl TeraEngine {
         })
     }
 
+    /// Whether `source` is Tera syntax (for telling Tera from Go): an unknown function or a
+    /// missing include is still Tera, and is reported as such at load.
+    pub fn parses(name: &str, source: &str) -> bool {
+        match new_tera().add_raw_template(name, source) {
+            Ok(()) => true,
+            Err(error) => !matches!(error.kind(), ErrorKind::SyntaxError(_)),
+        }
+    }
+
     /// Renders `template` against `input`, appending to `out`.
     pub fn render(
         &self,
@@ -199,7 +208,7 @@ fn referenced_templates(source: &str) -> Vec<String> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::template::{EngineKind, TemplateRef, Templates};
+    use crate::template::{EngineChoice, TemplateRef, Templates};
 
     fn engine_with(
         files: &[(&str, &str)],
@@ -219,7 +228,7 @@ pub(crate) mod tests {
     pub(crate) fn tera_ref(name: &str) -> TemplateRef {
         TemplateRef {
             name: name.to_owned(),
-            engine: EngineKind::Tera,
+            engine: EngineChoice::Tera,
         }
     }
 

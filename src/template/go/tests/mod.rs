@@ -511,7 +511,7 @@ fn parse_errors_name_the_place_and_the_problem() {
             "{{define \"a\"}}a{{end}}{{define \"a\"}}b{{end}}",
             1,
             32,
-            "multiple definition of template \"a\"",
+            "template: multiple definition of template \"a\"",
         ),
         (
             "{{template x}}",

@@ -1,0 +1,89 @@
+//! The Go engine as terad uses it: confd templates read from `templates/`, parsed once with
+//! confd's function map, rendered against a resource's input with nil data (confd executes
+//! every template with `nil` as `.`).
+//!
+//! Like confd, a template file is one set: `{{template "x"}}` finds what the file itself
+//! defines; templates are not shared between files.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::confd::{GoContext, functions};
+use super::{Functions, ParseError, Template, Value};
+use crate::config::ConfigError;
+use crate::template::{RenderError, RenderInput};
+
+/// The parsed Go templates, by name below `templates/`.
+pub struct GoEngine {
+    funcs: Functions<GoContext>,
+    templates: HashMap<String, Template>,
+}
+
+impl std::fmt::Debug for GoEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GoEngine")
+            .field("templates", &self.templates.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for GoEngine {
+    fn default() -> Self {
+        GoEngine {
+            funcs: functions(),
+            templates: HashMap::new(),
+        }
+    }
+}
+
+impl GoEngine {
+    /// Parses `source` as the template `name` (below `templates/`). Errors name the file by
+    /// its base name, as confd's do (`template: haproxy.cfg.tmpl:9: …`).
+    pub fn parse(&self, name: &str, source: &str) -> Result<Template, ParseError> {
+        let base = name.rsplit('/').next().unwrap_or(name);
+        Template::parse(base, source, &self.funcs)
+    }
+
+    pub fn insert(&mut self, name: &str, template: Template) {
+        self.templates.insert(name.to_owned(), template);
+    }
+
+    /// Renders the template `name` against `input`, appending to `out`.
+    pub fn render(
+        &self,
+        name: &str,
+        input: &RenderInput,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
+        let Some(template) = self.templates.get(name) else {
+            return Err(RenderError {
+                message: format!("template {name:?} was not loaded"),
+            });
+        };
+        let context = GoContext {
+            input: input.clone(),
+        };
+        template
+            .execute(&context, &self.funcs, &Value::Nil, out)
+            .map_err(|error| RenderError {
+                message: error.to_string(),
+            })
+    }
+}
+
+/// A Go parse error as a configuration error: the file, the position and the offending line.
+pub fn config_error(path: &Path, source: &str, error: &ParseError) -> ConfigError {
+    let line = source
+        .lines()
+        .nth(error.line.saturating_sub(1))
+        .unwrap_or("");
+    let mut converted = ConfigError::in_file(
+        path,
+        format!(
+            "{}\n     --> {}:{}:{}\n{:>5} | {}",
+            error.message, error.name, error.line, error.column, error.line, line
+        ),
+    );
+    converted.position = Some((error.line, error.column));
+    converted
+}
