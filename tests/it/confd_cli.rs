@@ -234,3 +234,54 @@ fn a_symlink_named_confd_is_the_whole_migration() {
         stderr(&output)
     );
 }
+
+/// The README's quick start, the second way: the bundled HAProxy example as a confd template
+/// (`examples/confd/`) with confd's flags renders the same file as the Tera example.
+#[test]
+fn the_confd_example_renders_the_same_file_as_the_tera_example() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let render = |confdir: &str, template: &str, args: &[&str]| {
+        let fx = Fixture::new();
+        fx.template(
+            "haproxy.cfg.tmpl",
+            &std::fs::read_to_string(root.join(confdir).join("templates").join(template)).unwrap(),
+        );
+        let resource =
+            std::fs::read_to_string(root.join(confdir).join("conf.d/haproxy.toml")).unwrap();
+        assert!(resource.contains("dest = \"/etc/haproxy/haproxy.cfg\""));
+        fx.resource(
+            "haproxy.toml",
+            &resource.replace(
+                "/etc/haproxy/haproxy.cfg",
+                &fx.path("out/haproxy.cfg").display().to_string(),
+            ),
+        );
+        let mut command = fx.terad();
+        command
+            .args(args)
+            .arg(root.join("examples/haproxy-keys.yaml"));
+        let output = run(&mut command, Duration::from_secs(30));
+        assert!(output.status.success(), "{}", stderr(&output));
+        (fx.read("out/haproxy.cfg"), stderr(&output))
+    };
+    let (tera, _) = render(
+        ".",
+        "haproxy.cfg.tmpl",
+        &["--onetime", "--sync-only", "--backend", "file", "--file"],
+    );
+    let (go, log) = render(
+        "examples/confd",
+        "haproxy.cfg.tmpl",
+        &["-onetime", "-sync-only", "-backend", "file", "-file"],
+    );
+    assert!(tera.contains("server web1 10.0.0.11:8080 check"), "{tera}");
+    assert_eq!(go, tera);
+    assert!(log.contains("engine=\"go\""), "{log}");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(
+            "-onetime -noop -backend file -file examples/haproxy-keys.yaml -confdir examples/confd"
+        ),
+        "the README's quick start shows the confd way"
+    );
+}

@@ -553,3 +553,65 @@ fn a_render_haproxy_rejects_is_reported_with_haproxys_alert_and_line() {
     assert!(line.is_some(), "the ALERT has a line number: {alert}");
     assert!(alert.contains("'server nodes/web1'"), "{alert}");
 }
+
+/// The classic confd HAProxy template, unchanged, with a confd resource file and confd's
+/// command line: what terad writes from a real store in watch mode is byte for byte what the
+/// real confd wrote for the same keys (`tests/conformance/cases/haproxy_classic`, produced by
+/// running confd), and HAProxy's own check passes it.
+fn confd_classic_template_renders_what_confd_wrote(store: &dyn Store) {
+    let case = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/conformance/cases/haproxy_classic");
+    let read = |file: &str| std::fs::read_to_string(case.join(file)).unwrap();
+    let confd_wrote = read("expected");
+    for (name, address) in [
+        ("web1", "10.0.0.1:8080"),
+        ("web2", "10.0.0.2:8080"),
+        ("web3", "10.0.0.3:8080"),
+    ] {
+        store.put(&format!("/proxy/frontend/{name}"), address);
+    }
+    let fx = Fixture::new();
+    fx.template("haproxy.cfg.tmpl", &read("template.tmpl"));
+    // A confd resource file: no terad key in it.
+    fx.resource(
+        "haproxy.toml",
+        &format!(
+            "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\n  \"/proxy/frontend\",\n]\ncheck_cmd = \"haproxy -c -f {{{{.src}}}}\"\nreload_cmd = \"true\"\n",
+            fx.path(DEST).display()
+        ),
+    );
+    let mut command = fx.terad();
+    // confd's spelling of every flag.
+    let args = store.terad_args();
+    command.args([
+        "-watch",
+        &args[0].replacen("--", "-", 1),
+        &args[1],
+        "-node",
+        &args[3],
+        "-log-level",
+        "info",
+    ]);
+    let daemon = Daemon::start(&mut command, fx.path("terad.log"));
+    wait_for("the first render", LIMIT, || fx.read(DEST) == confd_wrote);
+    assert!(
+        daemon.log().contains("engine=\"go\" how=\"detected\""),
+        "the template was recognised as Go:\n{}",
+        daemon.log()
+    );
+
+    // A container goes away: its line goes, the rest stays as confd printed it.
+    store.delete("/proxy/frontend/web2");
+    let without_web2 = confd_wrote.replace("    server web2 10.0.0.2:8080 check\n", "");
+    wait_for("web2 removed", LIMIT, || fx.read(DEST) == without_web2);
+}
+
+#[test]
+fn a_confd_template_from_etcd_renders_byte_for_byte_what_confd_wrote() {
+    confd_classic_template_renders_what_confd_wrote(&Etcd::start());
+}
+
+#[test]
+fn a_confd_template_from_consul_renders_byte_for_byte_what_confd_wrote() {
+    confd_classic_template_renders_what_confd_wrote(&Consul::start_dev(false));
+}

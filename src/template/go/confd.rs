@@ -92,8 +92,41 @@ pub fn functions() -> Functions<GoContext> {
         .register("seq", s(INT2, None), seq)
         .register("atoi", s(STRING, None), atoi)
         .register("getenv", s(STRING, Some(Param::String)), getenv)
-        .register("datetime", s(&[], None), datetime);
+        .register("datetime", s(&[], None), datetime)
+        // terad's own, for templates whose keys untrusted parties write (see the README's
+        // Security section): the value when it is what a directive takes, else the render fails.
+        .register("hostPort", s(STRING, Some(Param::String)), host_port)
+        .register("safeName", s(STRING, Some(Param::String)), safe_name);
     f
+}
+
+/// `{{hostPort .Value .Key}}`: the value when it is `host:port`; the optional key names it in
+/// the error (the value itself is never printed).
+fn host_port(_: &GoContext, args: &[Value]) -> Result<Value> {
+    vetted(args, "host:port", crate::template::vet::host_port)
+}
+
+/// `{{safeName (base .Key) .Key}}`: the value when it is one word of `[A-Za-z0-9._-]`.
+fn safe_name(_: &GoContext, args: &[Value]) -> Result<Value> {
+    vetted(args, "a safe name", crate::template::vet::safe_name)
+}
+
+fn vetted(
+    args: &[Value],
+    what: &str,
+    check: fn(&str) -> std::result::Result<(), &'static str>,
+) -> Result<Value> {
+    let value = text(args, 0);
+    match check(value) {
+        Ok(()) => Ok(args[0].clone()),
+        Err(why) => {
+            let subject = match args.get(1).and_then(Value::as_str) {
+                Some(key) => format!("the value of key {key:?}"),
+                None => confd::describe(value),
+            };
+            Err(format!("{subject} is not {what}: {why}"))
+        }
+    }
 }
 
 /// The names confd's map has, for telling a Go template from a Tera one.
