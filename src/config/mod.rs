@@ -314,6 +314,9 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
         }
     };
     if let Some(templates) = &templates {
+        for resource in &resources {
+            check_literal_lookups(resource, templates, &settings.templates_dir(), &mut errors);
+        }
         // From here on a resource names the engine that renders it (`auto` is decided).
         for resource in &mut resources {
             resource.template.engine = match templates.engine_of(&resource.template) {
@@ -329,6 +332,47 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
             templates,
         }),
         _ => Err(errors),
+    }
+}
+
+/// A literal lookup outside the resource's keys (`getv(key="/other/port")` with
+/// `keys = ["/proxy"]`) can never work: a configuration error at start, with file and line,
+/// whether or not it has a default.
+fn check_literal_lookups(
+    resource: &Resource,
+    templates: &Templates,
+    templates_dir: &std::path::Path,
+    errors: &mut ConfigErrors,
+) {
+    use crate::store::{Glob, KeyStore, LookupError, View};
+    let empty = KeyStore::new();
+    let view = View::new(&empty, &resource.prefix, &resource.keys);
+    for found in templates.literal_lookups(&resource.template) {
+        let lookup = &found.lookup;
+        let problem = if lookup.is_pattern {
+            match Glob::new(&lookup.literal) {
+                Ok(glob) => view.check_pattern(&glob).err().map(|e| e.to_string()),
+                Err(error) => Some(error.to_string()),
+            }
+        } else {
+            match view.lookup(&lookup.literal) {
+                Err(error @ LookupError::OutOfScope { .. }) => Some(error.to_string()),
+                _ => None,
+            }
+        };
+        if let Some(problem) = problem {
+            let mut error = ConfigError::in_file(
+                &templates_dir.join(&found.file),
+                format!(
+                    "{}: {problem} (resource {:?}, {})",
+                    lookup.function,
+                    resource.name,
+                    resource.file.display()
+                ),
+            );
+            error.position = Some((found.line, found.column));
+            errors.push(error);
+        }
     }
 }
 

@@ -217,6 +217,16 @@ impl Templates {
         }
     }
 
+    /// The key lookups with literal arguments a template (and what it pulls in) makes, for
+    /// checking them against a resource's keys at start. Tera only: a Go template reads keys
+    /// outside its resource's keys as confd does (as missing).
+    pub fn literal_lookups(&self, template: &TemplateRef) -> Vec<tera::Located> {
+        match self.engine_of(template) {
+            EngineKind::Tera => self.tera.literal_lookups(&template.name),
+            EngineKind::Go => Vec::new(),
+        }
+    }
+
     /// The engine that renders `template`.
     pub fn engine_of(&self, template: &TemplateRef) -> EngineKind {
         match template.engine {

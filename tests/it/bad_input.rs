@@ -114,7 +114,7 @@ const CASES: &[Case] = &[
         resource: GOOD_RESOURCE,
         template: "{{ getv(key=\"/other/x\") }}",
         keys: "app: {host: x}\nother: {x: 1}",
-        status: 1,
+        status: 2,
         errors: &["key \"/other/x\" is outside this resource's keys [\"/app\"]; add it to `keys`"],
     },
     Case {
@@ -122,7 +122,7 @@ const CASES: &[Case] = &[
         resource: GOOD_RESOURCE,
         template: "{{ gets(pattern=\"/app/[\") | length }}",
         keys: "app: {host: x}",
-        status: 1,
+        status: 2,
         errors: &["invalid key pattern \"/app/[\": unterminated character class"],
     },
     Case {
@@ -195,7 +195,10 @@ fn every_bad_input_case_fails_with_its_exact_error_and_writes_nothing() {
 #[test]
 fn a_key_another_resource_watches_is_named_as_outside_this_resources_keys() {
     let fx = Fixture::new();
-    fx.template("t.tmpl", "{{ getv(key=\"/other/x\") }}");
+    fx.template(
+        "t.tmpl",
+        "ok\n{{ getv(key=\"/other/x\", default=\"80\") }}\n{{ gets(pattern=\"/other/*\") | length }}",
+    );
     fx.template("other.tmpl", "{{ getv(key=\"/other/x\") }}");
     fx.resource(
         "a.toml",
@@ -213,18 +216,45 @@ fn a_key_another_resource_watches_is_named_as_outside_this_resources_keys() {
     );
     fx.write("keys.yaml", "app: {host: x}\nother: {x: 1}");
     let output = run(&mut fx.onetime(), LIMIT);
-    assert_eq!(output.status.code(), Some(1));
+    // Literal lookups are checked at start, every one of them, default or not: exit 2, nothing
+    // written, not even for the resource that is fine.
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let err = stderr(&output);
+    for want in [
+        "t.tmpl:2:14: getv: key \"/other/x\" is outside this resource's keys [\"/app\"]; add it to `keys`",
+        "t.tmpl:3:18: gets: pattern \"/other/*\" is outside this resource's keys [\"/app\"]",
+        "(resource \"a\", ",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!fx.path("out/b").exists());
+    assert!(!fx.path("out/a").exists());
+}
+
+/// A computed key cannot be checked at start: its render fails naming the key and the keys.
+#[test]
+fn a_computed_key_outside_the_resources_keys_fails_its_render() {
+    let fx = Fixture::new();
+    fx.template(
+        "t.tmpl",
+        "{% set name = \"x\" %}{{ getv(key=\"/other/\" ~ name, default=\"80\") }}",
+    );
+    fx.resource(
+        "a.toml",
+        &format!(
+            "[template]\nsrc = \"t.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\n",
+            fx.path("out/a").display()
+        ),
+    );
+    fx.write("keys.yaml", "app: {host: x}\nother: {x: 1}");
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(
-        err.contains(
+        stderr(&output).contains(
             "key \"/other/x\" is outside this resource's keys [\"/app\"]; add it to `keys`"
         ),
-        "{err}"
-    );
-    assert_eq!(
-        fx.read("out/b"),
-        "1",
-        "the resource that watches it renders"
+        "{}",
+        stderr(&output)
     );
     assert!(!fx.path("out/a").exists());
 }

@@ -12,6 +12,7 @@
 
 mod filters;
 mod functions;
+pub mod literals;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -45,6 +46,23 @@ fn with_view<T>(f: impl FnOnce(View<'_>) -> tera::TeraResult<T>) -> tera::TeraRe
 pub struct TeraEngine {
     tera: Tera,
     templates_dir: PathBuf,
+    /// Per file: its literal key lookups (with line and column) and the files it includes or
+    /// extends, so that a root's lookups include those of everything it pulls in.
+    files: BTreeMap<String, FileFacts>,
+}
+
+struct FileFacts {
+    lookups: Vec<Located>,
+    references: Vec<String>,
+}
+
+/// A literal lookup and where it is.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub lookup: literals::LiteralLookup,
 }
 
 impl std::fmt::Debug for TeraEngine {
@@ -90,10 +108,50 @@ impl TeraEngine {
                 errors.push(ConfigError::in_file(templates_dir, report));
             }
         }
+        let files = sources
+            .iter()
+            .map(|(name, source)| {
+                let lookups = literals::literal_lookups(source)
+                    .into_iter()
+                    .map(|lookup| {
+                        let (line, column) = crate::config::line_and_column(source, lookup.offset);
+                        Located {
+                            file: name.clone(),
+                            line,
+                            column,
+                            lookup,
+                        }
+                    })
+                    .collect();
+                let facts = FileFacts {
+                    lookups,
+                    references: referenced_templates(source),
+                };
+                (name.clone(), facts)
+            })
+            .collect();
         errors.into_result(TeraEngine {
             tera,
             templates_dir: templates_dir.to_owned(),
+            files,
         })
+    }
+
+    /// The literal key lookups of `root` and of every template it includes or extends.
+    pub fn literal_lookups(&self, root: &str) -> Vec<Located> {
+        let mut seen = BTreeSet::new();
+        let mut queue = vec![root.to_owned()];
+        let mut found = Vec::new();
+        while let Some(name) = queue.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            if let Some(facts) = self.files.get(&name) {
+                found.extend(facts.lookups.iter().cloned());
+                queue.extend(facts.references.iter().cloned());
+            }
+        }
+        found
     }
 
     /// Whether `source` is Tera syntax (for telling Tera from Go): an unknown function or a
