@@ -103,8 +103,7 @@ fn mode_drift_is_resynced() {
 
 #[test]
 fn owner_drift_is_resynced() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("owner_drift_is_resynced needs root to chown; run the suite as root (CI does)");
+    if !crate::support::root_or_skip("owner_drift_is_resynced", "chown") {
         return;
     }
     let fx = app_fixture("uid = 0\ngid = 0\n");

@@ -277,3 +277,17 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
     Some((status, body))
 }
+
+/// Whether a test that needs root may run. Outside CI a test without root is skipped with a
+/// note; under `CI=true` (where the suite runs as root) a missing root fails it, so that a test
+/// cannot pass by never running.
+pub fn root_or_skip(test: &str, why: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1") {
+        panic!("{test} needs root ({why}), and CI runs the suite as root");
+    }
+    eprintln!("skipped {test}: needs root ({why}); CI runs it");
+    false
+}
