@@ -1,6 +1,7 @@
 //! An in-memory backend for unit tests of the runner: the test sets the listing and injects
 //! watch updates. Never a proof that a real backend works; those are tested against real servers.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
@@ -14,6 +15,29 @@ pub struct MemorySource {
     pub injected: Arc<tokio::sync::Mutex<Option<mpsc::Receiver<Update>>>>,
     /// How many times `list` was called.
     pub lists: Arc<Mutex<usize>>,
+    /// Scripted outcomes of the next `list` calls (`false`: unreachable); empty means success.
+    pub list_script: Arc<Mutex<VecDeque<bool>>>,
+    /// Scripted outcomes of the next `watch` calls; empty means the injected updates.
+    pub watch_script: Arc<Mutex<VecDeque<WatchStep>>>,
+    /// When each `watch` call started (tokio's clock, so paused time works).
+    pub watch_calls: Arc<Mutex<Vec<tokio::time::Instant>>>,
+}
+
+/// What one scripted `watch` call does.
+#[derive(Debug, Clone)]
+pub enum WatchStep {
+    /// Breaks at once.
+    Fails,
+    /// Delivers the update (advancing the revision to its own), then breaks.
+    DeliversThenFails(Update),
+}
+
+fn unreachable() -> BackendError {
+    BackendError::Unreachable {
+        backend: "memory",
+        endpoints: "memory".to_owned(),
+        message: "scripted outage".to_owned(),
+    }
 }
 
 impl KeySource for MemorySource {
@@ -31,6 +55,9 @@ impl KeySource for MemorySource {
 
     async fn list(&mut self, prefixes: &[String]) -> Result<Listing, BackendError> {
         *self.lists.lock().unwrap() += 1;
+        if self.list_script.lock().unwrap().pop_front() == Some(false) {
+            return Err(unreachable());
+        }
         let listing = self.listing.lock().unwrap().clone();
         Ok(Listing {
             revision: listing.revision,
@@ -41,9 +68,25 @@ impl KeySource for MemorySource {
     async fn watch(
         &mut self,
         _prefixes: &[String],
-        _revision: &mut u64,
+        revision: &mut u64,
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
+        self.watch_calls
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
+        let step = self.watch_script.lock().unwrap().pop_front();
+        match step {
+            Some(WatchStep::Fails) => return Err(unreachable()),
+            Some(WatchStep::DeliversThenFails(update)) => {
+                if let Update::Changes { revision: at, .. } = &update {
+                    *revision = *at;
+                }
+                let _ = updates.send(update).await;
+                return Err(unreachable());
+            }
+            None => {}
+        }
         let Some(mut injected) = self.injected.lock().await.take() else {
             updates.closed().await;
             return Ok(());

@@ -205,3 +205,62 @@ pub(super) async fn list_with_retry(
 pub(super) fn is_transient(err: &BackendError) -> bool {
     !matches!(err, BackendError::Denied { .. } | BackendError::File { .. })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::backend::memory::{MemorySource, WatchStep};
+    use crate::store::Change;
+
+    /// Issue 13: after a first outage had grown the backoff, the first retry of a second outage
+    /// came seconds late. A watch that delivered (or a listing that worked) resets it.
+    #[tokio::test(start_paused = true)]
+    async fn the_backoff_starts_over_once_the_watch_delivered() {
+        let source = MemorySource::default();
+        {
+            let mut watch = source.watch_script.lock().unwrap();
+            let mut list = source.list_script.lock().unwrap();
+            // A first outage: watch and listing keep failing (the backoff grows)…
+            for _ in 0..5 {
+                watch.push_back(WatchStep::Fails);
+                list.push_back(false);
+            }
+            list.push_back(false);
+            // …then the watch is back and delivers, and a second outage starts at once.
+            watch.push_back(WatchStep::DeliversThenFails(Update::Changes {
+                revision: 7,
+                changes: vec![Change::Put {
+                    key: "/a".into(),
+                    value: "1".into(),
+                }],
+            }));
+            watch.push_back(WatchStep::Fails);
+        }
+        let calls = Arc::clone(&source.watch_calls);
+        let (tx, mut rx) = mpsc::channel(8);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch_loop(
+            Backend::Memory(source),
+            vec!["/".into()],
+            0,
+            tx,
+            stop.clone(),
+            Arc::new(Telemetry::new(Duration::from_secs(30))),
+        ));
+        let delivered = rx.recv().await.expect("the update");
+        assert!(matches!(delivered, Update::Changes { revision: 7, .. }));
+        while calls.lock().unwrap().len() < 7 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        let _ = task.await;
+        let calls = calls.lock().unwrap().clone();
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
+        // The first outage backs off: 50–100 ms, 100–200, 200–400, 400–800, 800–1600 ms.
+        assert!(gaps[4] >= Duration::from_millis(800), "{gaps:?}");
+        // After the delivery the second outage is retried at the first step again.
+        assert!(gaps[5] <= Duration::from_millis(100), "{gaps:?}");
+    }
+}

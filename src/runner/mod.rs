@@ -21,6 +21,8 @@ mod follow;
 mod onetime;
 mod reconfigure;
 mod runtime;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::sync::Arc;
@@ -198,7 +200,7 @@ fn guard(resource: &Resource, keys: usize, last_keys: Option<usize>) -> Option<S
     None
 }
 #[cfg(test)]
-mod tests {
+mod guard_tests {
     use super::*;
     use std::time::Duration;
 
