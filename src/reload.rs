@@ -17,6 +17,16 @@ use crate::process;
 use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
 
+/// Why a reload failed; the command's own error (with its exit status and stderr) is kept.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Command(#[from] process::CommandError),
+    /// The `--exec` service could not be signalled or restarted.
+    #[error("{0}")]
+    Service(String),
+}
+
 /// What a group's reload does.
 #[derive(Clone)]
 pub enum Action {
@@ -176,7 +186,7 @@ impl Group {
     /// Runs this group's reload now, after any run in progress, and returns its result: for
     /// health-gated resources, which must know their reload finished before checking health.
     /// Runs never overlap with the coalesced ones.
-    pub async fn reload_now(self: &Arc<Self>) -> Result<(), String> {
+    pub async fn reload_now(self: &Arc<Self>) -> Result<(), ReloadError> {
         loop {
             let notified = self.finished.notified();
             {
@@ -202,7 +212,7 @@ impl Group {
         result
     }
 
-    async fn run_once(&self) -> Result<(), String> {
+    async fn run_once(&self) -> Result<(), ReloadError> {
         let members: Vec<String> = self
             .members
             .lock()
@@ -215,8 +225,8 @@ impl Group {
             Action::Command { command, timeout } => process::run_shell(command, *timeout)
                 .await
                 .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Action::Exec(handle) => handle.files_changed().await,
+                .map_err(ReloadError::from),
+            Action::Exec(handle) => handle.files_changed().await.map_err(ReloadError::Service),
         };
         let took = started.elapsed();
         self.telemetry.reloaded(&members, result.is_ok(), took);
@@ -330,7 +340,7 @@ mod tests {
         group.member_done(0, true, false);
         tokio::time::sleep(Duration::from_millis(100)).await;
         // The coalesced run is sleeping; the gated one starts only after it.
-        assert_eq!(group.reload_now().await, Ok(()));
+        group.reload_now().await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&log).unwrap(),
             "start\nend\nstart\nend\n",
@@ -347,7 +357,8 @@ mod tests {
             Arc::new(Telemetry::new(Duration::from_secs(1))),
         );
         let error = failing.reload_now().await.unwrap_err();
-        assert!(error.contains("broken"), "{error}");
+        assert!(matches!(error, ReloadError::Command(_)), "{error}");
+        assert!(error.to_string().contains("broken"), "{error}");
     }
 
     #[tokio::test(flavor = "multi_thread")]

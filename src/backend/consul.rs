@@ -280,12 +280,7 @@ impl ConsulSource {
         };
         let response = self.send(key, &query, timeout).await?;
         let status = response.status();
-        let new_index = response
-            .headers()
-            .get("X-Consul-Index")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let new_index = consul_index(&response);
         match status {
             StatusCode::OK => {
                 let body = read_body(response, MAX_BODY, key).await?;
@@ -591,6 +586,17 @@ impl KeySource for ConsulSource {
             None => Ok(()),
         }
     }
+}
+
+/// The `X-Consul-Index` of an answer: the position a blocking query waits from. 0 when absent
+/// or unreadable, which makes the next query return at once.
+pub(crate) fn consul_index(response: &reqwest::Response) -> u64 {
+    response
+        .headers()
+        .get("X-Consul-Index")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

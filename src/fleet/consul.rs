@@ -14,7 +14,9 @@ use tracing::{info, warn};
 
 use super::{Entry, LeaseId};
 use crate::backend::BackendError;
-use crate::backend::consul::{ConsulSource, MAX_BODY, consul_key, error_text, read_body};
+use crate::backend::consul::{
+    ConsulSource, MAX_BODY, consul_index, consul_key, error_text, read_body,
+};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_SESSION_TTL: Duration = Duration::from_secs(10);
@@ -38,15 +40,6 @@ struct Pair {
     value: Option<String>,
     create_index: u64,
     session: Option<String>,
-}
-
-fn index_of(response: &reqwest::Response) -> u64 {
-    response
-        .headers()
-        .get("X-Consul-Index")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 /// The session TTL that makes Consul drop a dead holder after about `ttl`.
@@ -250,7 +243,7 @@ impl ConsulFleet {
             .source
             .call(Method::GET, "kv", key, &query, None, timeout)
             .await?;
-        let index = index_of(&response);
+        let index = consul_index(&response);
         if response.status() == StatusCode::NOT_FOUND {
             return Ok((Vec::new(), index));
         }

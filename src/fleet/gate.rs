@@ -335,7 +335,7 @@ fn slot_still_held(cx: &GateContext<'_>, held: Option<Held<'_>>) {
 }
 
 /// Runs the resource's reloads now (each after any run of it in progress).
-async fn reload(groups: &[Arc<Group>]) -> Result<(), String> {
+async fn reload(groups: &[Arc<Group>]) -> Result<(), crate::reload::ReloadError> {
     for group in groups {
         group.reload_now().await?;
     }
