@@ -628,3 +628,42 @@ fn secrets_never_appear_in_logs_errors_metrics_or_noop_output() {
         }
     }
 }
+
+/// Issue 13: the warnings of an outage just stopped; nothing said the backend was back. One info
+/// line says so, with how long it was away and what it holds now.
+#[test]
+fn the_return_of_the_backend_is_said_once_with_the_outage_and_the_store() {
+    let mut etcd = Etcd::start();
+    etcd.put("/app/upstream/a", "1");
+    let fx = etcd_fixture("");
+    let daemon = watch_etcd(&fx, &etcd);
+    wait_for("the first render", LIMIT, || {
+        fx.read("out/app.conf") == "a=1\n"
+    });
+    etcd.kill();
+    wait_for("the outage", LIMIT, || {
+        daemon.log().contains("watch interrupted")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    etcd.restart();
+    wait_for("the return", LIMIT, || {
+        daemon.log().contains("backend reachable again after")
+    });
+    etcd.put("/app/upstream/b", "2");
+    wait_for("catching up", LIMIT, || {
+        fx.read("out/app.conf") == "a=1\nb=2\n"
+    });
+    let log = daemon.log();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("backend reachable again after"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(
+        lines[0].contains(" INFO ")
+            && lines[0].contains("keys=1")
+            && lines[0].contains("revision="),
+        "{}",
+        lines[0]
+    );
+}
