@@ -11,9 +11,10 @@ use crate::backend::{Backend, BackendError, KeySource, Listing, Update};
 use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
 
+use super::runtime::Runtime;
+
 /// How many updates may wait between the watch task and the runner.
 const UPDATE_QUEUE: usize = 1024;
-use super::runtime::*;
 
 /// The task following the backend, and the channel its updates arrive on.
 pub(super) struct WatchTask {

@@ -11,9 +11,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::follow::*;
-use super::worker::*;
-use super::*;
+use super::follow::{WatchTask, list_once, list_with_retry};
+use super::worker::{Mailbox, WorkerSetup, worker};
+use super::{Control, RunContext, count_keys, guard, reload_actions, sync_options};
 use crate::backend::{Backend, Listing, Update, merge_prefixes};
 use crate::config::{Config, Mode, Resource, Settings, WaitSpec};
 use crate::dependency::{Dependency, DependencyIndex};
