@@ -32,6 +32,6 @@ fuzz_target!(|data: &[u8]| {
         // What validation accepts is usable: keys are absolute, the mode is a file mode.
         assert!(resource.keys.iter().all(|k| k.starts_with("/prefix")));
         assert!(resource.mode.is_none_or(|m| m <= 0o7777));
-        assert_eq!(resource.template, "t.tmpl");
+        assert_eq!(resource.template.name, "t.tmpl");
     }
 });
