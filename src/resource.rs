@@ -78,8 +78,9 @@ const LOG_HASH_INLINE: usize = 256 * 1024;
 pub enum RenderFailure {
     #[error(transparent)]
     Template(#[from] RenderError),
-    /// The render took longer than the resource's `render_timeout`; it is abandoned (its
-    /// thread finishes on its own) and the last good file stays.
+    /// The render took longer than the resource's `render_timeout`; it is abandoned and the
+    /// last good file stays. A Go template's thread stops at the deadline too; Tera cannot be
+    /// interrupted, so a Tera render's thread finishes on its own.
     #[error("rendering took longer than render_timeout ({}s); the template may loop over too much data", .0.as_secs_f64())]
     Timeout(std::time::Duration),
     /// Shutdown came first.
@@ -100,8 +101,9 @@ pub async fn render_bounded(
     use std::sync::atomic::Ordering;
     let budget = resource.render_timeout;
     busy.store(true, Ordering::Release);
+    let deadline = std::time::Instant::now() + budget;
     let task = tokio::task::spawn_blocking(move || {
-        let result = render(&templates, &resource, &input);
+        let result = render(&templates, &resource, &input, Some(deadline));
         // The store reference goes before the flag clears: the runner updates the store in
         // place only when nothing else holds it.
         drop(input);
@@ -118,14 +120,16 @@ pub async fn render_bounded(
     }
 }
 
-/// Renders a resource's template against its input.
+/// Renders a resource's template against its input; an engine that can be interrupted gives up
+/// at `deadline`.
 pub fn render(
     templates: &Templates,
     resource: &Resource,
     input: &RenderInput,
+    deadline: Option<std::time::Instant>,
 ) -> Result<Vec<u8>, RenderError> {
     let mut out = Vec::with_capacity(8 * 1024);
-    templates.render(&resource.template, input, &mut out)?;
+    templates.render_until(&resource.template, input, deadline, &mut out)?;
     Ok(out)
 }
 

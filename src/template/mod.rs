@@ -247,9 +247,21 @@ impl Templates {
         input: &RenderInput,
         out: &mut Vec<u8>,
     ) -> Result<(), RenderError> {
+        self.render_until(template, input, None, out)
+    }
+
+    /// [`Templates::render`] that gives up at `deadline` where the engine can be interrupted
+    /// (Go); a Tera render always runs to its end.
+    pub fn render_until(
+        &self,
+        template: &TemplateRef,
+        input: &RenderInput,
+        deadline: Option<std::time::Instant>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RenderError> {
         match self.engine_of(template) {
             EngineKind::Tera => self.tera.render(&template.name, input, out),
-            EngineKind::Go => self.go.render(&template.name, input, out),
+            EngineKind::Go => self.go.render(&template.name, input, deadline, out),
         }
     }
 
@@ -370,6 +382,48 @@ pub(crate) mod tests {
         let mut out = Vec::new();
         templates.render(template, &input, &mut out)?;
         Ok(String::from_utf8(out).unwrap())
+    }
+
+    /// A render abandoned at its budget used to run on in its thread for as long as the
+    /// template liked; a Go template now stops at the deadline.
+    #[test]
+    fn a_go_render_stops_at_its_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        // Two calls per level, forty levels: 2^40 template calls, far beyond any budget.
+        std::fs::write(
+            dir.path().join("t.tmpl"),
+            "{{define \"x\"}}{{if lt . 40}}{{template \"x\" (add . 1)}}{{template \"x\" (add . 1)}}{{end}}{{end}}{{template \"x\" 0}}",
+        )
+        .unwrap();
+        let template = TemplateRef {
+            name: "t.tmpl".into(),
+            engine: EngineChoice::Go,
+        };
+        let templates = Templates::load(dir.path(), [&template]).unwrap();
+        let input = RenderInput {
+            store: Arc::new(KeyStore::default()),
+            scope: Arc::new(KeyScope {
+                resource: "test".into(),
+                prefix: "/".into(),
+                keys: vec!["/".into()],
+                values: ValuePolicy::default(),
+            }),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
+        let mut out = Vec::new();
+        let error = templates
+            .render_until(&template, &input, Some(deadline), &mut out)
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("stopped: the render took longer than its time budget"),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains("t.tmpl:1:"),
+            "names the place: {error}"
+        );
     }
 
     #[test]

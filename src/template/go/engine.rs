@@ -48,11 +48,13 @@ impl GoEngine {
         self.templates.insert(name.to_owned(), template);
     }
 
-    /// Renders the template `name` against `input`, appending to `out`.
+    /// Renders the template `name` against `input`, appending to `out`; gives up with an error
+    /// once `deadline` has passed.
     pub fn render(
         &self,
         name: &str,
         input: &RenderInput,
+        deadline: Option<std::time::Instant>,
         out: &mut Vec<u8>,
     ) -> Result<(), RenderError> {
         let Some(template) = self.templates.get(name) else {
@@ -63,11 +65,15 @@ impl GoEngine {
         let context = GoContext {
             input: input.clone(),
         };
-        template
-            .execute(&context, &self.funcs, &Value::Nil, out)
-            .map_err(|error| RenderError {
-                message: error.to_string(),
-            })
+        let executed = match deadline {
+            Some(deadline) => {
+                template.execute_before(deadline, &context, &self.funcs, &Value::Nil, out)
+            }
+            None => template.execute(&context, &self.funcs, &Value::Nil, out),
+        };
+        executed.map_err(|error| RenderError {
+            message: error.to_string(),
+        })
     }
 }
 

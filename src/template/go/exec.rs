@@ -17,6 +17,10 @@ use super::{ExecError, Functions, Native, Param, Signature, Template};
 /// blocks. (Go allows 100 000 template calls; this bound keeps the stack safe.)
 pub const MAX_EXEC_DEPTH: usize = 1000;
 
+/// How many blocks and range iterations run between two looks at the clock, when a deadline
+/// is set: often enough to stop within a millisecond or so, rarely enough to cost nothing.
+const DEADLINE_STRIDE: u32 = 256;
+
 /// Why a walk stopped early.
 enum Flow {
     Break,
@@ -65,6 +69,9 @@ struct State<'a, C> {
     args: Vec<Value>,
     depth: usize,
     tree: u32,
+    /// When to give up (the caller's render budget), and the steps since the clock was read.
+    deadline: Option<std::time::Instant>,
+    steps: u32,
     /// Whether dot is held in an interface (an element of the `[]interface {}` or map being
     /// ranged over): Go then names its type `interface {}` and refuses a field of a nil one.
     dot_in_interface: bool,
@@ -95,6 +102,7 @@ pub(crate) fn execute<C>(
     funcs: &Functions<C>,
     data: &Value,
     out: &mut Vec<u8>,
+    deadline: Option<std::time::Instant>,
 ) -> Result<(), ExecError> {
     let mut state = State {
         t,
@@ -106,6 +114,8 @@ pub(crate) fn execute<C>(
         args: Vec::new(),
         depth: 0,
         tree,
+        deadline,
+        steps: 0,
         dot_in_interface: false,
     };
     match state.walk_list(data, &t.trees[tree as usize].root) {
@@ -159,6 +169,26 @@ impl<'a, C> State<'a, C> {
             return Err(self.error(
                 At::Text(pos, what),
                 format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})"),
+            ));
+        }
+        self.step(pos, what)
+    }
+
+    /// Counts a unit of repeated work (a block entered, a range iteration) and stops the walk
+    /// once the deadline has passed.
+    fn step(&mut self, pos: u32, what: &str) -> R<()> {
+        let Some(deadline) = self.deadline else {
+            return Ok(());
+        };
+        self.steps += 1;
+        if self.steps < DEADLINE_STRIDE {
+            return Ok(());
+        }
+        self.steps = 0;
+        if std::time::Instant::now() >= deadline {
+            return Err(self.error(
+                At::Text(pos, what),
+                "stopped: the render took longer than its time budget".to_owned(),
             ));
         }
         Ok(())
@@ -295,6 +325,7 @@ impl<'a, C> State<'a, C> {
         elem: &Value,
         interfaces: bool,
     ) -> R<bool> {
+        self.step(branch.pos, "range")?;
         let declared = branch.pipe.decl.len();
         // The declared variables are the topmost: `$e` last, `$i` before it.
         if declared > 0

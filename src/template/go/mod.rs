@@ -299,7 +299,21 @@ impl Template {
         data: &Value,
         out: &mut Vec<u8>,
     ) -> Result<(), ExecError> {
-        self.execute_tree(self.main, ctx, funcs, data, out)
+        self.execute_tree(self.main, ctx, funcs, data, out, None)
+    }
+
+    /// [`Template::execute`] that gives up with an error once `deadline` has passed. A render
+    /// that overran its budget is abandoned by its caller; this makes its thread stop too,
+    /// instead of running on (a template calling itself twice per level runs for ever).
+    pub fn execute_before<C>(
+        &self,
+        deadline: std::time::Instant,
+        ctx: &C,
+        funcs: &Functions<C>,
+        data: &Value,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ExecError> {
+        self.execute_tree(self.main, ctx, funcs, data, out, Some(deadline))
     }
 
     /// Renders the template `name` of the set (Go's `ExecuteTemplate`).
@@ -317,7 +331,7 @@ impl Template {
                 &*self.name
             )));
         };
-        self.execute_tree(index as u32, ctx, funcs, data, out)
+        self.execute_tree(index as u32, ctx, funcs, data, out, None)
     }
 
     fn execute_tree<C>(
@@ -327,6 +341,7 @@ impl Template {
         funcs: &Functions<C>,
         data: &Value,
         out: &mut Vec<u8>,
+        deadline: Option<std::time::Instant>,
     ) -> Result<(), ExecError> {
         for (index, name) in &self.user_funcs {
             if funcs.entries.get(*index as usize).map(|e| &*e.name) != Some(&**name) {
@@ -335,7 +350,7 @@ impl Template {
                 )));
             }
         }
-        exec::execute(self, tree, ctx, funcs, data, out)
+        exec::execute(self, tree, ctx, funcs, data, out, deadline)
     }
 
     fn plain_error(&self, message: String) -> ExecError {
