@@ -1,4 +1,7 @@
-//! Rendering the HAProxy example (`templates/haproxy.cfg.tmpl`) for 1k, 10k and 100k servers.
+//! Rendering the HAProxy example for 1k, 10k and 100k servers, by both engines: Tera with
+//! `templates/haproxy.cfg.tmpl`, and Go's `text/template` with the classic confd template in
+//! the same frame (`benches/haproxy-go.cfg.tmpl`: `{{range gets "/proxy/frontend/*"}}    server
+//! {{base .Key}} {{.Value}} check` …). Same store, same output bytes.
 //!
 //! `cargo bench --bench render`. The figures are recorded in BENCHMARKS.md.
 
@@ -27,38 +30,73 @@ pub fn haproxy_store(servers: usize) -> KeyStore {
     store
 }
 
+/// A templates directory holding both templates.
+fn templates_dir() -> tempfile::TempDir {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    std::fs::copy(
+        root.join("templates/haproxy.cfg.tmpl"),
+        dir.path().join("haproxy.cfg.tmpl"),
+    )
+    .expect("the Tera example");
+    std::fs::copy(
+        root.join("benches/haproxy-go.cfg.tmpl"),
+        dir.path().join("haproxy-go.cfg.tmpl"),
+    )
+    .expect("the Go example");
+    dir
+}
+
 fn render(c: &mut Criterion) {
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
-    let template = TemplateRef {
+    let dir = templates_dir();
+    let tera = TemplateRef {
         name: "haproxy.cfg.tmpl".to_owned(),
         engine: EngineChoice::Tera,
     };
-    let engine = Templates::load(&templates, [&template]).expect("the example loads");
+    let go = TemplateRef {
+        name: "haproxy-go.cfg.tmpl".to_owned(),
+        engine: EngineChoice::Go,
+    };
+    let engine = Templates::load(dir.path(), [&tera, &go]).expect("the examples load");
     let scope = Arc::new(KeyScope {
         resource: "haproxy".to_owned(),
         prefix: "/".to_owned(),
         keys: vec!["/proxy".to_owned()],
         values: Default::default(),
     });
-    let mut group = c.benchmark_group("haproxy_render");
-    group.sample_size(20);
-    for servers in [1_000, 10_000, 100_000] {
-        let input = RenderInput {
-            store: Arc::new(haproxy_store(servers)),
-            scope: Arc::clone(&scope),
-        };
-        let mut out = Vec::new();
-        engine.render(&template, &input, &mut out).expect("renders");
-        group.throughput(Throughput::Elements(servers as u64));
-        group.bench_with_input(BenchmarkId::from_parameter(servers), &servers, |b, _| {
-            b.iter(|| {
-                out.clear();
-                engine.render(&template, &input, &mut out).expect("renders");
-                out.len()
-            })
-        });
+    let inputs: Vec<(usize, RenderInput)> = [1_000, 10_000, 100_000]
+        .into_iter()
+        .map(|servers| {
+            let input = RenderInput {
+                store: Arc::new(haproxy_store(servers)),
+                scope: Arc::clone(&scope),
+            };
+            (servers, input)
+        })
+        .collect();
+    // Both engines write the same file.
+    for (_, input) in &inputs {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        engine.render(&tera, input, &mut a).expect("Tera renders");
+        engine.render(&go, input, &mut b).expect("Go renders");
+        assert!(a == b, "the Tera and Go renders differ");
     }
-    group.finish();
+    for (group_name, template) in [("haproxy_render", &tera), ("haproxy_render_go", &go)] {
+        let mut group = c.benchmark_group(group_name);
+        group.sample_size(20);
+        for (servers, input) in &inputs {
+            let mut out = Vec::new();
+            group.throughput(Throughput::Elements(*servers as u64));
+            group.bench_with_input(BenchmarkId::from_parameter(servers), servers, |b, _| {
+                b.iter(|| {
+                    out.clear();
+                    engine.render(template, input, &mut out).expect("renders");
+                    out.len()
+                })
+            });
+        }
+        group.finish();
+    }
 }
 
 criterion_group!(benches, render);

@@ -21,6 +21,15 @@
 //!   watching; RATE updates per second for SECONDS; reports resident memory, threads and open
 //!   files at start and end, and whether the final file equals a fresh one-shot render.
 //!
+//! - `onetime-etcd N…`: a real etcd with N servers, then `terad --onetime --sync-only` start to
+//!   exit with each template engine in turn (Tera's `templates/haproxy.cfg.tmpl`, then confd's
+//!   classic Go template `benches/haproxy-go.cfg.tmpl`, alternating run by run); checks that
+//!   both write the same file.
+//!
+//! `--go` (anywhere on the command line) makes every other mode use the Go template instead of
+//! the Tera one, as an unchanged confd confdir would: same file name, no `engine` key (terad's
+//! `auto` picks Go).
+//!
 //! Results print as Markdown table rows for BENCHMARKS.md.
 
 use std::path::{Path, PathBuf};
@@ -31,9 +40,15 @@ fn main() {
     // reqwest is built without a default TLS provider; terad passes its own configuration,
     // the benchmark's plain-HTTP Consul client needs one installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(at) = args.iter().position(|a| a == "--go") {
+        args.remove(at);
+        GO_TEMPLATE.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     let Some((mode, sizes)) = args.split_first() else {
-        eprintln!("usage: bench (onetime-file | etcd) N…");
+        eprintln!(
+            "usage: bench [--go] (onetime-file | onetime-etcd | onetime-haproxy | etcd | consul | soak) N…"
+        );
         std::process::exit(2);
     };
     let sizes: Vec<usize> = sizes
@@ -43,6 +58,7 @@ fn main() {
     match mode.as_str() {
         "onetime-file" => onetime_file(&sizes),
         "onetime-haproxy" => onetime_haproxy(&sizes),
+        "onetime-etcd" => onetime_etcd(&sizes),
         "etcd" | "consul" => watch_bench(mode, &sizes),
         "soak" => soak(
             sizes.first().copied().unwrap_or(10_000),
@@ -80,18 +96,51 @@ fn terad_binary() -> PathBuf {
     binary
 }
 
-/// A confdir with the repository's HAProxy template and a resource writing into `out/`, with a
-/// reload command that counts reloads in `reloads.log`.
+/// `--go`: the modes use the confd (Go) template.
+static GO_TEMPLATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The HAProxy example in each engine's language; both render the same bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    /// `templates/haproxy.cfg.tmpl`
+    Tera,
+    /// `benches/haproxy-go.cfg.tmpl`: confd's classic
+    /// `{{range gets "/proxy/frontend/*"}}    server {{base .Key}} {{.Value}} check` …
+    Go,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Tera => "Tera",
+            Engine::Go => "Go",
+        }
+    }
+}
+
+/// A confdir with the repository's HAProxy template (the Go one with `--go`) and a resource
+/// writing into `out/`, with a reload command that counts reloads in `reloads.log`.
 fn confdir(dir: &Path) -> PathBuf {
+    let engine = if GO_TEMPLATE.load(std::sync::atomic::Ordering::Relaxed) {
+        Engine::Go
+    } else {
+        Engine::Tera
+    };
+    confdir_with(dir, engine)
+}
+
+/// [`confdir`] with the template of `engine`, always named `haproxy.cfg.tmpl` and without an
+/// `engine` key in the resource: the Go one is found by `auto`, as in a confd confdir.
+fn confdir_with(dir: &Path, engine: Engine) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     std::fs::create_dir_all(dir.join("conf.d")).unwrap();
     std::fs::create_dir_all(dir.join("templates")).unwrap();
     std::fs::create_dir_all(dir.join("out")).unwrap();
-    std::fs::copy(
-        root.join("templates/haproxy.cfg.tmpl"),
-        dir.join("templates/haproxy.cfg.tmpl"),
-    )
-    .unwrap();
+    let template = match engine {
+        Engine::Tera => "templates/haproxy.cfg.tmpl",
+        Engine::Go => "benches/haproxy-go.cfg.tmpl",
+    };
+    std::fs::copy(root.join(template), dir.join("templates/haproxy.cfg.tmpl")).unwrap();
     let dest = dir.join("out/haproxy.cfg");
     std::fs::write(
         dir.join("conf.d/haproxy.toml"),
@@ -854,5 +903,70 @@ fn onetime_haproxy(sizes: &[usize]) {
             ms(percentile(&onetime, 90)),
             ms(percentile(&check, 50))
         );
+    }
+}
+
+/// One-shot from etcd, Tera and Go templates side by side against the same etcd, alternating
+/// run by run so that both see the same machine.
+fn onetime_etcd(sizes: &[usize]) {
+    let terad = terad_binary();
+    println!("| servers | template | one-shot min | median | p90 |");
+    println!("|---|---|---|---|---|");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for &servers in sizes {
+        let mut store = Store::start("etcd", &runtime);
+        store.load(&runtime, haproxy_entries("80", servers));
+        let engines = [Engine::Tera, Engine::Go];
+        let dirs: Vec<tempfile::TempDir> = engines
+            .iter()
+            .map(|_| tempfile::tempdir().unwrap())
+            .collect();
+        let dests: Vec<PathBuf> = engines
+            .iter()
+            .zip(&dirs)
+            .map(|(&engine, dir)| confdir_with(dir.path(), engine))
+            .collect();
+        let runs = if servers >= 100_000 { 10 } else { 30 };
+        let mut times = vec![Vec::with_capacity(runs); engines.len()];
+        for _ in 0..runs {
+            for (i, dir) in dirs.iter().enumerate() {
+                let make = || {
+                    let mut command = Command::new(&terad);
+                    command
+                        .args([
+                            "--onetime",
+                            "--sync-only",
+                            "--log-level",
+                            "error",
+                            "--backend",
+                            "etcd",
+                            "--node",
+                        ])
+                        .arg(store.url())
+                        .arg("--confdir")
+                        .arg(dir.path());
+                    command
+                };
+                times[i].extend(time_onetime(make, &dests[i], 1));
+            }
+        }
+        let rendered: Vec<Vec<u8>> = dests.iter().map(|d| std::fs::read(d).unwrap()).collect();
+        assert!(
+            rendered.windows(2).all(|w| w[0] == w[1]),
+            "the Tera and Go templates wrote different files"
+        );
+        for (engine, times) in engines.iter().zip(&mut times) {
+            times.sort();
+            println!(
+                "| {servers} | {} | {} | {} | {} |",
+                engine.name(),
+                ms(times[0]),
+                ms(percentile(times, 50)),
+                ms(percentile(times, 90)),
+            );
+        }
     }
 }

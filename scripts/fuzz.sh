@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the cargo-fuzz targets in fuzz/ (resource_parser, glob, flatten), each for a bounded time.
+# Runs the cargo-fuzz targets in fuzz/ (resource_parser, glob, flatten, go_template), each for a
+# bounded time.
 #
 #   ./scripts/fuzz.sh              every target for 20 s (what CI runs)
 #   ./scripts/fuzz.sh 600 glob     one target for 10 minutes
@@ -15,7 +16,7 @@ cd "$(dirname "$0")/../fuzz"
 seconds=${1:-20}
 shift || true
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(resource_parser glob flatten); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(resource_parser glob flatten go_template); fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
