@@ -9,7 +9,8 @@
 # The sanitizer is off by default (terad is safe Rust; coverage guidance is what finds the
 # panics); FUZZ_SANITIZER=address turns AddressSanitizer on for longer runs. The corpus grows
 # in fuzz/corpus/<target> (seeded from fuzz/corpus_seeds); a crash leaves its input in
-# fuzz/artifacts/<target>/ and fails the script.
+# fuzz/artifacts/<target>/ and fails the script. A target with a dictionary of its syntax
+# (fuzz/dicts/<target>.dict) gets it.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
@@ -39,9 +40,11 @@ trap 'rm -f "$log"' EXIT
 for target in "${targets[@]}"; do
   mkdir -p "corpus/$target"
   cp -n corpus_seeds/"$target"/* "corpus/$target/" 2>/dev/null || true
+  dict=()
+  if [ -f "dicts/$target.dict" ]; then dict=("-dict=dicts/$target.dict"); fi
   echo "fuzz: $target for ${seconds}s"
   if ! cargo "${toolchain[@]}" fuzz run --sanitizer "$sanitizer" "$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
+    -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "fuzz: $target failed; the input is in fuzz/artifacts/$target/" >&2
     exit 1

@@ -4,8 +4,8 @@
 //! is UTF-8, and rendering the same template twice gives the same result.
 //!
 //! The engine has no execution fuel (neither has Go's): a template may legitimately loop over
-//! ten million numbers, or double a string in a loop until memory runs out. Such templates are
-//! only parsed, not executed; see [`bounded`].
+//! ten million numbers, or double a string in a loop until memory runs out. Templates that
+//! might are only parsed, not executed; see [`bounded`].
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -80,41 +80,143 @@ fn input() -> &'static RenderInput {
     })
 }
 
+/// The words that repeat work: loops and template calls.
+const REPEAT: &[&str] = &["range", "template", "block"];
+/// The functions that can make a string much longer than their arguments.
+const STRINGS: &[&str] = &[
+    "print",
+    "printf",
+    "println",
+    "html",
+    "js",
+    "urlquery",
+    "replace",
+    "join",
+    "base64Encode",
+];
+/// The functions whose result can be much bigger than their arguments: strings (`print*` with
+/// widths up to a million, escaping, `replace`, `join`), lists (`seq` up to ten million
+/// numbers, `split`, JSON, `map`) and the numbers that size them.
+const GROW: &[&str] = &[
+    "print",
+    "printf",
+    "println",
+    "html",
+    "js",
+    "urlquery",
+    "replace",
+    "join",
+    "base64Encode",
+    "seq",
+    "split",
+    "json",
+    "jsonArray",
+    "map",
+    "mul",
+    "add",
+    "len",
+    "atoi",
+    "datetime",
+];
+
 /// Whether executing `source` is bounded in time and memory, judged from its words (a word in
-/// text outside actions counts too: the judgement errs towards not executing).
+/// a string literal counts too: the judgement errs towards not executing).
 ///
-/// What can make a render long or large: loops and template calls (`range`, `template`,
-/// `block`) repeat work; some functions make values bigger than their arguments: strings
-/// (`print*` with widths up to a million, `html`/`js`/`urlquery` escaping, `replace`, `join`,
-/// `base64Encode`), lists (`seq` up to ten million numbers, `split`, `json`, `jsonArray`,
-/// `map`) and the numbers that size them (`mul`, `add`, `len`, `atoi`, `datetime`, large
-/// literals). A string grown inside a loop or a recursion and assigned back (`$x = print $x
-/// $x`) doubles per pass. So: at most two of those words; a loop and a big number literal never
-/// together; and no string growth together with a loop and an assignment, or with a template
-/// call. The DNS lookups are not run (they would reach the network).
+/// Loops and template calls repeat work, and a value grown inside one and assigned back
+/// (`$x = print $x $x`) doubles per pass; growing functions compound when one feeds another.
+/// The store's lists are short (fewer than 25 keys). So a template executes when either
+/// - it is straight-line (no `range`, `template`, `block`, `with` or `$`: no value passes from
+///   one action to another) and each action has at most two growing calls, at most one of
+///   them `replace`; with a number of 100 or more in an action (up to ten million numbers from
+///   `seq`, a string of a million from a `printf` width), at most two `seq` or `split`; or
+/// - it has at most two repeating and growing words in all, no big number (a variable or `with`
+///   holding ten million numbers could be printed a thousand times), and no string growth
+///   with a template call or with a loop and an assignment; or
+/// - it has at most two loops over the store's lists, no template call, no assignment, and at
+///   most one string-growing call.
+///
+/// The DNS lookups are never run (they would reach the network).
 fn bounded(source: &str, template: &Template) -> bool {
     if template.calls().any(|name| name.starts_with("lookup")) {
         return false;
     }
-    let count = |words: &[&str]| -> usize { words.iter().map(|w| source.matches(w).count()).sum() };
-    let loops = count(&["range"]);
-    let calls = count(&["template", "block"]);
-    let strings = count(&[
-        "print", "html", "js", "urlquery", "replace", "join", "base64",
-    ]);
-    let sizes = count(&[
-        "seq", "split", "json", "map", "mul", "add", "len", "atoi", "datetime",
-    ]);
+    let count = |text: &str, names: &[&str]| words(text).filter(|w| names.contains(w)).count();
+    let repeat = count(source, REPEAT);
+    let big_number = actions(source).any(big_number);
+    if repeat == 0 && count(source, &["with"]) == 0 && !source.contains('$') {
+        return actions(source)
+            .all(|action| count(action, GROW) <= 2 && count(action, &["replace"]) <= 1)
+            && (!big_number || count(source, &["seq", "split"]) <= 2);
+    }
+    let grow = count(source, GROW);
+    let strings = count(source, STRINGS);
+    let calls = count(source, &["template", "block"]);
+    let assigns = source
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[1] == b'=' && w[0] != b':');
+    let few = repeat + grow <= 2
+        && !big_number
+        && !(strings > 0 && (calls > 0 || (repeat > 0 && assigns)));
+    let store_loops =
+        repeat <= 2 && calls == 0 && !assigns && grow == strings && strings <= 1 && !big_number;
+    few || store_loops
+}
+
+/// Whether an action may hold an integer of 100 or more: three digits in a row (also in a
+/// string, for `atoi` or a `printf` width), another base, an exponent, `_` between digits, or a
+/// character literal (up to 0x10FFFF).
+fn big_number(action: &str) -> bool {
+    let b = action.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    action.contains('\'')
+        || (0..b.len()).any(|i| {
+            (digit(i) && digit(i + 1) && digit(i + 2))
+                || (b[i] == b'0'
+                    && !b.get(i.wrapping_sub(1)).is_some_and(u8::is_ascii_alphanumeric)
+                    && b.get(i + 1).is_some_and(|c| b"xXoObB".contains(c))
+                    && b.get(i + 2).is_some_and(|c| c.is_ascii_hexdigit() || *c == b'_'))
+                || (digit(i)
+                    && b.get(i + 1).is_some_and(|c| b"eEpP_".contains(c))
+                    && (digit(i + 2)
+                        || (b.get(i + 2).is_some_and(|c| b"+-".contains(c)) && digit(i + 3))))
+        })
+}
+
+/// The identifiers, keywords and numbers of a text (runs of letters, digits and `_`).
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+}
+
+/// The insides of the text's actions, `{{` to `}}`, skipping quoted strings and comments.
+fn actions(source: &str) -> impl Iterator<Item = &str> {
     let bytes = source.as_bytes();
-    let big_number = bytes.windows(3).any(|w| w.iter().all(u8::is_ascii_digit))
-        || bytes
-            .windows(2)
-            .any(|w| w[0].is_ascii_digit() && b"xXoObBeEpP_".contains(&w[1]))
-        || source.contains('\'');
-    let assigns = bytes.windows(2).any(|w| w[1] == b'=' && w[0] != b':');
-    loops + calls + strings + sizes <= 2
-        && !(big_number && loops + calls > 0)
-        && !(strings > 0 && (calls > 0 || (loops > 0 && assigns)))
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let open = at + source.get(at..)?.find("{{")?;
+        let start = open + 2;
+        let mut i = start;
+        let mut quote = None;
+        while i < bytes.len() {
+            match quote {
+                Some(q) if bytes[i] == b'\\' && q != b'`' => i += 1,
+                Some(q) if bytes[i] == q => quote = None,
+                Some(_) => {}
+                None if bytes[i..].starts_with(b"}}") => break,
+                None if bytes[i..].starts_with(b"/*") => {
+                    i = source[i..].find("*/").map_or(bytes.len(), |end| i + end + 1);
+                }
+                None if matches!(bytes[i], b'"' | b'`' | b'\'') => quote = Some(bytes[i]),
+                None => {}
+            }
+            i += 1;
+        }
+        let end = i.min(bytes.len());
+        at = end;
+        // `end` is at `}}` or the end: both are character boundaries.
+        Some(&source[start..end])
+    })
 }
 
 /// An error's position exists in the source: 1-based line and column within it.
