@@ -1,6 +1,10 @@
 //! The bad-input corpus: each case is a resource, a template and keys; each asserts the exit
-//! status, the exact error (file, position, key) and that the destination was not touched and
-//! no stage file was left.
+//! status, the whole of what the user reads on stderr (a snapshot in `snapshots/`: the file,
+//! position and key of the error, and every other line), that the destination was not touched
+//! and that no stage file was left.
+//!
+//! A deliberate change of wording: `INSTA_UPDATE=always cargo nextest run -E 'test(bad_input)'`
+//! rewrites the snapshots; review them with `git diff` before committing.
 
 use std::time::Duration;
 
@@ -18,8 +22,6 @@ struct Case {
     /// The keys file (YAML) for the file backend.
     keys: &'static str,
     status: i32,
-    /// Every one of these must appear in stderr.
-    errors: &'static [&'static str],
 }
 
 const GOOD_RESOURCE: &str = "src = \"t.tmpl\"\ndest = \"DEST\"\nkeys = [\"/app\"]\n";
@@ -31,7 +33,6 @@ const CASES: &[Case] = &[
         template: "x",
         keys: "app: {}",
         status: 2,
-        errors: &["conf.d/r.toml:2:14: invalid basic string, expected `\"`"],
     },
     Case {
         name: "unknown key",
@@ -39,7 +40,6 @@ const CASES: &[Case] = &[
         template: "x",
         keys: "app: {}",
         status: 2,
-        errors: &["conf.d/r.toml:4:1: unknown field `sorce`, expected one of"],
     },
     Case {
         name: "wrong type",
@@ -47,7 +47,6 @@ const CASES: &[Case] = &[
         template: "x",
         keys: "app: {}",
         status: 2,
-        errors: &["conf.d/r.toml:4:8: invalid type: string \"/app\", expected a sequence"],
     },
     Case {
         name: "bad mode",
@@ -55,9 +54,6 @@ const CASES: &[Case] = &[
         template: "x",
         keys: "app: {}",
         status: 2,
-        errors: &[
-            "conf.d/r.toml:4:8: \"mode\": invalid mode \"0888\": expected octal digits such as \"0644\"",
-        ],
     },
     Case {
         name: "missing src",
@@ -65,7 +61,6 @@ const CASES: &[Case] = &[
         template: "x",
         keys: "app: {}",
         status: 2,
-        errors: &["conf.d/r.toml: \"src\": missing: the template file, relative to templates/"],
     },
     Case {
         name: "src escaping templates/",
@@ -73,9 +68,6 @@ const CASES: &[Case] = &[
         template: "x",
         keys: "app: {}",
         status: 2,
-        errors: &[
-            "conf.d/r.toml:2:7: \"src\": \"../conf.d/r.toml\" points outside the templates directory",
-        ],
     },
     Case {
         name: "template syntax error",
@@ -83,7 +75,20 @@ const CASES: &[Case] = &[
         template: "ok\n{% for kv in %}\n",
         keys: "app: {}",
         status: 2,
-        errors: &["t.tmpl:2:"],
+    },
+    Case {
+        name: "go template syntax error",
+        resource: GOOD_RESOURCE,
+        template: "{{range gets \"/app/*\"}}\n{{.Key}}\n",
+        keys: "app: {}",
+        status: 2,
+    },
+    Case {
+        name: "go template missing key",
+        resource: GOOD_RESOURCE,
+        template: "line 1\n{{getv \"/app/port\"}}\n",
+        keys: "app: {host: x}",
+        status: 1,
     },
     Case {
         name: "unknown function",
@@ -91,7 +96,6 @@ const CASES: &[Case] = &[
         template: "{{ getvv(key=\"/app/x\") }}",
         keys: "app: {}",
         status: 2,
-        errors: &["Unknown function `getvv`", "t.tmpl:1:4"],
     },
     Case {
         name: "unknown filter",
@@ -99,7 +103,6 @@ const CASES: &[Case] = &[
         template: "{{ \"x\" | basename }}",
         keys: "app: {}",
         status: 2,
-        errors: &["Unknown filter `basename`"],
     },
     Case {
         name: "missing key",
@@ -107,7 +110,6 @@ const CASES: &[Case] = &[
         template: "line 1\n{{ getv(key=\"/app/port\") }}\n",
         keys: "app: {host: x}",
         status: 1,
-        errors: &["key \"/app/port\" not found", "t.tmpl:2:"],
     },
     Case {
         name: "key outside the resource's keys (not listed at all)",
@@ -115,7 +117,6 @@ const CASES: &[Case] = &[
         template: "{{ getv(key=\"/other/x\") }}",
         keys: "app: {host: x}\nother: {x: 1}",
         status: 2,
-        errors: &["key \"/other/x\" is outside this resource's keys [\"/app\"]; add it to `keys`"],
     },
     Case {
         name: "bad glob pattern",
@@ -123,7 +124,6 @@ const CASES: &[Case] = &[
         template: "{{ gets(pattern=\"/app/[\") | length }}",
         keys: "app: {host: x}",
         status: 2,
-        errors: &["invalid key pattern \"/app/[\": unterminated character class"],
     },
     Case {
         name: "unparsable keys file",
@@ -131,7 +131,6 @@ const CASES: &[Case] = &[
         template: "x",
         keys: "app: [unclosed",
         status: 1,
-        errors: &["keys.yaml\": invalid YAML"],
     },
     Case {
         name: "destination directory missing",
@@ -139,7 +138,6 @@ const CASES: &[Case] = &[
         template: "x",
         keys: "app: {}",
         status: 1,
-        errors: &["does not exist (set create_dirs = true to create it)"],
     },
 ];
 
@@ -157,20 +155,22 @@ fn run_case(case: &Case) {
     );
     fx.write("keys.yaml", case.keys);
     let output = run(&mut fx.onetime(), LIMIT);
-    let err = stderr(&output).replace(&format!("{}/", fx.root().display()), "");
+    let root = fx.root().display().to_string();
+    let err = stderr(&output)
+        .replace(&format!("{root}/"), "")
+        .replace(&root, "<root>");
     assert_eq!(
         output.status.code(),
         Some(case.status),
         "{}: {err}",
         case.name
     );
-    for want in case.errors {
-        assert!(
-            err.contains(want),
-            "{}: missing {want:?} in:\n{err}",
-            case.name
-        );
-    }
+    let slug: String = case
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    insta::assert_snapshot!(slug, without_timestamps(&err));
     assert_eq!(
         std::fs::read_to_string(&dest).unwrap(),
         PREVIOUS,
@@ -183,6 +183,21 @@ fn run_case(case: &Case) {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(leftovers, ["dest.conf"], "{}: stage file left", case.name);
+}
+
+/// stderr without the log lines' leading timestamps, which differ on every run.
+fn without_timestamps(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once(' ') {
+            Some((stamp, rest))
+                if stamp.len() > 20 && stamp.ends_with('Z') && stamp.as_bytes()[4] == b'-' =>
+            {
+                rest.trim_start()
+            }
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]

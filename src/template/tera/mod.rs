@@ -105,7 +105,10 @@ impl TeraEngine {
         let mut tera = new_tera();
         if let Err(error) = tera.add_raw_templates(parsed) {
             for report in split_reports(&error.to_string()) {
-                errors.push(ConfigError::in_file(templates_dir, report));
+                // Name the file the report points into, as for syntax errors above.
+                let path = reported_file(&report)
+                    .map_or_else(|| templates_dir.to_owned(), |name| templates_dir.join(name));
+                errors.push(ConfigError::in_file(&path, report));
             }
         }
         let files = sources
@@ -188,6 +191,16 @@ fn new_tera() -> Tera {
     functions::register(&mut tera);
     filters::register(&mut tera);
     tera
+}
+
+/// The template a Tera report points into: `t.tmpl` in `--> t.tmpl:1:10`.
+fn reported_file(report: &str) -> Option<&str> {
+    let location = report
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("--> "))?;
+    let mut parts = location.rsplitn(3, ':');
+    let (_column, _line) = (parts.next()?, parts.next()?);
+    parts.next()
 }
 
 /// Tera joins several reports with blank lines; each starts with `error:`.
