@@ -17,3 +17,4 @@ mod packaging;
 mod pipeline;
 mod reliability;
 mod security;
+mod static_binary;
