@@ -4,11 +4,18 @@
 #
 #   ./scripts/build-static.sh            release build (static), copy, checksum, check
 #   ./scripts/build-static.sh --check    only check the existing target/static binary
+#   ./scripts/build-static.sh --path     print the binary's path (for scripts/test.sh)
 #
 # The binary is glibc linked statically (`-C target-feature=+crt-static` on the gnu target: a
 # static-pie), so it runs in any Linux image of the same architecture: Alpine, distroless,
 # scratch, old distributions. A musl target would need a toolchain download; this route needs
 # nothing beyond the Rust toolchain and the glibc static libraries (libc6-dev) already there.
+#
+# getrandom 0.3 and 0.4 (Tera's hash seed, hickory) find glibc's getrandom() with dlsym, which a
+# static binary cannot do, and then fall back to reading /dev/random and /dev/urandom (without
+# them the binary aborts at its first template). `getrandom_backend="linux_getrandom"` makes them
+# call it directly, as std and getrandom 0.2 (ring) already do: the getrandom system call, Linux
+# 3.17 or later, no device files.
 #
 # The build names the host triple with --target, so RUSTFLAGS reach only terad's own code and
 # dependencies (not build scripts and proc macros, which must stay dynamic) and the output goes
@@ -23,8 +30,9 @@ cd "$(dirname "$0")/.."
 mode=build
 case "${1:-}" in
   --check) mode=check ;;
+  --path) mode=path ;;
   "") ;;
-  *) echo "usage: $0 [--check]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--check | --path]" >&2; exit 2 ;;
 esac
 
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
@@ -41,7 +49,7 @@ binary=$out/$name
 
 build() {
   local started=$SECONDS
-  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
     cargo build --release --locked --bin terad --target "$triple"
   mkdir -p "$out"
   rm -f "$out"/terad-*-linux-*
@@ -88,5 +96,6 @@ check() {
   echo "build-static: $binary ok ($reported, $(du -h "$binary" | cut -f1))"
 }
 
+if [ "$mode" = path ]; then echo "$binary"; exit 0; fi
 if [ "$mode" = build ]; then build; fi
 check
