@@ -298,7 +298,7 @@ fn static_binary_resolves_names_from_etc_hosts_and_dns() {
     let Some(binary) = static_binary() else {
         return;
     };
-    let dns = DnsServer::start("etcd-by-dns", [127, 0, 0, 1]);
+    let dns = DnsServer::start("127.83.0.53", "etcd-by-dns", [127, 0, 0, 1]);
     let etcd = Etcd::start();
     etcd.put("/app/name", "by-name");
     etcd.put("/app/port", "2379");
@@ -307,10 +307,7 @@ fn static_binary_resolves_names_from_etc_hosts_and_dns() {
         "etc/hosts",
         "127.0.0.1 localhost\n127.0.0.7 peer-by-hosts\n",
     );
-    jail.write(
-        "etc/resolv.conf",
-        &format!("nameserver {}\n", DnsServer::ADDRESS),
-    );
+    jail.write("etc/resolv.conf", "nameserver 127.83.0.53\n");
     jail.resource(
         &format!(
             "{TEMPLATE}{}",
@@ -333,8 +330,41 @@ fn static_binary_resolves_names_from_etc_hosts_and_dns() {
     );
 }
 
-/// A DNS server on `ADDRESS`:53 (UDP) that knows one name with one IPv4 address; every other
-/// name does not exist. Stopped when dropped.
+/// No `/dev/random`, no `/dev/urandom`: the binary gets randomness from the `getrandom` system
+/// call (`scripts/build-static.sh` sets `getrandom_backend`; without it getrandom 0.3 and 0.4
+/// cannot find glibc's function in a static binary and read the devices instead, and terad
+/// aborts seeding Tera's hashes). Tera renders, and hickory (`lookup_srv`, random query ids)
+/// asks the DNS server.
+#[test]
+fn static_binary_needs_no_random_devices() {
+    let Some(binary) = static_binary() else {
+        return;
+    };
+    let dns = DnsServer::start("127.83.0.54", "peer", [127, 0, 0, 9]);
+    let jail = Jail::new(&binary, true);
+    for device in ["dev/random", "dev/urandom"] {
+        std::fs::remove_file(jail.path(device)).unwrap();
+    }
+    jail.write("etc/resolv.conf", "nameserver 127.83.0.54\n");
+    jail.resource(
+        &format!(
+            "{TEMPLATE}{}",
+            "srv = {{ lookup_srv(service=\"http\", proto=\"tcp\", name=\"peer\") | length }}\n"
+        ),
+        OWNED,
+    );
+    jail.write("keys.yaml", "app:\n  name: jailed\n  port: \"8080\"\n");
+    let output = jail.terad(&["--onetime", "--backend", "file", "--file", "/keys.yaml"]);
+    assert_rendered(&jail, &output, "name = jailed\nport = 8080\nsrv = 0\n");
+    assert!(
+        dns.asked("_http._tcp.peer"),
+        "hickory asked the DNS server for _http._tcp.peer"
+    );
+}
+
+/// A DNS server on port 53 (UDP) of a loopback address of its own (each test its own: nextest
+/// runs them side by side), knowing one name with one IPv4 address; every other name does not
+/// exist. Stopped when dropped.
 struct DnsServer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     asked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -342,13 +372,10 @@ struct DnsServer {
 }
 
 impl DnsServer {
-    /// A loopback address of its own: nothing else listens on port 53 there.
-    const ADDRESS: &str = "127.83.0.53";
-
-    fn start(name: &'static str, address: [u8; 4]) -> DnsServer {
+    fn start(listen: &str, name: &'static str, address: [u8; 4]) -> DnsServer {
         use std::sync::atomic::Ordering;
-        let socket = std::net::UdpSocket::bind((Self::ADDRESS, 53))
-            .unwrap_or_else(|e| panic!("bind {}:53 for the test's DNS server: {e}", Self::ADDRESS));
+        let socket = std::net::UdpSocket::bind((listen, 53))
+            .unwrap_or_else(|e| panic!("bind {listen}:53 for the test's DNS server: {e}"));
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
