@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+
+# The static binary (target/static/terad-<version>-linux-<arch>): a second release build, for
+# the tests that run it in a chroot (tests/it/static_binary.rs). Named to them, so that a
+# missing binary fails them instead of skipping them.
+./scripts/build-static.sh
+TERAD_TEST_STATIC_BIN="$PWD/$(./scripts/build-static.sh --path)"
+export TERAD_TEST_STATIC_BIN
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --all-targets --no-fail-fast
 else
