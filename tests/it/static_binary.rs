@@ -1,7 +1,9 @@
 //! The static binary (`scripts/build-static.sh` → `target/static/terad-<version>-linux-<arch>`)
-//! in a chroot that holds nothing but what README.md ("Install") says it needs at run time: the
-//! binary, a confdir, a keys file, `/dev/null`, `/dev/random`, `/dev/urandom`, `/etc/passwd`
-//! and `/etc/group`. No shared library, no dynamic loader, no shell, no `/proc`.
+//! in a chroot that holds nothing but what README.md ("Install") lists for it: the binary, a
+//! confdir, a keys file, `/dev/null`, `/dev/random`, `/dev/urandom` (every container has them;
+//! one test shows the random devices are not needed), `/etc/passwd` and `/etc/group`, plus
+//! `/etc/hosts` and `/etc/resolv.conf` for the test of host names. No shared library, no
+//! dynamic loader, no shell, no `/proc`, no environment.
 //!
 //! `scripts/test.sh` builds the binary before the tests and names it in `TERAD_TEST_STATIC_BIN`;
 //! then, and under `CI=true`, a missing binary fails these tests. A plain `cargo nextest run`
@@ -11,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use crate::support::consul::Consul;
 use crate::support::etcd::Etcd;
 use crate::support::{run, stderr, stdout};
 
@@ -253,6 +256,22 @@ fn static_binary_renders_from_etcd_in_an_empty_chroot() {
     jail.resource(TEMPLATE, OWNED);
     let output = jail.terad(&["--onetime", "--backend", "etcd", "--node", &etcd.url()]);
     assert_rendered(&jail, &output, "name = from-etcd\nport = 2379\n");
+}
+
+/// A real Consul agent on loopback, read by the static binary in the chroot (its own HTTP
+/// client and TLS stack, not etcd's).
+#[test]
+fn static_binary_renders_from_consul_in_an_empty_chroot() {
+    let Some(binary) = static_binary() else {
+        return;
+    };
+    let consul = Consul::start_dev(false);
+    consul.put("/app/name", "from-consul");
+    consul.put("/app/port", "8500");
+    let jail = Jail::new(&binary, true);
+    jail.resource(TEMPLATE, OWNED);
+    let output = jail.terad(&["--onetime", "--backend", "consul", "--node", &consul.url()]);
+    assert_rendered(&jail, &output, "name = from-consul\nport = 8500\n");
 }
 
 /// An owner or group name that the jail cannot resolve, because its `/etc/passwd` or
