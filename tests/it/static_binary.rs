@@ -6,8 +6,9 @@
 //! dynamic loader, no shell, no `/proc`, no environment.
 //!
 //! `scripts/test.sh` builds the binary before the tests and names it in `TERAD_TEST_STATIC_BIN`;
-//! then, and under `CI=true`, a missing binary fails these tests. A plain `cargo nextest run`
-//! without it skips them with a message. They need root (chroot, mknod), as CI has.
+//! then, and under `CI=true` (which `.ci/run` sets), a missing binary fails these tests; a plain
+//! `cargo nextest run` without it skips them with a message. They need root (chroot, mknod), as
+//! CI has.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use crate::support::consul::Consul;
 use crate::support::etcd::Etcd;
-use crate::support::{run, stderr, stdout};
+use crate::support::{root_or_skip, run, stderr, stdout};
 
 const LIMIT: Duration = Duration::from_secs(30);
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -27,10 +28,18 @@ const PASSWD: &str = "root:x:0:0:root:/root:/sbin/nologin\n\
                       jailuser:x:4321:4322:terad test:/nonexistent:/sbin/nologin\n";
 const GROUP: &str = "root:x:0:\njailgroup:x:4322:\n";
 
-/// The static binary, or `None` (after saying why) when these tests cannot run here.
+/// The static binary, or `None` (after saying why) when the calling test cannot run here.
+/// Without root it is skipped, or fails under `CI=true` (`root_or_skip`); a missing binary is
+/// the same, and fails too when `TERAD_TEST_STATIC_BIN` names it.
 fn static_binary() -> Option<PathBuf> {
+    // The test harness names each test's thread after the test.
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a static binary test");
+    if !root_or_skip(test, "chroot and mknod") {
+        return None;
+    }
     let named = std::env::var_os("TERAD_TEST_STATIC_BIN").map(PathBuf::from);
-    let required = named.is_some() || std::env::var("CI").is_ok_and(|ci| ci == "true");
+    let required = named.is_some() || std::env::var("CI").is_ok_and(|ci| ci == "true" || ci == "1");
     let arch = match std::env::consts::ARCH {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
@@ -39,27 +48,19 @@ fn static_binary() -> Option<PathBuf> {
     let binary = named.unwrap_or_else(|| {
         Path::new(ROOT).join(format!("target/static/terad-{VERSION}-linux-{arch}"))
     });
-    let problem = if !nix::unistd::geteuid().is_root() {
-        Some("it needs root for chroot and mknod".to_owned())
-    } else if !binary.is_file() {
-        Some(format!(
-            "{} is missing: run ./scripts/build-static.sh (./scripts/test.sh does)",
-            binary.display()
-        ))
-    } else {
-        None
-    };
-    match problem {
-        None => {
-            warn_if_stale(&binary);
-            Some(binary)
-        }
-        Some(problem) if required => panic!("the static binary test cannot run: {problem}"),
-        Some(problem) => {
-            eprintln!("skipped: {problem}");
-            None
-        }
+    if binary.is_file() {
+        warn_if_stale(&binary);
+        return Some(binary);
     }
+    let problem = format!(
+        "{} is missing: run ./scripts/build-static.sh (./scripts/test.sh does)",
+        binary.display()
+    );
+    if required {
+        panic!("{test} cannot run: {problem}");
+    }
+    eprintln!("skipped {test}: {problem}");
+    None
 }
 
 /// A binary older than the sources is tested as it is, with a warning: rebuilding it here
