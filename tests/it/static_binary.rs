@@ -109,9 +109,9 @@ struct Jail {
 }
 
 impl Jail {
-    /// The binary as `/terad`, `/dev/{null,random,urandom}`, an empty confdir `/conf` and
-    /// `/out` for destinations; `/etc/passwd` and `/etc/group` only when `users` is true.
-    fn new(binary: &Path, users: bool) -> Jail {
+    /// The binary as `/terad`, `/dev/{null,random,urandom}`, `/etc/passwd` and `/etc/group`,
+    /// an empty confdir `/conf` and `/out` for destinations.
+    fn new(binary: &Path) -> Jail {
         use nix::sys::stat::{Mode, SFlag, makedev, mknod};
         let jail = Jail {
             dir: tempfile::tempdir().unwrap(),
@@ -131,10 +131,8 @@ impl Jail {
         for dir in ["conf/conf.d", "conf/templates", "out"] {
             std::fs::create_dir_all(jail.path(dir)).unwrap();
         }
-        if users {
-            jail.write("etc/passwd", PASSWD);
-            jail.write("etc/group", GROUP);
-        }
+        jail.write("etc/passwd", PASSWD);
+        jail.write("etc/group", GROUP);
         jail
     }
 
@@ -224,7 +222,7 @@ fn static_binary_renders_from_files_in_an_empty_chroot() {
     let Some(binary) = static_binary() else {
         return;
     };
-    let jail = Jail::new(&binary, true);
+    let jail = Jail::new(&binary);
     let version = jail.terad(&["--version"]);
     assert_eq!(stdout(&version).trim(), format!("terad {VERSION}"));
 
@@ -253,7 +251,7 @@ fn static_binary_renders_from_etcd_in_an_empty_chroot() {
     let etcd = Etcd::start();
     etcd.put("/app/name", "from-etcd");
     etcd.put("/app/port", "2379");
-    let jail = Jail::new(&binary, true);
+    let jail = Jail::new(&binary);
     jail.resource(TEMPLATE, OWNED);
     let output = jail.terad(&["--onetime", "--backend", "etcd", "--node", &etcd.url()]);
     assert_rendered(&jail, &output, "name = from-etcd\nport = 2379\n");
@@ -269,7 +267,7 @@ fn static_binary_renders_from_consul_in_an_empty_chroot() {
     let consul = Consul::start_dev(false);
     consul.put("/app/name", "from-consul");
     consul.put("/app/port", "8500");
-    let jail = Jail::new(&binary, true);
+    let jail = Jail::new(&binary);
     jail.resource(TEMPLATE, OWNED);
     let output = jail.terad(&["--onetime", "--backend", "consul", "--node", &consul.url()]);
     assert_rendered(&jail, &output, "name = from-consul\nport = 8500\n");
@@ -287,7 +285,7 @@ fn static_binary_without_passwd_or_group_reports_the_name_it_cannot_resolve() {
         ("etc/passwd", "owner", "jailuser"),
         ("etc/group", "group", "jailgroup"),
     ] {
-        let jail = Jail::new(&binary, true);
+        let jail = Jail::new(&binary);
         std::fs::remove_file(jail.path(missing)).unwrap();
         jail.resource(TEMPLATE, OWNED);
         jail.write("keys.yaml", "app:\n  name: jailed\n  port: \"8080\"\n");
@@ -322,7 +320,7 @@ fn static_binary_resolves_names_from_etc_hosts_and_dns() {
     let etcd = Etcd::start();
     etcd.put("/app/name", "by-name");
     etcd.put("/app/port", "2379");
-    let jail = Jail::new(&binary, true);
+    let jail = Jail::new(&binary);
     jail.write(
         "etc/hosts",
         "127.0.0.1 localhost\n127.0.0.7 peer-by-hosts\n",
@@ -361,7 +359,7 @@ fn static_binary_needs_no_random_devices() {
         return;
     };
     let dns = DnsServer::start("127.83.0.54", "peer", [127, 0, 0, 9]);
-    let jail = Jail::new(&binary, true);
+    let jail = Jail::new(&binary);
     for device in ["dev/random", "dev/urandom"] {
         std::fs::remove_file(jail.path(device)).unwrap();
     }
