@@ -6,6 +6,7 @@
 #   - haproxy: HAProxy 2.6 for the sidecar end-to-end test
 #   - systemd: `systemd-analyze verify` checks the packaged unit
 #   - g++: libFuzzer (cargo fuzz, scripts/fuzz.sh) is C++
+#   - file: scripts/build-static.sh checks that `file` calls the static binary statically linked
 #   - consul: not packaged for bookworm, so the bullseye package (1.8) is downloaded from the
 #     mirror this machine already uses and unpacked without touching the system's apt lists.
 # Safe to run repeatedly; it skips what is already present.
@@ -25,6 +26,7 @@ command -v etcdctl >/dev/null || need_apt+=(etcd-client)
 command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v c++ >/dev/null || need_apt+=(g++)
+command -v file >/dev/null || need_apt+=(file)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-deps: installing ${need_apt[*]}"
