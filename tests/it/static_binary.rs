@@ -273,6 +273,33 @@ fn static_binary_renders_from_consul_in_an_empty_chroot() {
     assert_rendered(&jail, &output, "name = from-consul\nport = 8500\n");
 }
 
+/// A confd template (Go `text/template` with confd's functions), as confd users bring it: the
+/// engine is detected, and the Go engine renders in the chroot as Tera does.
+#[test]
+fn static_binary_renders_a_confd_go_template_in_an_empty_chroot() {
+    let Some(binary) = static_binary() else {
+        return;
+    };
+    let jail = Jail::new(&binary);
+    jail.resource(
+        "name = {{getv \"/app/name\"}}\n\
+         {{range gets \"/app/*\"}}{{base .Key}}: {{printf \"%q\" .Value}}\n{{end}}",
+        OWNED,
+    );
+    jail.write("keys.yaml", "app:\n  name: jailed\n  port: \"8080\"\n");
+    let output = jail.terad(&["--onetime", "--backend", "file", "--file", "/keys.yaml"]);
+    assert_rendered(
+        &jail,
+        &output,
+        "name = jailed\nname: \"jailed\"\nport: \"8080\"\n",
+    );
+    assert!(
+        stderr(&output).contains("engine=\"go\" how=\"detected\""),
+        "{}",
+        stderr(&output)
+    );
+}
+
 /// An owner or group name that the jail cannot resolve, because its `/etc/passwd` or
 /// `/etc/group` is missing, is a configuration error naming the name: exit status 2, nothing
 /// written.
