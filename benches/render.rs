@@ -1,6 +1,8 @@
 //! Rendering the HAProxy example for 1k, 10k and 100k servers, by both engines: Tera with
-//! `templates/haproxy.cfg.tmpl`, and Go's `text/template` with the classic confd template in
-//! the same frame (`benches/haproxy-go.cfg.tmpl`: `{{range gets "/proxy/frontend/*"}}    server
+//! `templates/haproxy.cfg.tmpl`, Go's `text/template` with the same example as a confd template
+//! (`examples/confd/templates/haproxy.cfg.tmpl`; both check every name and address with
+//! `safe_name`/`host_port`), and confd's classic template, which checks nothing
+//! (`benches/haproxy-classic.cfg.tmpl`: `{{range gets "/proxy/frontend/*"}}    server
 //! {{base .Key}} {{.Value}} check` …). Same store, same output bytes.
 //!
 //! `cargo bench --bench render`. The figures are recorded in BENCHMARKS.md.
@@ -40,10 +42,15 @@ fn templates_dir() -> tempfile::TempDir {
     )
     .expect("the Tera example");
     std::fs::copy(
-        root.join("benches/haproxy-go.cfg.tmpl"),
+        root.join("examples/confd/templates/haproxy.cfg.tmpl"),
         dir.path().join("haproxy-go.cfg.tmpl"),
     )
     .expect("the Go example");
+    std::fs::copy(
+        root.join("benches/haproxy-classic.cfg.tmpl"),
+        dir.path().join("haproxy-classic.cfg.tmpl"),
+    )
+    .expect("confd's classic template");
     dir
 }
 
@@ -57,7 +64,11 @@ fn render(c: &mut Criterion) {
         name: "haproxy-go.cfg.tmpl".to_owned(),
         engine: EngineChoice::Go,
     };
-    let engine = Templates::load(dir.path(), [&tera, &go]).expect("the examples load");
+    let classic = TemplateRef {
+        name: "haproxy-classic.cfg.tmpl".to_owned(),
+        engine: EngineChoice::Go,
+    };
+    let engine = Templates::load(dir.path(), [&tera, &go, &classic]).expect("the examples load");
     let scope = Arc::new(KeyScope {
         resource: "haproxy".to_owned(),
         prefix: "/".to_owned(),
@@ -74,14 +85,23 @@ fn render(c: &mut Criterion) {
             (servers, input)
         })
         .collect();
-    // Both engines write the same file.
+    // The shipped examples write the same file, with either engine; confd's classic template
+    // (no checks of what it interpolates) the same servers.
     for (_, input) in &inputs {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
         engine.render(&tera, input, &mut a).expect("Tera renders");
         engine.render(&go, input, &mut b).expect("Go renders");
+        engine
+            .render(&classic, input, &mut c)
+            .expect("the classic renders");
         assert!(a == b, "the Tera and Go renders differ");
+        assert!(a == c, "the classic template renders other servers");
     }
-    for (group_name, template) in [("haproxy_render", &tera), ("haproxy_render_go", &go)] {
+    for (group_name, template) in [
+        ("haproxy_render", &tera),
+        ("haproxy_render_go", &go),
+        ("haproxy_render_go_classic", &classic),
+    ] {
         let mut group = c.benchmark_group(group_name);
         group.sample_size(20);
         for (servers, input) in &inputs {

@@ -22,8 +22,9 @@
 //!   files at start and end, and whether the final file equals a fresh one-shot render.
 //!
 //! - `onetime-etcd N…`: a real etcd with N servers, then `terad --onetime --sync-only` start to
-//!   exit with each template engine in turn (Tera's `templates/haproxy.cfg.tmpl`, then confd's
-//!   classic Go template `benches/haproxy-go.cfg.tmpl`, alternating run by run); checks that
+//!   exit with each template engine in turn (Tera's `templates/haproxy.cfg.tmpl`, then the same
+//!   example as a confd template, `examples/confd/templates/haproxy.cfg.tmpl`, alternating run by
+//!   run); checks that
 //!   both write the same file.
 //!
 //! `--go` (anywhere on the command line) makes every other mode use the Go template instead of
@@ -104,8 +105,8 @@ static GO_TEMPLATE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 enum Engine {
     /// `templates/haproxy.cfg.tmpl`
     Tera,
-    /// `benches/haproxy-go.cfg.tmpl`: confd's classic
-    /// `{{range gets "/proxy/frontend/*"}}    server {{base .Key}} {{.Value}} check` …
+    /// `examples/confd/templates/haproxy.cfg.tmpl`: the same example as a confd template,
+    /// names and addresses checked as in Tera (`safeName`, `hostPort`).
     Go,
 }
 
@@ -138,7 +139,7 @@ fn confdir_with(dir: &Path, engine: Engine) -> PathBuf {
     std::fs::create_dir_all(dir.join("out")).unwrap();
     let template = match engine {
         Engine::Tera => "templates/haproxy.cfg.tmpl",
-        Engine::Go => "benches/haproxy-go.cfg.tmpl",
+        Engine::Go => "examples/confd/templates/haproxy.cfg.tmpl",
     };
     std::fs::copy(root.join(template), dir.join("templates/haproxy.cfg.tmpl")).unwrap();
     let dest = dir.join("out/haproxy.cfg");
