@@ -82,14 +82,20 @@ fn the_readme_says_what_the_test_script_does_besides_the_tests() {
     }
 }
 
-/// "Coming from confd" starts with the symlink, right after the quick start.
+/// "Coming from confd" starts with the symlink, right after the quick start and how to install.
 #[test]
 fn the_readme_tells_confd_users_that_a_symlink_is_the_migration() {
     let readme = readme();
-    let quick = readme.find("\n## Quick start").unwrap();
+    let sections: Vec<&str> = readme
+        .lines()
+        .filter_map(|line| line.strip_prefix("## "))
+        .collect();
+    assert_eq!(
+        sections[..3],
+        ["Quick start", "Install", "Coming from confd"],
+        "the first sections"
+    );
     let confd = readme.find("\n## Coming from confd").expect("the section");
-    let next = readme[quick + 1..].find("\n## ").unwrap() + quick + 1;
-    assert_eq!(next, confd, "right after the quick start");
     let body = &readme[confd..];
     let first_block = body.find("```sh").unwrap();
     assert!(
