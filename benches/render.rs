@@ -81,6 +81,7 @@ fn render(c: &mut Criterion) {
             let input = RenderInput {
                 store: Arc::new(haproxy_store(servers)),
                 scope: Arc::clone(&scope),
+                services: Default::default(),
             };
             (servers, input)
         })

@@ -1,20 +1,25 @@
 //! What a resource's template reads, and which resources a change reaches.
 //!
-//! A [`Dependency`] is one thing the runner lists, watches and counts for a resource: today a
-//! key prefix (a resource's `keys`). The [`DependencyIndex`] maps each dependency to the
-//! resources that read it, so a batch of changed keys finds its resources by looking up each
-//! key's ancestors (a handful of hash lookups per key) instead of testing every resource's keys
-//! against every changed key.
+//! A [`Dependency`] is one thing the runner lists, watches and counts for a resource: a key
+//! prefix (a resource's `keys`), or a query of Consul's service catalog its template makes
+//! (found in the template at load, or recorded at render). The [`DependencyIndex`] maps each
+//! dependency to the resources that read it, so a batch of changed keys finds its resources by
+//! looking up each key's ancestors (a handful of hash lookups per key) instead of testing every
+//! resource's keys against every changed key, and a health change finds exactly the resources
+//! that use that service.
 
 use std::collections::{BTreeSet, HashMap};
 
 use crate::store::KeyStore;
+use crate::template::services::{ServiceQuery, ServiceSnapshot};
 
 /// One thing a resource's template reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dependency {
     /// Every key at or below this absolute prefix (on `/` boundaries; `/` is every key).
     Prefix(String),
+    /// The answer to one query of Consul's catalog (`service(name="web")`, `nodes()`, …).
+    Service(ServiceQuery),
 }
 
 impl Dependency {
@@ -26,10 +31,12 @@ impl Dependency {
             .collect()
     }
 
-    /// How many entries the dependency has now, for the empty-store guard.
-    pub fn count(&self, store: &KeyStore) -> usize {
+    /// How many entries the dependency has now (keys, or instances, services or nodes), for
+    /// the empty-store guard.
+    pub fn count(&self, store: &KeyStore, services: &ServiceSnapshot) -> usize {
         match self {
             Dependency::Prefix(prefix) => store.subtree(prefix).count(),
+            Dependency::Service(query) => services.count(query),
         }
     }
 }
@@ -43,23 +50,38 @@ fn prefix_key(prefix: &str) -> &str {
 #[derive(Debug, Default)]
 pub struct DependencyIndex {
     by_prefix: HashMap<String, Vec<usize>>,
+    by_service: HashMap<ServiceQuery, Vec<usize>>,
 }
 
 impl DependencyIndex {
     /// Indexes each resource's dependencies under its position.
     pub fn new<'a>(resources: impl IntoIterator<Item = &'a [Dependency]>) -> DependencyIndex {
-        let mut by_prefix: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut index = DependencyIndex::default();
         for (position, dependencies) in resources.into_iter().enumerate() {
             for dependency in dependencies {
-                match dependency {
-                    Dependency::Prefix(prefix) => by_prefix
-                        .entry(prefix_key(prefix).to_owned())
-                        .or_default()
-                        .push(position),
-                }
+                index.add(position, dependency);
             }
         }
-        DependencyIndex { by_prefix }
+        index
+    }
+
+    /// Indexes one more dependency of the resource at `position` (a query its render made).
+    pub fn add(&mut self, position: usize, dependency: &Dependency) {
+        let positions = match dependency {
+            Dependency::Prefix(prefix) => self
+                .by_prefix
+                .entry(prefix_key(prefix).to_owned())
+                .or_default(),
+            Dependency::Service(query) => self.by_service.entry(query.clone()).or_default(),
+        };
+        if !positions.contains(&position) {
+            positions.push(position);
+        }
+    }
+
+    /// The resources that use the answer to `query`.
+    pub fn using(&self, query: &ServiceQuery) -> &[usize] {
+        self.by_service.get(query).map_or(&[], Vec::as_slice)
     }
 
     /// The resources that read any of `keys`: each key's ancestors on `/` boundaries (the key
@@ -138,7 +160,39 @@ mod tests {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        assert_eq!(Dependency::Prefix("/a".into()).count(&store), 2);
-        assert_eq!(Dependency::Prefix("/".into()).count(&store), 3);
+        let services = ServiceSnapshot::default();
+        assert_eq!(Dependency::Prefix("/a".into()).count(&store, &services), 2);
+        assert_eq!(Dependency::Prefix("/".into()).count(&store, &services), 3);
+    }
+
+    #[test]
+    fn a_health_change_reaches_exactly_the_resources_using_that_query() {
+        use crate::template::services::HealthQuery;
+        let web = Dependency::Service(ServiceQuery::Health(HealthQuery::new("web").unwrap()));
+        let api = Dependency::Service(ServiceQuery::Health(HealthQuery::new("api").unwrap()));
+        let resources = [
+            vec![Dependency::Prefix("/proxy".into()), web.clone()],
+            vec![api.clone()],
+            vec![web.clone(), api.clone()],
+            deps(&["/"]),
+        ];
+        let mut index = DependencyIndex::new(resources.iter().map(Vec::as_slice));
+        let Dependency::Service(web_query) = &web else {
+            unreachable!()
+        };
+        assert_eq!(index.using(web_query), [0, 2]);
+        index.add(3, &web);
+        index.add(3, &web);
+        assert_eq!(index.using(web_query), [0, 2, 3]);
+        assert!(
+            index
+                .using(&ServiceQuery::Nodes { datacenter: None })
+                .is_empty()
+        );
+        assert_eq!(
+            index.touched(["/proxy/x"]).into_iter().collect::<Vec<_>>(),
+            [0, 3],
+            "keys never reach a service-only resource"
+        );
     }
 }

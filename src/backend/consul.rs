@@ -18,6 +18,8 @@
 //! naming the node), TLS options with a plain `http://` node are a configuration error (as for
 //! etcd), and so is a token or password sent over plain HTTP to a host that is not loopback.
 //! An answer is read into memory only up to [`MAX_BODY`] bytes.
+//!
+//! [`catalog`] reads the service catalog (instances by health, services, nodes) for templates.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,6 +29,10 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use serde::Deserialize;
 use tokio::sync::mpsc;
+
+mod catalog;
+
+pub use catalog::QueryState;
 
 use super::{BackendError, KeySource, Listing, Update};
 use crate::config::{Consistency, Secret, Settings};

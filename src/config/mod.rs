@@ -324,6 +324,7 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
                 EngineKind::Go => EngineChoice::Go,
             };
         }
+        check_service_calls(&settings, &resources, templates, &mut errors);
     }
     match templates {
         Some(templates) if errors.is_empty() => Ok(Config {
@@ -372,6 +373,48 @@ fn check_literal_lookups(
             );
             error.position = Some((found.line, found.column));
             errors.push(error);
+        }
+    }
+}
+
+/// The catalog functions (`service()`, `services()`, `nodes()`) read Consul: with another
+/// backend a template that calls one is refused at start, as is a call whose literal arguments
+/// can never work (an unknown status, a misspelt argument).
+fn check_service_calls(
+    settings: &Settings,
+    resources: &[Resource],
+    templates: &Templates,
+    errors: &mut ConfigErrors,
+) {
+    let mut reported = std::collections::BTreeSet::new();
+    for resource in resources {
+        for call in templates.service_calls(&resource.template) {
+            let path = settings.templates_dir().join(&call.template);
+            if settings.backend != BackendKind::Consul {
+                errors.push(
+                    ConfigError::in_file(
+                        &resource.file,
+                        format!(
+                            "the template calls {}() at {}:{}:{}, which reads Consul's service catalog: it needs --backend consul, not {}",
+                            call.function,
+                            path.display(),
+                            call.line,
+                            call.column,
+                            settings.backend.name()
+                        ),
+                    )
+                    .with_key("src"),
+                );
+            } else if let Err(message) = &call.query
+                && reported.insert((path.clone(), call.line, call.column))
+            {
+                errors.push(ConfigError {
+                    file: Some(path),
+                    position: Some((call.line, call.column)),
+                    key: None,
+                    message: message.clone(),
+                });
+            }
         }
     }
 }

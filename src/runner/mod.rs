@@ -16,11 +16,14 @@
 //! - [`reconfigure`]: SIGHUP / `--watch-config`, the running configuration diffed with the new.
 //! - [`worker`]: one task per resource that writes its newest render.
 //! - [`follow`]: the task that follows the backend, and listing with retry.
+//! - [`services`]: the queries of Consul's service catalog templates make, one blocking query
+//!   each, and the snapshot renders read.
 
 mod follow;
 mod onetime;
 mod reconfigure;
 mod runtime;
+mod services;
 #[cfg(test)]
 mod tests;
 mod worker;
@@ -40,6 +43,7 @@ use crate::reload::Action;
 use crate::resource::SyncOptions;
 use crate::store::KeyStore;
 use crate::telemetry::Telemetry;
+use crate::template::services::{ServiceQuery, ServiceSnapshot};
 
 use self::runtime::{Followed, Runtime};
 
@@ -107,6 +111,7 @@ pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> R
             backend = backend.name(),
             resources = runtime.slots.len(),
             prefixes = crate::logging::json(&runtime.prefixes),
+            services = runtime.catalog.watched(),
             "starting"
         );
         match runtime.follow(backend, mode, &mut context).await {
@@ -172,12 +177,48 @@ fn reload_actions(
     actions
 }
 
-/// Keys under the (merged) prefixes of one resource.
-fn count_keys(store: &KeyStore, dependencies: &[Dependency]) -> usize {
+/// Keys under the (merged) prefixes of one resource, plus the instances, services and nodes of
+/// the catalog queries it makes: what `min_keys` and the empty-store guard count.
+fn count_keys(store: &KeyStore, services: &ServiceSnapshot, dependencies: &[Dependency]) -> usize {
     dependencies
         .iter()
-        .map(|dependency| dependency.count(store))
+        .map(|dependency| dependency.count(store, services))
         .sum()
+}
+
+/// The entries each catalog query of a resource has now.
+fn count_services(
+    services: &ServiceSnapshot,
+    dependencies: &[Dependency],
+) -> Vec<(ServiceQuery, usize)> {
+    dependencies
+        .iter()
+        .filter_map(|dependency| match dependency {
+            Dependency::Service(query) => Some((query.clone(), services.count(query))),
+            Dependency::Prefix(_) => None,
+        })
+        .collect()
+}
+
+/// The empty-store guard for services: unless `allow_empty` is set, a catalog query that went
+/// from some entries to none (every instance of a service failing its checks, a token that
+/// lost its rights) keeps the last good file.
+fn guard_services(
+    resource: &Resource,
+    now: &[(ServiceQuery, usize)],
+    last: &std::collections::HashMap<ServiceQuery, usize>,
+) -> Option<String> {
+    if resource.allow_empty {
+        return None;
+    }
+    now.iter().find_map(|(query, count)| {
+        let before = last.get(query).copied().unwrap_or(0);
+        (*count == 0 && before > 0).then(|| {
+            format!(
+                "refusing to render: {query} went from {before} to none (set allow_empty = true if that is intended)"
+            )
+        })
+    })
 }
 
 /// The empty-store guard: why a render must not happen, if it must not. `min_keys` always
@@ -248,5 +289,26 @@ mod guard_tests {
         let min = resource(Some(2), true);
         assert!(guard(&min, 1, None).unwrap().contains("min_keys is 2"));
         assert!(guard(&min, 2, None).is_none());
+    }
+
+    #[test]
+    fn a_service_going_from_some_instances_to_none_is_refused() {
+        use crate::template::services::HealthQuery;
+        let web = ServiceQuery::Health(HealthQuery::new("web").unwrap());
+        let api = ServiceQuery::Health(HealthQuery::new("api").unwrap());
+        let last = [(web.clone(), 2), (api.clone(), 0)].into_iter().collect();
+        let default = resource(None, false);
+        let refusal =
+            guard_services(&default, &[(web.clone(), 0), (api.clone(), 0)], &last).unwrap();
+        assert!(
+            refusal.contains("service \"web\" went from 2 to none"),
+            "{refusal}"
+        );
+        assert!(guard_services(&default, &[(web.clone(), 1), (api.clone(), 0)], &last).is_none());
+        assert!(
+            guard_services(&default, &[(web.clone(), 0)], &Default::default()).is_none(),
+            "an unknown service renders an empty list at first"
+        );
+        assert!(guard_services(&resource(None, true), &[(web, 0)], &last).is_none());
     }
 }

@@ -7,13 +7,18 @@ use tracing::{error, info};
 
 use super::follow::list_with_retry;
 use super::{RunContext, RunOutcome, count_keys, guard, reload_actions, sync_options};
-use crate::backend::{Backend, merge_prefixes};
+use crate::backend::{Backend, KeySource, merge_prefixes};
 use crate::config::Config;
 use crate::dependency::Dependency;
 use crate::reload::Action;
 use crate::resource::{self, RenderFailure, SyncOutcome};
 use crate::store::KeyStore;
 use crate::template::RenderInput;
+use crate::template::services::{ServiceInput, ServiceSnapshot};
+
+/// How many times a resource renders at most, each time finding catalog queries it did not know
+/// of (a service whose name comes from a service whose name comes from a key, …).
+const MAX_ROUNDS: usize = 8;
 
 /// `--onetime`: list once (retrying an unreachable backend up to the backend timeout), sync
 /// every resource in order, run each distinct reload once, and report whether all succeeded.
@@ -47,37 +52,83 @@ pub(super) async fn onetime(
         return RunOutcome::Failed;
     };
     let store = Arc::new(listing.entries.into_iter().collect::<KeyStore>());
+    // Consul's catalog: each query a template makes is read once, before the render when the
+    // template writes it out, or when a render asks for it (and the resource renders again).
+    let catalog = match &backend {
+        Backend::Consul(source) => Some(source.as_ref().clone()),
+        _ => None,
+    };
+    let mut services = match catalog {
+        Some(_) => ServiceSnapshot::default(),
+        None => ServiceSnapshot::unavailable(backend.name()),
+    };
     let mut failed = 0;
     // Reloads wanted, in the order resources asked for them, each once.
     let mut reloads: Vec<(Action, Vec<String>)> = Vec::new();
     for resource in resources {
         let resource = Arc::new(resource);
-        let input = RenderInput {
-            store: Arc::clone(&store),
-            scope: Arc::new(resource::key_scope(&resource)),
+        let mut dependencies = Dependency::from_keys(&resource.keys);
+        dependencies.extend(
+            templates
+                .service_calls(&resource.template)
+                .into_iter()
+                .filter_map(|call| call.query.ok().flatten())
+                .map(Dependency::Service),
+        );
+        let mut rounds = 0;
+        let rendered = loop {
+            rounds += 1;
+            if let Some(source) = &catalog {
+                for dependency in &dependencies {
+                    if let Dependency::Service(query) = dependency
+                        && !services.has(query)
+                    {
+                        let result = super::services::read_once(
+                            source,
+                            query,
+                            settings.backend_timeout,
+                            &context.shutdown,
+                        )
+                        .await;
+                        services.results.insert(query.clone(), result);
+                    }
+                }
+            }
+            let keys = count_keys(&store, &services, &dependencies);
+            if let Some(refusal) = guard(&resource, keys, None) {
+                error!(resource = %resource.name, dest = %resource.dest.display(), keys, "{refusal}; destination left unchanged");
+                break None;
+            }
+            let input = RenderInput {
+                store: Arc::clone(&store),
+                scope: Arc::new(resource::key_scope(&resource)),
+                services: ServiceInput::new(Arc::new(services.clone())),
+            };
+            let record = Arc::clone(&input.services.record);
+            match resource::render_bounded(
+                Arc::clone(&templates),
+                Arc::clone(&resource),
+                input,
+                Arc::default(),
+                &context.shutdown,
+            )
+            .await
+            {
+                Ok(rendered) => break Some(rendered),
+                Err(RenderFailure::Stopped) => return RunOutcome::Failed,
+                // Services found by the render (a name read from a key): read them, again.
+                Err(_) if !record.missing().is_empty() && rounds < MAX_ROUNDS => {
+                    dependencies.extend(record.missing().into_iter().map(Dependency::Service));
+                }
+                Err(err) => {
+                    error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "render failed; destination left unchanged");
+                    break None;
+                }
+            }
         };
-        let keys = count_keys(&store, &Dependency::from_keys(&resource.keys));
-        if let Some(refusal) = guard(&resource, keys, None) {
-            error!(resource = %resource.name, dest = %resource.dest.display(), keys, "{refusal}; destination left unchanged");
+        let Some(rendered) = rendered else {
             failed += 1;
             continue;
-        }
-        let rendered = match resource::render_bounded(
-            Arc::clone(&templates),
-            Arc::clone(&resource),
-            input,
-            Arc::default(),
-            &context.shutdown,
-        )
-        .await
-        {
-            Ok(rendered) => rendered,
-            Err(RenderFailure::Stopped) => return RunOutcome::Failed,
-            Err(err) => {
-                error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "render failed; destination left unchanged");
-                failed += 1;
-                continue;
-            }
         };
         match resource::sync(&resource, Arc::new(rendered), options).await {
             Ok(SyncOutcome::Updated { .. }) => {

@@ -12,8 +12,12 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::follow::{WatchTask, list_once, list_with_retry};
+use super::services::{Catalog, ServiceUpdate};
 use super::worker::{Mailbox, WorkerSetup, worker};
-use super::{Control, RunContext, count_keys, guard, reload_actions, sync_options};
+use super::{
+    Control, RunContext, count_keys, count_services, guard, guard_services, reload_actions,
+    sync_options,
+};
 use crate::backend::{Backend, Listing, Update, merge_prefixes};
 use crate::config::{Config, Mode, Resource, Settings, WaitSpec};
 use crate::dependency::{Dependency, DependencyIndex};
@@ -24,6 +28,7 @@ use crate::reload::Group;
 use crate::resource::{self, RenderFailure, SyncOptions};
 use crate::store::{KeyStore, key_in_scope};
 use crate::telemetry::{Telemetry, notify_systemd};
+use crate::template::services::{ServiceQuery, ServiceRecord};
 use crate::template::{KeyScope, RenderInput, Templates};
 
 /// How often a render that waits for the previous one of its resource looks again.
@@ -46,6 +51,10 @@ pub(super) struct Slot {
     pub(super) dependencies: Vec<Dependency>,
     /// How many keys the last render saw, for the empty-store guard.
     pub(super) last_keys: Option<usize>,
+    /// How many entries each catalog query had at the last render, for the guard.
+    pub(super) last_services: HashMap<ServiceQuery, usize>,
+    /// The resource waits for the first answer to a catalog query it uses (logged once).
+    pub(super) awaiting_services: bool,
     /// The empty-store guard is holding this resource back (logged once per episode).
     pub(super) held: bool,
     /// True while a render of this resource runs on the blocking pool, including one that
@@ -58,6 +67,8 @@ pub(super) struct Rendered {
     slot: usize,
     result: Result<Vec<u8>, RenderFailure>,
     took: std::time::Duration,
+    /// The catalog queries the render made.
+    services: Arc<ServiceRecord>,
 }
 
 /// How `follow` ended.
@@ -91,6 +102,8 @@ pub(super) struct Runtime {
     pub(super) exec: Option<ExecHandle>,
     /// The coordinator and instance name for gated resources.
     pub(super) fleet: Arc<Fleet>,
+    /// Consul's catalog queries the templates make, and their answers.
+    pub(super) catalog: Catalog,
     pub(super) shutdown: CancellationToken,
 }
 
@@ -129,6 +142,7 @@ impl Runtime {
             telemetry: Arc::clone(&context.telemetry),
             exec: context.exec.clone(),
             fleet,
+            catalog: Catalog::new(backend, &context.shutdown, &context.telemetry),
             shutdown: context.shutdown.clone(),
         };
         for resource in resources {
@@ -163,16 +177,29 @@ impl Runtime {
             fleet: Arc::clone(&self.fleet),
             shutdown: self.shutdown.clone(),
         }));
+        // The catalog queries written out in the template are watched before the first render;
+        // the others are found by the renders.
+        let mut dependencies = Dependency::from_keys(&resource.keys);
+        for call in self.templates.service_calls(&resource.template) {
+            if let Ok(Some(query)) = call.query {
+                let dependency = Dependency::Service(query);
+                if !dependencies.contains(&dependency) {
+                    dependencies.push(dependency);
+                }
+            }
+        }
         Slot {
             id,
             scope: Arc::new(resource::key_scope(&resource)),
             wait: resource.wait.or(self.settings.wait),
-            dependencies: Dependency::from_keys(&resource.keys),
+            dependencies,
             resource,
             mailbox,
             groups,
             debounce: Quiescence::default(),
             last_keys: None,
+            last_services: HashMap::new(),
+            awaiting_services: false,
             held: false,
             busy: Arc::default(),
         }
@@ -185,6 +212,17 @@ impl Runtime {
             DependencyIndex::new(self.slots.iter().map(|slot| slot.dependencies.as_slice()));
         let prefixes = merge_prefixes(self.slots.iter().flat_map(|slot| slot.resource.keys.iter()));
         let changed = prefixes != self.prefixes;
+        let queries: BTreeSet<&ServiceQuery> = self
+            .slots
+            .iter()
+            .flat_map(|slot| &slot.dependencies)
+            .filter_map(|dependency| match dependency {
+                Dependency::Service(query) => Some(query),
+                Dependency::Prefix(_) => None,
+            })
+            .collect();
+        self.catalog.retain(&queries);
+        self.catalog.watch(queries);
         self.prefixes = prefixes;
         self.telemetry.set_prefixes(&self.prefixes);
         self.telemetry
@@ -282,6 +320,14 @@ impl Runtime {
                         }
                     }
                 }
+                Some(update) = self.catalog.updates.recv() => {
+                    let mut updates = vec![update];
+                    // Drain what queued up meanwhile: one render for a burst.
+                    while let Ok(more) = self.catalog.updates.try_recv() {
+                        updates.push(more);
+                    }
+                    self.services_changed(updates);
+                }
                 update = recv(&mut watch), if !rendering => match update {
                     Some(update) => {
                         let mut changed = self.apply(update);
@@ -357,8 +403,50 @@ impl Runtime {
         if changed.is_empty() {
             return;
         }
+        let touched = self.index.touched(changed.iter().map(String::as_str));
+        let render_now = self.schedule(touched);
+        debug!(
+            changed = changed.len(),
+            resources = render_now.len(),
+            "store changed"
+        );
+        self.render(render_now);
+    }
+
+    /// Reacts to new answers of catalog queries: renders the resources that use them now, or
+    /// arms their `wait`. A resource waiting for its first answers renders at once.
+    pub(super) fn services_changed(&mut self, updates: Vec<ServiceUpdate>) {
+        let mut touched = BTreeSet::new();
+        let mut changed = 0;
+        for update in updates {
+            let query = update.query.clone();
+            if self.catalog.apply(update) {
+                changed += 1;
+                touched.extend(self.index.using(&query).iter().copied());
+            }
+        }
+        if touched.is_empty() {
+            return;
+        }
+        let first: BTreeSet<usize> = touched
+            .iter()
+            .copied()
+            .filter(|&index| self.slots[index].last_keys.is_none())
+            .collect();
+        let mut render_now = self.schedule(touched.difference(&first).copied().collect());
+        render_now.extend(first);
+        debug!(
+            queries = changed,
+            resources = render_now.len(),
+            "service catalog changed"
+        );
+        self.render(render_now);
+    }
+
+    /// Of the resources a change reached, the ones to render now; the others' `wait` is armed.
+    fn schedule(&mut self, touched: BTreeSet<usize>) -> BTreeSet<usize> {
         let mut render_now = BTreeSet::new();
-        for index in self.index.touched(changed.iter().map(String::as_str)) {
+        for index in touched {
             let slot = &mut self.slots[index];
             match slot.wait {
                 None => {
@@ -367,12 +455,7 @@ impl Runtime {
                 Some(wait) => slot.debounce.change(wait),
             }
         }
-        debug!(
-            changed = changed.len(),
-            resources = render_now.len(),
-            "store changed"
-        );
-        self.render(render_now);
+        render_now
     }
 
     /// Renders the resources whose quiescence has expired.
@@ -409,8 +492,32 @@ impl Runtime {
                 self.deferred.insert(slot.id);
                 continue;
             }
-            let keys = count_keys(&self.store, &slot.dependencies);
-            if let Some(refusal) = guard(&slot.resource, keys, slot.last_keys) {
+            // A template reads a service's instances only once terad has them: a render before
+            // that would list none.
+            let waiting: Vec<String> = slot
+                .dependencies
+                .iter()
+                .filter_map(|dependency| match dependency {
+                    Dependency::Service(query) if !self.catalog.ready(query) => {
+                        Some(query.to_string())
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !waiting.is_empty() {
+                if !slot.awaiting_services {
+                    info!(resource = %slot.resource.name, queries = crate::logging::json(&waiting), "waiting for service data before rendering");
+                    slot.awaiting_services = true;
+                }
+                continue;
+            }
+            slot.awaiting_services = false;
+            let snapshot = self.catalog.snapshot();
+            let keys = count_keys(&self.store, snapshot, &slot.dependencies);
+            let services = count_services(snapshot, &slot.dependencies);
+            let refusal = guard_services(&slot.resource, &services, &slot.last_services)
+                .or_else(|| guard(&slot.resource, keys, slot.last_keys));
+            if let Some(refusal) = refusal {
                 if !slot.held {
                     error!(resource = %slot.resource.name, dest = %slot.resource.dest.display(), keys, "{refusal}; the last good file stays");
                     slot.held = true;
@@ -424,6 +531,7 @@ impl Runtime {
                 self.telemetry.held(&slot.resource.name, None);
             }
             slot.last_keys = Some(keys);
+            slot.last_services = services.into_iter().collect();
             for group in &slot.groups {
                 group.mark_pending(slot.id);
             }
@@ -431,7 +539,9 @@ impl Runtime {
             let input = RenderInput {
                 store: Arc::clone(&self.store),
                 scope: Arc::clone(&slot.scope),
+                services: self.catalog.input(),
             };
+            let services = Arc::clone(&input.services.record);
             let (templates, resource, busy) = (
                 Arc::clone(&self.templates),
                 Arc::clone(&slot.resource),
@@ -447,6 +557,7 @@ impl Runtime {
                     slot: id,
                     result,
                     took: started.elapsed(),
+                    services,
                 });
             });
         }
@@ -454,12 +565,19 @@ impl Runtime {
 
     /// Hands a finished render to its worker, or reports why there is none.
     pub(super) fn finish_render(&mut self, rendered: Rendered) {
-        let Rendered { slot, result, took } = rendered;
+        let Rendered {
+            slot,
+            result,
+            took,
+            services,
+        } = rendered;
         self.in_flight.remove(&slot);
         // A configuration reload may have ended the slot meanwhile.
-        let Some(slot) = self.slots.iter().find(|s| s.id == slot) else {
+        let Some(position) = self.slots.iter().position(|s| s.id == slot) else {
             return;
         };
+        let waiting = self.found_services(position, &services);
+        let slot = &self.slots[position];
         let name = &slot.resource.name;
         match result {
             Ok(content) => {
@@ -467,6 +585,14 @@ impl Runtime {
                 let size = content.len();
                 slot.mailbox.put(content);
                 release_free_memory(size);
+            }
+            Err(_) if !waiting.is_empty() => {
+                info!(resource = %name, queries = crate::logging::json(&waiting), "the template asks for services not watched yet; rendering again once they answer");
+                if slot.mailbox.expect_nothing() {
+                    for group in &slot.groups {
+                        group.member_done(slot.id, false, false);
+                    }
+                }
             }
             Err(err) => {
                 if !matches!(err, RenderFailure::Stopped) {
@@ -485,9 +611,45 @@ impl Runtime {
                 }
             }
         }
-        if self.deferred.contains(&slot.id) {
+        let id = slot.id;
+        if !waiting.is_empty()
+            && self.slots[position]
+                .dependencies
+                .iter()
+                .all(|dependency| match dependency {
+                    Dependency::Service(query) => self.catalog.ready(query),
+                    Dependency::Prefix(_) => true,
+                })
+        {
+            // The answers arrived while the render ran: nothing else will bring it back.
+            self.deferred.insert(id);
+        }
+        if self.deferred.contains(&id) {
             self.render_deferred();
         }
+    }
+
+    /// Takes in the catalog queries a render made: one the resource did not know of becomes its
+    /// dependency and is watched. Returns the queries the render had to do without (it failed
+    /// waiting for them).
+    fn found_services(&mut self, position: usize, record: &ServiceRecord) -> Vec<String> {
+        let mut new = Vec::new();
+        for query in record.used() {
+            let dependency = Dependency::Service(query);
+            if !self.slots[position].dependencies.contains(&dependency) {
+                self.index.add(position, &dependency);
+                self.slots[position].dependencies.push(dependency.clone());
+                new.push(dependency);
+            }
+        }
+        if !new.is_empty() {
+            self.catalog
+                .watch(new.iter().filter_map(|dependency| match dependency {
+                    Dependency::Service(query) => Some(query),
+                    Dependency::Prefix(_) => None,
+                }));
+        }
+        record.missing().iter().map(ToString::to_string).collect()
     }
 
     /// Renders what waited for the previous render of its resource, against the store as it

@@ -5,6 +5,7 @@
 //! - [`tera`]: the Tera engine, a thin adapter exposing them as functions and filters.
 //! - [`go`]: Go's `text/template`, natively, with confd's function map: confd templates render
 //!   unchanged and byte for byte.
+//! - [`services`]: Consul's service catalog (`service`, `services`, `nodes`), engine-neutral.
 //! - [`vet`]: checks of store data before it is interpolated (`host_port`, `safe_name`).
 //!
 //! A template is parsed once, at load; every syntax error of every template is reported at once
@@ -12,6 +13,7 @@
 
 pub mod confd;
 pub mod go;
+pub mod services;
 pub mod tera;
 pub mod vet;
 
@@ -102,6 +104,8 @@ pub struct KeyScope {
 pub struct RenderInput {
     pub store: Arc<KeyStore>,
     pub scope: Arc<KeyScope>,
+    /// Consul's catalog at one state, for `service()` and friends ([`services`]).
+    pub services: services::ServiceInput,
 }
 
 impl RenderInput {
@@ -378,6 +382,7 @@ pub(crate) mod tests {
                 keys: vec!["/".into()],
                 values: ValuePolicy::default(),
             }),
+            services: Default::default(),
         };
         let mut out = Vec::new();
         templates.render(template, &input, &mut out)?;

@@ -6,8 +6,9 @@
 
 use tera::{Kwargs, Map, State, Tera, TeraResult, Value};
 
-use super::with_view;
+use super::{RENDER_SCOPE, with_view};
 use crate::template::confd::{self, IpFamily, Kv};
+use crate::template::services::{self as catalog, ServiceInput, StatusArg};
 
 pub(super) fn register(tera: &mut Tera) {
     tera.register_function("getv", getv);
@@ -21,6 +22,9 @@ pub(super) fn register(tera: &mut Tera) {
     tera.register_function("file_exists", file_exists);
     tera.register_function("lookup_ip", lookup_ip);
     tera.register_function("lookup_srv", lookup_srv);
+    tera.register_function("service", service);
+    tera.register_function("services", services);
+    tera.register_function("nodes", nodes);
 }
 
 /// Fails on any keyword argument not in `allowed`.
@@ -154,6 +158,68 @@ fn lookup_srv(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
     ))
 }
 
+/// Runs `f` with the current render's view of Consul's catalog.
+fn with_services<T>(f: impl FnOnce(&ServiceInput) -> TeraResult<T>) -> TeraResult<T> {
+    RENDER_SCOPE.with(|cell| {
+        let borrowed = cell.borrow();
+        let Some(scope) = borrowed.as_ref() else {
+            return Err(tera::Error::message(
+                "service functions are only available while rendering a resource",
+            ));
+        };
+        f(&scope.services)
+    })
+}
+
+/// `service(name="web", tag="v2", status="any" or ["passing", "warning"], datacenter="dc2")`:
+/// the instances as maps `{id, name, node, address, port, tags, meta, status}`, sorted by node,
+/// then id. Only passing instances unless `status` says otherwise.
+fn service(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("service", &kwargs, &["name", "tag", "status", "datacenter"])?;
+    let name = kwargs.must_get::<&str>("name")?;
+    let tag = kwargs.get::<&str>("tag")?;
+    let datacenter = kwargs.get::<&str>("datacenter")?;
+    let status_value = kwargs.get::<Value>("status")?;
+    let status = match &status_value {
+        None => None,
+        Some(value) => Some(match (value.as_str(), value.as_array()) {
+            (Some(text), _) => StatusArg::One(text),
+            (_, Some(items)) => StatusArg::List(
+                items
+                    .iter()
+                    .map(|item| {
+                        item.as_str().ok_or_else(|| {
+                            error("service(): `status` takes a string or a list of strings")
+                        })
+                    })
+                    .collect::<TeraResult<_>>()?,
+            ),
+            _ => {
+                return Err(error(
+                    "service(): `status` takes a string or a list of strings",
+                ));
+            }
+        }),
+    };
+    let query = catalog::health_query(name, tag, status, datacenter)
+        .map_err(|e| error(format!("service(): {e}")))?;
+    with_services(|input| to_value(&catalog::service(input, &query).map_err(error)?))
+}
+
+/// `services(datacenter="dc2")`: the catalog's services as `{name, tags}`, sorted by name.
+fn services(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("services", &kwargs, &["datacenter"])?;
+    let datacenter = kwargs.get::<&str>("datacenter")?;
+    with_services(|input| to_value(&catalog::services(input, datacenter).map_err(error)?))
+}
+
+/// `nodes(datacenter="dc2")`: the catalog's nodes as `{node, address}`, sorted by name.
+fn nodes(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    expect_args("nodes", &kwargs, &["datacenter"])?;
+    let datacenter = kwargs.get::<&str>("datacenter")?;
+    with_services(|input| to_value(&catalog::nodes(input, datacenter).map_err(error)?))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::template::Templates;
@@ -191,6 +257,7 @@ mod tests {
                 keys: keys.iter().map(|k| k.to_string()).collect(),
                 values: Default::default(),
             }),
+            services: Default::default(),
         };
         let mut out = Vec::new();
         templates
@@ -247,6 +314,129 @@ mod tests {
             )
             .unwrap(),
             "80"
+        );
+    }
+
+    /// Renders with a catalog snapshot holding `web` (passing instances on two nodes) and the
+    /// catalog's services and nodes; returns the output and the queries the render made.
+    fn render_services(
+        template: &str,
+    ) -> (
+        Result<String, String>,
+        Vec<crate::template::services::ServiceQuery>,
+    ) {
+        use std::sync::Arc;
+
+        use crate::template::services::*;
+        use crate::template::{KeyScope, RenderInput};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), template).unwrap();
+        let templates = Templates::load(dir.path(), &[tera_ref("t")]).unwrap();
+        let instance = |node: &str, id: &str, address: &str, port: u16| ServiceInstance {
+            id: id.to_owned(),
+            name: "web".to_owned(),
+            node: node.to_owned(),
+            address: address.to_owned(),
+            port,
+            tags: vec!["v2".to_owned()],
+            meta: [("zone".to_owned(), "a".to_owned())].into_iter().collect(),
+            status: Health::Passing,
+        };
+        let mut snapshot = ServiceSnapshot::default();
+        let web = HealthQuery::new("web").unwrap();
+        snapshot.results.insert(
+            ServiceQuery::Health(web.clone()),
+            Ok(Arc::new(ServiceData::Instances(vec![
+                instance("n1", "web-1", "10.0.0.1", 8080),
+                instance("n2", "web-2", "10.0.0.2", 8081),
+            ]))),
+        );
+        snapshot.results.insert(
+            ServiceQuery::Health(web.with_status(StatusFilter::Any)),
+            Ok(Arc::new(ServiceData::Instances(Vec::new()))),
+        );
+        snapshot.results.insert(
+            ServiceQuery::Services { datacenter: None },
+            Ok(Arc::new(ServiceData::services([
+                ("web".to_owned(), vec!["v2".to_owned()]),
+                ("consul".to_owned(), vec![]),
+            ]))),
+        );
+        snapshot.results.insert(
+            ServiceQuery::Nodes { datacenter: None },
+            Ok(Arc::new(ServiceData::nodes(vec![CatalogNode {
+                node: "n1".into(),
+                address: "10.0.0.1".into(),
+            }]))),
+        );
+        let input = RenderInput {
+            store: Arc::new(Default::default()),
+            scope: Arc::new(KeyScope {
+                resource: "test".into(),
+                prefix: "/".into(),
+                keys: vec![],
+                values: Default::default(),
+            }),
+            services: ServiceInput::new(Arc::new(snapshot)),
+        };
+        let mut out = Vec::new();
+        let result = templates
+            .render(&tera_ref("t"), &input, &mut out)
+            .map(|()| String::from_utf8(out).unwrap())
+            .map_err(|e| e.to_string());
+        (result, input.services.record.used().into_iter().collect())
+    }
+
+    #[test]
+    fn service_lists_instances_with_every_field() {
+        let (out, used) = render_services(
+            "{% for s in service(name=\"web\") %}{{ s.id }} {{ s.name }} {{ s.node }} {{ s.address }}:{{ s.port }} {{ s.tags | join(sep=\",\") }} {{ s.meta.zone }} {{ s.status }}\n{% endfor %}",
+        );
+        assert_eq!(
+            out.unwrap(),
+            "web-1 web n1 10.0.0.1:8080 v2 a passing\nweb-2 web n2 10.0.0.2:8081 v2 a passing\n"
+        );
+        assert_eq!(used.len(), 1);
+        let (out, _) = render_services(
+            "{{ service(name=\"web\", status=\"any\") | length }} {{ service(name=\"web\", status=[\"passing\",\"warning\",\"critical\",\"maintenance\"]) | length }}",
+        );
+        assert_eq!(out.unwrap(), "0 0", "both spellings of `any` are one query");
+        let (out, _) = render_services(
+            "{% for s in services() %}{{ s.name }}[{{ s.tags | join(sep=\",\") }}] {% endfor %}{% for n in nodes() %}{{ n.node }}={{ n.address }}{% endfor %}",
+        );
+        assert_eq!(out.unwrap(), "consul[] web[v2] n1=10.0.0.1");
+    }
+
+    #[test]
+    fn service_arguments_are_checked_and_new_queries_wait() {
+        for (template, want) in [
+            (
+                "{{ service(nam=\"web\") }}",
+                "service() got unexpected argument `nam`",
+            ),
+            (
+                "{{ service(name=\"web\", status=\"up\") }}",
+                "unknown status \"up\"",
+            ),
+            (
+                "{{ service(name=\"web\", status=3) }}",
+                "`status` takes a string or a list of strings",
+            ),
+            ("{{ service(name=\"a b\") }}", "is not a Consul name"),
+            (
+                "{{ service(name=\"api\") }}",
+                "waiting for service data: service \"api\" is not watched yet",
+            ),
+        ] {
+            let (out, _) = render_services(template);
+            let err = out.unwrap_err();
+            assert!(err.contains(want), "{template}: {err}");
+        }
+        let (_, used) =
+            render_services("{{ service(name=\"api\", tag=\"v1\", datacenter=\"dc2\") }}");
+        assert_eq!(
+            used[0].to_string(),
+            "service \"api\" (tag \"v1\", datacenter \"dc2\")"
         );
     }
 

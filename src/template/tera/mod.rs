@@ -10,6 +10,7 @@
 //! no user data at call time. The store and the resource's view on it are therefore handed to
 //! them through a thread-local [`RenderScope`] that exists only for the duration of one render.
 
+mod calls;
 mod filters;
 mod functions;
 pub mod literals;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use tera::{Context, ErrorKind, Tera};
 
+use super::services::FoundCall;
 use super::{RenderError, RenderInput, read_source, stays_inside};
 use crate::config::{ConfigError, ConfigErrors};
 use crate::store::View;
@@ -46,13 +48,16 @@ fn with_view<T>(f: impl FnOnce(View<'_>) -> tera::TeraResult<T>) -> tera::TeraRe
 pub struct TeraEngine {
     tera: Tera,
     templates_dir: PathBuf,
-    /// Per file: its literal key lookups (with line and column) and the files it includes or
-    /// extends, so that a root's lookups include those of everything it pulls in.
+    /// Per file: what it reads that can be checked or watched before a render (literal key
+    /// lookups, catalog calls, with line and column) and the files it includes or extends, so
+    /// that a root's facts include those of everything it pulls in.
     files: BTreeMap<String, FileFacts>,
 }
 
 struct FileFacts {
     lookups: Vec<Located>,
+    /// Calls of the catalog functions (`service`, `services`, `nodes`).
+    service_calls: Vec<FoundCall>,
     references: Vec<String>,
 }
 
@@ -128,6 +133,7 @@ impl TeraEngine {
                     .collect();
                 let facts = FileFacts {
                     lookups,
+                    service_calls: calls::scan(name, source),
                     references: referenced_templates(source),
                 };
                 (name.clone(), facts)
@@ -140,8 +146,8 @@ impl TeraEngine {
         })
     }
 
-    /// The literal key lookups of `root` and of every template it includes or extends.
-    pub fn literal_lookups(&self, root: &str) -> Vec<Located> {
+    /// `root` and every template it includes or extends, transitively, each once.
+    fn reachable(&self, root: &str) -> impl Iterator<Item = &FileFacts> {
         let mut seen = BTreeSet::new();
         let mut queue = vec![root.to_owned()];
         let mut found = Vec::new();
@@ -150,11 +156,26 @@ impl TeraEngine {
                 continue;
             }
             if let Some(facts) = self.files.get(&name) {
-                found.extend(facts.lookups.iter().cloned());
+                found.push(facts);
                 queue.extend(facts.references.iter().cloned());
             }
         }
-        found
+        found.into_iter()
+    }
+
+    /// The literal key lookups of `root` and of every template it includes or extends.
+    pub fn literal_lookups(&self, root: &str) -> Vec<Located> {
+        self.reachable(root)
+            .flat_map(|facts| facts.lookups.iter().cloned())
+            .collect()
+    }
+
+    /// The catalog functions (`service`, `services`, `nodes`) `root` calls, itself or through
+    /// what it includes or extends.
+    pub fn service_calls(&self, root: &str) -> Vec<FoundCall> {
+        self.reachable(root)
+            .flat_map(|facts| facts.service_calls.iter().cloned())
+            .collect()
     }
 
     /// Whether `source` is Tera syntax (for telling Tera from Go): an unknown function or a
@@ -294,6 +315,31 @@ pub(crate) mod tests {
         let refs: Vec<TemplateRef> = roots.iter().map(|name| tera_ref(name)).collect();
         let engine = Templates::load(dir.path(), &refs);
         (dir, engine)
+    }
+
+    #[test]
+    fn service_calls_follow_includes() {
+        let (_dir, templates) = engine_with(
+            &[
+                ("main", "{% include \"part\" %}{{ services() }}"),
+                ("part", "{{ service(name=\"web\") }}"),
+                ("other", "{{ nodes() }}"),
+            ],
+            &["main", "other"],
+        );
+        let templates = templates.unwrap();
+        let found: Vec<(String, &str)> = templates
+            .service_calls(&tera_ref("main"))
+            .into_iter()
+            .map(|call| (call.template, call.function))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("main".to_owned(), "services"),
+                ("part".to_owned(), "service")
+            ]
+        );
     }
 
     pub(crate) fn tera_ref(name: &str) -> TemplateRef {

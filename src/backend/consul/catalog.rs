@@ -1,0 +1,412 @@
+//! Consul's service catalog, for the templates' `service()`, `services()` and `nodes()`:
+//! `/v1/health/service/<name>`, `/v1/catalog/services` and `/v1/catalog/nodes`, read once or
+//! followed with blocking queries under the KV watch's index rules (a 404 is an empty answer, an
+//! index that goes backwards resets to 0, an unchanged index or answer reports nothing).
+//!
+//! Healthy-only queries let Consul filter (`?passing`); other status filters are applied here,
+//! on the health aggregated from each instance's checks. An instance without an address of its
+//! own takes its node's, as Consul's own tools do.
+//!
+//! With ACLs, Consul answers a query the token may not read with an empty list rather than a
+//! 403. An empty answer is therefore checked: `/v1/discovery-chain/<name>` answers 403 when the
+//! token lacks `service:read` on the service, and the catalog, which always holds at least the
+//! agent's own node and the `consul` service, looks empty only to a token without `node:read`
+//! or `service:read`. Either is an error naming what is missing, never an empty list.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::{
+    BACKEND, ConsulSource, LIST_TIMEOUT, MAX_BODY, MIN_QUERY_INTERVAL, REQUEST_SLACK, consul_index,
+    error_text, read_body,
+};
+use crate::backend::BackendError;
+use crate::template::services::{
+    CatalogNode, Health, HealthQuery, ServiceData, ServiceInstance, ServiceQuery, StatusFilter,
+};
+
+/// Where a followed query stands: the index to block on and the last answer reported.
+#[derive(Debug, Default)]
+pub struct QueryState {
+    index: u64,
+    last: Option<ServiceData>,
+}
+
+impl QueryState {
+    /// Starts over: the next answer is read at once and reported even if it equals the last
+    /// (after an error was reported in its place).
+    pub fn forget(&mut self) {
+        *self = QueryState::default();
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthEntry {
+    node: NodeEntry,
+    service: ServiceEntry,
+    #[serde(default)]
+    checks: Vec<CheckEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeEntry {
+    node: String,
+    #[serde(default)]
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ServiceEntry {
+    #[serde(rename = "ID")]
+    id: String,
+    service: String,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    meta: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    port: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct CheckEntry {
+    #[serde(rename = "CheckID", default)]
+    check_id: String,
+    #[serde(default)]
+    status: String,
+}
+
+impl ConsulSource {
+    /// Reads one query, blocking until its index passes `index` when `wait` is given. Returns
+    /// the new index and the answer, filtered and sorted.
+    pub async fn read_service(
+        &self,
+        query: &ServiceQuery,
+        index: u64,
+        wait: Option<Duration>,
+    ) -> Result<(u64, ServiceData), BackendError> {
+        // A query for another datacenter says so itself, instead of --consul-datacenter.
+        let source = match query.datacenter() {
+            Some(dc) => {
+                let mut other = self.clone();
+                other.datacenter = Some(dc.to_owned());
+                Cow::Owned(other)
+            }
+            None => Cow::Borrowed(self),
+        };
+        let (endpoint, key, mut params) = match query {
+            ServiceQuery::Health(health) => {
+                let mut params = Vec::new();
+                if health.status == StatusFilter::Passing {
+                    params.push(("passing", "true".to_owned()));
+                }
+                if let Some(tag) = &health.tag {
+                    params.push(("tag", tag.clone()));
+                }
+                ("health/service", health.name.as_str(), params)
+            }
+            ServiceQuery::Services { .. } => ("catalog/services", "", Vec::new()),
+            ServiceQuery::Nodes { .. } => ("catalog/nodes", "", Vec::new()),
+        };
+        let timeout = match wait {
+            Some(wait) => {
+                params.push(("index", index.to_string()));
+                params.push(("wait", format!("{}ms", wait.as_millis())));
+                // Consul adds up to wait/16 of jitter to a blocking query.
+                wait + wait / 16 + REQUEST_SLACK
+            }
+            None => LIST_TIMEOUT,
+        };
+        let response = source
+            .call(reqwest::Method::GET, endpoint, key, &params, None, timeout)
+            .await?;
+        let status = response.status();
+        let new_index = consul_index(&response);
+        let data = match status {
+            StatusCode::OK => {
+                let body = read_body(response, MAX_BODY, &format!("{query}")).await?;
+                parse(query, &body).map_err(|e| BackendError::Other {
+                    backend: BACKEND,
+                    message: format!("unreadable answer for {query}: {e}"),
+                })?
+            }
+            // Nothing there yet; the index is real and can be blocked on.
+            StatusCode::NOT_FOUND => parse(query, b"[]").unwrap_or(ServiceData::Nodes(Vec::new())),
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                let reason = error_text(response).await;
+                return Err(source.refused(query, reason.trim()));
+            }
+            other => {
+                return Err(BackendError::Other {
+                    backend: BACKEND,
+                    message: format!(
+                        "reading {query} answered {other}: {}",
+                        error_text(response).await
+                    ),
+                });
+            }
+        };
+        if data.is_empty() {
+            let missing = source.missing_permissions(query).await;
+            if !missing.is_empty() {
+                return Err(source.refused(
+                    query,
+                    &format!(
+                        "the ACL token lacks {} (Consul answers an empty list for what a token may not read)",
+                        missing.join(" and ")
+                    ),
+                ));
+            }
+        }
+        Ok((new_index, data))
+    }
+
+    /// Blocks until the query's answer changes, under the KV watch's index rules: `Some` with
+    /// the new answer, `None` when Consul returned with nothing new (already paced, so calling
+    /// again at once does not spin).
+    pub async fn next_answer(
+        &self,
+        query: &ServiceQuery,
+        state: &mut QueryState,
+    ) -> Result<Option<ServiceData>, BackendError> {
+        let started = Instant::now();
+        let (new_index, data) = self
+            .read_service(query, state.index, Some(self.wait))
+            .await?;
+        let unchanged_index = new_index == state.index;
+        // Consul's index only grows; a smaller one means a new agent or a restored snapshot.
+        state.index = if new_index < state.index {
+            0
+        } else {
+            new_index
+        };
+        if state.last.as_ref() != Some(&data) {
+            state.last = Some(data.clone());
+            return Ok(Some(data));
+        }
+        if unchanged_index || started.elapsed() < MIN_QUERY_INTERVAL {
+            tokio::time::sleep(MIN_QUERY_INTERVAL.saturating_sub(started.elapsed())).await;
+        }
+        Ok(None)
+    }
+
+    /// The ACL permissions an empty answer to `query` may hide.
+    async fn missing_permissions(&self, query: &ServiceQuery) -> Vec<String> {
+        let mut missing = Vec::new();
+        match query {
+            ServiceQuery::Health(HealthQuery { name, .. }) => {
+                if self.forbidden("discovery-chain", name).await {
+                    missing.push(format!("service:read on {name:?}"));
+                }
+                if self.catalog_looks_empty("catalog/nodes").await {
+                    missing.push("node:read".to_owned());
+                }
+            }
+            ServiceQuery::Services { .. } => missing.push("service:read".to_owned()),
+            ServiceQuery::Nodes { .. } => missing.push("node:read".to_owned()),
+        }
+        missing
+    }
+
+    /// Whether Consul refuses a read of `endpoint/key` with 403.
+    async fn forbidden(&self, endpoint: &str, key: &str) -> bool {
+        let response = self
+            .call(reqwest::Method::GET, endpoint, key, &[], None, LIST_TIMEOUT)
+            .await;
+        response.is_ok_and(|r| r.status() == StatusCode::FORBIDDEN)
+    }
+
+    /// Whether a catalog listing comes back empty (never true of a readable catalog).
+    async fn catalog_looks_empty(&self, endpoint: &str) -> bool {
+        let Ok(response) = self
+            .call(reqwest::Method::GET, endpoint, "", &[], None, LIST_TIMEOUT)
+            .await
+        else {
+            return false;
+        };
+        if response.status() != StatusCode::OK {
+            return false;
+        }
+        match read_body(response, MAX_BODY, endpoint).await {
+            Ok(body) => serde_json::from_slice::<Vec<serde::de::IgnoredAny>>(&body)
+                .is_ok_and(|nodes| nodes.is_empty()),
+            Err(_) => false,
+        }
+    }
+
+    fn refused(&self, query: &ServiceQuery, reason: &str) -> BackendError {
+        let hint = if self.token.is_some() {
+            "check the ACL token's policy: service:read and node:read"
+        } else {
+            "give an ACL token with service:read and node:read (--auth-token, --auth-token-file or CONSUL_HTTP_TOKEN)"
+        };
+        BackendError::Denied {
+            backend: BACKEND,
+            message: format!("reading {query}: {reason} ({hint})"),
+        }
+    }
+}
+
+/// Turns Consul's answer into the query's data.
+fn parse(query: &ServiceQuery, body: &[u8]) -> Result<ServiceData, serde_json::Error> {
+    Ok(match query {
+        ServiceQuery::Health(health) => {
+            let entries: Vec<HealthEntry> = serde_json::from_slice(body)?;
+            let all = entries.into_iter().map(instance).collect();
+            ServiceData::instances(health, all)
+        }
+        ServiceQuery::Services { .. } => {
+            // `[]` stands for nothing (a 404).
+            if body == b"[]" {
+                return Ok(ServiceData::services(Vec::new()));
+            }
+            let services: BTreeMap<String, Option<Vec<String>>> = serde_json::from_slice(body)?;
+            ServiceData::services(
+                services
+                    .into_iter()
+                    .map(|(name, tags)| (name, tags.unwrap_or_default())),
+            )
+        }
+        ServiceQuery::Nodes { .. } => {
+            let nodes: Vec<NodeEntry> = serde_json::from_slice(body)?;
+            ServiceData::nodes(
+                nodes
+                    .into_iter()
+                    .map(|n| CatalogNode {
+                        node: n.node,
+                        address: n.address,
+                    })
+                    .collect(),
+            )
+        }
+    })
+}
+
+fn instance(entry: HealthEntry) -> ServiceInstance {
+    let status = Health::aggregate(
+        entry
+            .checks
+            .iter()
+            .map(|check| (check.check_id.as_str(), check.status.as_str())),
+    );
+    let address = if entry.service.address.is_empty() {
+        entry.node.address
+    } else {
+        entry.service.address
+    };
+    ServiceInstance {
+        id: entry.service.id,
+        name: entry.service.service,
+        node: entry.node.node,
+        address,
+        port: entry.service.port,
+        tags: entry.service.tags.unwrap_or_default(),
+        meta: entry.service.meta.unwrap_or_default(),
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEALTH: &str = r#"[
+      {"Node": {"Node": "n2", "Address": "10.0.0.2", "Datacenter": "dc1"},
+       "Service": {"ID": "web-b", "Service": "web", "Tags": ["v2"], "Address": "", "Meta": {"zone": "b"}, "Port": 8080},
+       "Checks": [{"CheckID": "serfHealth", "Status": "passing"}, {"CheckID": "service:web-b", "Status": "warning"}]},
+      {"Node": {"Node": "n1", "Address": "10.0.0.1"},
+       "Service": {"ID": "web-a", "Service": "web", "Tags": null, "Address": "192.168.1.1", "Meta": null, "Port": 80},
+       "Checks": [{"CheckID": "serfHealth", "Status": "passing"}]},
+      {"Node": {"Node": "n0", "Address": "10.0.0.9"},
+       "Service": {"ID": "web-c", "Service": "web", "Address": "", "Port": 81},
+       "Checks": [{"CheckID": "_service_maintenance:web-c", "Status": "critical"}]}
+    ]"#;
+
+    #[test]
+    fn instances_take_the_node_address_when_they_have_none_and_aggregate_health() {
+        let query = HealthQuery::new("web")
+            .unwrap()
+            .with_status(StatusFilter::Any);
+        let ServiceData::Instances(instances) =
+            parse(&ServiceQuery::Health(query), HEALTH.as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        let summary: Vec<(&str, &str, &str, u16, Health)> = instances
+            .iter()
+            .map(|i| {
+                (
+                    i.node.as_str(),
+                    i.id.as_str(),
+                    i.address.as_str(),
+                    i.port,
+                    i.status,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("n0", "web-c", "10.0.0.9", 81, Health::Maintenance),
+                ("n1", "web-a", "192.168.1.1", 80, Health::Passing),
+                ("n2", "web-b", "10.0.0.2", 8080, Health::Warning),
+            ]
+        );
+        assert_eq!(instances[2].tags, ["v2"]);
+        assert_eq!(instances[2].meta["zone"], "b");
+
+        let passing_or_warning = HealthQuery::new("web")
+            .unwrap()
+            .with_status(StatusFilter::parse("passing,warning").unwrap());
+        let kept = parse(&ServiceQuery::Health(passing_or_warning), HEALTH.as_bytes()).unwrap();
+        assert_eq!(kept.len(), 2);
+    }
+
+    #[test]
+    fn catalog_services_and_nodes_are_sorted() {
+        let services = parse(
+            &ServiceQuery::Services { datacenter: None },
+            br#"{"web": ["v2", "v1", "v2"], "consul": [], "api": null}"#,
+        )
+        .unwrap();
+        let ServiceData::Services(services) = services else {
+            panic!()
+        };
+        let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["api", "consul", "web"]);
+        assert_eq!(services[2].tags, ["v1", "v2"]);
+        let nodes = parse(
+            &ServiceQuery::Nodes { datacenter: None },
+            br#"[{"Node": "b", "Address": "10.0.0.2", "ID": "x"}, {"Node": "a", "Address": "10.0.0.1"}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            nodes,
+            ServiceData::Nodes(vec![
+                CatalogNode {
+                    node: "a".into(),
+                    address: "10.0.0.1".into()
+                },
+                CatalogNode {
+                    node: "b".into(),
+                    address: "10.0.0.2".into()
+                },
+            ])
+        );
+        assert!(
+            parse(&ServiceQuery::Services { datacenter: None }, b"[]")
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
