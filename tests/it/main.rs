@@ -17,4 +17,5 @@ mod packaging;
 mod pipeline;
 mod reliability;
 mod security;
+mod services;
 mod static_binary;

@@ -209,6 +209,97 @@ impl Consul {
         secret.to_owned()
     }
 
+    /// A request to the agent's HTTP API (with the master token when ACLs are on): the status
+    /// and body.
+    pub fn api(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.api_as(
+            if self.acl { Some(MASTER_TOKEN) } else { None },
+            method,
+            path,
+            body,
+        )
+    }
+
+    /// [`Consul::api`] with `token` (or none).
+    pub fn api_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.http_port))
+            .unwrap_or_else(|e| panic!("connect to consul: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let token = token
+            .map(|t| format!("X-Consul-Token: {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{token}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// Registers a service instance with the agent (`/v1/agent/service/register`); `extra` is
+    /// more JSON members (`"Check": {…}`, `"Tags": […]`), or empty.
+    pub fn register(&self, id: &str, name: &str, address: &str, port: u16, extra: &str) {
+        let extra = if extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {extra}")
+        };
+        let body = format!(
+            "{{\"ID\": \"{id}\", \"Name\": \"{name}\", \"Address\": \"{address}\", \"Port\": {port}{extra}}}"
+        );
+        let (status, answer) = self.api("PUT", "/v1/agent/service/register", &body);
+        assert_eq!(status, 200, "registering {id}: {answer}");
+    }
+
+    pub fn deregister(&self, id: &str) {
+        let (status, answer) = self.api("PUT", &format!("/v1/agent/service/deregister/{id}"), "");
+        assert_eq!(status, 200, "deregistering {id}: {answer}");
+    }
+
+    /// Sets a TTL check (`"Check": {"CheckID": …, "TTL": "…"}`) to passing or critical.
+    pub fn set_ttl(&self, check: &str, passing: bool) {
+        let verb = if passing { "pass" } else { "fail" };
+        let (status, answer) = self.api("PUT", &format!("/v1/agent/check/{verb}/{check}"), "");
+        assert_eq!(status, 200, "check {check} {verb}: {answer}");
+    }
+
+    /// Creates a token with these ACL rules (ACL agents only); returns its secret.
+    pub fn token_with(&self, name: &str, rules: &str) -> String {
+        let body = format!("{{\"Name\": \"{name}\", \"Rules\": {rules:?}}}");
+        let (status, answer) = self.api("PUT", "/v1/acl/policy", &body);
+        assert_eq!(status, 200, "creating policy {name}: {answer}");
+        let body = format!("{{\"Policies\": [{{\"Name\": \"{name}\"}}]}}");
+        let (status, answer) = self.api("PUT", "/v1/acl/token", &body);
+        assert_eq!(status, 200, "creating a token for {name}: {answer}");
+        answer
+            .split("\"SecretID\":")
+            .nth(1)
+            .and_then(|rest| rest.split('"').nth(1))
+            .expect("token secret in consul's answer")
+            .to_owned()
+    }
+
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -230,6 +230,106 @@ impl Drop for NamedBackend {
     }
 }
 
+/// An HTTP server on 127.0.0.1 for a Consul service instance: `/health` answers 200 while
+/// [`CheckedBackend::set_healthy`] says so (503 otherwise), for the instance's HTTP check;
+/// every other path answers its name while it serves ([`CheckedBackend::set_serving`]), 503
+/// when it does not. Stopped when dropped.
+pub struct CheckedBackend {
+    pub addr: SocketAddr,
+    healthy: Arc<AtomicBool>,
+    serving: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CheckedBackend {
+    pub fn start(name: &str) -> CheckedBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let serving = Arc::new(AtomicBool::new(true));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (healthy, serving, stop) = (healthy.clone(), serving.clone(), stop.clone());
+            let name = name.to_owned();
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (healthy, serving, name) = (healthy.clone(), serving.clone(), name.clone());
+                    std::thread::spawn(move || {
+                        answer_with(stream, |path| {
+                            let up = if path == "/health" {
+                                healthy.load(Ordering::SeqCst)
+                            } else {
+                                serving.load(Ordering::SeqCst)
+                            };
+                            let (status, body) = if up {
+                                ("200 OK", name.as_str())
+                            } else {
+                                ("503 Service Unavailable", "down")
+                            };
+                            format!(
+                                "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            )
+                        })
+                    });
+                }
+            })
+        };
+        CheckedBackend {
+            addr,
+            healthy,
+            serving,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// What `/health` answers from now on.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    /// Whether requests other than `/health` are answered (200 with the name) or refused (503).
+    pub fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::SeqCst);
+    }
+}
+
+impl Drop for CheckedBackend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads one request head and answers with `respond(path)`; a connection closed without a
+/// request gets nothing.
+fn answer_with(mut stream: TcpStream, respond: impl Fn(&str) -> String) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut request = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buffer[..n]),
+        }
+        if request.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&request);
+    let path = head.split_whitespace().nth(1).unwrap_or("/");
+    let _ = stream.write_all(respond(path).as_bytes());
+}
+
 /// `GET /` over a new connection (HTTP/1.0, `Connection: close`): the status code and body, or
 /// a description of what went wrong.
 pub fn http_get(port: u16) -> Result<(u16, String), String> {
