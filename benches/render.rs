@@ -5,6 +5,9 @@
 //! (`benches/haproxy-classic.cfg.tmpl`: `{{range gets "/proxy/frontend/*"}}    server
 //! {{base .Key}} {{.Value}} check` …). Same store, same output bytes.
 //!
+//! And for Consul services: reading Consul's health answer for 10 and 1 000 instances and
+//! rendering the services example (`templates/haproxy-services.cfg.tmpl`) from it.
+//!
 //! `cargo bench --bench render`. The figures are recorded in BENCHMARKS.md.
 
 use std::path::Path;
@@ -120,5 +123,156 @@ fn render(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, render);
+/// Consul 1.8's answer to `/v1/health/service/web?passing` for `instances` agent-registered
+/// instances with a TTL check each, as it sends it (indented, every field).
+pub fn consul_health_answer(instances: usize) -> String {
+    let entries: Vec<String> = (0..instances)
+        .map(|i| {
+            let address = format!("10.0.{}.{}", (i >> 8) & 0xff, i & 0xff);
+            format!(
+                r#"    {{
+        "Node": {{
+            "ID": "b4ffde7d-ae4a-5074-2bdc-1a3d7695539a",
+            "Node": "vm",
+            "Address": "127.0.0.1",
+            "Datacenter": "dc1",
+            "TaggedAddresses": {{
+                "lan": "127.0.0.1",
+                "lan_ipv4": "127.0.0.1",
+                "wan": "127.0.0.1",
+                "wan_ipv4": "127.0.0.1"
+            }},
+            "Meta": {{
+                "consul-network-segment": ""
+            }},
+            "CreateIndex": 11,
+            "ModifyIndex": 12
+        }},
+        "Service": {{
+            "ID": "web-{i:06}",
+            "Service": "web",
+            "Tags": [],
+            "Address": "{address}",
+            "TaggedAddresses": {{
+                "lan_ipv4": {{
+                    "Address": "{address}",
+                    "Port": 8080
+                }},
+                "wan_ipv4": {{
+                    "Address": "{address}",
+                    "Port": 8080
+                }}
+            }},
+            "Meta": null,
+            "Port": 8080,
+            "Weights": {{
+                "Passing": 1,
+                "Warning": 1
+            }},
+            "EnableTagOverride": false,
+            "Proxy": {{
+                "MeshGateway": {{}},
+                "Expose": {{}}
+            }},
+            "Connect": {{}},
+            "CreateIndex": 13,
+            "ModifyIndex": 13
+        }},
+        "Checks": [
+            {{
+                "Node": "vm",
+                "CheckID": "serfHealth",
+                "Name": "Serf Health Status",
+                "Status": "passing",
+                "Notes": "",
+                "Output": "Agent alive and reachable",
+                "ServiceID": "",
+                "ServiceName": "",
+                "ServiceTags": [],
+                "Type": "",
+                "Definition": {{}},
+                "CreateIndex": 11,
+                "ModifyIndex": 11
+            }},
+            {{
+                "Node": "vm",
+                "CheckID": "check-web-{i}",
+                "Name": "ttl",
+                "Status": "passing",
+                "Notes": "",
+                "Output": "",
+                "ServiceID": "web-{i:06}",
+                "ServiceName": "web",
+                "ServiceTags": [],
+                "Type": "ttl",
+                "Definition": {{}},
+                "CreateIndex": 13,
+                "ModifyIndex": 1014
+            }}
+        ]
+    }}"#
+            )
+        })
+        .collect();
+    format!("[\n{}\n]", entries.join(",\n"))
+}
+
+fn services(c: &mut Criterion) {
+    use terad::template::services::{HealthQuery, ServiceInput, ServiceQuery, ServiceSnapshot};
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let template = TemplateRef {
+        name: "haproxy-services.cfg.tmpl".to_owned(),
+        engine: EngineChoice::Tera,
+    };
+    let engine = Templates::load(&templates, [&template]).expect("the example loads");
+    let scope = Arc::new(KeyScope {
+        resource: "haproxy-services".to_owned(),
+        prefix: "/".to_owned(),
+        keys: vec!["/proxy/port".to_owned()],
+        values: Default::default(),
+    });
+    let query = ServiceQuery::Health(HealthQuery::new("web").unwrap());
+    let mut group = c.benchmark_group("consul_services");
+    group.sample_size(20);
+    for instances in [10, 1_000] {
+        let answer = consul_health_answer(instances);
+        let data = terad::backend::consul::parse_service_answer(&query, answer.as_bytes())
+            .expect("parses");
+        assert_eq!(data.len(), instances);
+        group.throughput(Throughput::Elements(instances as u64));
+        group.bench_with_input(
+            BenchmarkId::new("parse", instances),
+            &answer,
+            |b, answer| {
+                b.iter(|| {
+                    terad::backend::consul::parse_service_answer(&query, answer.as_bytes())
+                        .unwrap()
+                        .len()
+                })
+            },
+        );
+        let mut snapshot = ServiceSnapshot::default();
+        snapshot.results.insert(query.clone(), Ok(Arc::new(data)));
+        let snapshot = Arc::new(snapshot);
+        let mut store = KeyStore::new();
+        store.insert("/proxy/port", "80");
+        let store = Arc::new(store);
+        let mut out = Vec::new();
+        group.bench_function(BenchmarkId::new("render", instances), |b| {
+            b.iter(|| {
+                let input = RenderInput {
+                    store: Arc::clone(&store),
+                    scope: Arc::clone(&scope),
+                    services: ServiceInput::new(Arc::clone(&snapshot)),
+                };
+                out.clear();
+                engine.render(&template, &input, &mut out).expect("renders");
+                out.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, render, services);
 criterion_main!(benches);

@@ -24,8 +24,13 @@
 //! - `onetime-etcd N…`: a real etcd with N servers, then `terad --onetime --sync-only` start to
 //!   exit with each template engine in turn (Tera's `templates/haproxy.cfg.tmpl`, then the same
 //!   example as a confd template, `examples/confd/templates/haproxy.cfg.tmpl`, alternating run by
-//!   run); checks that
-//!   both write the same file.
+//!   run); checks that both write the same file.
+//!
+//! - `consul-services N…` (default 10 1000): a real Consul agent (`-dev`) with N instances of the
+//!   service `web`, each with a TTL check, and terad watching the HAProxy services example
+//!   (`templates/haproxy-services.cfg.tmpl`, no `wait`): the latency from a check turning
+//!   critical (or passing again) through the agent's API to the rewritten destination (p50, p99),
+//!   and resident memory; then resident memory with 50 services watched by one template.
 //!
 //! `--go` (anywhere on the command line) makes every other mode use the Go template instead of
 //! the Tera one, as an unchanged confd confdir would: same file name, no `engine` key (terad's
@@ -61,6 +66,11 @@ fn main() {
         "onetime-haproxy" => onetime_haproxy(&sizes),
         "onetime-etcd" => onetime_etcd(&sizes),
         "etcd" | "consul" => watch_bench(mode, &sizes),
+        "consul-services" => services_bench(if sizes.is_empty() {
+            &[10, 1000]
+        } else {
+            &sizes
+        }),
         "soak" => soak(
             sizes.first().copied().unwrap_or(10_000),
             sizes.get(1).copied().unwrap_or(60),
@@ -970,4 +980,327 @@ fn onetime_etcd(sizes: &[usize]) {
             );
         }
     }
+}
+
+/// A request to a Consul agent's HTTP API; panics unless it answers 200.
+fn consul_api(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    server: &ConsulServer,
+    method: reqwest::Method,
+    path: &str,
+    body: String,
+) {
+    let response = runtime
+        .block_on(
+            client
+                .request(method, format!("{}{path}", server.url))
+                .body(body)
+                .send(),
+        )
+        .unwrap();
+    let status = response.status();
+    assert!(
+        status.is_success(),
+        "{path}: {status} {}",
+        runtime.block_on(response.text()).unwrap_or_default()
+    );
+}
+
+/// Registers `count` instances of `service` with the agent, each with a TTL check
+/// `check-<service>-<i>` that starts passing.
+fn register_instances(
+    runtime: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    server: &ConsulServer,
+    service: &str,
+    count: usize,
+) {
+    for i in 0..count {
+        let body = format!(
+            "{{\"ID\": \"{service}-{i:06}\", \"Name\": \"{service}\", \"Address\": \"{}\", \"Port\": 8080, \
+             \"Check\": {{\"CheckID\": \"check-{service}-{i}\", \"Name\": \"ttl\", \"TTL\": \"24h\", \"Status\": \"passing\"}}}}",
+            server_address(i).trim_end_matches(":8080")
+        );
+        consul_api(
+            runtime,
+            client,
+            server,
+            reqwest::Method::PUT,
+            "/v1/agent/service/register",
+            body,
+        );
+    }
+}
+
+/// Health change → file, with N instances of one service; then RSS with 50 services watched.
+fn services_bench(sizes: &[usize]) {
+    let terad = terad_binary();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = reqwest::Client::new();
+    println!(
+        "| instances | health change → file p50 | p99 | (check update alone p50) | Consul's blocking answer alone p50 | RSS while watching | RSS peak (VmHWM) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &instances in sizes {
+        let server = ConsulServer::start(&runtime);
+        register_instances(&runtime, &client, &server, "web", instances);
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["conf.d", "templates", "out"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        std::fs::copy(
+            root.join("templates/haproxy-services.cfg.tmpl"),
+            dir.path().join("templates/haproxy-services.cfg.tmpl"),
+        )
+        .unwrap();
+        let dest = dir.path().join("out/haproxy.cfg");
+        std::fs::write(
+            dir.path().join("conf.d/haproxy.toml"),
+            format!(
+                "[template]\nsrc = \"haproxy-services.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy/port\"]\nreload_cmd = \"echo reload >> {}\"\n",
+                dest.display(),
+                dir.path().join("reloads.log").display()
+            ),
+        )
+        .unwrap();
+        let mut daemon = Command::new(&terad)
+            .args([
+                "--watch",
+                "--log-level",
+                "error",
+                "--backend",
+                "consul",
+                "--node",
+                &server.url,
+            ])
+            .arg("--confdir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = daemon.id();
+        let last = format!("server web-{:06} ", instances - 1);
+        let started = Instant::now();
+        while !std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&last)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no initial render"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+
+        let (events_tx, events) = std::sync::mpsc::channel();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = events_tx.send(());
+                }
+            })
+            .unwrap();
+        use notify::Watcher;
+        watcher
+            .watch(dest.parent().unwrap(), notify::RecursiveMode::NonRecursive)
+            .unwrap();
+
+        let samples = 100;
+        let mut latencies = Vec::with_capacity(samples);
+        let mut updates = Vec::with_capacity(samples);
+        let mut sampled_rss = 0;
+        for i in 0..samples {
+            // Each instance fails, then passes again: the line leaves, then comes back.
+            let k = (i / 2 * 7919) % instances;
+            let failing = i % 2 == 0;
+            let line = format!("server web-{k:06} ");
+            while events.try_recv().is_ok() {}
+            let t0 = Instant::now();
+            consul_api(
+                &runtime,
+                &client,
+                &server,
+                reqwest::Method::PUT,
+                &format!(
+                    "/v1/agent/check/{}/check-web-{k}",
+                    if failing { "fail" } else { "pass" }
+                ),
+                String::new(),
+            );
+            updates.push(t0.elapsed());
+            loop {
+                events
+                    .recv_timeout(Duration::from_secs(30))
+                    .expect("destination updated within 30 s");
+                if std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&line) != failing) {
+                    break;
+                }
+            }
+            latencies.push(t0.elapsed());
+            sampled_rss = sampled_rss.max(memory_kb(pid).0);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        latencies.sort();
+        updates.sort();
+        std::thread::sleep(Duration::from_millis(500));
+        let (idle_rss, peak) = memory_kb(pid);
+        sampled_rss = sampled_rss.max(idle_rss);
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+
+        // The same changes with terad gone and a bare client blocking on the same query: how
+        // long Consul itself takes to answer (and the answer to arrive), for reference.
+        let addr = server.url.trim_start_matches("http://").to_owned();
+        let mut consul_alone = Vec::with_capacity(samples);
+        for i in 0..samples {
+            let k = (i / 2 * 7919) % instances;
+            let failing = i % 2 == 0;
+            let (index, _) = raw_get(&addr, "/v1/health/service/web?passing");
+            let blocking = {
+                let addr = addr.clone();
+                std::thread::spawn(move || {
+                    raw_get(
+                        &addr,
+                        &format!("/v1/health/service/web?passing&index={index}&wait=30s"),
+                    )
+                    .1
+                })
+            };
+            std::thread::sleep(Duration::from_millis(50));
+            let t0 = Instant::now();
+            consul_api(
+                &runtime,
+                &client,
+                &server,
+                reqwest::Method::PUT,
+                &format!(
+                    "/v1/agent/check/{}/check-web-{k}",
+                    if failing { "fail" } else { "pass" }
+                ),
+                String::new(),
+            );
+            consul_alone.push(blocking.join().unwrap().saturating_duration_since(t0));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        consul_alone.sort();
+        println!(
+            "| {instances} | {} | {} | ({}) | {} | {:.1} MiB | {:.1} MiB |",
+            ms(percentile(&latencies, 50)),
+            ms(percentile(&latencies, 99)),
+            ms(percentile(&updates, 50)),
+            ms(percentile(&consul_alone, 50)),
+            sampled_rss as f64 / 1024.0,
+            peak as f64 / 1024.0,
+        );
+    }
+
+    // 50 services of 10 instances each, all in one template: 50 blocking queries.
+    let services = 50;
+    let server = ConsulServer::start(&runtime);
+    for s in 0..services {
+        register_instances(&runtime, &client, &server, &format!("svc-{s:02}"), 10);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for sub in ["conf.d", "templates", "out"] {
+        std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+    }
+    let mut template = String::new();
+    for s in 0..services {
+        template.push_str(&format!(
+            "backend svc-{s:02}\n{{% for i in service(name=\"svc-{s:02}\") %}}    server {{{{ i.id }}}} {{{{ i.address }}}}:{{{{ i.port }}}}\n{{% endfor %}}"
+        ));
+    }
+    std::fs::write(dir.path().join("templates/many.tmpl"), template).unwrap();
+    let dest = dir.path().join("out/many.cfg");
+    std::fs::write(
+        dir.path().join("conf.d/many.toml"),
+        format!(
+            "[template]\nsrc = \"many.tmpl\"\ndest = \"{}\"\n",
+            dest.display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = Command::new(&terad)
+        .args([
+            "--watch",
+            "--log-level",
+            "error",
+            "--backend",
+            "consul",
+            "--node",
+            &server.url,
+        ])
+        .arg("--confdir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id();
+    let started = Instant::now();
+    while !std::fs::read_to_string(&dest).is_ok_and(|t| t.contains("server svc-49-000009 ")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no initial render"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A few health changes spread over the services, then idle.
+    for s in 0..10 {
+        let check = format!("/v1/agent/check/fail/check-svc-{:02}-3", s * 5);
+        consul_api(
+            &runtime,
+            &client,
+            &server,
+            reqwest::Method::PUT,
+            &check,
+            String::new(),
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss, peak) = memory_kb(pid);
+    let (threads, fds) = threads_and_fds(pid);
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    println!();
+    println!(
+        "| watched services | instances | RSS while watching | RSS peak (VmHWM) | threads | open fds |"
+    );
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {services} | {} | {:.1} MiB | {:.1} MiB | {threads} | {fds} |",
+        services * 10,
+        rss as f64 / 1024.0,
+        peak as f64 / 1024.0
+    );
+}
+
+/// A GET over a new HTTP/1.0 connection to `addr`: the answer's `X-Consul-Index` and the moment
+/// its last byte arrived.
+fn raw_get(addr: &str, path: &str) -> (u64, Instant) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to consul");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let done = Instant::now();
+    let head_end = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(answer.len());
+    let head = String::from_utf8_lossy(&answer[..head_end]);
+    let index = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("X-Consul-Index")
+                .then(|| value.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    (index, done)
 }

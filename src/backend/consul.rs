@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 mod catalog;
 
-pub use catalog::QueryState;
+pub use catalog::{QueryState, parse as parse_service_answer};
 
 use super::{BackendError, KeySource, Listing, Update};
 use crate::config::{Consistency, Secret, Settings};

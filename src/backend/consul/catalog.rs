@@ -257,8 +257,8 @@ impl ConsulSource {
     }
 }
 
-/// Turns Consul's answer into the query's data.
-fn parse(query: &ServiceQuery, body: &[u8]) -> Result<ServiceData, serde_json::Error> {
+/// Turns Consul's answer into the query's data, filtered and sorted (public for the benchmarks).
+pub fn parse(query: &ServiceQuery, body: &[u8]) -> Result<ServiceData, serde_json::Error> {
     Ok(match query {
         ServiceQuery::Health(health) => {
             let entries: Vec<HealthEntry> = serde_json::from_slice(body)?;
