@@ -261,7 +261,7 @@ fn check_name(what: &str, value: &str) -> Result<(), ServiceError> {
             .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '/' | '?' | '#' | '&'))
     {
         return Err(ServiceError::Invalid(format!(
-            "the {what} {:?} is not a Consul name",
+            "the {what} {} is not a Consul name",
             crate::template::confd::preview(value)
         )));
     }
@@ -528,7 +528,7 @@ impl ServiceError {
     fn in_spec(self, spec: &str) -> ServiceError {
         match self {
             ServiceError::Invalid(message) => ServiceError::Invalid(format!(
-                "{message} (in {:?}, which is [tag.]name[@datacenter])",
+                "{message} (in {}, which is [tag.]name[@datacenter])",
                 crate::template::confd::preview(spec)
             )),
             other => other,
@@ -616,6 +616,61 @@ pub fn health_query(
     Ok(query)
 }
 
+/// The query of consul-template's `service` arguments: `"[tag.]name[@datacenter]"`, then a
+/// status filter either as a second argument (`service "web" "any"`) or after a `|` in the
+/// first (`service "web|passing,warning"`), as consul-template joins its arguments with `|`.
+/// No argument, or an empty first one, is no query: consul-template renders an empty list.
+pub fn consul_template_service(args: &[&str]) -> Result<Option<HealthQuery>, ServiceError> {
+    if args.first().is_none_or(|first| first.is_empty()) {
+        return Ok(None);
+    }
+    let joined = args.join("|");
+    let (spec, filter) = match joined.split_once('|') {
+        Some((spec, filter)) => (spec, Some(filter)),
+        None => (joined.as_str(), None),
+    };
+    // consul-template's `~near` and `?ns=` parts sort or scope the answer in ways terad does
+    // not: refusing them beats silently rendering another list.
+    if let Some(unsupported) = spec.chars().find(|c| matches!(c, '~' | '?')) {
+        return Err(ServiceError::Invalid(format!(
+            "service {}: the {:?} part of consul-template's query is not supported",
+            crate::template::confd::preview(spec),
+            unsupported
+        )));
+    }
+    let mut query = HealthQuery::parse_spec(spec)?;
+    if let Some(filter) = filter {
+        if filter.contains('|') {
+            return Err(ServiceError::Invalid(format!(
+                "service {}: takes a query and at most one status filter, got {}",
+                crate::template::confd::preview(spec),
+                crate::template::confd::preview(filter)
+            )));
+        }
+        query = query.with_status(StatusFilter::parse(filter)?);
+    }
+    Ok(Some(query))
+}
+
+/// The datacenter of consul-template's `services` and `nodes` arguments: none, or
+/// `"@datacenter"` (its arguments are joined with nothing between them).
+pub fn consul_template_datacenter(
+    function: &str,
+    args: &[&str],
+) -> Result<Option<String>, ServiceError> {
+    let joined = args.concat();
+    if joined.is_empty() {
+        return Ok(None);
+    }
+    match joined.strip_prefix('@') {
+        Some(dc) => datacenter_arg(Some(dc)),
+        None => Err(ServiceError::Invalid(format!(
+            "{function} {}: takes only \"@datacenter\"",
+            crate::template::confd::preview(&joined)
+        ))),
+    }
+}
+
 /// A call of a catalog function found in a template at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FoundCall {
@@ -635,7 +690,7 @@ impl super::Templates {
     pub fn service_calls(&self, template: &super::TemplateRef) -> Vec<FoundCall> {
         match self.engine_of(template) {
             super::EngineKind::Tera => self.tera.service_calls(&template.name),
-            super::EngineKind::Go => Vec::new(),
+            super::EngineKind::Go => self.go.service_calls(&template.name),
         }
     }
 }
@@ -718,6 +773,47 @@ mod tests {
                 .to_string(),
             "service \"web\" (tag \"v2\", status any, datacenter \"dc2\")"
         );
+    }
+
+    #[test]
+    fn consul_template_arguments_parse_as_it_joins_them() {
+        let q = consul_template_service(&["v2.web@dc2"]).unwrap().unwrap();
+        assert_eq!(
+            (q.name.as_str(), q.tag.as_deref(), q.datacenter.as_deref()),
+            ("web", Some("v2"), Some("dc2"))
+        );
+        assert_eq!(q.status, StatusFilter::Passing);
+        let any = consul_template_service(&["web", "any"]).unwrap().unwrap();
+        assert_eq!(any.status, StatusFilter::Any);
+        assert_eq!(
+            consul_template_service(&["web|any"]).unwrap(),
+            Some(any),
+            "a second argument and `|` are the same query"
+        );
+        let two = consul_template_service(&["web", "passing,warning"])
+            .unwrap()
+            .unwrap();
+        assert!(two.status.admits(Health::Warning) && !two.status.admits(Health::Critical));
+        assert_eq!(consul_template_service(&[]).unwrap(), None);
+        assert_eq!(consul_template_service(&[""]).unwrap(), None);
+        for bad in [
+            &["web", "pasing"][..],
+            &["web", "any", "passing"],
+            &["web~node1"],
+        ] {
+            assert!(consul_template_service(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(consul_template_datacenter("nodes", &[]).unwrap(), None);
+        assert_eq!(
+            consul_template_datacenter("nodes", &["@dc2"])
+                .unwrap()
+                .as_deref(),
+            Some("dc2")
+        );
+        let err = consul_template_datacenter("services", &["dc2"])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "services \"dc2\": takes only \"@datacenter\"");
     }
 
     #[test]

@@ -111,6 +111,49 @@ fn instances_follow_their_health_checks_in_watch_mode() {
     assert!(daemon.stop().success());
 }
 
+/// consul-template's spelling in a Go template (no engine declared: detected): the shipped Go
+/// HAProxy example (`range service "web"`, `.ID`, `.Address`, `.Port`) follows a health change,
+/// each file checked by the real HAProxy before it is written.
+#[test]
+fn a_go_template_in_consul_templates_spelling_follows_health() {
+    let consul = Consul::start_dev(false);
+    consul.put("/proxy/port", "8000");
+    consul.register("web-1", "web", "10.0.0.1", 8080, &ttl_check("c1", true));
+    consul.register("web-2", "web", "", 8081, &ttl_check("c2", true));
+    let fx = fixture(
+        include_str!("../../templates/haproxy-services-go.cfg.tmpl"),
+        &["/proxy/port"],
+        "check_cmd = \"haproxy -c -f {{.src}}\"\n",
+    );
+    let daemon = Daemon::start(&mut terad(&fx, &consul, &["--watch"]), fx.path("terad.log"));
+    let servers = |what: &str, lines: &[&str]| {
+        let mut want = String::from("    option forwardfor\n");
+        for line in lines {
+            want.push_str(&format!("    server {line} check\n"));
+        }
+        wait_for(what, LIMIT, || {
+            let file = fx.read("out/app.conf");
+            file.ends_with(&want) && file.contains("    bind *:8000\n")
+        });
+    };
+    let both = ["web-1 10.0.0.1:8080", "web-2 127.0.0.1:8081"];
+    servers("both instances", &both);
+    consul.set_ttl("c1", false);
+    servers("web-1 failing", &["web-2 127.0.0.1:8081"]);
+    consul.set_ttl("c1", true);
+    servers("web-1 back", &both);
+    let log = daemon.log();
+    assert!(
+        log.contains("engine=\"go\"") || log.contains("engine=go"),
+        "the template is Go:\n{log}"
+    );
+    assert!(
+        !log.contains("render failed") && !log.contains("check failed"),
+        "every file rendered and passed haproxy -c:\n{log}"
+    );
+    assert!(daemon.stop().success());
+}
+
 /// The filters, the catalog's services and nodes, in a one-shot run.
 #[test]
 fn tags_statuses_services_and_nodes_in_a_one_shot_render() {
@@ -427,6 +470,33 @@ fn service_calls_need_the_consul_backend_and_valid_literals_at_start() {
     assert_eq!(output.status.code(), Some(2), "{err}");
     assert!(
         err.contains("app.tmpl:1:4: service(): unknown status \"up\""),
+        "{err}"
+    );
+
+    // The same in a Go template, in consul-template's spelling.
+    let fx = fixture("{{range service \"web\"}}{{.Address}}{{end}}", &[], "");
+    fx.write("keys.yaml", "app:\n  port: \"80\"\n");
+    let output = run(&mut fx.onetime(), LIMIT);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the template calls service() at {}:1:9, which reads Consul's service catalog: it needs --backend consul, not file",
+            fx.path("templates/app.tmpl").display()
+        )),
+        "{err}"
+    );
+    let fx = fixture("{{range service \"web\" \"up\"}}{{end}}", &[], "");
+    let output = run(
+        fx.terad()
+            .args(["--onetime", "--backend", "consul", "--node"])
+            .arg(format!("127.0.0.1:{}", free_port())),
+        LIMIT,
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("app.tmpl:1:9: service: unknown status \"up\""),
         "{err}"
     );
 }

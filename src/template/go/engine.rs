@@ -4,19 +4,26 @@
 //!
 //! Like confd, a template file is one set: `{{template "x"}}` finds what the file itself
 //! defines; templates are not shared between files.
+//!
+//! Besides confd's map, templates have consul-template's `service`, `services` and `nodes`
+//! ([`super::services`]); the literal calls of each file are found when it is inserted.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use super::confd::{GoContext, functions};
+use super::services;
 use super::{Functions, ParseError, Template, Value};
 use crate::config::ConfigError;
+use crate::template::services::FoundCall;
 use crate::template::{RenderError, RenderInput};
 
 /// The parsed Go templates, by name below `templates/`.
 pub struct GoEngine {
     funcs: Functions<GoContext>,
     templates: HashMap<String, Template>,
+    /// The catalog calls of each template, found at insert.
+    service_calls: HashMap<String, Vec<FoundCall>>,
 }
 
 impl std::fmt::Debug for GoEngine {
@@ -29,9 +36,12 @@ impl std::fmt::Debug for GoEngine {
 
 impl Default for GoEngine {
     fn default() -> Self {
+        let mut funcs = functions();
+        services::register(&mut funcs);
         GoEngine {
-            funcs: functions(),
+            funcs,
             templates: HashMap::new(),
+            service_calls: HashMap::new(),
         }
     }
 }
@@ -45,7 +55,14 @@ impl GoEngine {
     }
 
     pub fn insert(&mut self, name: &str, template: Template) {
+        self.service_calls
+            .insert(name.to_owned(), services::literal_calls(name, &template));
         self.templates.insert(name.to_owned(), template);
+    }
+
+    /// The calls of `service`, `services` and `nodes` in the template `name`.
+    pub fn service_calls(&self, name: &str) -> Vec<FoundCall> {
+        self.service_calls.get(name).cloned().unwrap_or_default()
     }
 
     /// Renders the template `name` against `input`, appending to `out`; gives up with an error

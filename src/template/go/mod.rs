@@ -73,6 +73,7 @@ mod isprint;
 mod json;
 mod lex;
 mod parse;
+pub mod services;
 pub mod time;
 mod value;
 
@@ -284,6 +285,21 @@ impl Template {
         self.user_funcs.iter().map(|(_, name)| &**name)
     }
 
+    /// Every call of the functions `names` in the set, with where it is and, when all its
+    /// arguments are string literals, their values (a call fed by a pipeline, or with a
+    /// computed argument, has none): what can be known of the call without executing it.
+    pub fn find_calls(&self, names: &[&str]) -> Vec<FoundFunctionCall> {
+        let mut finder = CallFinder {
+            names,
+            source: &self.source,
+            found: Vec::new(),
+        };
+        for tree in &self.trees {
+            finder.nodes(&tree.root);
+        }
+        finder.found
+    }
+
     /// The names of the templates in the set, the main one included.
     pub fn templates(&self) -> impl Iterator<Item = &str> {
         self.trees.iter().map(|t| &*t.name)
@@ -362,6 +378,96 @@ impl Template {
             context: String::new(),
             message,
         }
+    }
+}
+
+/// A call [`Template::find_calls`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundFunctionCall {
+    pub function: Arc<str>,
+    /// 1-based, in characters.
+    pub line: usize,
+    pub column: usize,
+    /// The arguments, when every one is a string literal.
+    pub literal_args: Option<Vec<String>>,
+}
+
+struct CallFinder<'a> {
+    names: &'a [&'a str],
+    source: &'a str,
+    found: Vec<FoundFunctionCall>,
+}
+
+impl CallFinder<'_> {
+    fn nodes(&mut self, nodes: &[parse::Node]) {
+        for node in nodes {
+            match node {
+                parse::Node::Action(pipe) => self.pipe(pipe),
+                parse::Node::If(branch)
+                | parse::Node::Range(branch)
+                | parse::Node::With(branch) => {
+                    self.pipe(&branch.pipe);
+                    self.nodes(&branch.list);
+                    if let Some(list) = &branch.else_list {
+                        self.nodes(list);
+                    }
+                }
+                parse::Node::Template {
+                    pipe: Some(pipe), ..
+                } => self.pipe(pipe),
+                _ => {}
+            }
+        }
+    }
+
+    fn pipe(&mut self, pipe: &parse::Pipe) {
+        for (i, command) in pipe.cmds.iter().enumerate() {
+            let mut args = command.args.iter();
+            if let Some(parse::Arg::Func { pos, name, .. }) = command.args.first()
+                && self.names.contains(&&**name)
+            {
+                args.next();
+                // After the first command of a pipeline, the previous result is the last
+                // argument: never a literal.
+                let literal_args = if i == 0 {
+                    command.args[1..]
+                        .iter()
+                        .map(|arg| match arg {
+                            parse::Arg::Str { value, .. } => value.as_str().map(str::to_owned),
+                            _ => None,
+                        })
+                        .collect()
+                } else {
+                    None
+                };
+                self.push(*pos, name, literal_args);
+            }
+            for arg in args {
+                self.arg(arg);
+            }
+        }
+    }
+
+    fn arg(&mut self, arg: &parse::Arg) {
+        match arg {
+            // A function named as an argument is called with no arguments.
+            parse::Arg::Func { pos, name, .. } if self.names.contains(&&**name) => {
+                self.push(*pos, name, Some(Vec::new()));
+            }
+            parse::Arg::Chain { node, .. } => self.arg(node),
+            parse::Arg::Pipe(pipe) => self.pipe(pipe),
+            _ => {}
+        }
+    }
+
+    fn push(&mut self, pos: u32, name: &Arc<str>, literal_args: Option<Vec<String>>) {
+        let (line, column) = line_col(self.source, pos as usize);
+        self.found.push(FoundFunctionCall {
+            function: Arc::clone(name),
+            line,
+            column,
+            literal_args,
+        });
     }
 }
 
