@@ -23,6 +23,9 @@ pub(super) struct RawCoordination {
     max_concurrent: Option<Spanned<i64>>,
     ttl: Option<Spanned<DurationValue>>,
     jitter: Option<Spanned<DurationValue>>,
+    service: Option<Spanned<String>>,
+    max_unavailable: Option<Spanned<i64>>,
+    service_id: Option<Spanned<String>>,
 }
 
 /// Validated coordination: at most `max_concurrent` members of `group` apply a change at once.
@@ -34,6 +37,20 @@ pub struct Coordination {
     pub ttl: Duration,
     /// Up to this random delay before contending, so a fleet does not stampede.
     pub jitter: Duration,
+    /// The Consul service whose instances take turns, counting the unhealthy ones.
+    pub service: Option<ServiceCoordination>,
+}
+
+/// `service = "api"`: an instance proceeds only while fewer than `max_unavailable` other
+/// instances of the service are unavailable (critical, in maintenance, or holding a slot), and
+/// puts its own instance in maintenance mode for the change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceCoordination {
+    pub name: String,
+    /// How many instances may be unavailable at once, this one included.
+    pub max_unavailable: usize,
+    /// This instance's service id; `None` is the one instance of `name` on the local agent.
+    pub service_id: Option<String>,
 }
 
 /// What proves the service healthy after a reload.
@@ -108,6 +125,7 @@ impl RawCoordination {
                 }
             },
         };
+        let service = self.validate_service(prefix, error);
         let ttl = duration_key(
             &format!("{prefix}ttl"),
             &self.ttl,
@@ -122,12 +140,95 @@ impl RawCoordination {
             Some(Duration::ZERO),
             error,
         );
+        // With a service, `max_unavailable` bounds the slots too: a slot holder counts as
+        // unavailable.
+        let max_concurrent = match &service {
+            Some(Some(service)) => service.max_unavailable,
+            _ => max_concurrent,
+        };
         Some(Coordination {
             group: group?,
             max_concurrent,
             ttl,
             jitter,
+            service: service?,
         })
+    }
+
+    /// `service`, `max_unavailable`, `service_id`: `Some(None)` when the group names no
+    /// service, `None` when they are wrong (reported).
+    fn validate_service(
+        &self,
+        prefix: &str,
+        error: &mut Report<'_>,
+    ) -> Option<Option<ServiceCoordination>> {
+        let Some(service) = &self.service else {
+            for (key, span) in [
+                (
+                    "max_unavailable",
+                    self.max_unavailable.as_ref().map(Spanned::span),
+                ),
+                ("service_id", self.service_id.as_ref().map(Spanned::span)),
+            ] {
+                if let Some(span) = span {
+                    error(
+                        &format!("{prefix}{key}"),
+                        Some(span),
+                        "needs `service`, the Consul service whose instances take turns".into(),
+                    );
+                    return None;
+                }
+            }
+            return Some(None);
+        };
+        if let Some(max) = &self.max_concurrent {
+            error(
+                &format!("{prefix}max_concurrent"),
+                Some(max.span()),
+                "a group that names a service is bounded by max_unavailable instead".into(),
+            );
+            return None;
+        }
+        let consul_name = |key: &str, value: &Spanned<String>, error: &mut Report<'_>| {
+            let text = value.get_ref();
+            let valid = !text.is_empty()
+                && text.len() <= 256
+                && !text.chars().any(|c| {
+                    c.is_control() || c.is_whitespace() || matches!(c, '/' | '?' | '#' | '&')
+                });
+            if !valid {
+                error(
+                    &format!("{prefix}{key}"),
+                    Some(value.span()),
+                    format!("{text:?} is not a Consul service name or id"),
+                );
+            }
+            valid.then(|| text.clone())
+        };
+        let name = consul_name("service", service, error);
+        let service_id = match &self.service_id {
+            None => Some(None),
+            Some(id) => consul_name("service_id", id, error).map(Some),
+        };
+        let max_unavailable = match &self.max_unavailable {
+            None => Some(1),
+            Some(max) => match usize::try_from(*max.get_ref()) {
+                Ok(max) if max >= 1 => Some(max),
+                _ => {
+                    error(
+                        &format!("{prefix}max_unavailable"),
+                        Some(max.span()),
+                        format!("{:?} is not at least 1", max.get_ref()),
+                    );
+                    None
+                }
+            },
+        };
+        Some(Some(ServiceCoordination {
+            name: name?,
+            max_unavailable: max_unavailable?,
+            service_id: service_id?,
+        }))
     }
 }
 

@@ -302,6 +302,24 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
                 .with_key("coordination"),
             );
         }
+        if let Some(service) = resource
+            .coordination
+            .as_ref()
+            .and_then(|c| c.service.as_ref())
+            && settings.backend != BackendKind::Consul
+        {
+            errors.push(
+                ConfigError::in_file(
+                    &resource.file,
+                    format!(
+                        "service {:?} counts the health of its instances in Consul: it needs --backend consul, not {}",
+                        service.name,
+                        settings.backend.name()
+                    ),
+                )
+                .with_key("coordination.service"),
+            );
+        }
     }
     let templates = match Templates::load(
         &settings.templates_dir(),

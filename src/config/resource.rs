@@ -765,6 +765,7 @@ ttl = "30s"
                 max_concurrent: 1,
                 ttl: Duration::from_secs(30),
                 jitter: Duration::from_secs(1),
+                service: None,
             })
         );
         assert_eq!(
@@ -776,6 +777,57 @@ ttl = "30s"
                 interval: Duration::from_secs(1),
             })
         );
+    }
+
+    #[test]
+    fn a_coordination_service_replaces_max_concurrent_with_max_unavailable() {
+        use super::super::coordination::ServiceCoordination;
+        let fx = Fixture::new();
+        fx.resource(
+            "app.toml",
+            r#"
+[template]
+src = "app.tmpl"
+dest = "/tmp/app.conf"
+
+[template.coordination]
+group = "api"
+service = "api"
+max_unavailable = 2
+service_id = "api-1"
+"#,
+        );
+        let r = &fx.load("").unwrap()[0];
+        let coordination = r.coordination.as_ref().unwrap();
+        assert_eq!(coordination.max_concurrent, 2, "the slots are bounded too");
+        assert_eq!(
+            coordination.service,
+            Some(ServiceCoordination {
+                name: "api".into(),
+                max_unavailable: 2,
+                service_id: Some("api-1".into()),
+            })
+        );
+
+        let fx = Fixture::new();
+        fx.resource(
+            "a.toml",
+            "[template]\nsrc = \"a.tmpl\"\ndest = \"/tmp/a\"\n\n[template.coordination]\ngroup = \"g\"\nservice = \"api\"\nmax_concurrent = 2\n",
+        );
+        fx.resource(
+            "b.toml",
+            "[template]\nsrc = \"b.tmpl\"\ndest = \"/tmp/b\"\n\n[template.coordination]\ngroup = \"g\"\nservice_id = \"api-1\"\n",
+        );
+        let errors = fx.errors();
+        for want in [
+            "conf.d/a.toml:8:18: \"coordination.max_concurrent\": a group that names a service is bounded by max_unavailable instead",
+            "conf.d/b.toml:7:14: \"coordination.service_id\": needs `service`, the Consul service whose instances take turns",
+        ] {
+            assert!(
+                errors.iter().any(|e| e == want),
+                "{want:?} not in {errors:#?}"
+            );
+        }
     }
 
     #[test]

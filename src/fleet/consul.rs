@@ -288,3 +288,135 @@ impl ConsulFleet {
         self.read(prefix, Some((index, limit))).await.map(|_| ())
     }
 }
+
+/// One instance of a coordinated service as its peers see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: String,
+    pub node: String,
+    pub status: crate::template::services::Health,
+}
+
+impl ConsulFleet {
+    /// Every instance of `service` with its health (maintenance counted as such), and the
+    /// index to block on; with `index`, returns once the answer changed after it, or after
+    /// about `wait`.
+    pub async fn peers(
+        &self,
+        service: &str,
+        index: Option<(u64, Duration)>,
+    ) -> Result<(Vec<Peer>, u64), BackendError> {
+        use crate::template::services::{HealthQuery, ServiceData, ServiceQuery, StatusFilter};
+        let health = HealthQuery::new(service)
+            .map_err(|e| BackendError::Other {
+                backend: "consul",
+                message: e.to_string(),
+            })?
+            .with_status(StatusFilter::Any);
+        let mut query = Vec::new();
+        let mut timeout = REQUEST_TIMEOUT;
+        if let Some((index, wait)) = index {
+            query.push(("index", index.to_string()));
+            query.push(("wait", format!("{}ms", wait.as_millis())));
+            timeout += wait + wait / 16;
+        }
+        let response = self
+            .source
+            .call(
+                Method::GET,
+                "health/service",
+                service,
+                &query,
+                None,
+                timeout,
+            )
+            .await?;
+        let index = consul_index(&response);
+        let response = self
+            .expect_ok("reading the health of service", service, response)
+            .await?;
+        let body = read_body(response, MAX_BODY, service).await?;
+        let data =
+            crate::backend::consul::parse_service_answer(&ServiceQuery::Health(health), &body)
+                .map_err(|e| BackendError::Other {
+                    backend: "consul",
+                    message: format!("unreadable health answer for service {service:?}: {e}"),
+                })?;
+        let peers = match data {
+            ServiceData::Instances(instances) => instances
+                .into_iter()
+                .map(|i| Peer {
+                    id: i.id,
+                    node: i.node,
+                    status: i.status,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok((peers, index))
+    }
+
+    /// The ids of the instances of `service` registered on the agent terad talks to.
+    pub async fn local_instances(&self, service: &str) -> Result<Vec<String>, BackendError> {
+        #[derive(Deserialize)]
+        struct AgentService {
+            #[serde(rename = "ID")]
+            id: String,
+            #[serde(rename = "Service")]
+            service: String,
+        }
+        let response = self
+            .source
+            .call(
+                Method::GET,
+                "agent/services",
+                "",
+                &[],
+                None,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        let response = self
+            .expect_ok("listing the agent's services", "", response)
+            .await?;
+        let body = read_body(response, MAX_BODY, "agent/services").await?;
+        let services: std::collections::BTreeMap<String, AgentService> =
+            serde_json::from_slice(&body).map_err(|e| BackendError::Other {
+                backend: "consul",
+                message: format!("unreadable answer listing the agent's services: {e}"),
+            })?;
+        Ok(services
+            .into_values()
+            .filter(|s| s.service == service)
+            .map(|s| s.id)
+            .collect())
+    }
+
+    /// Puts the local service instance `id` in maintenance mode (`enable`) or takes it out;
+    /// `reason` shows in Consul beside the maintenance check.
+    pub async fn maintenance(
+        &self,
+        id: &str,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), BackendError> {
+        let mut query = vec![("enable", enable.to_string())];
+        if enable {
+            query.push(("reason", reason.to_owned()));
+        }
+        let response = self
+            .source
+            .call(
+                Method::PUT,
+                "agent/service/maintenance",
+                id,
+                &query,
+                None,
+                REQUEST_TIMEOUT,
+            )
+            .await?;
+        self.expect_ok("setting maintenance mode of service instance", id, response)
+            .await?;
+        Ok(())
+    }
+}

@@ -8,8 +8,10 @@ use std::time::Instant;
 
 use tracing::{error, info, warn};
 
+use super::consul::ConsulFleet;
 use super::{Coordinator, Fleet, Halt, Slot};
 use crate::config::Resource;
+use crate::config::coordination::ServiceCoordination;
 use crate::reload::Group;
 use crate::resource::{self, SyncError, SyncOptions, SyncOutcome};
 use crate::retry::Backoff;
@@ -78,11 +80,32 @@ pub async fn apply(
         return (outcome, content);
     };
     let group = coordination.group.as_str();
+    // A group that names a Consul service counts its unhealthy instances and drains this one.
+    let service = match (&coordination.service, coordinator) {
+        (Some(service), Coordinator::Consul(consul)) => {
+            let self_id = tokio::select! {
+                id = resolve_self(consul, service, name) => id,
+                _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
+            };
+            Some(ServiceTurn {
+                consul,
+                service,
+                self_id,
+            })
+        }
+        _ => None,
+    };
     loop {
         let pause = super::jitter(coordination.jitter);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
+        }
+        if let Some(turn) = &service {
+            tokio::select! {
+                () = turn.wait_for_peers(name) => {}
+                _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
+            }
         }
         let holder = format!("{} ({name})", cx.fleet.instance);
         let started = Instant::now();
@@ -90,6 +113,26 @@ pub async fn apply(
             taken = take_slot(coordinator, coordination, &holder, name, cx.telemetry) => taken,
             _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
         };
+        if let Some(turn) = &service {
+            match turn.enter(coordinator, coordination, name).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Someone became unavailable between the wait and the slot: give the
+                    // slot back and wait again.
+                    slot.release().await;
+                    continue;
+                }
+                Err(err) => {
+                    error!(resource = name, service = %turn.service.name, error = %err, "cannot put the service instance in maintenance; the change waits");
+                    slot.release().await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(WAIT_AFTER_ERROR) => {}
+                        _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
+                    }
+                    continue;
+                }
+            }
+        }
         cx.telemetry.slot_waited(group, started.elapsed());
         info!(
             resource = name,
@@ -105,6 +148,9 @@ pub async fn apply(
             Err(err) => {
                 error!(resource = name, error = %err, "sync failed");
                 cx.telemetry.synced(name, SyncLabel::Failed);
+                if let Some(turn) = &service {
+                    turn.leave(cx, &Gated::Failed).await;
+                }
                 slot.release().await;
                 return (Gated::Failed, content);
             }
@@ -115,11 +161,115 @@ pub async fn apply(
             slot: &slot,
         };
         let outcome = gated_change(cx, &content, previous.take(), Some(held)).await;
+        if let Some(turn) = &service {
+            turn.leave(cx, &outcome).await;
+        }
         slot.release().await;
         if outcome != Gated::SlotLost {
             return (outcome, content);
         }
         // Nothing went live: ask for a slot again, at the back of the queue.
+    }
+}
+
+/// How long a change waits before trying again after Consul refused the service
+/// coordination (the agent down, a token without `service:write`).
+const WAIT_AFTER_ERROR: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The service this instance takes turns in, and which of its instances it is.
+struct ServiceTurn<'a> {
+    consul: &'a ConsulFleet,
+    service: &'a ServiceCoordination,
+    self_id: String,
+}
+
+/// This instance's service id; retried while Consul cannot say (the agent not up yet, or the
+/// service not registered yet), logging why.
+async fn resolve_self(
+    consul: &ConsulFleet,
+    service: &ServiceCoordination,
+    resource: &str,
+) -> String {
+    let mut backoff = Backoff::new(Backoff::FLEET);
+    loop {
+        match super::service::self_id(consul, service).await {
+            Ok(id) => return id,
+            Err(err) => {
+                let delay = backoff.next_delay();
+                warn!(resource, service = %service.name, error = %err, retry_in_ms = delay.as_millis() as u64, "cannot tell which instance of the service this is");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+impl ServiceTurn<'_> {
+    /// Until few enough peers are unavailable; store errors are retried with backoff.
+    async fn wait_for_peers(&self, resource: &str) {
+        let mut backoff = Backoff::new(Backoff::FLEET);
+        while let Err(err) =
+            super::service::wait_for_peers(self.consul, self.service, &self.self_id, resource).await
+        {
+            let delay = backoff.next_delay();
+            warn!(resource, service = %self.service.name, error = %err, retry_in_ms = delay.as_millis() as u64, "cannot read the service's health");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Under a slot: counts again and, when the change may start, puts this instance in
+    /// maintenance. `Ok(false)`: someone else is unavailable now.
+    async fn enter(
+        &self,
+        coordinator: &Coordinator,
+        coordination: &crate::config::coordination::Coordination,
+        resource: &str,
+    ) -> Result<bool, crate::backend::BackendError> {
+        if let Err(who) = super::service::may_start(
+            coordinator,
+            self.consul,
+            coordination,
+            self.service,
+            &self.self_id,
+        )
+        .await?
+        {
+            info!(resource, service = %self.service.name, unavailable = %who, "another instance became unavailable; waiting again");
+            return Ok(false);
+        }
+        self.consul
+            .maintenance(&self.self_id, true, &format!("terad: {resource}"))
+            .await?;
+        info!(resource, service = %self.service.name, service_id = %self.self_id, "service instance in maintenance for the change");
+        Ok(true)
+    }
+
+    /// Leaves maintenance after the change: at once unless it was rolled back, in which case
+    /// only once the restored version is healthy (an unhealthy instance stays drained, which is
+    /// the safe state, and says so).
+    async fn leave(&self, cx: &GateContext<'_>, outcome: &Gated) {
+        let resource = cx.resource.name.as_str();
+        if *outcome == Gated::RolledBack
+            && let Some(health) = &cx.resource.health
+            && let Err(reason) = super::health::probe(health, resource).await
+        {
+            error!(resource, service = %self.service.name, service_id = %self.self_id, error = %reason, "the restored version is unhealthy too; the service instance stays in maintenance");
+            return;
+        }
+        let mut backoff = Backoff::new(Backoff::FLEET);
+        for _ in 0..5 {
+            match self.consul.maintenance(&self.self_id, false, "").await {
+                Ok(()) => {
+                    info!(resource, service = %self.service.name, service_id = %self.self_id, "service instance out of maintenance");
+                    return;
+                }
+                Err(err) => {
+                    let delay = backoff.next_delay();
+                    warn!(resource, service_id = %self.self_id, error = %err, retry_in_ms = delay.as_millis() as u64, "cannot take the service instance out of maintenance");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        error!(resource, service_id = %self.self_id, "the service instance stays in maintenance: Consul refused to take it out; clear it with `consul maint -disable -service {}`", self.self_id);
     }
 }
 

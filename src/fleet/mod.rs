@@ -9,6 +9,9 @@
 //!   the previous file is restored and reloaded, the failed render is not tried again until the
 //!   data changes, and a halt marker stops every instance of the group until an operator runs
 //!   `terad rollout resume GROUP`.
+//! - **Counting unhealthy peers.** A group that names a Consul service (`service = "api"`)
+//!   starts a change only while fewer than `max_unavailable` other instances of it are
+//!   unavailable, and puts its own instance in maintenance mode for the change ([`service`]).
 //! - **Self-registration.** `terad register` keeps a key alive under a lease or session while
 //!   a health command passes ([`register`]).
 //!
@@ -20,6 +23,7 @@ pub mod etcd;
 pub mod gate;
 pub mod health;
 pub mod register;
+pub mod service;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

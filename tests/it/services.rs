@@ -707,3 +707,192 @@ fn haproxy_follows_a_services_health_without_dropping_requests() {
     assert!(!haproxy.log().contains("Loading failure"));
     assert!(terad.stop().success());
 }
+
+/// Coordination that counts unhealthy peers (issue 14 part 2, first increment): with another
+/// instance of `api` critical and `max_unavailable = 1`, a change waits and says for whom; once
+/// the peer passes, the change goes live with this instance in maintenance mode during the
+/// reload (seen from the reload command through Consul's API), and out of it afterwards.
+#[test]
+fn a_change_waits_for_unhealthy_peers_and_drains_its_own_instance() {
+    let consul = Consul::start_dev(false);
+    // api-1 is this terad's, the one instance of `api` on its agent; api-2 is another node's,
+    // written into the catalog directly with the health its own agent would report.
+    consul.register("api-1", "api", "127.0.0.1", 9001, &ttl_check("a1", true));
+    let api_2 = |status: &str| {
+        let body = format!(
+            "{{\"Node\": \"vm2\", \"Address\": \"10.0.0.2\", \"Service\": {{\"ID\": \"api-2\", \"Service\": \"api\", \"Port\": 9002}}, \"Check\": {{\"CheckID\": \"a2\", \"Name\": \"a2\", \"ServiceID\": \"api-2\", \"Status\": \"{status}\"}}}}"
+        );
+        let (code, answer) = consul.api("PUT", "/v1/catalog/register", &body);
+        assert_eq!(code, 200, "{answer}");
+    };
+    api_2("critical");
+    consul.put("/app/v", "1");
+    let fx = Fixture::new();
+    fx.template("app.tmpl", "v={{ getv(key=\"/app/v\") }}\n");
+    let during = fx.path("during.json");
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload_cmd = 'curl -s {}/v1/health/checks/api | tr -d \"\\\\n\" >> {}; echo >> {}'\n\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\njitter = \"10ms\"\n",
+            fx.path("out/app.conf").display(),
+            consul.url(),
+            during.display(),
+            during.display()
+        ),
+    );
+    let daemon = Daemon::start(&mut terad(&fx, &consul, &["--watch"]), fx.path("terad.log"));
+    wait_for("terad to wait for api-2", LIMIT, || {
+        let log = daemon.log();
+        log.contains("waiting: other instances of the service are unavailable")
+            && log.contains("api-2 on vm2 (critical)")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !fx.path("out/app.conf").exists(),
+        "nothing applied while api-2 is critical:\n{}",
+        daemon.log()
+    );
+
+    api_2("passing");
+    wait_content(&fx, &daemon, "the change once api-2 passes", "v=1\n");
+    let reloads = |n: usize| {
+        wait_for("the reload command", LIMIT, || {
+            std::fs::read_to_string(&during).is_ok_and(|seen| seen.lines().count() >= n)
+        });
+        std::fs::read_to_string(&during).unwrap()
+    };
+    let seen = reloads(1);
+    assert!(
+        seen.contains("_service_maintenance:api-1") && seen.contains("terad: app"),
+        "api-1 in maintenance during the reload: {seen}\n{}",
+        daemon.log()
+    );
+    let in_maintenance = || {
+        let (_, body) = consul.api("GET", "/v1/health/checks/api", "");
+        body.contains("_service_maintenance")
+    };
+    wait_for("api-1 out of maintenance", LIMIT, || !in_maintenance());
+
+    // With every peer passing, the next change goes through at once, drained the same way.
+    consul.put("/app/v", "2");
+    wait_content(&fx, &daemon, "the second change", "v=2\n");
+    let seen = reloads(2);
+    wait_for("api-1 out of maintenance again", LIMIT, || {
+        !in_maintenance()
+    });
+    assert_eq!(
+        seen.lines()
+            .filter(|reload| reload.contains("_service_maintenance:api-1"))
+            .count(),
+        2,
+        "one line per reload, each with api-1 in maintenance: {seen}"
+    );
+    assert!(daemon.stop().success());
+}
+
+/// The service coordination needs Consul, and its keys are checked at start.
+#[test]
+fn service_coordination_keys_are_checked_at_start() {
+    let fx = fixture(
+        "v={{ getv(key=\"/app/v\") }}\n",
+        &["/app"],
+        "\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\nmax_unavailable = 0\n",
+    );
+    fx.write("keys.yaml", "app:\n  v: \"1\"\n");
+    let output = run(&mut fx.onetime(), LIMIT);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("\"coordination.max_unavailable\": 0 is not at least 1"),
+        "{err}"
+    );
+
+    let fx = fixture(
+        "v={{ getv(key=\"/app/v\") }}\n",
+        &["/app"],
+        "\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\n",
+    );
+    let output = run(
+        fx.terad()
+            .args(["--onetime", "--backend", "etcd", "--node"])
+            .arg(format!("http://127.0.0.1:{}", free_port())),
+        LIMIT,
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("service \"api\" counts the health of its instances in Consul: it needs --backend consul, not etcd"),
+        "{err}"
+    );
+}
+
+/// Which instance is this terad's: with several of the service on the agent and no
+/// `service_id`, the change waits and says what to set.
+#[test]
+fn several_local_instances_need_a_service_id() {
+    let consul = Consul::start_dev(false);
+    consul.register("api-1", "api", "127.0.0.1", 9001, "");
+    consul.register("api-3", "api", "127.0.0.1", 9003, "");
+    consul.put("/app/v", "1");
+    let fx = fixture(
+        "v={{ getv(key=\"/app/v\") }}\n",
+        &["/app"],
+        "\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\n",
+    );
+    let daemon = Daemon::start(&mut terad(&fx, &consul, &["--watch"]), fx.path("terad.log"));
+    wait_for("the reason in the log", LIMIT, || {
+        daemon.log().contains(
+            "are registered on the local Consul agent (api-1, api-3): set coordination.service_id",
+        )
+    });
+    assert!(!fx.path("out/app.conf").exists(), "{}", daemon.log());
+    assert!(daemon.stop().success());
+}
+
+/// A change that fails its health check is rolled back as before, the group halted, and the
+/// instance leaves maintenance once the restored version passes the health check.
+#[test]
+fn a_rolled_back_change_leaves_maintenance_once_the_restored_version_is_healthy() {
+    let consul = Consul::start_dev(false);
+    consul.register("api-1", "api", "127.0.0.1", 9001, "");
+    consul.put("/app/v", "1");
+    let fx = fixture(
+        "v={{ getv(key=\"/app/v\") }}\n",
+        &["/app"],
+        "health_retries = 0\n\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\njitter = \"10ms\"\n",
+    );
+    let dest = fx.path("out/app.conf");
+    // Healthy while the file says v=1.
+    let toml = fx.read("conf.d/app.toml").replace(
+        "health_retries = 0\n",
+        &format!(
+            "health_retries = 0\nhealth_cmd = 'grep -q v=1 {}'\n",
+            dest.display()
+        ),
+    );
+    fx.resource("app.toml", &toml);
+    let daemon = Daemon::start(&mut terad(&fx, &consul, &["--watch"]), fx.path("terad.log"));
+    wait_content(&fx, &daemon, "the first version", "v=1\n");
+    let in_maintenance = || {
+        let (_, body) = consul.api("GET", "/v1/health/checks/api", "");
+        body.contains("_service_maintenance")
+    };
+    wait_for("api-1 out of maintenance", LIMIT, || !in_maintenance());
+    consul.put("/app/v", "2");
+    wait_for("the rollback", LIMIT, || {
+        daemon.log().contains("previous file restored")
+    });
+    assert_eq!(fx.read("out/app.conf"), "v=1\n");
+    wait_for("api-1 out of maintenance after the rollback", LIMIT, || {
+        daemon.log().contains("service instance out of maintenance")
+            && daemon
+                .log()
+                .matches("service instance out of maintenance")
+                .count()
+                >= 2
+    });
+    assert!(!in_maintenance(), "{}", daemon.log());
+    let (_, halt) = consul.api("GET", "/v1/kv/terad/coordination/api/halt", "");
+    assert!(!halt.is_empty(), "the group is halted");
+    assert!(daemon.stop().success());
+}

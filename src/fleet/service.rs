@@ -1,0 +1,170 @@
+//! Coordination that counts unhealthy peers (`[template.coordination] service = "api"`): an
+//! instance starts a change only while fewer than `max_unavailable` other instances of the
+//! service are unavailable - health critical, in maintenance (node or service), or holding a
+//! slot of the group - and puts its own instance in maintenance mode for the change, so that
+//! load balancers drain it.
+//!
+//! The order matters. An instance first waits, without a slot, until few enough peers are
+//! unavailable (a blocking query on the service's health, no polling), so that it never holds
+//! a slot while waiting for a peer to recover. It then takes a slot and counts again under it:
+//! the slot holders are the instances that may be about to enter maintenance and that health
+//! does not show yet. A slot holder already in maintenance is counted twice, which errs on the
+//! side of fewer instances at once.
+
+use std::time::Duration;
+
+use tracing::info;
+
+use super::consul::{ConsulFleet, Peer};
+use super::{Coordinator, slots_prefix};
+use crate::backend::BackendError;
+use crate::config::coordination::{Coordination, ServiceCoordination};
+use crate::template::services::Health;
+
+/// How long one blocking query on the service's health waits before it is asked again.
+const WAIT_SLICE: Duration = Duration::from_secs(5);
+
+/// Why the service coordination cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceCoordinationError {
+    #[error(
+        "no instance of service {service:?} is registered on the local Consul agent: set coordination.service_id"
+    )]
+    NoLocalInstance { service: String },
+    #[error(
+        "several instances of service {service:?} are registered on the local Consul agent ({ids}): set coordination.service_id to say which one this terad changes"
+    )]
+    SeveralLocalInstances { service: String, ids: String },
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// This instance's service id: `service_id`, or the one instance of the service on the agent.
+pub async fn self_id(
+    consul: &ConsulFleet,
+    service: &ServiceCoordination,
+) -> Result<String, ServiceCoordinationError> {
+    if let Some(id) = &service.service_id {
+        return Ok(id.clone());
+    }
+    let mut ids = consul.local_instances(&service.name).await?;
+    match ids.len() {
+        0 => Err(ServiceCoordinationError::NoLocalInstance {
+            service: service.name.clone(),
+        }),
+        1 => Ok(ids.remove(0)),
+        _ => Err(ServiceCoordinationError::SeveralLocalInstances {
+            service: service.name.clone(),
+            ids: ids.join(", "),
+        }),
+    }
+}
+
+/// The other instances that are unavailable now: critical or in maintenance.
+pub fn unavailable_peers<'a>(peers: &'a [Peer], self_id: &str) -> Vec<&'a Peer> {
+    peers
+        .iter()
+        .filter(|peer| peer.id != self_id)
+        .filter(|peer| matches!(peer.status, Health::Critical | Health::Maintenance))
+        .collect()
+}
+
+/// Waits until fewer than `max_unavailable` other instances are unavailable, logging whom it
+/// waits for each time that set changes.
+pub async fn wait_for_peers(
+    consul: &ConsulFleet,
+    service: &ServiceCoordination,
+    self_id: &str,
+    resource: &str,
+) -> Result<(), BackendError> {
+    let mut index = None;
+    let mut logged: Option<Vec<String>> = None;
+    loop {
+        let (peers, new_index) = consul
+            .peers(&service.name, index.map(|i| (i, WAIT_SLICE)))
+            .await?;
+        let unavailable = unavailable_peers(&peers, self_id);
+        if unavailable.len() < service.max_unavailable {
+            if logged.is_some() {
+                info!(resource, service = %service.name, "enough instances of the service are available again");
+            }
+            return Ok(());
+        }
+        let ids: Vec<String> = unavailable
+            .iter()
+            .map(|peer| format!("{} on {} ({})", peer.id, peer.node, peer.status))
+            .collect();
+        if logged.as_ref() != Some(&ids) {
+            info!(
+                resource,
+                service = %service.name,
+                max_unavailable = service.max_unavailable,
+                unavailable = crate::logging::json(&ids),
+                "waiting: other instances of the service are unavailable"
+            );
+            logged = Some(ids);
+        }
+        // An index going backwards (a restarted agent) starts over from a fresh answer.
+        index = match index {
+            Some(old) if new_index < old => None,
+            _ => Some(new_index),
+        };
+    }
+}
+
+/// Under a slot: whether the change may start, i.e. the other unavailable instances plus the
+/// other slot holders are fewer than `max_unavailable`. `Err` names who is in the way.
+pub async fn may_start(
+    coordinator: &Coordinator,
+    consul: &ConsulFleet,
+    coordination: &Coordination,
+    service: &ServiceCoordination,
+    self_id: &str,
+) -> Result<Result<(), String>, BackendError> {
+    let (peers, _) = consul.peers(&service.name, None).await?;
+    let unavailable = unavailable_peers(&peers, self_id);
+    let (slots, _) = coordinator.list(&slots_prefix(&coordination.group)).await?;
+    let holders: Vec<String> = slots
+        .iter()
+        .filter(|entry| entry.held)
+        .take(coordination.max_concurrent)
+        .map(|entry| entry.value.clone())
+        .collect();
+    // Ourselves among them.
+    let other_holders = holders.len().saturating_sub(1);
+    if unavailable.len() + other_holders < service.max_unavailable {
+        return Ok(Ok(()));
+    }
+    let mut who: Vec<String> = unavailable
+        .iter()
+        .map(|peer| format!("{} ({})", peer.id, peer.status))
+        .collect();
+    who.extend(holders);
+    Ok(Err(who.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, status: Health) -> Peer {
+        Peer {
+            id: id.to_owned(),
+            node: "n".to_owned(),
+            status,
+        }
+    }
+
+    #[test]
+    fn critical_and_maintenance_peers_are_unavailable_and_self_is_not_counted() {
+        let peers = [
+            peer("api-1", Health::Critical),
+            peer("api-2", Health::Passing),
+            peer("api-3", Health::Maintenance),
+            peer("api-4", Health::Warning),
+        ];
+        let ids = |list: Vec<&Peer>| list.into_iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(unavailable_peers(&peers, "api-2")), ["api-1", "api-3"]);
+        assert_eq!(ids(unavailable_peers(&peers, "api-1")), ["api-3"]);
+    }
+}
