@@ -360,10 +360,18 @@ pub enum Command {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum RolloutAction {
-    /// Clear GROUP's halt marker: its instances apply the newest render again.
+    /// Clear GROUP's halt marker: its instances apply the newest render again. With Consul,
+    /// also take out of maintenance the service instances on this node's agent that a terad
+    /// killed mid-change left there.
     Resume { group: String },
-    /// Show who holds or waits for GROUP's slots and whether it is halted.
-    Status { group: String },
+    /// Show who holds or waits for GROUP's slots and whether it is halted; with --service,
+    /// each instance of that Consul service with its health, maintenance and slot.
+    Status {
+        group: String,
+        /// The Consul service the group coordinates (`[template.coordination] service`).
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -419,4 +419,37 @@ impl ConsulFleet {
             .await?;
         Ok(())
     }
+
+    /// The local service instances in maintenance mode that terad put there (the reason of
+    /// their maintenance check starts with `terad: `), with that reason.
+    pub async fn terad_maintenance(&self) -> Result<Vec<(String, String)>, BackendError> {
+        #[derive(Deserialize)]
+        struct Check {
+            #[serde(rename = "CheckID")]
+            id: String,
+            #[serde(rename = "Notes", default)]
+            notes: String,
+        }
+        let response = self
+            .source
+            .call(Method::GET, "agent/checks", "", &[], None, REQUEST_TIMEOUT)
+            .await?;
+        let response = self
+            .expect_ok("listing the agent's checks", "", response)
+            .await?;
+        let body = read_body(response, MAX_BODY, "agent/checks").await?;
+        let checks: std::collections::BTreeMap<String, Check> = serde_json::from_slice(&body)
+            .map_err(|e| BackendError::Other {
+                backend: "consul",
+                message: format!("unreadable answer listing the agent's checks: {e}"),
+            })?;
+        Ok(checks
+            .into_values()
+            .filter(|check| check.notes.starts_with(super::service::MAINTENANCE_REASON))
+            .filter_map(|check| {
+                let id = check.id.strip_prefix("_service_maintenance:")?.to_owned();
+                Some((id, check.notes))
+            })
+            .collect())
+    }
 }

@@ -107,7 +107,11 @@ pub async fn apply(
                 _ = cx.shutdown.cancelled() => return (Gated::Stopped, content),
             }
         }
-        let holder = format!("{} ({name})", cx.fleet.instance);
+        let holder = match &service {
+            // The service id lets `terad rollout` tell a live change from a killed one.
+            Some(turn) => super::service::holder(&cx.fleet.instance, name, &turn.self_id),
+            None => format!("{} ({name})", cx.fleet.instance),
+        };
         let started = Instant::now();
         let slot = tokio::select! {
             taken = take_slot(coordinator, coordination, &holder, name, cx.telemetry) => taken,
@@ -237,7 +241,11 @@ impl ServiceTurn<'_> {
             return Ok(false);
         }
         self.consul
-            .maintenance(&self.self_id, true, &format!("terad: {resource}"))
+            .maintenance(
+                &self.self_id,
+                true,
+                &format!("{}{resource}", super::service::MAINTENANCE_REASON),
+            )
             .await?;
         info!(resource, service = %self.service.name, service_id = %self.self_id, "service instance in maintenance for the change");
         Ok(true)

@@ -58,21 +58,51 @@ pub async fn run_command(settings: &Settings, command: &Command) -> ExitCode {
 
 async fn rollout(coordinator: &Coordinator, action: &RolloutAction) -> ExitCode {
     match action {
-        RolloutAction::Resume { group } => match super::resume(coordinator, group).await {
-            Ok(true) => {
-                println!("group {group:?} resumed");
-                ExitCode::from(EXIT_OK)
+        RolloutAction::Resume { group } => {
+            match super::resume(coordinator, group).await {
+                Ok(true) => println!("group {group:?} resumed"),
+                Ok(false) => println!("group {group:?} was not halted"),
+                Err(err) => {
+                    eprintln!("terad: cannot clear {:?}: {err}", halt_key(group));
+                    return ExitCode::from(EXIT_FAILURE);
+                }
             }
-            Ok(false) => {
-                println!("group {group:?} was not halted");
-                ExitCode::from(EXIT_OK)
+            if let Coordinator::Consul(consul) = coordinator {
+                match super::service::clear_left_maintenance(coordinator, consul, group).await {
+                    Ok(cleared) => {
+                        for id in cleared {
+                            println!("service instance {id:?} out of maintenance");
+                        }
+                    }
+                    Err(err) => {
+                        eprintln!(
+                            "terad: cannot take this node's service instances out of maintenance: {err}"
+                        );
+                        return ExitCode::from(EXIT_FAILURE);
+                    }
+                }
             }
-            Err(err) => {
-                eprintln!("terad: cannot clear {:?}: {err}", halt_key(group));
-                ExitCode::from(EXIT_FAILURE)
+            ExitCode::from(EXIT_OK)
+        }
+        RolloutAction::Status { group, service } => {
+            if let Some(service) = service {
+                let Coordinator::Consul(consul) = coordinator else {
+                    eprintln!("terad: --service reads Consul's health: it needs --backend consul");
+                    return ExitCode::from(EXIT_CONFIG);
+                };
+                match super::service::instance_lines(coordinator, consul, group, service).await {
+                    Ok(lines) => {
+                        println!("service {service:?}:");
+                        for line in lines {
+                            println!("  {line}");
+                        }
+                    }
+                    Err(err) => {
+                        eprintln!("terad: {err}");
+                        return ExitCode::from(EXIT_FAILURE);
+                    }
+                }
             }
-        },
-        RolloutAction::Status { group } => {
             let slots = coordinator.list(&slots_prefix(group)).await;
             let halt = super::halted(coordinator, group).await;
             match (slots, halt) {

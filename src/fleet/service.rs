@@ -143,6 +143,85 @@ pub async fn may_start(
     Ok(Err(who.join(", ")))
 }
 
+/// What a slot holder of a service group writes in its slot: who it is, and which service
+/// instance it may have put in maintenance.
+pub fn holder(instance: &str, resource: &str, service_id: &str) -> String {
+    format!("{instance} ({resource}) {HOLDER_ID}{service_id}")
+}
+
+const HOLDER_ID: &str = "service_id=";
+
+/// The service instance a slot holder named, if it is one of a service group.
+pub fn holder_service_id(holder: &str) -> Option<&str> {
+    holder.rsplit_once(HOLDER_ID).map(|(_, id)| id)
+}
+
+/// What maintenance mode terad set, as its reason says: `terad: <resource>`.
+pub const MAINTENANCE_REASON: &str = "terad: ";
+
+/// `terad rollout resume GROUP` on a node: takes out of maintenance the local service
+/// instances that terad put there and that hold no live slot of the group (their terad was
+/// killed mid-change: a live one is still changing them). Returns the ids it cleared.
+pub async fn clear_left_maintenance(
+    coordinator: &Coordinator,
+    consul: &ConsulFleet,
+    group: &str,
+) -> Result<Vec<String>, BackendError> {
+    let (slots, _) = coordinator.list(&slots_prefix(group)).await?;
+    let live: Vec<&str> = slots
+        .iter()
+        .filter(|entry| entry.held)
+        .filter_map(|entry| holder_service_id(&entry.value))
+        .collect();
+    let mut cleared = Vec::new();
+    for (id, _reason) in consul.terad_maintenance().await? {
+        if live.contains(&id.as_str()) {
+            continue;
+        }
+        consul.maintenance(&id, false, "").await?;
+        cleared.push(id);
+    }
+    Ok(cleared)
+}
+
+/// `terad rollout status GROUP --service NAME`: one line per instance of the service, with its
+/// health, whether it is in maintenance, and whether it holds a slot of the group.
+pub async fn instance_lines(
+    coordinator: &Coordinator,
+    consul: &ConsulFleet,
+    group: &str,
+    service: &str,
+) -> Result<Vec<String>, BackendError> {
+    let (peers, _) = consul.peers(service, None).await?;
+    let (slots, _) = coordinator.list(&slots_prefix(group)).await?;
+    let holders: Vec<&str> = slots
+        .iter()
+        .filter(|entry| entry.held)
+        .filter_map(|entry| holder_service_id(&entry.value))
+        .collect();
+    Ok(peers
+        .iter()
+        .map(|peer| {
+            format!(
+                "{} on {}: {}{}{}",
+                peer.id,
+                peer.node,
+                peer.status,
+                if peer.status == Health::Maintenance {
+                    " (in maintenance)"
+                } else {
+                    ""
+                },
+                if holders.contains(&peer.id.as_str()) {
+                    ", holds a slot"
+                } else {
+                    ""
+                }
+            )
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +232,14 @@ mod tests {
             node: "n".to_owned(),
             status,
         }
+    }
+
+    #[test]
+    fn a_slot_holder_names_its_service_instance() {
+        let holder = holder("edge-1", "app", "api-1");
+        assert_eq!(holder, "edge-1 (app) service_id=api-1");
+        assert_eq!(holder_service_id(&holder), Some("api-1"));
+        assert_eq!(holder_service_id("edge-1 (app)"), None);
     }
 
     #[test]

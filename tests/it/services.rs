@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::consul::{Consul, MASTER_TOKEN};
 use crate::support::haproxy::{CheckedBackend, Haproxy, http_get};
-use crate::support::{Daemon, Fixture, free_port, run, stderr, wait_content, wait_for};
+use crate::support::{Daemon, Fixture, free_port, run, stderr, stdout, wait_content, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -895,4 +895,72 @@ fn a_rolled_back_change_leaves_maintenance_once_the_restored_version_is_healthy(
     let (_, halt) = consul.api("GET", "/v1/kv/terad/coordination/api/halt", "");
     assert!(!halt.is_empty(), "the group is halted");
     assert!(daemon.stop().success());
+}
+
+/// A terad killed mid-change leaves its instance in maintenance, the safe state: `rollout
+/// status --service` shows it, `rollout resume` leaves it alone while the killed terad's slot
+/// still lives (a live terad could still be changing it), and clears it once the slot is gone.
+#[test]
+fn a_killed_terad_leaves_its_instance_in_maintenance_until_rollout_resume() {
+    let consul = Consul::start_dev(false);
+    consul.register("api-1", "api", "127.0.0.1", 9001, "");
+    consul.put("/app/v", "1");
+    let fx = Fixture::new();
+    fx.template("app.tmpl", "v={{ getv(key=\"/app/v\") }}\n");
+    let (reloading, release) = (fx.path("reloading"), fx.path("release"));
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload_cmd = 'touch {}; while [ ! -e {} ]; do sleep 0.1; done'\nreload_timeout = \"60s\"\n\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\njitter = \"10ms\"\n",
+            fx.path("out/app.conf").display(),
+            reloading.display(),
+            release.display()
+        ),
+    );
+    let mut daemon = Daemon::start(&mut terad(&fx, &consul, &["--watch"]), fx.path("terad.log"));
+    wait_for("the reload to start", LIMIT, || reloading.exists());
+    let in_maintenance = || {
+        let (_, body) = consul.api("GET", "/v1/health/checks/api", "");
+        body.contains("_service_maintenance:api-1")
+    };
+    assert!(in_maintenance(), "{}", daemon.log());
+    let rollout = |args: &[&str]| {
+        let output = run(
+            fx.terad()
+                .args(["--backend", "consul", "--node"])
+                .arg(consul.address())
+                .arg("rollout")
+                .args(args),
+            LIMIT,
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output)
+    };
+    let status = rollout(&["status", "api", "--service", "api"]);
+    assert!(
+        status.contains("api-1 on ")
+            && status.contains("maintenance (in maintenance), holds a slot"),
+        "{status}"
+    );
+
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    let resumed = rollout(&["resume", "api"]);
+    assert!(!resumed.contains("out of maintenance"), "{resumed}");
+    assert!(in_maintenance(), "a slot still held: left alone");
+
+    // The killed terad's session expiring, without waiting for its TTL.
+    let (_, sessions) = consul.api("GET", "/v1/session/list", "");
+    let sessions: Vec<serde_json::Value> = serde_json::from_str(&sessions).unwrap();
+    for session in sessions {
+        let id = session["ID"].as_str().unwrap();
+        consul.api("PUT", &format!("/v1/session/destroy/{id}"), "");
+    }
+    let resumed = rollout(&["resume", "api"]);
+    assert!(
+        resumed.contains("service instance \"api-1\" out of maintenance"),
+        "{resumed}"
+    );
+    assert!(!in_maintenance());
+    std::fs::write(&release, "").unwrap();
 }
