@@ -964,3 +964,149 @@ fn a_killed_terad_leaves_its_instance_in_maintenance_until_rollout_resume() {
     assert!(!in_maintenance());
     std::fs::write(&release, "").unwrap();
 }
+
+/// The proof for coordination: three instances of `api`, each with a terad sidecar,
+/// `max_unavailable = 1`. While one instance's check fails, the other two apply no change;
+/// once it passes, each applies it in turn, and Consul's health, polled all along, never shows
+/// more than one instance critical or in maintenance. Every instance ends on the new file and
+/// out of maintenance.
+#[test]
+fn three_sidecars_take_turns_and_never_have_two_instances_unavailable() {
+    let consul = Consul::start_dev(false);
+    for i in 1..=3 {
+        consul.register(
+            &format!("api-{i}"),
+            "api",
+            "127.0.0.1",
+            9000 + i,
+            &ttl_check(&format!("a{i}"), true),
+        );
+    }
+    consul.put("/app/v", "1");
+    let members: Vec<Fixture> = (1..=3)
+        .map(|i| {
+            let fx = Fixture::new();
+            fx.template("app.tmpl", "v={{ getv(key=\"/app/v\") }}\n");
+            fx.resource(
+                "app.toml",
+                &format!(
+                    "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload_cmd = 'sleep 0.3'\n\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\nservice_id = \"api-{i}\"\nmax_unavailable = 1\njitter = \"10ms\"\n",
+                    fx.path("out/app.conf").display()
+                ),
+            );
+            fx
+        })
+        .collect();
+    let daemons: Vec<Daemon> = members
+        .iter()
+        .enumerate()
+        .map(|(i, fx)| {
+            let name = format!("sidecar-{}", i + 1);
+            Daemon::start(
+                &mut terad(fx, &consul, &["--watch", "--instance", &name]),
+                fx.path("terad.log"),
+            )
+        })
+        .collect();
+    let logs = || {
+        daemons
+            .iter()
+            .map(|d| d.log())
+            .collect::<Vec<_>>()
+            .join("\n-----\n")
+    };
+    let unavailable = || {
+        let (_, body) = consul.api("GET", "/v1/health/service/api", "");
+        let entries: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
+        entries
+            .iter()
+            .filter(|entry| {
+                entry["Checks"].as_array().is_some_and(|checks| {
+                    checks.iter().any(|check| {
+                        check["Status"] != "passing"
+                            || check["CheckID"]
+                                .as_str()
+                                .is_some_and(|id| id.starts_with("_service_maintenance"))
+                    })
+                })
+            })
+            .filter_map(|entry| entry["Service"]["ID"].as_str().map(str::to_owned))
+            .collect::<Vec<String>>()
+    };
+    let all_on = |v: &str| members.iter().all(|fx| fx.read("out/app.conf") == v);
+    wait_for("every instance on v=1", LIMIT, || all_on("v=1\n"));
+    wait_for("no instance in maintenance", LIMIT, || {
+        unavailable().is_empty()
+    });
+
+    // Poll Consul's health for the rest of the run.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let poller = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        let url = format!("{}/v1/health/service/api", consul.url());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let body = std::process::Command::new("curl")
+                    .args(["-s", &url])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                let entries: Vec<serde_json::Value> =
+                    serde_json::from_str(&body).unwrap_or_default();
+                let down: Vec<String> = entries
+                    .iter()
+                    .filter(|entry| {
+                        entry["Checks"].as_array().is_some_and(|checks| {
+                            checks.iter().any(|check| check["Status"] != "passing")
+                        })
+                    })
+                    .filter_map(|entry| entry["Service"]["ID"].as_str().map(str::to_owned))
+                    .collect();
+                seen.lock().unwrap().push(down);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+
+    consul.set_ttl("a3", false);
+    wait_for("api-3 critical", LIMIT, || unavailable() == ["api-3"]);
+    consul.put("/app/v", "2");
+    // api-3 is already down: changing it takes nothing more away. The two others wait.
+    wait_for("api-3 on v=2", LIMIT, || {
+        members[2].read("out/app.conf") == "v=2\n"
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for fx in &members[..2] {
+        assert_eq!(
+            fx.read("out/app.conf"),
+            "v=1\n",
+            "applied while api-3 was critical\n{}",
+            logs()
+        );
+    }
+    consul.set_ttl("a3", true);
+    wait_for("every instance on v=2", LIMIT, || all_on("v=2\n"));
+    wait_for("no instance in maintenance at the end", LIMIT, || {
+        unavailable().is_empty()
+    });
+    stop.store(true, Ordering::SeqCst);
+    poller.join().unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() > 50, "the poller ran: {} samples", seen.len());
+    let worst = seen.iter().map(Vec::len).max().unwrap_or(0);
+    assert!(
+        worst <= 1,
+        "at most one instance unavailable at once; saw {:?}\n{}",
+        seen.iter().find(|down| down.len() > 1),
+        logs()
+    );
+    // Both of the others were drained for their change, one after the other.
+    assert!(
+        seen.iter().any(|down| down == &["api-1"]) && seen.iter().any(|down| down == &["api-2"]),
+        "each of api-1 and api-2 was seen in maintenance"
+    );
+    for daemon in daemons {
+        assert!(daemon.stop().success());
+    }
+}
