@@ -90,6 +90,10 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Err(message) = fleet::service::check_self_at_start(&config, &backend).await {
+        eprintln!("terad: {message}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let settings = config.settings.clone();
     let shutdown = CancellationToken::new();
     let telemetry = Arc::new(Telemetry::new(settings.ready_timeout));

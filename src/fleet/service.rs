@@ -60,6 +60,46 @@ pub async fn self_id(
     }
 }
 
+/// At start, for each resource whose group names a service without `service_id`: which
+/// local instance is this terad's. None or several is a configuration error naming the
+/// resource; a Consul that does not answer yet is not (the first change resolves it, waiting).
+pub async fn check_self_at_start(
+    config: &crate::config::Config,
+    backend: &crate::backend::Backend,
+) -> Result<(), String> {
+    let Some(Coordinator::Consul(consul)) = Coordinator::for_backend(backend) else {
+        return Ok(());
+    };
+    for resource in &config.resources {
+        let Some(service) = resource
+            .coordination
+            .as_ref()
+            .and_then(|c| c.service.as_ref())
+        else {
+            continue;
+        };
+        if service.service_id.is_some() {
+            continue;
+        }
+        match self_id(&consul, service).await {
+            Ok(id) => {
+                info!(resource = %resource.name, service = %service.name, service_id = %id, "this terad's instance of the service")
+            }
+            Err(ServiceCoordinationError::Backend(error)) => {
+                tracing::warn!(resource = %resource.name, service = %service.name, error = %error, "cannot tell yet which instance of the service is this terad's; the first change will")
+            }
+            Err(error) => {
+                return Err(format!(
+                    "{}: resource {:?}: {error}",
+                    resource.file.display(),
+                    resource.name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The other instances that are unavailable now: critical or in maintenance.
 pub fn unavailable_peers<'a>(peers: &'a [Peer], self_id: &str) -> Vec<&'a Peer> {
     peers

@@ -827,7 +827,7 @@ fn service_coordination_keys_are_checked_at_start() {
 }
 
 /// Which instance is this terad's: with several of the service on the agent and no
-/// `service_id`, the change waits and says what to set.
+/// `service_id`, terad stops at start and says what to set.
 #[test]
 fn several_local_instances_need_a_service_id() {
     let consul = Consul::start_dev(false);
@@ -839,14 +839,14 @@ fn several_local_instances_need_a_service_id() {
         &["/app"],
         "\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\n",
     );
-    let daemon = Daemon::start(&mut terad(&fx, &consul, &["--watch"]), fx.path("terad.log"));
-    wait_for("the reason in the log", LIMIT, || {
-        daemon.log().contains(
-            "are registered on the local Consul agent (api-1, api-3): set coordination.service_id",
-        )
-    });
-    assert!(!fx.path("out/app.conf").exists(), "{}", daemon.log());
-    assert!(daemon.stop().success());
+    let output = run(&mut terad(&fx, &consul, &["--watch"]), LIMIT);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("resource \"app\": several instances of service \"api\" are registered on the local Consul agent (api-1, api-3): set coordination.service_id"),
+        "{err}"
+    );
+    assert!(!fx.path("out/app.conf").exists());
 }
 
 /// A change that fails its health check is rolled back as before, the group halted, and the
