@@ -990,7 +990,7 @@ fn three_sidecars_take_turns_and_never_have_two_instances_unavailable() {
             fx.resource(
                 "app.toml",
                 &format!(
-                    "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload_cmd = 'sleep 0.3'\n\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\nservice_id = \"api-{i}\"\nmax_unavailable = 1\njitter = \"10ms\"\n",
+                    "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload_cmd = 'sleep 0.5'\n\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\nservice_id = \"api-{i}\"\nmax_unavailable = 1\njitter = \"10ms\"\n",
                     fx.path("out/app.conf").display()
                 ),
             );
@@ -1015,6 +1015,18 @@ fn three_sidecars_take_turns_and_never_have_two_instances_unavailable() {
             .collect::<Vec<_>>()
             .join("\n-----\n")
     };
+    // wait_for, with every sidecar's log when it times out.
+    let wait = |what: &str, condition: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !condition() {
+            assert!(
+                started.elapsed() < LIMIT,
+                "timed out waiting for {what}\n{}",
+                logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
     let unavailable = || {
         let (_, body) = consul.api("GET", "/v1/health/service/api", "");
         let entries: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap_or_default();
@@ -1034,24 +1046,35 @@ fn three_sidecars_take_turns_and_never_have_two_instances_unavailable() {
             .collect::<Vec<String>>()
     };
     let all_on = |v: &str| members.iter().all(|fx| fx.read("out/app.conf") == v);
-    wait_for("every instance on v=1", LIMIT, || all_on("v=1\n"));
-    wait_for("no instance in maintenance", LIMIT, || {
-        unavailable().is_empty()
-    });
+    wait("every instance on v=1", &|| all_on("v=1\n"));
+    wait("no instance in maintenance", &|| unavailable().is_empty());
 
     // Poll Consul's health for the rest of the run.
     let stop = Arc::new(AtomicBool::new(false));
     let seen: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
     let poller = {
         let (stop, seen) = (stop.clone(), seen.clone());
-        let url = format!("{}/v1/health/service/api", consul.url());
+        let address = consul.address();
         std::thread::spawn(move || {
+            // A plain HTTP/1.0 GET: cheap enough to sample every few milliseconds under load.
+            let get = |address: &str| -> String {
+                use std::io::{Read, Write};
+                let Ok(mut stream) = std::net::TcpStream::connect(address) else {
+                    return String::new();
+                };
+                let _ = write!(
+                    stream,
+                    "GET /v1/health/service/api HTTP/1.0\r\nHost: {address}\r\n\r\n"
+                );
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                answer
+                    .split_once("\r\n\r\n")
+                    .map(|(_, body)| body.to_owned())
+                    .unwrap_or_default()
+            };
             while !stop.load(Ordering::SeqCst) {
-                let body = std::process::Command::new("curl")
-                    .args(["-s", &url])
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                    .unwrap_or_default();
+                let body = get(&address);
                 let entries: Vec<serde_json::Value> =
                     serde_json::from_str(&body).unwrap_or_default();
                 let down: Vec<String> = entries
@@ -1070,10 +1093,10 @@ fn three_sidecars_take_turns_and_never_have_two_instances_unavailable() {
     };
 
     consul.set_ttl("a3", false);
-    wait_for("api-3 critical", LIMIT, || unavailable() == ["api-3"]);
+    wait("api-3 critical", &|| unavailable() == ["api-3"]);
     consul.put("/app/v", "2");
     // api-3 is already down: changing it takes nothing more away. The two others wait.
-    wait_for("api-3 on v=2", LIMIT, || {
+    wait("api-3 on v=2", &|| {
         members[2].read("out/app.conf") == "v=2\n"
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -1086,8 +1109,8 @@ fn three_sidecars_take_turns_and_never_have_two_instances_unavailable() {
         );
     }
     consul.set_ttl("a3", true);
-    wait_for("every instance on v=2", LIMIT, || all_on("v=2\n"));
-    wait_for("no instance in maintenance at the end", LIMIT, || {
+    wait("every instance on v=2", &|| all_on("v=2\n"));
+    wait("no instance in maintenance at the end", &|| {
         unavailable().is_empty()
     });
     stop.store(true, Ordering::SeqCst);
@@ -1104,7 +1127,9 @@ fn three_sidecars_take_turns_and_never_have_two_instances_unavailable() {
     // Both of the others were drained for their change, one after the other.
     assert!(
         seen.iter().any(|down| down == &["api-1"]) && seen.iter().any(|down| down == &["api-2"]),
-        "each of api-1 and api-2 was seen in maintenance"
+        "each of api-1 and api-2 was seen in maintenance ({} samples)\n{}",
+        seen.len(),
+        logs()
     );
     for daemon in daemons {
         assert!(daemon.stop().success());
