@@ -413,6 +413,7 @@ pub(crate) mod tests {
                 keys: vec!["/".into()],
                 values: ValuePolicy::default(),
             }),
+            services: Default::default(),
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
         let mut out = Vec::new();
