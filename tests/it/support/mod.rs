@@ -5,6 +5,7 @@
 
 pub mod consul;
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod haproxy;
 pub mod tls;
 
