@@ -2,17 +2,36 @@
 //!
 //! Listing reads every watched prefix at one revision, in pages, so a large key space neither
 //! hits the gRPC message limit nor mixes two states. Watching opens one gRPC stream carrying one
-//! watch per merged prefix, starting at the listed revision + 1, with progress notifications and
-//! `require_leader` (a member cut off from its cluster ends the watch instead of going silent).
-//! Keys are matched on `/` boundaries client-side: etcd's own prefixes are plain byte prefixes,
-//! so the range for `/app` is [`/app`, `/app0`) (which excludes `/app2`) and the few keys such as
-//! `/app-x` that share the byte prefix are filtered out here.
+//! watch per merged prefix, starting at the listed revision + 1, with `require_leader` (a member
+//! cut off from its cluster ends the watch instead of going silent). Keys are matched on `/`
+//! boundaries client-side: etcd's own prefixes are plain byte prefixes, so the range for `/app`
+//! is [`/app`, `/app0`) (which excludes `/app2`) and the few keys such as `/app-x` that share
+//! the byte prefix are filtered out here.
+//!
+//! # Clusters
+//!
+//! Every `--node` is a member of one cluster, and terad talks to one member at a time: a client
+//! per member, connected when first used, shared by every clone of the source (the runner's
+//! listings, the watch task and the fleet's coordination calls). The member in use is chosen at
+//! random at start, so a fleet spreads over the members. etcd-client's own multi-endpoint
+//! channel (tonic's balancer) is not used: it sends each request to a random endpoint, does
+//! not retry a request on another one, keeps a hung member in rotation (a SIGSTOPped process
+//! still accepts TCP connections) and cannot say which endpoint failed.
+//!
+//! A member is left for the next one when a request to it fails at the transport, times out,
+//! or says it has no leader; when its watch stream breaks; and when the watch stream stops
+//! answering: after [`PROGRESS_INTERVAL`] without a message terad asks for a progress
+//! notification, and a member that does not answer within [`PROGRESS_TIMEOUT`] is taken for
+//! hung. A member failing is logged once, naming it and the fault, and so is its recovery
+//! ([`Members`] keeps that state in one place). Only when no member answers does a call fail,
+//! with each member's own error, and the runner retries with backoff; [`EtcdSource::serving`]
+//! cuts that wait short as soon as a member reports a leader again.
 //!
 //! The client connects lazily (and authenticates, when credentials are given, on first use), so
 //! an unreachable cluster is reported by the first listing, naming every endpoint.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use etcd_client::{
     Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
@@ -33,17 +52,26 @@ const PAGE_SIZE: i64 = 200_000;
 const MAX_MESSAGE: usize = 512 * 1024 * 1024;
 /// How long one listing request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a small request (opening a watch, the revision probe, a status) may take before
+/// the member counts as hung.
+const SHORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a watch stream may stay silent before terad asks the member for a progress
+/// notification. etcd answers one at once; a member that does not is hung.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a member may take to answer a progress request before it counts as hung.
+pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often, while no member answers, the members are asked whether they have a leader.
+const SERVING_PROBE: Duration = Duration::from_millis(1000);
 
 #[derive(Clone)]
 pub struct EtcdSource {
     endpoints: Vec<String>,
     /// Why the endpoint is the default one, when it is (said in every error that names it).
     endpoint_note: Option<String>,
-    options: ConnectOptions,
-    /// One connection per store, shared by every clone: the runner's listings, the watch task
-    /// and the fleet's coordination calls all use it, so none of them reconnects (or
-    /// re-authenticates) per call.
-    client: Arc<tokio::sync::OnceCell<Client>>,
+    /// The members, their clients and their health: one set per store, shared by every clone
+    /// (the runner's listings, the watch task and the fleet's coordination calls), so none of
+    /// them reconnects (or re-authenticates) per call and all agree on which member to use.
+    members: Arc<Members>,
 }
 
 impl std::fmt::Debug for EtcdSource {
@@ -55,10 +83,157 @@ impl std::fmt::Debug for EtcdSource {
     }
 }
 
+/// One cluster member: its endpoint and a client for it, connected when first used.
+struct Member {
+    url: String,
+    client: tokio::sync::OnceCell<Client>,
+}
+
+/// The members of the cluster and what terad knows of their health, in one place: which member
+/// is in use, which are failing since when and why, and the logs of a member failing and
+/// recovering (once per episode, not per retry).
+pub(crate) struct Members {
+    members: Vec<Member>,
+    options: ConnectOptions,
+    state: Mutex<Health>,
+}
+
+struct Health {
+    /// The member requests go to first.
+    current: usize,
+    /// The member last logged as in use.
+    announced: Option<usize>,
+    /// Per member: since when and why it has been failing; `None` while it answers.
+    failing: Vec<Option<(Instant, String)>>,
+}
+
+impl Members {
+    fn new(endpoints: &[String], options: ConnectOptions) -> Members {
+        let count = endpoints.len().max(1);
+        Members {
+            members: endpoints
+                .iter()
+                .map(|url| Member {
+                    url: url.clone(),
+                    client: tokio::sync::OnceCell::new(),
+                })
+                .collect(),
+            options,
+            state: Mutex::new(Health {
+                // A fleet spreads over the members instead of all starting on the first.
+                current: fastrand::usize(..count),
+                announced: None,
+                failing: vec![None; endpoints.len()],
+            }),
+        }
+    }
+
+    /// Member `index`'s endpoint for messages, credentials in a URL masked.
+    fn url(&self, index: usize) -> String {
+        crate::redact::url(&self.members[index].url).into_owned()
+    }
+
+    fn current(&self) -> usize {
+        self.state.lock().expect("members lock").current
+    }
+
+    /// The members in the order to try them: the one in use, then the others in turn, those
+    /// not known to be failing first.
+    fn order(&self) -> Vec<usize> {
+        let state = self.state.lock().expect("members lock");
+        let count = self.members.len();
+        let mut order: Vec<usize> = (0..count).map(|n| (state.current + n) % count).collect();
+        // Stable: the member in use stays first among the healthy ones.
+        order.sort_by_key(|&index| state.failing[index].is_some());
+        order
+    }
+
+    /// The client for member `index`, connecting it on first use.
+    async fn connect(&self, index: usize) -> Result<Client, String> {
+        let member = &self.members[index];
+        let client = member
+            .client
+            .get_or_try_init(|| async {
+                let connect = Client::connect([&member.url], Some(self.options.clone()));
+                match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(error)) => Err(error.to_string()),
+                    Err(_) => Err(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
+                }
+            })
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// Member `index` failed with `fault`: requests go to another member from now on. Logged
+    /// when the member starts failing, not again until it has answered in between.
+    fn failed(&self, index: usize, fault: &str) {
+        let mut state = self.state.lock().expect("members lock");
+        let count = self.members.len();
+        let first = state.failing[index].is_none();
+        if first {
+            state.failing[index] = Some((Instant::now(), fault.to_owned()));
+        }
+        if state.current == index && count > 1 {
+            // The next member that is not failing, or simply the next one.
+            let next = (1..count)
+                .map(|n| (index + n) % count)
+                .find(|&other| state.failing[other].is_none())
+                .unwrap_or((index + 1) % count);
+            state.current = next;
+        }
+        let next = state.current;
+        drop(state);
+        if first {
+            if count > 1 {
+                tracing::warn!(
+                    member = %self.url(index),
+                    error = %fault,
+                    next = %self.url(next),
+                    "etcd member failed; trying another member"
+                );
+            } else {
+                tracing::warn!(member = %self.url(index), error = %fault, "etcd member failed");
+            }
+        } else {
+            tracing::debug!(member = %self.url(index), error = %fault, "etcd member still failing");
+        }
+    }
+
+    /// Member `index` answered: it is the one in use from now on, and no longer failing.
+    fn answered(&self, index: usize) {
+        let mut state = self.state.lock().expect("members lock");
+        state.current = index;
+        let recovered = state.failing[index].take();
+        let announce = state.announced != Some(index);
+        state.announced = Some(index);
+        drop(state);
+        if let Some((since, _)) = recovered {
+            tracing::info!(
+                member = %self.url(index),
+                "etcd member answers again after {:.1}s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+        if announce && self.members.len() > 1 {
+            tracing::info!(member = %self.url(index), "etcd member in use");
+        }
+    }
+}
+
+/// How a watch on one member ended.
+struct WatchEnd {
+    error: BackendError,
+    /// Whether the stream was open before it failed (a later failure is a new episode).
+    opened: bool,
+}
+
 impl EtcdSource {
     /// Prepares a client for the configured nodes, TLS and credentials. Nothing is contacted
     /// yet; certificate files are read here so a bad one is reported at start.
     pub fn new(settings: &Settings) -> Result<EtcdSource, String> {
+        // HTTP/2 keep-alive finds a dead connection the watchdog cannot (a member whose host
+        // vanished); etcd refuses pings more often than every 5 s (`too_many_pings`).
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(3))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
@@ -96,11 +271,13 @@ impl EtcdSource {
             }
             options = options.with_tls(config);
         }
+        if settings.nodes.is_empty() {
+            return Err("no etcd node given".to_owned());
+        }
         Ok(EtcdSource {
             endpoints: settings.nodes.clone(),
             endpoint_note: settings.endpoint_note.clone(),
-            options,
-            client: Arc::default(),
+            members: Arc::new(Members::new(&settings.nodes, options)),
         })
     }
 
@@ -118,27 +295,64 @@ impl EtcdSource {
         }
     }
 
+    /// The client of the member in use, for the fleet's coordination calls; their errors go
+    /// through [`EtcdSource::error`], which moves on to another member when this one failed.
     pub(crate) async fn client(&self) -> Result<Client, BackendError> {
-        let client = self
-            .client
-            .get_or_try_init(|| async {
-                let connect = Client::connect(&self.endpoints, Some(self.options.clone()));
-                match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
-                    Ok(Ok(client)) => Ok(client),
-                    Ok(Err(error)) => Err(self.error(error)),
-                    Err(_) => Err(BackendError::Unreachable {
-                        backend: BACKEND,
-                        endpoints: self.endpoints_text(),
-                        message: "no answer within 10s".to_owned(),
-                    }),
-                }
-            })
-            .await?;
-        Ok(client.clone())
+        let index = self.members.current();
+        self.members.connect(index).await.map_err(|message| {
+            self.members.failed(index, &message);
+            self.unreachable(index, message)
+        })
     }
 
-    /// Classifies a client error so the runner knows whether to retry, re-list or give up.
+    /// Member `index` did not answer.
+    fn unreachable(&self, index: usize, message: String) -> BackendError {
+        BackendError::Unreachable {
+            backend: BACKEND,
+            endpoints: if self.endpoints.len() == 1 {
+                self.endpoints_text()
+            } else {
+                self.members.url(index)
+            },
+            message,
+        }
+    }
+
+    /// No member answered: the error names each with its own fault.
+    fn none_answered(&self, failures: &[(usize, String)]) -> BackendError {
+        let message = if self.endpoints.len() == 1 {
+            failures
+                .first()
+                .map(|(_, message)| message.clone())
+                .unwrap_or_default()
+        } else {
+            failures
+                .iter()
+                .map(|(index, message)| format!("{}: {message}", self.members.url(*index)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        BackendError::Unreachable {
+            backend: BACKEND,
+            endpoints: self.endpoints_text(),
+            message,
+        }
+    }
+
+    /// Classifies an error of a fleet call on the member in use (see [`EtcdSource::client`]):
+    /// a member that did not answer is left for another.
     pub(crate) fn error(&self, error: etcd_client::Error) -> BackendError {
+        let index = self.members.current();
+        let error = self.classify(index, error);
+        if let BackendError::Unreachable { message, .. } = &error {
+            self.members.failed(index, message);
+        }
+        error
+    }
+
+    /// Classifies a client error of member `index` so the caller knows whether to try another
+    /// member, re-list or give up.
+    fn classify(&self, index: usize, error: etcd_client::Error) -> BackendError {
         use etcd_client::Error as E;
         use tonic::Code;
         let message = error.to_string();
@@ -161,22 +375,20 @@ impl EtcdSource {
                     }
                 }
                 Code::Unavailable | Code::DeadlineExceeded | Code::Unknown | Code::Cancelled => {
-                    BackendError::Unreachable {
-                        backend: BACKEND,
-                        endpoints: self.endpoints_text(),
-                        message: status.message().to_owned(),
+                    let mut text = status.message().to_owned();
+                    if text.is_empty() {
+                        text = message;
                     }
+                    self.unreachable(index, text)
                 }
                 _ => BackendError::Other {
                     backend: BACKEND,
                     message,
                 },
             },
-            E::TransportError(_) | E::IoError(_) => BackendError::Unreachable {
-                backend: BACKEND,
-                endpoints: self.endpoints_text(),
-                message,
-            },
+            E::TransportError(_) | E::IoError(_) | E::WatchError(_) => {
+                self.unreachable(index, describe(&error))
+            }
             _ => BackendError::Other {
                 backend: BACKEND,
                 message,
@@ -184,9 +396,85 @@ impl EtcdSource {
         }
     }
 
-    /// Reads one prefix at `revision` (0: the newest, which the first page then fixes).
+    /// Runs `call` on the member in use, moving on to the next member while members fail at
+    /// the transport or time out (`timeout` per member). Other errors are the store's answer
+    /// and returned as they are.
+    async fn on_any_member<T, F, Fut>(
+        &self,
+        timeout: Duration,
+        mut call: F,
+    ) -> Result<T, BackendError>
+    where
+        F: FnMut(usize, Client) -> Fut,
+        Fut: Future<Output = Result<T, BackendError>>,
+    {
+        let mut failures = Vec::new();
+        for index in self.members.order() {
+            let result = match self.members.connect(index).await {
+                Ok(client) => match tokio::time::timeout(timeout, call(index, client)).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        Err(self
+                            .unreachable(index, format!("no answer within {}s", timeout.as_secs())))
+                    }
+                },
+                Err(message) => Err(self.unreachable(index, message)),
+            };
+            match result {
+                Ok(value) => {
+                    self.members.answered(index);
+                    return Ok(value);
+                }
+                Err(BackendError::Unreachable { message, .. }) => {
+                    self.members.failed(index, &message);
+                    failures.push((index, message));
+                }
+                Err(other) => {
+                    self.members.answered(index);
+                    return Err(other);
+                }
+            }
+        }
+        Err(self.none_answered(&failures))
+    }
+
+    /// Resolves once a member reports a leader after none did: the cluster can serve again.
+    /// The runner waits on it beside its backoff, so a fleet whose cluster lost quorum for a
+    /// minute is back seconds after quorum is, not at its next (up to 10 s) retry. Asks each
+    /// member for its status (answered locally, without quorum) about once a second, jittered.
+    pub async fn serving(&self) {
+        let mut was_down = false;
+        loop {
+            let mut leader = false;
+            for index in self.members.order() {
+                let Ok(client) = self.members.connect(index).await else {
+                    continue;
+                };
+                let mut maintenance = client.maintenance_client();
+                if let Ok(Ok(status)) =
+                    tokio::time::timeout(Duration::from_secs(1), maintenance.status()).await
+                    && status.leader() != 0
+                {
+                    leader = true;
+                    break;
+                }
+            }
+            if leader && was_down {
+                return;
+            }
+            // Only a change from no leader to a leader says anything: a member that still
+            // reports one while requests fail would otherwise turn the backoff into a loop.
+            was_down |= !leader;
+            let pause = SERVING_PROBE / 2 + (SERVING_PROBE / 2).mul_f64(fastrand::f64());
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Reads one prefix at `revision` (0: the newest, which the first page then fixes) from
+    /// member `index`.
     async fn list_prefix(
         &self,
+        index: usize,
         client: &mut Client,
         prefix: &str,
         revision: &mut i64,
@@ -208,18 +496,20 @@ impl EtcdSource {
                     .await
                 {
                     Err(_) => {
-                        return Err(BackendError::Unreachable {
-                            backend: BACKEND,
-                            endpoints: self.endpoints_text(),
-                            message: "a listing request took longer than 10s".to_owned(),
-                        });
+                        return Err(self.unreachable(
+                            index,
+                            format!(
+                                "a listing request took longer than {}s",
+                                REQUEST_TIMEOUT.as_secs()
+                            ),
+                        ));
                     }
                     Ok(Err(error)) if page_size > 1 && is_too_large(&error) => {
                         page_size = (page_size / 4).max(1);
                         tracing::debug!(page_size, "listing page too large; retrying smaller");
                         continue;
                     }
-                    Ok(result) => result.map_err(|e| self.error(e))?,
+                    Ok(result) => result.map_err(|e| self.classify(index, e))?,
                 };
             if *revision <= 0 {
                 *revision = page.header().map_or(0, |h| h.revision());
@@ -246,6 +536,260 @@ impl EtcdSource {
             }
         }
     }
+
+    /// Lists every prefix on member `index`, at one revision.
+    async fn list_member(
+        &self,
+        index: usize,
+        mut client: Client,
+        prefixes: &[String],
+    ) -> Result<Listing, BackendError> {
+        let mut revision = 0i64;
+        let mut entries = Vec::new();
+        for prefix in prefixes {
+            self.list_prefix(index, &mut client, prefix, &mut revision, &mut entries)
+                .await?;
+        }
+        if prefixes.is_empty() {
+            // Nothing to list, but the revision still has to come from somewhere.
+            let status = match tokio::time::timeout(SHORT_TIMEOUT, client.status()).await {
+                Ok(result) => result.map_err(|e| self.classify(index, e))?,
+                Err(_) => {
+                    return Err(self.unreachable(index, no_answer(SHORT_TIMEOUT)));
+                }
+            };
+            revision = status.header().map_or(0, |h| h.revision());
+        }
+        Ok(Listing {
+            revision: u64::try_from(revision).unwrap_or(0),
+            entries,
+        })
+    }
+
+    /// Follows `prefixes` on member `index` from `revision` + 1 until the stream fails or
+    /// `updates` closes.
+    async fn watch_member(
+        &self,
+        index: usize,
+        prefixes: &[String],
+        revision: &mut u64,
+        updates: &mpsc::Sender<Update>,
+    ) -> Result<(), WatchEnd> {
+        let closed = |error: BackendError| WatchEnd {
+            error,
+            opened: false,
+        };
+        let mut client = self
+            .members
+            .connect(index)
+            .await
+            .map_err(|message| closed(self.unreachable(index, message)))?;
+        // An etcd that came back with less history than terad has seen (restored from an old
+        // snapshot, or wiped and restarted empty) would make a watch from the old revision
+        // wait for revisions that mean something else: list again instead.
+        let (probe, _) = scope_range(&prefixes[0]);
+        let current = match tokio::time::timeout(
+            SHORT_TIMEOUT,
+            client.get(
+                probe,
+                Some(GetOptions::new().with_keys_only().with_limit(1)),
+            ),
+        )
+        .await
+        {
+            Ok(result) => result
+                .map_err(|e| closed(self.classify(index, e)))?
+                .header()
+                .map_or(0, |h| h.revision()),
+            Err(_) => return Err(closed(self.unreachable(index, no_answer(SHORT_TIMEOUT)))),
+        };
+        self.members.answered(index);
+        if u64::try_from(current).unwrap_or(0) < *revision {
+            tracing::warn!(
+                seen = *revision,
+                current,
+                member = %self.members.url(index),
+                "etcd's revision went backwards (restored or restarted empty); listing again"
+            );
+            return Err(closed(BackendError::Compacted {
+                backend: BACKEND,
+                revision: u64::try_from(current).unwrap_or(0),
+            }));
+        }
+        let mut watch_client = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+        let start = i64::try_from(*revision).unwrap_or(i64::MAX - 1) + 1;
+        let options = |end: Vec<u8>| {
+            WatchOptions::new()
+                .with_range(end)
+                .with_start_revision(start)
+                .with_progress_notify()
+        };
+        let (first_start, first_end) = scope_range(&prefixes[0]);
+        let open = async {
+            let mut stream = watch_client
+                .watch(first_start, Some(options(first_end)))
+                .await?;
+            // The other prefixes share the stream: one connection, one ordered event sequence.
+            for prefix in &prefixes[1..] {
+                let (key, end) = scope_range(prefix);
+                stream.watch(key, Some(options(end))).await?;
+            }
+            Ok::<_, etcd_client::Error>(stream)
+        };
+        let mut stream = match tokio::time::timeout(SHORT_TIMEOUT, open).await {
+            Ok(result) => result.map_err(|e| closed(self.classify(index, e)))?,
+            Err(_) => return Err(closed(self.unreachable(index, no_answer(SHORT_TIMEOUT)))),
+        };
+        tracing::debug!(
+            prefixes = crate::logging::json(prefixes),
+            start_revision = start,
+            member = %self.members.url(index),
+            "etcd watch open"
+        );
+        let broken = |error: BackendError| WatchEnd {
+            error,
+            opened: true,
+        };
+
+        // How far each watch (by id) is known complete. Watches on one stream may lag each
+        // other while catching up, so the stream resumes from the slowest one; events seen
+        // twice after a resume are idempotent puts and deletes.
+        let mut progress: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+        // The watchdog: a stream silent for PROGRESS_INTERVAL is asked for a progress
+        // notification, and one that does not answer within PROGRESS_TIMEOUT is hung (a
+        // SIGSTOPped or wedged member keeps its TCP connection open and says nothing).
+        let mut heard = tokio::time::Instant::now();
+        let mut asked: Option<tokio::time::Instant> = None;
+        loop {
+            let alarm = match asked {
+                Some(at) => at + PROGRESS_TIMEOUT,
+                None => heard + PROGRESS_INTERVAL,
+            };
+            let message = tokio::select! {
+                message = stream.message() => message,
+                _ = updates.closed() => return Ok(()),
+                _ = tokio::time::sleep_until(alarm) => {
+                    if asked.is_some() {
+                        return Err(broken(self.unreachable(
+                            index,
+                            format!(
+                                "the watch stream did not answer a progress request within {}s (the member hangs)",
+                                PROGRESS_TIMEOUT.as_secs()
+                            ),
+                        )));
+                    }
+                    stream
+                        .request_progress()
+                        .await
+                        .map_err(|e| broken(self.classify(index, e)))?;
+                    asked = Some(tokio::time::Instant::now());
+                    continue;
+                }
+            };
+            heard = tokio::time::Instant::now();
+            asked = None;
+            let response = match message {
+                Ok(Some(response)) => response,
+                Ok(None) => {
+                    return Err(broken(
+                        self.unreachable(index, "the watch stream ended".to_owned()),
+                    ));
+                }
+                Err(error) => return Err(broken(self.classify(index, error))),
+            };
+            if response.canceled() {
+                let compacted = response.compact_revision();
+                if compacted > 0 {
+                    return Err(broken(BackendError::Compacted {
+                        backend: BACKEND,
+                        revision: u64::try_from(compacted).unwrap_or(0),
+                    }));
+                }
+                let reason = response.cancel_reason();
+                if reason.contains("no leader") {
+                    return Err(broken(self.unreachable(index, reason.to_owned())));
+                }
+                return Err(broken(BackendError::Other {
+                    backend: BACKEND,
+                    message: format!("watch canceled: {reason}"),
+                }));
+            }
+            if response.watch_id() == PROGRESS_WATCH_ID {
+                // The answer to a progress request: the member is alive. (Its revision is not
+                // taken as progress: etcd 3.4 may send it before every watch has caught up.)
+                continue;
+            }
+            let watched = progress.entry(response.watch_id()).or_insert(start - 1);
+            if response.created() {
+                continue;
+            }
+            let mut changes = Vec::new();
+            for event in response.events() {
+                let Some(kv) = event.kv() else { continue };
+                *watched = (*watched).max(kv.mod_revision());
+                let Ok(key) = std::str::from_utf8(kv.key()) else {
+                    continue;
+                };
+                if !prefixes.iter().any(|prefix| key_in_scope(prefix, key)) {
+                    continue;
+                }
+                match event.event_type() {
+                    EventType::Put => match decode(kv.key(), kv.value()) {
+                        Some((key, value)) => changes.push(Change::Put { key, value }),
+                        // An unreadable value counts as gone, so stale text is not kept.
+                        None => changes.push(Change::Delete {
+                            key: key.to_owned(),
+                        }),
+                    },
+                    EventType::Delete => changes.push(Change::Delete {
+                        key: key.to_owned(),
+                    }),
+                }
+            }
+            if response.events().is_empty() {
+                // A progress notification: this (synced) watch has seen everything up to the
+                // header revision.
+                let header = response.header().map_or(0, |h| h.revision());
+                *watched = (*watched).max(header);
+            }
+            if progress.len() == prefixes.len() {
+                let slowest = progress.values().copied().min().unwrap_or(0);
+                *revision = (*revision).max(u64::try_from(slowest).unwrap_or(0));
+            }
+            if changes.is_empty() {
+                continue;
+            }
+            let update = Update::Changes {
+                revision: *revision,
+                changes,
+            };
+            if updates.send(update).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The watch id etcd puts on its answer to a progress request.
+const PROGRESS_WATCH_ID: i64 = -1;
+
+fn no_answer(timeout: Duration) -> String {
+    format!("no answer within {}s", timeout.as_secs())
+}
+
+/// A transport error with its cause: tonic's own text is only "transport error".
+fn describe(error: &etcd_client::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Whether a request failed because its response exceeded a message size limit.
@@ -317,22 +861,12 @@ impl KeySource for EtcdSource {
     }
 
     async fn list(&mut self, prefixes: &[String]) -> Result<Listing, BackendError> {
-        let mut client = self.client().await?;
-        let mut revision = 0i64;
-        let mut entries = Vec::new();
-        for prefix in prefixes {
-            self.list_prefix(&mut client, prefix, &mut revision, &mut entries)
-                .await?;
-        }
-        if prefixes.is_empty() {
-            // Nothing to list, but the revision still has to come from somewhere.
-            let status = client.status().await.map_err(|e| self.error(e))?;
-            revision = status.header().map_or(0, |h| h.revision());
-        }
-        Ok(Listing {
-            revision: u64::try_from(revision).unwrap_or(0),
-            entries,
+        // Each member's attempt lists everything again: one listing is one member's state at
+        // one revision. The timeouts are per request inside.
+        self.on_any_member(Duration::MAX, |index, client| {
+            self.list_member(index, client, prefixes)
         })
+        .await
     }
 
     async fn watch(
@@ -345,139 +879,37 @@ impl KeySource for EtcdSource {
             updates.closed().await;
             return Ok(());
         }
-        let mut client = self.client().await?;
-        // An etcd that came back with less history than terad has seen (restored from an old
-        // snapshot, or wiped and restarted empty) would make a watch from the old revision
-        // wait for revisions that mean something else: list again instead.
-        let (probe, _) = scope_range(&prefixes[0]);
-        let current = client
-            .get(
-                probe,
-                Some(GetOptions::new().with_keys_only().with_limit(1)),
-            )
-            .await
-            .map_err(|e| self.error(e))?
-            .header()
-            .map_or(0, |h| h.revision());
-        if u64::try_from(current).unwrap_or(0) < *revision {
-            tracing::warn!(
-                seen = *revision,
-                current,
-                "etcd's revision went backwards (restored or restarted empty); listing again"
-            );
-            return Err(BackendError::Compacted {
-                backend: BACKEND,
-                revision: u64::try_from(current).unwrap_or(0),
-            });
-        }
-        let mut watch_client = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
-        let start = i64::try_from(*revision).unwrap_or(i64::MAX - 1) + 1;
-        let options = |end: Vec<u8>| {
-            WatchOptions::new()
-                .with_range(end)
-                .with_start_revision(start)
-                .with_progress_notify()
-        };
-        let (first_start, first_end) = scope_range(&prefixes[0]);
-        let mut stream = watch_client
-            .watch(first_start, Some(options(first_end)))
-            .await
-            .map_err(|e| self.error(e))?;
-        // The other prefixes share the stream: one connection, one ordered event sequence.
-        for prefix in &prefixes[1..] {
-            let (key, end) = scope_range(prefix);
-            stream
-                .watch(key, Some(options(end)))
-                .await
-                .map_err(|e| self.error(e))?;
-        }
-        tracing::debug!(
-            prefixes = crate::logging::json(prefixes),
-            start_revision = start,
-            "etcd watch open"
-        );
-
-        // How far each watch (by id) is known complete. Watches on one stream may lag each
-        // other while catching up, so the stream resumes from the slowest one; events seen
-        // twice after a resume are idempotent puts and deletes.
-        let mut progress: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+        // A member that fails is left for the next at once, resuming from the same revision
+        // (revisions are the cluster's, not the member's); the watch fails only when no member
+        // can serve it, and the runner then retries with backoff.
+        let mut tried = vec![false; self.endpoints.len()];
+        let mut failures = Vec::new();
         loop {
-            let message = tokio::select! {
-                message = stream.message() => message,
-                _ = updates.closed() => return Ok(()),
+            let Some(index) = self.members.order().into_iter().find(|&i| !tried[i]) else {
+                return Err(self.none_answered(&failures));
             };
-            let response = match message {
-                Ok(Some(response)) => response,
-                Ok(None) => {
-                    return Err(BackendError::Unreachable {
-                        backend: BACKEND,
-                        endpoints: self.endpoints_text(),
-                        message: "the watch stream ended".to_owned(),
-                    });
-                }
-                Err(error) => return Err(self.error(error)),
+            tried[index] = true;
+            let end = match self.watch_member(index, prefixes, revision, updates).await {
+                Ok(()) => return Ok(()),
+                Err(end) => end,
             };
-            if response.canceled() {
-                let compacted = response.compact_revision();
-                if compacted > 0 {
-                    return Err(BackendError::Compacted {
-                        backend: BACKEND,
-                        revision: u64::try_from(compacted).unwrap_or(0),
-                    });
-                }
-                return Err(BackendError::Other {
-                    backend: BACKEND,
-                    message: format!("watch canceled: {}", response.cancel_reason()),
-                });
-            }
-            let watched = progress.entry(response.watch_id()).or_insert(start - 1);
-            if response.created() {
-                continue;
-            }
-            let mut changes = Vec::new();
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                *watched = (*watched).max(kv.mod_revision());
-                let Ok(key) = std::str::from_utf8(kv.key()) else {
-                    continue;
-                };
-                if !prefixes.iter().any(|prefix| key_in_scope(prefix, key)) {
-                    continue;
-                }
-                match event.event_type() {
-                    EventType::Put => match decode(kv.key(), kv.value()) {
-                        Some((key, value)) => changes.push(Change::Put { key, value }),
-                        // An unreadable value counts as gone, so stale text is not kept.
-                        None => changes.push(Change::Delete {
-                            key: key.to_owned(),
-                        }),
-                    },
-                    EventType::Delete => changes.push(Change::Delete {
-                        key: key.to_owned(),
-                    }),
-                }
-            }
-            if response.events().is_empty() {
-                // A progress notification: this (synced) watch has seen everything up to the
-                // header revision.
-                let header = response.header().map_or(0, |h| h.revision());
-                *watched = (*watched).max(header);
-            }
-            if progress.len() == prefixes.len() {
-                let slowest = progress.values().copied().min().unwrap_or(0);
-                *revision = (*revision).max(u64::try_from(slowest).unwrap_or(0));
-            }
-            if changes.is_empty() {
-                continue;
-            }
-            let update = Update::Changes {
-                revision: *revision,
-                changes,
+            let BackendError::Unreachable { message, .. } = &end.error else {
+                return Err(end.error);
             };
-            if updates.send(update).await.is_err() {
-                return Ok(());
+            self.members.failed(index, message);
+            if end.opened {
+                // It served for a while: a new episode, in which every other member may be
+                // tried again.
+                tried.iter_mut().for_each(|tried| *tried = false);
+                tried[index] = true;
+                failures.clear();
             }
+            failures.push((index, message.clone()));
         }
+    }
+
+    async fn serving(&self) {
+        EtcdSource::serving(self).await;
     }
 }
 

@@ -108,6 +108,14 @@ pub trait KeySource {
         revision: &mut u64,
         updates: &mpsc::Sender<Update>,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// Resolves when a backend that stopped answering can serve again, as far as a cheap probe
+    /// tells (etcd: a member reports a leader). The runner waits on it beside its backoff, so a
+    /// long outage ends for terad when it ends for the store, not at the next retry. Never
+    /// resolves for backends without such a probe.
+    fn serving(&self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
 }
 
 /// The backends terad supports. Cloning gives a second handle on the same backend (the watch
@@ -180,6 +188,13 @@ impl KeySource for Backend {
             Backend::Env(source) => source.watch(prefixes, revision, updates).await,
             #[cfg(test)]
             Backend::Memory(source) => source.watch(prefixes, revision, updates).await,
+        }
+    }
+
+    async fn serving(&self) {
+        match self {
+            Backend::Etcd(source) => KeySource::serving(&**source).await,
+            _ => std::future::pending().await,
         }
     }
 }

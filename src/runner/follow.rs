@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::backend::{Backend, BackendError, KeySource, Listing, Update};
 use crate::retry::Backoff;
@@ -57,6 +57,8 @@ pub(super) async fn watch_loop(
     telemetry: Arc<Telemetry>,
 ) {
     let mut backoff = Backoff::new(Backoff::BACKEND);
+    // Whether the current outage was logged: once per outage, not once per retry.
+    let mut logged = false;
     loop {
         let resumed_at = revision;
         let result = tokio::select! {
@@ -66,6 +68,7 @@ pub(super) async fn watch_loop(
         if revision != resumed_at {
             // The watch delivered before it broke: this is a new outage, retried promptly.
             backoff.reset();
+            logged = false;
         }
         match result {
             Ok(()) => return,
@@ -89,21 +92,29 @@ pub(super) async fn watch_loop(
             Err(err) => {
                 telemetry.backend_error(backend.name());
                 let delay = backoff.next_delay();
-                warn!(
-                    backend = backend.name(),
-                    error = %err,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "watch interrupted; keeping the last good files"
-                );
+                if logged {
+                    debug!(backend = backend.name(), error = %err, retry_in_ms = delay.as_millis() as u64, "watch still interrupted");
+                } else {
+                    warn!(
+                        backend = backend.name(),
+                        error = %err,
+                        retry_in_ms = delay.as_millis() as u64,
+                        "watch interrupted; keeping the last good files"
+                    );
+                    logged = true;
+                }
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
+                    // The store says it can serve again: no need to sit out the backoff.
+                    _ = backend.serving() => {}
                 }
                 // Reachable again if the next attempt lists: the watch itself says nothing
                 // until something changes.
                 if let Ok(listing) = backend.list(&prefixes).await {
                     reachable(&telemetry, &backend, &listing);
                     backoff.reset();
+                    logged = false;
                 }
             }
         }
@@ -152,6 +163,7 @@ pub(super) async fn list_with_retry(
     telemetry: &Telemetry,
 ) -> Option<Listing> {
     let mut backoff = Backoff::new(Backoff::BACKEND);
+    let mut logged = false;
     loop {
         let attempt = backend.list(prefixes);
         let result = match deadline {
@@ -187,15 +199,21 @@ pub(super) async fn list_with_retry(
             }
             delay = delay.min(left);
         }
-        warn!(
-            backend = backend.name(),
-            error = %err,
-            retry_in_ms = delay.as_millis() as u64,
-            "backend unavailable; retrying"
-        );
+        if logged {
+            debug!(backend = backend.name(), error = %err, retry_in_ms = delay.as_millis() as u64, "backend still unavailable");
+        } else {
+            warn!(
+                backend = backend.name(),
+                error = %err,
+                retry_in_ms = delay.as_millis() as u64,
+                "backend unavailable; retrying"
+            );
+            logged = true;
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return None,
             _ = tokio::time::sleep(delay) => {}
+            _ = backend.serving() => {}
         }
     }
 }

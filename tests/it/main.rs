@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod cluster_faults;
 mod confd_cli;
 mod conformance;
 mod consul;
