@@ -5,7 +5,14 @@
 //! the resources' keys wakes nothing, unlike confd's single query over the whole prefix. A 404
 //! is an empty prefix with its index kept, so a backend pool with no servers yet is watched like
 //! any other; an index that goes backwards (a restarted agent) resets to 0; a return with the
-//! same index or the same content renders nothing. Keys are Consul's without the leading `/`
+//! same index or the same content renders nothing.
+//!
+//! Several `--node`s are tried in order from the one that answered last. A node that fails is
+//! logged once (and its recovery once), not per retry. A blocking query cannot tell a quiet
+//! prefix from a hung agent (a SIGSTOPped agent keeps its sockets open, and the request timeout
+//! is the blocking wait plus [`REQUEST_SLACK`]), so while the queries wait the node in use is
+//! probed every [`PROBE_INTERVAL`]; one that does not answer within [`PROBE_TIMEOUT`] is left
+//! for the next node. Keys are Consul's without the leading `/`
 //! (`proxy/frontend/web1` is `/proxy/frontend/web1` in templates); folder entries (keys ending
 //! in `/`) carry no value and are skipped.
 //!
@@ -45,6 +52,13 @@ const MIN_QUERY_INTERVAL: Duration = Duration::from_millis(100);
 const REQUEST_SLACK: Duration = Duration::from_secs(10);
 /// Timeout for a listing (non-blocking) request.
 const LIST_TIMEOUT: Duration = Duration::from_secs(10);
+/// While blocking queries wait, the node in use is asked `GET /v1/status/leader` this often; a
+/// node that does not answer within [`PROBE_TIMEOUT`] hangs (a stopped agent keeps its sockets
+/// open), and the queries move to the next node instead of waiting out the blocking wait.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(1500);
+/// How long the probe of the node in use may take before the node counts as hung. An agent
+/// answers `/v1/status/leader` from memory, so this is generous even on a loaded machine.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest answer read for one prefix. Consul caps a value at 512 KiB, and a listing is
 /// JSON with the values in base64, so this is over 40 000 keys of 1 KiB; a bigger prefix needs
 /// splitting into several resources' keys. Without a bound a server (or anything that answers
@@ -59,6 +73,8 @@ pub struct ConsulSource {
     nodes: Arc<Vec<reqwest::Url>>,
     /// The node that answered last; requests start there and fail over in order.
     current: Arc<AtomicUsize>,
+    /// Which nodes are failing, for logging each failure and recovery once.
+    health: Arc<std::sync::Mutex<NodeHealth>>,
     token: Option<Secret>,
     basic_auth: Option<(String, Secret)>,
     datacenter: Option<String>,
@@ -123,6 +139,10 @@ impl ConsulSource {
         };
         Ok(ConsulSource {
             http,
+            health: Arc::new(std::sync::Mutex::new(NodeHealth {
+                failing: vec![None; nodes.len()],
+                announced: None,
+            })),
             nodes: Arc::new(nodes),
             current: Arc::new(AtomicUsize::new(0)),
             token: settings.auth.token.clone(),
@@ -235,6 +255,7 @@ impl ConsulSource {
                         node_text(node),
                         error_text(response).await
                     );
+                    self.node_failed(index, &last_error);
                 }
                 Ok(response) if response.status().is_redirection() => {
                     let location = response
@@ -251,10 +272,12 @@ impl ConsulSource {
                 }
                 Ok(response) => {
                     self.current.store(index, Ordering::Relaxed);
+                    self.node_answered(index);
                     return Ok(response);
                 }
                 Err(error) => {
                     last_error = describe(&error);
+                    self.node_failed(index, &last_error);
                 }
             }
         }
@@ -263,6 +286,102 @@ impl ConsulSource {
             endpoints: self.nodes_text(),
             message: last_error,
         })
+    }
+
+    /// Node `index` failed with `fault`: logged when it starts failing, not per retry; the next
+    /// request starts at the next node.
+    fn node_failed(&self, index: usize, fault: &str) {
+        let _ = self.current.compare_exchange(
+            index,
+            (index + 1) % self.nodes.len(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        let mut health = self.health.lock().expect("node health");
+        if health.failing[index].is_some() {
+            drop(health);
+            tracing::debug!(node = %node_text(&self.nodes[index]), error = %fault, "consul node still failing");
+            return;
+        }
+        health.failing[index] = Some(Instant::now());
+        drop(health);
+        tracing::warn!(node = %node_text(&self.nodes[index]), error = %fault, "consul node failed; trying the next node");
+    }
+
+    /// Node `index` answered: its failure (if any) is over, and it is the node in use.
+    fn node_answered(&self, index: usize) {
+        let mut health = self.health.lock().expect("node health");
+        let recovered = health.failing[index].take();
+        let announce = self.nodes.len() > 1 && health.announced != Some(index);
+        health.announced = Some(index);
+        drop(health);
+        let node = node_text(&self.nodes[index]);
+        if let Some(since) = recovered {
+            tracing::info!(node = %node, "consul node answers again after {:.1}s", since.elapsed().as_secs_f64());
+        }
+        if announce {
+            tracing::info!(node = %node, "consul node in use");
+        }
+    }
+
+    /// `GET /v1/status/leader` on node `index` within [`PROBE_TIMEOUT`]: the leader it knows,
+    /// if any; the fault when it does not answer.
+    async fn probe(&self, index: usize) -> Result<Option<String>, String> {
+        let node = &self.nodes[index];
+        let request = self.request(&reqwest::Method::GET, node, "status", "leader", &[]);
+        match request.timeout(PROBE_TIMEOUT).send().await {
+            Ok(response) if response.status().is_success() => {
+                let body = response.text().await.unwrap_or_default();
+                let leader = body.trim().trim_matches('"');
+                Ok((!leader.is_empty()).then(|| leader.to_owned()))
+            }
+            Ok(_) => Ok(None),
+            Err(error) if error.is_timeout() => Err(format!(
+                "no answer to GET /v1/status/leader within {}s (the node hangs)",
+                PROBE_TIMEOUT.as_secs()
+            )),
+            Err(error) => Err(describe(&error)),
+        }
+    }
+
+    /// Probes the node in use every [`PROBE_INTERVAL`] while the blocking queries wait; returns
+    /// the fault of the first node that does not answer (now marked failing, so the next
+    /// requests go elsewhere). `hung` counts the nodes found hung in a row.
+    async fn watchdog(&self, hung: &mut usize) -> String {
+        loop {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            let index = self.current.load(Ordering::Relaxed);
+            match self.probe(index).await {
+                Ok(_) => *hung = 0,
+                Err(fault) => {
+                    *hung += 1;
+                    self.node_failed(index, &fault);
+                    return format!("{}: {fault}", node_text(&self.nodes[index]));
+                }
+            }
+        }
+    }
+
+    /// Resolves once the nodes report a new leader (see [`KeySource::serving`]): a leader
+    /// after none, or another one than at the first look (which may still name the one that
+    /// died). Each node is asked about once a second, jittered.
+    pub async fn serving(&self) {
+        let mut first: Option<Option<String>> = None;
+        loop {
+            let mut leader = None;
+            for index in 0..self.nodes.len() {
+                if let Ok(Some(address)) = self.probe(index).await {
+                    leader = Some(address);
+                    break;
+                }
+            }
+            match &first {
+                None => first = Some(leader),
+                Some(before) if leader.is_some() && leader != *before => return,
+                Some(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(500 + fastrand::u64(..500))).await;
+        }
     }
 
     /// Reads a prefix, blocking until its index passes `index` when `wait` is given. Returns
@@ -572,17 +691,33 @@ impl KeySource for ConsulSource {
             updates.closed().await;
             return Ok(());
         }
-        let mut loops = tokio::task::JoinSet::new();
-        for prefix in prefixes {
-            loops.spawn(self.clone().follow_prefix(prefix.clone(), updates.clone()));
-        }
-        // The first loop to stop decides: an error restarts them all (with backoff), a clean
-        // end means shutdown.
-        let first = tokio::select! {
-            result = loops.join_next() => result,
-            _ = updates.closed() => None,
+        let mut hung = 0;
+        let first = loop {
+            let mut loops = tokio::task::JoinSet::new();
+            for prefix in prefixes {
+                loops.spawn(self.clone().follow_prefix(prefix.clone(), updates.clone()));
+            }
+            // The first loop to stop decides: an error restarts them all (with backoff), a
+            // clean end means shutdown. A node found hung restarts them on the next node at
+            // once (each starts with a full read), unless every node hung in turn.
+            let first = tokio::select! {
+                result = loops.join_next() => result,
+                _ = updates.closed() => None,
+                fault = self.watchdog(&mut hung) => {
+                    loops.abort_all();
+                    if hung < self.nodes.len() {
+                        continue;
+                    }
+                    Some(Ok(Err(BackendError::Unreachable {
+                        backend: BACKEND,
+                        endpoints: self.nodes_text(),
+                        message: fault,
+                    })))
+                }
+            };
+            loops.abort_all();
+            break first;
         };
-        loops.abort_all();
         match first {
             Some(Ok(result)) => result,
             Some(Err(join_error)) => Err(BackendError::Other {
@@ -603,6 +738,13 @@ pub(crate) fn consul_index(response: &reqwest::Response) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
+}
+
+/// Which nodes are failing since when, and the node last logged as in use.
+#[derive(Debug)]
+struct NodeHealth {
+    failing: Vec<Option<Instant>>,
+    announced: Option<usize>,
 }
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a small request (opening a watch, the revision probe, a status) may take before
 /// the member counts as hung.
 const SHORT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a member may take to answer the status asked before a listing. Answered locally
+/// (no quorum needed), so a second is plenty for a live member.
+const LIST_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a watch stream may stay silent before terad asks the member for a progress
 /// notification. etcd answers one at once; a member that does not is hung.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -148,8 +151,9 @@ impl Members {
         order
     }
 
-    /// The client for member `index`, connecting it on first use.
-    async fn connect(&self, index: usize) -> Result<Client, String> {
+    /// The client for member `index`, connecting it on first use (which authenticates, when
+    /// credentials are given). `None` when connecting took longer than `REQUEST_TIMEOUT`.
+    async fn connect(&self, index: usize) -> Result<Client, Option<etcd_client::Error>> {
         let member = &self.members[index];
         let client = member
             .client
@@ -157,8 +161,8 @@ impl Members {
                 let connect = Client::connect([&member.url], Some(self.options.clone()));
                 match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
                     Ok(Ok(client)) => Ok(client),
-                    Ok(Err(error)) => Err(error.to_string()),
-                    Err(_) => Err(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
+                    Ok(Err(error)) => Err(Some(error)),
+                    Err(_) => Err(None),
                 }
             })
             .await?;
@@ -299,10 +303,22 @@ impl EtcdSource {
     /// through [`EtcdSource::error`], which moves on to another member when this one failed.
     pub(crate) async fn client(&self) -> Result<Client, BackendError> {
         let index = self.members.current();
-        self.members.connect(index).await.map_err(|message| {
-            self.members.failed(index, &message);
-            self.unreachable(index, message)
+        self.connect(index).await.inspect_err(|error| {
+            if let BackendError::Unreachable { message, .. } = error {
+                self.members.failed(index, message);
+            }
         })
+    }
+
+    /// The client for member `index`, a failure to connect classified.
+    async fn connect(&self, index: usize) -> Result<Client, BackendError> {
+        self.members
+            .connect(index)
+            .await
+            .map_err(|error| match error {
+                Some(error) => self.classify(index, error),
+                None => self.unreachable(index, no_answer(REQUEST_TIMEOUT)),
+            })
     }
 
     /// Member `index` did not answer.
@@ -410,15 +426,12 @@ impl EtcdSource {
     {
         let mut failures = Vec::new();
         for index in self.members.order() {
-            let result = match self.members.connect(index).await {
+            let result = match self.connect(index).await {
                 Ok(client) => match tokio::time::timeout(timeout, call(index, client)).await {
                     Ok(result) => result,
-                    Err(_) => {
-                        Err(self
-                            .unreachable(index, format!("no answer within {}s", timeout.as_secs())))
-                    }
+                    Err(_) => Err(self.unreachable(index, no_answer(timeout))),
                 },
-                Err(message) => Err(self.unreachable(index, message)),
+                Err(error) => Err(error),
             };
             match result {
                 Ok(value) => {
@@ -438,16 +451,17 @@ impl EtcdSource {
         Err(self.none_answered(&failures))
     }
 
-    /// Resolves once a member reports a leader after none did: the cluster can serve again.
-    /// The runner waits on it beside its backoff, so a fleet whose cluster lost quorum for a
-    /// minute is back seconds after quorum is, not at its next (up to 10 s) retry. Asks each
-    /// member for its status (answered locally, without quorum) about once a second, jittered.
+    /// Resolves once the members report a new leader: one after none, or another than at the
+    /// first look (which may still name the member that died). The runner waits on it beside
+    /// its backoff, so a fleet whose cluster lost quorum for a minute is back a second after
+    /// quorum is, not at its next (up to 10 s) retry. Asks the members for their status
+    /// (answered locally, without quorum) about once a second, jittered.
     pub async fn serving(&self) {
-        let mut was_down = false;
+        let mut first: Option<u64> = None;
         loop {
-            let mut leader = false;
+            let mut leader = 0;
             for index in self.members.order() {
-                let Ok(client) = self.members.connect(index).await else {
+                let Ok(client) = self.connect(index).await else {
                     continue;
                 };
                 let mut maintenance = client.maintenance_client();
@@ -455,16 +469,15 @@ impl EtcdSource {
                     tokio::time::timeout(Duration::from_secs(1), maintenance.status()).await
                     && status.leader() != 0
                 {
-                    leader = true;
+                    leader = status.leader();
                     break;
                 }
             }
-            if leader && was_down {
-                return;
+            match first {
+                None => first = Some(leader),
+                Some(before) if leader != 0 && leader != before => return,
+                Some(_) => {}
             }
-            // Only a change from no leader to a leader says anything: a member that still
-            // reports one while requests fail would otherwise turn the backoff into a loop.
-            was_down |= !leader;
             let pause = SERVING_PROBE / 2 + (SERVING_PROBE / 2).mul_f64(fastrand::f64());
             tokio::time::sleep(pause).await;
         }
@@ -544,6 +557,14 @@ impl EtcdSource {
         mut client: Client,
         prefixes: &[String],
     ) -> Result<Listing, BackendError> {
+        // A status first, with a short timeout: the channel of a member that died holds
+        // requests while it reconnects instead of failing them, and a listing (which may take
+        // seconds) cannot have a short timeout of its own. Without it a member that stayed
+        // dead after quorum came back kept the listing for 7 s.
+        let status = match tokio::time::timeout(LIST_PROBE_TIMEOUT, client.status()).await {
+            Ok(result) => result.map_err(|e| self.classify(index, e))?,
+            Err(_) => return Err(self.unreachable(index, no_answer(LIST_PROBE_TIMEOUT))),
+        };
         let mut revision = 0i64;
         let mut entries = Vec::new();
         for prefix in prefixes {
@@ -552,12 +573,6 @@ impl EtcdSource {
         }
         if prefixes.is_empty() {
             // Nothing to list, but the revision still has to come from somewhere.
-            let status = match tokio::time::timeout(SHORT_TIMEOUT, client.status()).await {
-                Ok(result) => result.map_err(|e| self.classify(index, e))?,
-                Err(_) => {
-                    return Err(self.unreachable(index, no_answer(SHORT_TIMEOUT)));
-                }
-            };
             revision = status.header().map_or(0, |h| h.revision());
         }
         Ok(Listing {
@@ -579,11 +594,7 @@ impl EtcdSource {
             error,
             opened: false,
         };
-        let mut client = self
-            .members
-            .connect(index)
-            .await
-            .map_err(|message| closed(self.unreachable(index, message)))?;
+        let mut client = self.connect(index).await.map_err(closed)?;
         // An etcd that came back with less history than terad has seen (restored from an old
         // snapshot, or wiped and restarted empty) would make a watch from the old revision
         // wait for revisions that mean something else: list again instead.

@@ -194,6 +194,7 @@ impl KeySource for Backend {
     async fn serving(&self) {
         match self {
             Backend::Etcd(source) => KeySource::serving(&**source).await,
+            Backend::Consul(source) => source.serving().await,
             _ => std::future::pending().await,
         }
     }

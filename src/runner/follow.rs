@@ -123,11 +123,19 @@ pub(super) async fn watch_loop(
 
 /// Marks the backend reachable; after an outage, says so once, with what it holds now.
 fn reachable(telemetry: &Telemetry, backend: &Backend, listing: &Listing) {
+    answered(telemetry, backend, listing.entries.len(), listing.revision);
+}
+
+/// The backend answered (a listing, or the watch delivered) and the store holds `keys` at
+/// `revision`. The watch counts too: when the cluster comes back between the watch loop's
+/// probing listing and its next watch, the watch is what works first, and without this `/ready`
+/// would stay false for as long as that watch lasts.
+pub(super) fn answered(telemetry: &Telemetry, backend: &Backend, keys: usize, revision: u64) {
     if let Some(outage) = telemetry.backend_ok() {
         info!(
             backend = backend.name(),
-            keys = listing.entries.len(),
-            revision = listing.revision,
+            keys,
+            revision,
             "backend reachable again after {:.1}s",
             outage.as_secs_f64()
         );

@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use super::follow::{WatchTask, list_once, list_with_retry};
+use super::follow::{WatchTask, answered, list_once, list_with_retry};
 use super::services::{Catalog, ServiceUpdate};
 use super::worker::{Mailbox, WorkerSetup, worker};
 use super::{
@@ -337,6 +337,7 @@ impl Runtime {
                                 changed.extend(self.apply(more));
                             }
                         }
+                        answered(&self.telemetry, &lister, self.store.len(), self.revision);
                         self.changed(&changed);
                     }
                     // The watch task ended (it only does on shutdown).

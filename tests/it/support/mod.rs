@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod consul;
+pub mod consul_cluster;
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod haproxy;
