@@ -43,6 +43,7 @@ pub use catalog::{QueryState, parse as parse_service_answer};
 
 use super::{BackendError, KeySource, Listing, Update};
 use crate::config::{Consistency, Secret, Settings};
+use crate::retry::Backoff;
 use crate::store::key_in_scope;
 
 const BACKEND: &str = "consul";
@@ -56,6 +57,8 @@ const LIST_TIMEOUT: Duration = Duration::from_secs(10);
 /// node that does not answer within [`PROBE_TIMEOUT`] hangs (a stopped agent keeps its sockets
 /// open), and the queries move to the next node instead of waiting out the blocking wait.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(1500);
+/// How often, while no node answers, the nodes are asked whether they have a leader.
+const SERVING_PROBE: Duration = Duration::from_secs(1);
 /// How long the probe of the node in use may take before the node counts as hung. An agent
 /// answers `/v1/status/leader` from memory, so this is generous even on a loaded machine.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -367,6 +370,7 @@ impl ConsulSource {
     /// died). Each node is asked about once a second, jittered.
     pub async fn serving(&self) {
         let mut first: Option<Option<String>> = None;
+        let mut probes = Backoff::new((SERVING_PROBE, SERVING_PROBE));
         loop {
             let mut leader = None;
             for index in 0..self.nodes.len() {
@@ -380,7 +384,8 @@ impl ConsulSource {
                 Some(before) if leader.is_some() && leader != *before => return,
                 Some(_) => {}
             }
-            tokio::time::sleep(Duration::from_millis(500 + fastrand::u64(..500))).await;
+            // The backoff's jitter on a step that does not grow: a fleet probes spread out.
+            tokio::time::sleep(probes.next_delay()).await;
         }
     }
 

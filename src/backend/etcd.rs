@@ -40,6 +40,7 @@ use tokio::sync::mpsc;
 
 use super::{BackendError, KeySource, Listing, Update};
 use crate::config::Settings;
+use crate::retry::Backoff;
 use crate::store::{Change, key_in_scope};
 
 const BACKEND: &str = "etcd";
@@ -458,6 +459,7 @@ impl EtcdSource {
     /// (answered locally, without quorum) about once a second, jittered.
     pub async fn serving(&self) {
         let mut first: Option<u64> = None;
+        let mut probes = Backoff::new((SERVING_PROBE, SERVING_PROBE));
         loop {
             let mut leader = 0;
             for index in self.members.order() {
@@ -478,8 +480,8 @@ impl EtcdSource {
                 Some(before) if leader != 0 && leader != before => return,
                 Some(_) => {}
             }
-            let pause = SERVING_PROBE / 2 + (SERVING_PROBE / 2).mul_f64(fastrand::f64());
-            tokio::time::sleep(pause).await;
+            // The backoff's jitter on a step that does not grow: a fleet probes spread out.
+            tokio::time::sleep(probes.next_delay()).await;
         }
     }
 

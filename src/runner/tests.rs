@@ -130,3 +130,67 @@ async fn updates_render_only_what_they_touch_and_a_reload_is_applied_in_place() 
     shutdown.cancel();
     assert_eq!(running.await.unwrap(), RunOutcome::Success);
 }
+
+/// Issue 15: the cluster came back between the watch loop's probing listing (which failed) and
+/// its next watch, which then delivered. The file was current but `/ready` stayed false until
+/// that watch broke again: only a listing marked the backend reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_delivers_after_an_outage_makes_the_backend_reachable() {
+    use crate::backend::memory::WatchStep;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    confdir(root, &[("a", "/a")]);
+    let cli = cli(root);
+    let config = crate::config::load(&cli).expect("the confdir loads");
+
+    let source = MemorySource::default();
+    *source.listing.lock().unwrap() = Listing {
+        revision: 1,
+        entries: vec![("/a/v".into(), "1".into())],
+    };
+    // The first listing works; the first watch breaks and the listing after it fails; the
+    // next watch follows the injected updates.
+    source.list_script.lock().unwrap().extend([true, false]);
+    source
+        .watch_script
+        .lock()
+        .unwrap()
+        .push_back(WatchStep::Fails);
+    let (inject, injected) = mpsc::channel(8);
+    *source.injected.lock().await = Some(injected);
+    let (_control_tx, control) = mpsc::channel(1);
+    let shutdown = CancellationToken::new();
+    // Not ready as soon as the backend fails.
+    let telemetry = Arc::new(Telemetry::new(Duration::ZERO));
+    let context = RunContext {
+        cli: cli.clone(),
+        telemetry: Arc::clone(&telemetry),
+        exec: None,
+        shutdown: shutdown.clone(),
+        control,
+    };
+    let running = tokio::spawn(run(config, Backend::Memory(source), context));
+
+    eventually("the outage", || {
+        read(root, "a") == "a=1\n" && telemetry.readiness().is_err()
+    })
+    .await;
+    inject
+        .send(Update::Changes {
+            revision: 2,
+            changes: vec![Change::Put {
+                key: "/a/v".into(),
+                value: "2".into(),
+            }],
+        })
+        .await
+        .unwrap();
+    eventually("the change, and ready again", || {
+        read(root, "a") == "a=2\n" && telemetry.readiness().is_ok()
+    })
+    .await;
+
+    shutdown.cancel();
+    assert_eq!(running.await.unwrap(), RunOutcome::Success);
+}
