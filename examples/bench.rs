@@ -32,6 +32,13 @@
 //!   critical (or passing again) through the agent's API to the rewritten destination (p50, p99),
 //!   and resident memory; then resident memory with 50 services watched by one template.
 //!
+//! - `fleet INSTANCES SERVERS ROUNDS` (default 200 1000 20): a real 3-member etcd cluster, SERVERS
+//!   servers, INSTANCES separate `terad --watch` processes (each its own confdir and destination,
+//!   every member in `--node`). Reports the time until every instance rendered; the fan-out of
+//!   one put to every file (p50, p99, max over ROUNDS puts, each waited for); the store's
+//!   watchers and watch streams per instance; the store's CPU while the fleet idles and during a
+//!   burst of 200 updates in 1 s; resident memory per instance. `scripts/fleet.sh` runs it.
+//!
 //! `--go` (anywhere on the command line) makes every other mode use the Go template instead of
 //! the Tera one, as an unchanged confd confdir would: same file name, no `engine` key (terad's
 //! `auto` picks Go).
@@ -71,6 +78,11 @@ fn main() {
         } else {
             &sizes
         }),
+        "fleet" => fleet(
+            sizes.first().copied().unwrap_or(200),
+            sizes.get(1).copied().unwrap_or(1000),
+            sizes.get(2).copied().unwrap_or(20),
+        ),
         "soak" => soak(
             sizes.first().copied().unwrap_or(10_000),
             sizes.get(1).copied().unwrap_or(60),
@@ -101,6 +113,10 @@ fn main() {
 }
 
 fn terad_binary() -> PathBuf {
+    // BENCH_TERAD: another build (a debug one to try a mode out; the figures are release's).
+    if let Some(binary) = std::env::var_os("BENCH_TERAD") {
+        return PathBuf::from(binary);
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let binary = root.join("target/release/terad");
     assert!(binary.exists(), "build it first: cargo build --release");
@@ -1303,4 +1319,496 @@ fn raw_get(addr: &str, path: &str) -> (u64, Instant) {
         })
         .unwrap_or(0);
     (index, done)
+}
+
+/// A 3-member etcd cluster on free loopback ports, for the fleet benchmark.
+struct EtcdCluster3 {
+    children: Vec<Child>,
+    commands: Vec<Command>,
+    _dir: tempfile::TempDir,
+    urls: Vec<String>,
+}
+
+impl EtcdCluster3 {
+    fn start(runtime: &tokio::runtime::Runtime) -> EtcdCluster3 {
+        let dir = match std::env::var_os("BENCH_ETCD_DIR") {
+            Some(d) => tempfile::tempdir_in(d).unwrap(),
+            None => tempfile::tempdir().unwrap(),
+        };
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let clients: Vec<u16> = (0..3).map(|_| port()).collect();
+        let peers: Vec<u16> = (0..3).map(|_| port()).collect();
+        let initial: Vec<String> = (0..3)
+            .map(|i| format!("m{i}=http://127.0.0.1:{}", peers[i]))
+            .collect();
+        let urls: Vec<String> = clients
+            .iter()
+            .map(|p| format!("http://127.0.0.1:{p}"))
+            .collect();
+        let mut commands: Vec<Command> = (0..3)
+            .map(|i| {
+                let mut command = Command::new("etcd");
+                command
+                    .arg(format!("--name=m{i}"))
+                    .arg(format!(
+                        "--data-dir={}",
+                        dir.path().join(format!("m{i}")).display()
+                    ))
+                    .arg(format!("--listen-client-urls={}", urls[i]))
+                    .arg(format!("--advertise-client-urls={}", urls[i]))
+                    .arg(format!("--listen-peer-urls=http://127.0.0.1:{}", peers[i]))
+                    .arg(format!(
+                        "--initial-advertise-peer-urls=http://127.0.0.1:{}",
+                        peers[i]
+                    ))
+                    .arg(format!("--initial-cluster={}", initial.join(",")))
+                    .arg(format!(
+                        "--initial-cluster-token=fleet-{}",
+                        std::process::id()
+                    ))
+                    .arg("--initial-cluster-state=new")
+                    .arg("--log-level=error")
+                    .arg("--logger=zap")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                command
+            })
+            .collect();
+        let children = commands
+            .iter_mut()
+            .map(|command| {
+                command
+                    .spawn()
+                    .expect("etcd installed (scripts/install-deps.sh)")
+            })
+            .collect();
+        let cluster = EtcdCluster3 {
+            children,
+            commands,
+            _dir: dir,
+            urls,
+        };
+        let has_leader = |url: &String| {
+            runtime.block_on(async {
+                match etcd_client::Client::connect([url.clone()], None).await {
+                    Ok(mut client) => client.status().await.is_ok_and(|s| s.leader() != 0),
+                    Err(_) => false,
+                }
+            })
+        };
+        let started = Instant::now();
+        while !cluster.urls.iter().all(has_leader) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the etcd cluster did not form"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    /// The member that leads, as the members report it.
+    fn leader(&self, runtime: &tokio::runtime::Runtime) -> Option<usize> {
+        runtime.block_on(async {
+            for url in &self.urls {
+                let Ok(mut client) = etcd_client::Client::connect([url.clone()], None).await else {
+                    continue;
+                };
+                let Ok(status) = client.status().await else {
+                    continue;
+                };
+                if status.leader() == 0 {
+                    continue;
+                }
+                for (i, other) in self.urls.iter().enumerate() {
+                    let Ok(mut client) = etcd_client::Client::connect([other.clone()], None).await
+                    else {
+                        continue;
+                    };
+                    if let Ok(theirs) = client.status().await
+                        && theirs.header().map(|h| h.member_id()) == Some(status.leader())
+                    {
+                        return Some(i);
+                    }
+                }
+            }
+            None
+        })
+    }
+
+    fn kill(&mut self, i: usize) {
+        let _ = self.children[i].kill();
+        let _ = self.children[i].wait();
+    }
+
+    /// Starts a killed member again, with its data.
+    fn restart(&mut self, i: usize) {
+        self.children[i] = self.commands[i].spawn().unwrap();
+    }
+
+    /// Sum over the members of the counter or gauge `name` on the lines that contain `label`.
+    fn counter(&self, runtime: &tokio::runtime::Runtime, name: &str, label: &str) -> f64 {
+        self.counter_on(runtime, &[0, 1, 2], name, label)
+    }
+
+    /// [`EtcdCluster3::counter`] over some members only.
+    fn counter_on(
+        &self,
+        runtime: &tokio::runtime::Runtime,
+        members: &[usize],
+        name: &str,
+        label: &str,
+    ) -> f64 {
+        let http = reqwest::Client::new();
+        members
+            .iter()
+            .map(|&i| &self.urls[i])
+            .map(|url| {
+                let text = runtime
+                    .block_on(async {
+                        http.get(format!("{url}/metrics"))
+                            .send()
+                            .await?
+                            .text()
+                            .await
+                    })
+                    .unwrap_or_default();
+                text.lines()
+                    .filter(|line| {
+                        line.split(['{', ' ']).next() == Some(name) && line.contains(label)
+                    })
+                    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>()
+            })
+            .sum()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+impl Drop for EtcdCluster3 {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses; utime and stime
+    // are the 14th and 15th fields, in clock ticks of 1/100 s on Linux.
+    let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+fn cpu_of(pids: &[u32]) -> Duration {
+    pids.iter().map(|&pid| cpu_time(pid)).sum()
+}
+
+/// Waits until every file in `dests` holds all of `values`; returns how long after `since` each one
+/// was renamed into place (inotify events, timestamped as they arrive).
+fn fan_out(
+    events: &std::sync::mpsc::Receiver<(PathBuf, Instant)>,
+    dests: &std::collections::HashSet<PathBuf>,
+    values: &[String],
+    since: Instant,
+    limit: Duration,
+) -> Vec<Duration> {
+    let mut done: std::collections::HashMap<PathBuf, Duration> = Default::default();
+    let current = |path: &Path| {
+        std::fs::read_to_string(path).is_ok_and(|t| values.iter().all(|v| t.contains(v.as_str())))
+    };
+    while done.len() < dests.len() {
+        match events.recv_timeout(Duration::from_millis(200)) {
+            Ok(first) => {
+                // Everything queued too, each file at its latest event: an earlier event read
+                // late must not be credited with a later rename's content.
+                let mut latest: std::collections::HashMap<PathBuf, Instant> = Default::default();
+                for (path, at) in std::iter::once(first).chain(events.try_iter()) {
+                    latest.insert(path, at);
+                }
+                for (path, at) in latest {
+                    if dests.contains(&path) && !done.contains_key(&path) && current(&path) {
+                        done.insert(path, at.saturating_duration_since(since));
+                    }
+                }
+            }
+            // Quiet: an event may have been missed (the queue overflowed); look at the files.
+            Err(_) => {
+                assert!(
+                    since.elapsed() < limit,
+                    "{} of {} files current after {limit:?}",
+                    done.len(),
+                    dests.len()
+                );
+                for dest in dests {
+                    if !done.contains_key(dest) && current(dest) {
+                        done.insert(dest.clone(), since.elapsed());
+                    }
+                }
+            }
+        }
+    }
+    done.into_values().collect()
+}
+
+/// Issue 15's fleet: INSTANCES terad processes watching one prefix of SERVERS servers on a
+/// 3-member etcd cluster.
+fn fleet(instances: usize, servers: usize, rounds: usize) {
+    let terad = terad_binary();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cluster = EtcdCluster3::start(&runtime);
+    let mut client = runtime
+        .block_on(etcd_client::Client::connect(cluster.urls.clone(), None))
+        .unwrap();
+    runtime.block_on(put_many(&mut client, haproxy_entries("80", servers)));
+    let etcd_pids = cluster.pids();
+
+    let root = tempfile::tempdir().unwrap();
+    let mut dests = std::collections::HashSet::new();
+    let mut children = Vec::new();
+    let started = Instant::now();
+    for i in 0..instances {
+        let dir = root.path().join(format!("i{i:04}"));
+        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/haproxy.cfg.tmpl"),
+            dir.join("templates/haproxy.cfg.tmpl"),
+        )
+        .unwrap();
+        let dest = dir.join("out/haproxy.cfg");
+        // No check or reload command: what is measured is the store's fan-out to the files.
+        std::fs::write(
+            dir.join("conf.d/haproxy.toml"),
+            format!(
+                "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\n",
+                dest.display()
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new(&terad);
+        command
+            .args(["--watch", "--log-level", "error", "--backend", "etcd"])
+            .arg("--confdir")
+            .arg(&dir);
+        for url in &cluster.urls {
+            command.args(["--node", url]);
+        }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        children.push(child);
+        dests.insert(dest);
+    }
+    for dest in &dests {
+        wait_initial_render(dest, servers, Duration::from_secs(300));
+    }
+    let all_rendered = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            let at = Instant::now();
+            for path in event.paths {
+                let _ = events_tx.send((path, at));
+            }
+        }
+    })
+    .unwrap();
+    use notify::Watcher;
+    for dest in &dests {
+        watcher
+            .watch(dest.parent().unwrap(), notify::RecursiveMode::NonRecursive)
+            .unwrap();
+    }
+
+    // The store's cost of an idle fleet: the watches it holds, and its CPU over 10 s (the
+    // watch watchdog asks for a progress notification after each second of silence).
+    let watchers = cluster.counter(&runtime, "etcd_debugging_mvcc_watcher_total", "");
+    let streams = cluster.counter(&runtime, "etcd_debugging_mvcc_watch_stream_total", "");
+    let cpu_before = cpu_of(&etcd_pids);
+    let terad_pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let terad_cpu_before = cpu_of(&terad_pids);
+    std::thread::sleep(Duration::from_secs(10));
+    let idle_store_cpu = cpu_of(&etcd_pids).saturating_sub(cpu_before);
+    let idle_fleet_cpu = cpu_of(&terad_pids).saturating_sub(terad_cpu_before);
+
+    // Fan-out: one put, every file; ROUNDS times.
+    let mut all = Vec::with_capacity(rounds * instances);
+    let mut round_max = Vec::with_capacity(rounds);
+    for r in 0..rounds {
+        let key = format!("/proxy/frontend/web-{:06}", (r * 7919) % servers);
+        let value = format!("192.168.{}.{}:{}", r / 250, r % 250, 9000 + r);
+        while events.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        runtime
+            .block_on(client.put(key, value.as_str(), None))
+            .unwrap();
+        let mut latencies = fan_out(&events, &dests, &[value], t0, Duration::from_secs(120));
+        latencies.sort();
+        round_max.push(*latencies.last().unwrap());
+        all.extend(latencies);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    all.sort();
+    round_max.sort();
+
+    // A burst: 200 updates spread over 1 s (one every 5 ms, each on its own key, not waiting
+    // for the one before), then every file holding all of them.
+    while events.try_recv().is_ok() {}
+    let cpu_before = cpu_of(&etcd_pids);
+    let t0 = Instant::now();
+    let values: Vec<String> = (0..200)
+        .map(|i| format!("172.16.{}.{}:7000", i / 250, i % 250))
+        .collect();
+    let sent = runtime.block_on(async {
+        let mut puts = tokio::task::JoinSet::new();
+        for (i, value) in values.iter().enumerate() {
+            let mut client = client.clone();
+            let key = format!("/proxy/frontend/web-{:06}", (i * 31) % servers);
+            let value = value.clone();
+            let due = tokio::time::Instant::from_std(t0 + Duration::from_millis(5 * i as u64));
+            puts.spawn(async move {
+                tokio::time::sleep_until(due).await;
+                client.put(key, value, None).await.unwrap();
+            });
+        }
+        while let Some(put) = puts.join_next().await {
+            put.unwrap();
+        }
+        t0.elapsed()
+    });
+    let mut burst = fan_out(&events, &dests, &values, t0, Duration::from_secs(120));
+    burst.sort();
+    let burst_store_cpu = cpu_of(&etcd_pids).saturating_sub(cpu_before);
+    let burst_wall = t0.elapsed();
+
+    // A blip: the leader is killed and restarted 3 s later; a put right after the kill (once
+    // the cluster takes it) must reach every file. The store's request counters over the
+    // episode show whether the fleet came back with jittered retries or in a tight loop.
+    std::thread::sleep(Duration::from_secs(2));
+    let leader = cluster.leader(&runtime).expect("a leader");
+    // Counted on the members that stay up (the restarted one starts its counters over).
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let count = |cluster: &EtcdCluster3, label: &str| {
+        cluster.counter_on(&runtime, &survivors, "grpc_server_started_total", label)
+    };
+    let started_before = count(&cluster, "");
+    let ranges_before = count(&cluster, "\"Range\"");
+    let watches_before = count(&cluster, "\"Watch\"");
+    let mut writer = runtime
+        .block_on(etcd_client::Client::connect(
+            [cluster.urls[survivors[0]].clone()],
+            None,
+        ))
+        .unwrap();
+    while events.try_recv().is_ok() {}
+    let blip = Instant::now();
+    cluster.kill(leader);
+    let value = "10.99.99.99:9999".to_owned();
+    loop {
+        let put = runtime.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                writer.put("/proxy/frontend/web-000000", value.as_str(), None),
+            )
+            .await
+        });
+        if matches!(put, Ok(Ok(_))) {
+            break;
+        }
+        assert!(
+            blip.elapsed() < Duration::from_secs(30),
+            "no write after the leader died"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let committed = blip.elapsed();
+    let mut after_blip = fan_out(&events, &dests, &[value], blip, Duration::from_secs(120));
+    after_blip.sort();
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(blip.elapsed()));
+    cluster.restart(leader);
+    // Counted over 10 s from the kill: the failover and the member's return.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(blip.elapsed()));
+    let window = blip.elapsed().as_secs_f64();
+    let requests = count(&cluster, "") - started_before;
+    let ranges = count(&cluster, "\"Range\"") - ranges_before;
+    let watches = count(&cluster, "\"Watch\"") - watches_before;
+
+    let rss: Vec<u64> = terad_pids.iter().map(|&pid| memory_kb(pid).0).collect();
+    let rss_mean = rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0;
+    let rss_max = *rss.iter().max().unwrap() as f64 / 1024.0;
+
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    println!("fleet: {instances} terad processes, {servers} servers, 3-member etcd cluster");
+    println!(
+        "every instance rendered {:.1} s after the first was started",
+        all_rendered.as_secs_f64()
+    );
+    println!(
+        "fan-out, one put to every file, {} puts x {instances} files: p50 {}, p99 {}, max {} (slowest file per put: median {})",
+        rounds,
+        ms(percentile(&all, 50)),
+        ms(percentile(&all, 99)),
+        ms(*all.last().unwrap()),
+        ms(percentile(&round_max, 50)),
+    );
+    println!(
+        "store: {:.0} watchers and {:.0} watch streams for {instances} instances ({:.2} and {:.2} per instance)",
+        watchers,
+        streams,
+        watchers / instances as f64,
+        streams / instances as f64
+    );
+    println!(
+        "store CPU while the fleet idles: {:.1} % of one core (the fleet itself: {:.1} %)",
+        idle_store_cpu.as_secs_f64() * 10.0,
+        idle_fleet_cpu.as_secs_f64() * 10.0
+    );
+    println!(
+        "burst of 200 updates sent in {:.2} s: every file holding all 200 {} after the first put (p50 {}; the driver saw it at {:.2} s); store CPU {:.2} s",
+        sent.as_secs_f64(),
+        ms(*burst.last().unwrap()),
+        ms(percentile(&burst, 50)),
+        burst_wall.as_secs_f64(),
+        burst_store_cpu.as_secs_f64()
+    );
+    println!(
+        "leader killed (restarted after 3 s): a put committed {:.2} s after the kill; every file current {} after the kill, {} after the commit (p50 {}); \
+         over {window:.0} s the two other members counted {requests:.0} gRPC calls ({:.0}/s), {ranges:.0} Range ({:.2} per instance), {watches:.0} new watch streams",
+        committed.as_secs_f64(),
+        ms(*after_blip.last().unwrap()),
+        ms(after_blip.last().unwrap().saturating_sub(committed)),
+        ms(percentile(&after_blip, 50)),
+        requests / window,
+        ranges / instances as f64,
+    );
+    println!("RSS per instance: mean {rss_mean:.1} MiB, max {rss_max:.1} MiB");
 }
