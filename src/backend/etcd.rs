@@ -87,10 +87,11 @@ impl std::fmt::Debug for EtcdSource {
     }
 }
 
-/// One cluster member: its endpoint and a client for it, connected when first used.
+/// One cluster member: its endpoint and a client for it, connected when first used and
+/// dropped when the member fails (see [`Members::failed`]).
 struct Member {
     url: String,
-    client: tokio::sync::OnceCell<Client>,
+    client: tokio::sync::Mutex<Option<Client>>,
 }
 
 /// The members of the cluster and what terad knows of their health, in one place: which member
@@ -119,7 +120,7 @@ impl Members {
                 .iter()
                 .map(|url| Member {
                     url: url.clone(),
-                    client: tokio::sync::OnceCell::new(),
+                    client: tokio::sync::Mutex::new(None),
                 })
                 .collect(),
             options,
@@ -156,23 +157,32 @@ impl Members {
     /// credentials are given). `None` when connecting took longer than `REQUEST_TIMEOUT`.
     async fn connect(&self, index: usize) -> Result<Client, Option<etcd_client::Error>> {
         let member = &self.members[index];
-        let client = member
-            .client
-            .get_or_try_init(|| async {
-                let connect = Client::connect([&member.url], Some(self.options.clone()));
-                match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
-                    Ok(Ok(client)) => Ok(client),
-                    Ok(Err(error)) => Err(Some(error)),
-                    Err(_) => Err(None),
-                }
-            })
-            .await?;
-        Ok(client.clone())
+        // Held while connecting: concurrent callers wait for the one connection.
+        let mut slot = member.client.lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let connect = Client::connect([&member.url], Some(self.options.clone()));
+        let client = match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(error)) => return Err(Some(error)),
+            Err(_) => return Err(None),
+        };
+        *slot = Some(client.clone());
+        Ok(client)
     }
 
     /// Member `index` failed with `fault`: requests go to another member from now on. Logged
     /// when the member starts failing, not again until it has answered in between.
     fn failed(&self, index: usize, fault: &str) {
+        // The member's next use connects afresh. The channel of a member that died holds
+        // requests while it reconnects instead of failing them, and went on holding them for
+        // seconds after the member was back (quorum restored, the change in the file 2.7 s
+        // after the commit); a new connection is refused at once while the member is down and
+        // answers at once when it is back. Skipped while someone is connecting.
+        if let Ok(mut slot) = self.members[index].client.try_lock() {
+            *slot = None;
+        }
         let mut state = self.state.lock().expect("members lock");
         let count = self.members.len();
         let first = state.failing[index].is_none();
@@ -659,6 +669,18 @@ impl EtcdSource {
             member = %self.members.url(index),
             "etcd watch open"
         );
+        // The runner learns that the backend answers again from what the watch sends; a watch
+        // reopened after an outage may have nothing to send for a long time, so it says so
+        // with an update that changes nothing (same revision, no changes). Without it, a
+        // member back while the runner's probing listing failed left /ready false and the
+        // outage unended until the next change.
+        let alive = Update::Changes {
+            revision: *revision,
+            changes: Vec::new(),
+        };
+        if updates.send(alive).await.is_err() {
+            return Ok(());
+        }
         let broken = |error: BackendError| WatchEnd {
             error,
             opened: true,

@@ -36,7 +36,9 @@ pub enum Update {
         prefixes: Vec<String>,
         listing: Listing,
     },
-    /// Changes since the previous update, all taken at one `revision`.
+    /// Changes since the previous update, all taken at one `revision`. None at the revision
+    /// already delivered: the watch is (re)established, which tells the runner the backend
+    /// answers again.
     Changes { revision: u64, changes: Vec<Change> },
 }
 

@@ -239,6 +239,9 @@ impl Watched {
             failovers: Vec::new(),
         };
         watched.wait_servers(2, Duration::from_secs(30), cluster);
+        // The file is written before the resource counts as synced: a fault injected in
+        // between saw /ready false at once, then true.
+        watched.wait_ready(true, Duration::from_secs(10));
         watched
     }
 
