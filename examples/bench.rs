@@ -1568,6 +1568,19 @@ fn fan_out(
     done.into_values().collect()
 }
 
+/// The fleet's processes, killed when dropped: a run that panics half-way must not leave
+/// hundreds of terad processes behind (one did, before this).
+struct Instances(Vec<Child>);
+
+impl Drop for Instances {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Issue 15's fleet: INSTANCES terad processes watching one prefix of SERVERS servers on a
 /// 3-member etcd cluster.
 fn fleet(instances: usize, servers: usize, rounds: usize) {
@@ -1585,7 +1598,7 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
 
     let root = tempfile::tempdir().unwrap();
     let mut dests = std::collections::HashSet::new();
-    let mut children = Vec::new();
+    let mut children = Instances(Vec::new());
     let started = Instant::now();
     for i in 0..instances {
         let dir = root.path().join(format!("i{i:04}"));
@@ -1620,7 +1633,7 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        children.push(child);
+        children.0.push(child);
         dests.insert(dest);
     }
     for dest in &dests {
@@ -1651,7 +1664,7 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
     let watchers = cluster.counter(&runtime, "etcd_debugging_mvcc_watcher_total", "");
     let streams = cluster.counter(&runtime, "etcd_debugging_mvcc_watch_stream_total", "");
     let cpu_before = cpu_of(&etcd_pids);
-    let terad_pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let terad_pids: Vec<u32> = children.0.iter().map(Child::id).collect();
     let terad_cpu_before = cpu_of(&terad_pids);
     std::thread::sleep(Duration::from_secs(10));
     let idle_store_cpu = cpu_of(&etcd_pids).saturating_sub(cpu_before);
@@ -1763,10 +1776,7 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
     let rss_mean = rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0;
     let rss_max = *rss.iter().max().unwrap() as f64 / 1024.0;
 
-    for mut child in children {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    drop(children);
     println!("fleet: {instances} terad processes, {servers} servers, 3-member etcd cluster");
     println!(
         "every instance rendered {:.1} s after the first was started",
