@@ -76,6 +76,8 @@ fn input() -> &'static RenderInput {
                 .to_vec(),
                 values: Default::default(),
             }),
+            // No service data: a `service` call fails its render, as one not answered yet.
+            services: Default::default(),
         }
     })
 }
