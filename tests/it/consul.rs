@@ -1,9 +1,8 @@
 //! The Consul backend against a real Consul agent.
 
-use std::process::Command;
 use std::time::Duration;
 
-use crate::support::consul::{Consul, MASTER_TOKEN};
+use crate::support::consul::{Consul, MASTER_TOKEN, terad};
 use crate::support::{Daemon, Fixture, run, stderr, wait_content, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -24,17 +23,6 @@ fn fixture() -> Fixture {
         ),
     );
     fx
-}
-
-fn terad(fx: &Fixture, consul: &Consul, args: &[&str]) -> Command {
-    let mut command = fx.terad();
-    command
-        .args(args)
-        .args(["--backend", "consul", "--node"])
-        .arg(consul.address())
-        // Short blocking queries keep the restart test quick; the default is 5m.
-        .args(["--consul-wait", "5s"]);
-    command
 }
 
 #[test]

@@ -3,12 +3,11 @@
 //! serving while an instance fails and returns, and the errors (an unknown service, an ACL
 //! refusal, Consul down, another backend) say what they are.
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::consul::{Consul, MASTER_TOKEN};
+use crate::support::consul::{Consul, MASTER_TOKEN, terad};
 use crate::support::haproxy::{CheckedBackend, Haproxy, http_get};
 use crate::support::{Daemon, Fixture, free_port, run, stderr, stdout, wait_content, wait_for};
 
@@ -28,16 +27,6 @@ fn fixture(template: &str, keys: &[&str], extra: &str) -> Fixture {
         ),
     );
     fx
-}
-
-fn terad(fx: &Fixture, consul: &Consul, args: &[&str]) -> Command {
-    let mut command = fx.terad();
-    command
-        .args(args)
-        .args(["--backend", "consul", "--node"])
-        .arg(consul.address())
-        .args(["--consul-wait", "5s"]);
-    command
 }
 
 /// `id@address:port` for each instance: what the test templates render.

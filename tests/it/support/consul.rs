@@ -322,3 +322,15 @@ impl Drop for Consul {
         self.kill();
     }
 }
+
+/// terad against `consul` with `args`, in `fx`'s confdir. Short blocking queries keep the
+/// restart tests quick (the default wait is 5m).
+pub fn terad(fx: &super::Fixture, consul: &Consul, args: &[&str]) -> Command {
+    let mut command = fx.terad();
+    command
+        .args(args)
+        .args(["--backend", "consul", "--node"])
+        .arg(consul.address())
+        .args(["--consul-wait", "5s"]);
+    command
+}
