@@ -189,7 +189,7 @@ impl NamedBackend {
                     }
                     let Ok(stream) = stream else { continue };
                     let response = response.clone();
-                    std::thread::spawn(move || answer(stream, &response));
+                    std::thread::spawn(move || answer_with(stream, |_| response.clone()));
                 }
             })
         };
@@ -199,24 +199,6 @@ impl NamedBackend {
             thread: Some(thread),
         }
     }
-}
-
-/// Reads one request head and answers it. HAProxy's health checks connect and close without a
-/// request; those get nothing.
-fn answer(mut stream: TcpStream, response: &str) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let mut request = Vec::new();
-    let mut buffer = [0u8; 1024];
-    loop {
-        match stream.read(&mut buffer) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => request.extend_from_slice(&buffer[..n]),
-        }
-        if request.windows(4).any(|w| w == b"\r\n\r\n") {
-            break;
-        }
-    }
-    let _ = stream.write_all(response.as_bytes());
 }
 
 impl Drop for NamedBackend {
@@ -311,7 +293,7 @@ impl Drop for CheckedBackend {
 }
 
 /// Reads one request head and answers with `respond(path)`; a connection closed without a
-/// request gets nothing.
+/// request (HAProxy's TCP health checks) gets nothing.
 fn answer_with(mut stream: TcpStream, respond: impl Fn(&str) -> String) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut request = Vec::new();
