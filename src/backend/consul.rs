@@ -28,8 +28,9 @@
 //!
 //! [`catalog`] reads the service catalog (instances by health, services, nodes) for templates.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -41,7 +42,7 @@ mod catalog;
 
 pub use catalog::{QueryState, parse as parse_service_answer};
 
-use super::{BackendError, KeySource, Listing, Update};
+use super::{BackendError, KeySource, Listing, PrefixPosition, Update, WatchCursor, fingerprint};
 use crate::config::{Consistency, Secret, Settings};
 use crate::retry::Backoff;
 use crate::store::key_in_scope;
@@ -464,29 +465,63 @@ impl ConsulSource {
     }
 
     /// Follows one prefix with blocking queries, sending its full contents whenever they change.
+    ///
+    /// `positions` is the watch cursor's: what this prefix last delivered survives a restart of
+    /// the watch. The first query after a (re)start does not block, so the node proves it
+    /// serves, and a restart that finds the same entries sends only an empty update (the runner
+    /// learns the backend answers) instead of the whole prefix again.
     async fn follow_prefix(
         self,
         prefix: String,
+        positions: Arc<Mutex<HashMap<String, PrefixPosition>>>,
         updates: mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
+        let delivered = positions
+            .lock()
+            .expect("watch cursor lock")
+            .get(&prefix)
+            .copied();
+        let mut last = delivered.map(|position| position.fingerprint);
         let mut index = 0u64;
-        let mut last: Option<Vec<(String, String)>> = None;
+        let mut first = true;
         loop {
             let started = Instant::now();
-            let (new_index, entries) = self.read_prefix(&prefix, index, Some(self.wait)).await?;
+            let wait = (!first).then_some(self.wait);
+            let (new_index, entries) = self.read_prefix(&prefix, index, wait).await?;
             let unchanged_index = new_index == index;
             // Consul's index only grows; a smaller one means a new agent or a restored
             // snapshot, and blocking on the old value would wait for a long time.
             index = if new_index < index { 0 } else { new_index };
-            if last.as_ref() != Some(&entries) {
-                last = Some(entries.clone());
-                let update = Update::Listing {
+            let seen = fingerprint(&entries);
+            let update = if last != Some(seen) {
+                last = Some(seen);
+                // Recorded as delivered: the cursor moves, and a restart compares against it.
+                positions.lock().expect("watch cursor lock").insert(
+                    prefix.clone(),
+                    PrefixPosition {
+                        index: new_index,
+                        fingerprint: seen,
+                    },
+                );
+                Some(Update::Listing {
                     prefixes: vec![prefix.clone()],
                     listing: Listing {
                         revision: new_index,
                         entries,
                     },
-                };
+                })
+            } else if first {
+                // Nothing new since before the restart: the cursor stays where it was.
+                tracing::debug!(prefix = %prefix, index = new_index, "consul watch resumed; nothing new under the prefix");
+                Some(Update::Changes {
+                    revision: new_index,
+                    changes: Vec::new(),
+                })
+            } else {
+                None
+            };
+            first = false;
+            if let Some(update) = update {
                 if updates.send(update).await.is_err() {
                     return Ok(());
                 }
@@ -688,10 +723,9 @@ impl KeySource for ConsulSource {
     async fn watch(
         &mut self,
         prefixes: &[String],
-        revision: &mut u64,
+        cursor: &mut WatchCursor,
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
-        let _ = revision;
         if prefixes.is_empty() {
             updates.closed().await;
             return Ok(());
@@ -700,7 +734,11 @@ impl KeySource for ConsulSource {
         let first = loop {
             let mut loops = tokio::task::JoinSet::new();
             for prefix in prefixes {
-                loops.spawn(self.clone().follow_prefix(prefix.clone(), updates.clone()));
+                loops.spawn(self.clone().follow_prefix(
+                    prefix.clone(),
+                    cursor.prefixes(),
+                    updates.clone(),
+                ));
             }
             // The first loop to stop decides: an error restarts them all (with backoff), a
             // clean end means shutdown. A node found hung restarts them on the next node at
@@ -723,6 +761,7 @@ impl KeySource for ConsulSource {
             loops.abort_all();
             break first;
         };
+        cursor.settle_prefixes();
         match first {
             Some(Ok(result)) => result,
             Some(Err(join_error)) => Err(BackendError::Other {

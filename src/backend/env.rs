@@ -75,7 +75,7 @@ impl KeySource for EnvSource {
     async fn watch(
         &mut self,
         _prefixes: &[String],
-        _revision: &mut u64,
+        _cursor: &mut super::WatchCursor,
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
         updates.closed().await;

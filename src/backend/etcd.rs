@@ -38,7 +38,7 @@ use etcd_client::{
 };
 use tokio::sync::mpsc;
 
-use super::{BackendError, KeySource, Listing, Update};
+use super::{BackendError, KeySource, Listing, Update, WatchCursor};
 use crate::config::Settings;
 use crate::retry::Backoff;
 use crate::store::{Change, key_in_scope};
@@ -907,7 +907,7 @@ impl KeySource for EtcdSource {
     async fn watch(
         &mut self,
         prefixes: &[String],
-        revision: &mut u64,
+        cursor: &mut WatchCursor,
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
         if prefixes.is_empty() {
@@ -924,7 +924,13 @@ impl KeySource for EtcdSource {
                 return Err(self.none_answered(&failures));
             };
             tried[index] = true;
-            let end = match self.watch_member(index, prefixes, revision, updates).await {
+            // etcd's position is the cluster's revision: one number resumes every prefix.
+            let mut revision = cursor.revision();
+            let result = self
+                .watch_member(index, prefixes, &mut revision, updates)
+                .await;
+            cursor.advance(revision);
+            let end = match result {
                 Ok(()) => return Ok(()),
                 Err(end) => end,
             };

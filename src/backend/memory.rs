@@ -28,7 +28,7 @@ pub struct MemorySource {
 pub enum WatchStep {
     /// Breaks at once.
     Fails,
-    /// Delivers the update (advancing the revision to its own), then breaks.
+    /// Delivers the update (advancing the cursor to its revision), then breaks.
     DeliversThenFails(Update),
 }
 
@@ -68,7 +68,7 @@ impl KeySource for MemorySource {
     async fn watch(
         &mut self,
         _prefixes: &[String],
-        revision: &mut u64,
+        cursor: &mut super::WatchCursor,
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
         self.watch_calls
@@ -79,8 +79,8 @@ impl KeySource for MemorySource {
         match step {
             Some(WatchStep::Fails) => return Err(unreachable()),
             Some(WatchStep::DeliversThenFails(update)) => {
-                if let Update::Changes { revision: at, .. } = &update {
-                    *revision = *at;
+                if let Update::Changes { revision, .. } = &update {
+                    cursor.advance(*revision);
                 }
                 let _ = updates.send(update).await;
                 return Err(unreachable());

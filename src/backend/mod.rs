@@ -14,7 +14,10 @@ pub mod file;
 pub mod memory;
 pub(crate) mod tls;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
@@ -40,6 +43,70 @@ pub enum Update {
     /// already delivered: the watch is (re)established, which tells the runner the backend
     /// answers again.
     Changes { revision: u64, changes: Vec<Change> },
+}
+
+/// Where a broken watch resumes. The runner starts one at a listing and hands the same cursor
+/// back to every retry; the backend advances it as it delivers and reads it when it resumes.
+/// etcd, the file and the memory backend resume from one revision. Consul has no such thing:
+/// each watched prefix has its own blocking-query index, so it keeps one [`PrefixPosition`] per
+/// prefix, which its concurrent prefix loops update as they deliver.
+#[derive(Debug, Default)]
+pub struct WatchCursor {
+    revision: u64,
+    prefixes: Arc<Mutex<HashMap<String, PrefixPosition>>>,
+}
+
+/// What a backend with one index per prefix last delivered for a prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixPosition {
+    /// The index the next blocking query waits from.
+    pub index: u64,
+    /// A fingerprint of the entries delivered at `index` ([`fingerprint`]): a resumed watch
+    /// whose first answer holds the same entries has nothing new to send.
+    pub fingerprint: u64,
+}
+
+impl WatchCursor {
+    /// A cursor right after a listing at `revision`.
+    pub fn at(revision: u64) -> WatchCursor {
+        WatchCursor {
+            revision,
+            prefixes: Arc::default(),
+        }
+    }
+
+    /// The position of the last update delivered (for Consul, the highest index delivered).
+    /// The runner compares it before and after a watch: a watch that moved it delivered.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Delivered an update at `revision`.
+    pub(crate) fn advance(&mut self, revision: u64) {
+        self.revision = revision;
+    }
+
+    /// The per-prefix positions, shared with the loops that update them.
+    pub(crate) fn prefixes(&self) -> Arc<Mutex<HashMap<String, PrefixPosition>>> {
+        Arc::clone(&self.prefixes)
+    }
+
+    /// After the per-prefix loops stopped: the highest index any of them delivered.
+    pub(crate) fn settle_prefixes(&mut self) {
+        let positions = self.prefixes.lock().expect("watch cursor lock");
+        if let Some(highest) = positions.values().map(|p| p.index).max() {
+            self.revision = self.revision.max(highest);
+        }
+    }
+}
+
+/// A fingerprint of a prefix's entries, to tell an answer that changed nothing without keeping
+/// a copy of every entry (100k keys are megabytes). SipHash with fixed keys: the same entries
+/// give the same value in every process.
+pub fn fingerprint(entries: &[(String, String)]) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    entries.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Why a backend call failed.
@@ -101,13 +168,13 @@ pub trait KeySource {
         prefixes: &[String],
     ) -> impl Future<Output = Result<Listing, BackendError>> + Send;
 
-    /// Sends every change under `prefixes` after `revision` to `updates`, advancing `revision`
-    /// to each update's position so a broken watch resumes where it stopped. Returns `Ok` when
-    /// `updates` is closed (shutdown), an error when the watch broke.
+    /// Sends every change under `prefixes` after `cursor` to `updates`, advancing `cursor` as
+    /// it delivers so a broken watch resumes where it stopped. Returns `Ok` when `updates` is
+    /// closed (shutdown), an error when the watch broke.
     fn watch(
         &mut self,
         prefixes: &[String],
-        revision: &mut u64,
+        cursor: &mut WatchCursor,
         updates: &mpsc::Sender<Update>,
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
@@ -180,16 +247,16 @@ impl KeySource for Backend {
     async fn watch(
         &mut self,
         prefixes: &[String],
-        revision: &mut u64,
+        cursor: &mut WatchCursor,
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
         match self {
-            Backend::Consul(source) => source.watch(prefixes, revision, updates).await,
-            Backend::Etcd(source) => source.watch(prefixes, revision, updates).await,
-            Backend::File(source) => source.watch(prefixes, revision, updates).await,
-            Backend::Env(source) => source.watch(prefixes, revision, updates).await,
+            Backend::Consul(source) => source.watch(prefixes, cursor, updates).await,
+            Backend::Etcd(source) => source.watch(prefixes, cursor, updates).await,
+            Backend::File(source) => source.watch(prefixes, cursor, updates).await,
+            Backend::Env(source) => source.watch(prefixes, cursor, updates).await,
             #[cfg(test)]
-            Backend::Memory(source) => source.watch(prefixes, revision, updates).await,
+            Backend::Memory(source) => source.watch(prefixes, cursor, updates).await,
         }
     }
 

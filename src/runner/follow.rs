@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::backend::{Backend, BackendError, KeySource, Listing, Update};
+use crate::backend::{Backend, BackendError, KeySource, Listing, Update, WatchCursor};
 use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
 
@@ -33,7 +33,7 @@ impl WatchTask {
         tokio::spawn(watch_loop(
             backend.clone(),
             runtime.prefixes.clone(),
-            runtime.revision,
+            WatchCursor::at(runtime.revision),
             tx,
             stop.clone(),
             Arc::clone(&runtime.telemetry),
@@ -51,7 +51,7 @@ impl WatchTask {
 pub(super) async fn watch_loop(
     mut backend: Backend,
     prefixes: Vec<String>,
-    mut revision: u64,
+    mut cursor: WatchCursor,
     updates: mpsc::Sender<Update>,
     stop: CancellationToken,
     telemetry: Arc<Telemetry>,
@@ -60,12 +60,12 @@ pub(super) async fn watch_loop(
     // Whether the current outage was logged: once per outage, not once per retry.
     let mut logged = false;
     loop {
-        let resumed_at = revision;
+        let resumed_at = cursor.revision();
         let result = tokio::select! {
             _ = stop.cancelled() => return,
-            result = backend.watch(&prefixes, &mut revision, &updates) => result,
+            result = backend.watch(&prefixes, &mut cursor, &updates) => result,
         };
-        if revision != resumed_at {
+        if cursor.revision() != resumed_at {
             // The watch delivered before it broke: this is a new outage, retried promptly.
             backoff.reset();
             logged = false;
@@ -79,7 +79,7 @@ pub(super) async fn watch_loop(
                 else {
                     return;
                 };
-                revision = listing.revision;
+                cursor = WatchCursor::at(listing.revision);
                 let update = Update::Listing {
                     prefixes: prefixes.clone(),
                     listing,
@@ -271,7 +271,7 @@ mod tests {
         let task = tokio::spawn(watch_loop(
             Backend::Memory(source),
             vec!["/".into()],
-            0,
+            WatchCursor::at(0),
             tx,
             stop.clone(),
             Arc::new(Telemetry::new(Duration::from_secs(30))),

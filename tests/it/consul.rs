@@ -209,3 +209,33 @@ fn onetime_renders_and_an_unreachable_agent_exits_1() {
         stderr(&output)
     );
 }
+
+#[test]
+fn a_resumed_watch_that_finds_the_same_keys_sends_nothing_again() {
+    let mut consul = Consul::start_persistent();
+    consul.put("/app/upstream/a", "1");
+    let fx = fixture();
+    let daemon = Daemon::start(
+        &mut terad(&fx, &consul, &["--watch", "--log-level", "debug"]),
+        fx.path("terad.log"),
+    );
+    wait_content(&fx, &daemon, "the initial render", "a=1\n");
+    assert!(
+        !daemon.log().contains("nothing new under the prefix"),
+        "the first read of a prefix delivers it: {}",
+        daemon.log()
+    );
+
+    // The agent comes back with the same data: the watch resumes from its cursor, finds the
+    // keys it delivered before and says only that it answers again.
+    consul.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    consul.restart();
+    wait_for("the resumed watch", LIMIT, || {
+        daemon
+            .log()
+            .contains("consul watch resumed; nothing new under the prefix")
+    });
+    consul.put("/app/upstream/b", "2");
+    wait_content(&fx, &daemon, "a change after the resume", "a=1\nb=2\n");
+}

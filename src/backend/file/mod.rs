@@ -14,7 +14,7 @@ use notify::{RecursiveMode, Watcher};
 use serde::de::DeserializeSeed;
 use tokio::sync::mpsc;
 
-use super::{BackendError, KeySource, Listing, Update, within_prefixes};
+use super::{BackendError, KeySource, Listing, Update, WatchCursor, within_prefixes};
 
 mod yaml;
 
@@ -74,7 +74,7 @@ impl KeySource for FileSource {
     async fn watch(
         &mut self,
         prefixes: &[String],
-        revision: &mut u64,
+        cursor: &mut WatchCursor,
         updates: &mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
         let (events_tx, mut events) = mpsc::unbounded_channel();
@@ -116,7 +116,7 @@ impl KeySource for FileSource {
         let mut last = None;
         if let Ok(listing) = self.read(prefixes) {
             last = Some(listing.entries.clone());
-            *revision = listing.revision;
+            cursor.advance(listing.revision);
             let update = Update::Listing {
                 prefixes: prefixes.to_vec(),
                 listing,
@@ -145,7 +145,7 @@ impl KeySource for FileSource {
                         continue;
                     }
                     last = Some(listing.entries.clone());
-                    *revision = listing.revision;
+                    cursor.advance(listing.revision);
                     let update = Update::Listing {
                         prefixes: prefixes.to_vec(),
                         listing,
@@ -586,7 +586,11 @@ mod tests {
         let mut source = FileSource::new(vec![path.clone()]);
         let (tx, mut rx) = mpsc::channel(8);
         let prefixes = vec!["/".to_owned()];
-        let task = tokio::spawn(async move { source.watch(&prefixes, &mut 0, &tx).await });
+        let task = tokio::spawn(async move {
+            source
+                .watch(&prefixes, &mut WatchCursor::default(), &tx)
+                .await
+        });
         // First what the files hold once the watch is in place (a write before it raised no
         // event).
         let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
