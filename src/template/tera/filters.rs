@@ -22,20 +22,49 @@ pub(super) fn register(tera: &mut Tera) {
     tera.register_filter("safe_name", safe_name);
 }
 
+/// What a check filter was given: a string (`kv.value | host_port(key=kv.key)`), or a pair
+/// from `gets`/`get` (`kv | host_port`), which names its own key. The pair spelling is also the
+/// cheap one: Tera builds a keyword-argument map for every filter call that has one, which at
+/// 100k servers cost the example more than the checks themselves.
+enum Checked<'v> {
+    Text(&'v str),
+    Pair { key: &'v str, value: &'v str },
+}
+
+impl<'v> Checked<'v> {
+    fn of(filter: &str, value: &'v Value) -> TeraResult<Checked<'v>> {
+        if let Some(text) = value.as_str() {
+            return Ok(Checked::Text(text));
+        }
+        let pair = value.as_map().and_then(|map| {
+            let field = |name: &'static str| map.get(&tera::value::Key::Str(name))?.as_str();
+            Some(Checked::Pair {
+                key: field("key")?,
+                value: field("value")?,
+            })
+        });
+        pair.ok_or_else(|| {
+            error(format!(
+                "{filter}: expected a string or a key/value pair from gets, got {}",
+                value.name()
+            ))
+        })
+    }
+}
+
 /// Passes `value` through when `check` accepts it; otherwise fails the render naming the key
-/// (`key=kv.key`) and why, never printing the value.
+/// (the pair's, or `key=kv.key`) and why, never printing the value.
 fn vetted(
     filter: &str,
     what: &str,
     value: &str,
-    kwargs: &Kwargs,
+    key: Option<&str>,
     check: fn(&str) -> Result<(), &'static str>,
 ) -> TeraResult<Value> {
-    expect_args(filter, kwargs, &["key"])?;
     match check(value) {
         Ok(()) => Ok(Value::from(value)),
         Err(why) => {
-            let subject = match kwargs.get::<&str>("key")? {
+            let subject = match key {
                 Some(key) => format!("the value of key {key:?}"),
                 None => confd::describe(value),
             };
@@ -44,27 +73,45 @@ fn vetted(
     }
 }
 
-/// `{{ kv.value | host_port(key=kv.key) }}`: the value, when it is `host:port` and nothing else.
-fn host_port(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
-    vetted(
-        "host_port",
-        "host:port",
-        value,
-        &kwargs,
-        crate::template::vet::host_port,
-    )
+/// `{{ kv | host_port }}` or `{{ kv.value | host_port(key=kv.key) }}`: the value, when it is
+/// `host:port` and nothing else.
+fn host_port(value: &Value, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    let check = crate::template::vet::host_port;
+    match Checked::of("host_port", value)? {
+        Checked::Pair { key, value } => {
+            expect_args("host_port", &kwargs, &[])?;
+            vetted("host_port", "host:port", value, Some(key), check)
+        }
+        Checked::Text(value) => {
+            expect_args("host_port", &kwargs, &["key"])?;
+            let key = kwargs.get::<&str>("key")?;
+            vetted("host_port", "host:port", value, key, check)
+        }
+    }
 }
 
-/// `{{ kv.key | base | safe_name(key=kv.key) }}`: the value, when it is one word of letters,
+/// `{{ kv | safe_name }}` (the pair's name: the last segment of its key, as `base`) or
+/// `{{ kv.key | base | safe_name(key=kv.key) }}`: the name, when it is one word of letters,
 /// digits, `.`, `_` and `-`.
-fn safe_name(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
-    vetted(
-        "safe_name",
-        "a safe name",
-        value,
-        &kwargs,
-        crate::template::vet::safe_name,
-    )
+fn safe_name(value: &Value, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
+    let check = crate::template::vet::safe_name;
+    match Checked::of("safe_name", value)? {
+        Checked::Pair { key, .. } => {
+            expect_args("safe_name", &kwargs, &[])?;
+            vetted(
+                "safe_name",
+                "a safe name",
+                confd::base(key),
+                Some(key),
+                check,
+            )
+        }
+        Checked::Text(value) => {
+            expect_args("safe_name", &kwargs, &["key"])?;
+            let key = kwargs.get::<&str>("key")?;
+            vetted("safe_name", "a safe name", value, key, check)
+        }
+    }
 }
 
 fn base(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
@@ -169,6 +216,62 @@ mod tests {
         std::fs::write(dir.path().join("t"), template).unwrap();
         let engine = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
         render_with(&engine, "t", &[]).map_err(|e| e.to_string())
+    }
+
+    fn render_store(template: &str, pairs: &[(&str, &str)]) -> Result<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("t"), template).unwrap();
+        let engine = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
+        render_with(&engine, "t", pairs).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn checks_take_a_pair_or_a_string_and_name_the_key() {
+        const PAIR: &str = "{% for kv in gets(pattern=\"/proxy/frontend/*\") %}{{ kv | safe_name }} {{ kv | host_port }};{% endfor %}";
+        const TEXT: &str = "{% for kv in gets(pattern=\"/proxy/frontend/*\") %}{{ kv.key | base | safe_name(key=kv.key) }} {{ kv.value | host_port(key=kv.key) }};{% endfor %}";
+        let good = [
+            ("/proxy/frontend/web-1", "10.0.0.1:80"),
+            ("/proxy/frontend/web.2", "[::1]:8080"),
+        ];
+        for template in [PAIR, TEXT] {
+            assert_eq!(
+                render_store(template, &good).unwrap(),
+                "web-1 10.0.0.1:80;web.2 [::1]:8080;"
+            );
+        }
+        // A value that would add a directive, and a name that would: both spellings fail
+        // naming the key, never printing the value.
+        let bad_value = [("/proxy/frontend/web", "10.0.0.1:80\n  stats enable")];
+        let bad_name = [("/proxy/frontend/web ssl", "10.0.0.1:80")];
+        for template in [PAIR, TEXT] {
+            let err = render_store(template, &bad_value).unwrap_err();
+            assert!(
+                err.contains(
+                    "host_port: the value of key \"/proxy/frontend/web\" is not host:port"
+                ),
+                "{err}"
+            );
+            assert!(!err.contains("stats enable"), "{err}");
+            let err = render_store(template, &bad_name).unwrap_err();
+            assert!(
+                err.contains(
+                    "safe_name: the value of key \"/proxy/frontend/web ssl\" is not a safe name"
+                ),
+                "{err}"
+            );
+        }
+        // A pair takes no key=; anything but a string or a pair is refused.
+        let err = render_store(
+            "{% for kv in gets(pattern=\"/a/*\") %}{{ kv | host_port(key=kv.key) }}{% endfor %}",
+            &[("/a/b", "h:1")],
+        )
+        .unwrap_err();
+        assert!(err.contains("host_port"), "{err}");
+        let err = render_store("{{ 80 | host_port }}", &[]).unwrap_err();
+        assert!(
+            err.contains("host_port: expected a string or a key/value pair from gets"),
+            "{err}"
+        );
     }
 
     #[test]
