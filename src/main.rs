@@ -56,11 +56,19 @@ fn fleet_command(cli: &terad::cli::Cli, command: &terad::cli::Command) -> ExitCo
         }
     };
     terad::logging::init(&settings);
+    let mut command = command.clone();
+    if let terad::cli::Command::Rollout {
+        action: terad::cli::RolloutAction::Status { group, service },
+    } = &mut command
+        && service.is_none()
+    {
+        *service = terad::fleet::register::configured_service(cli, group);
+    }
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(runtime) => runtime.block_on(terad::fleet::register::run_command(&settings, command)),
+        Ok(runtime) => runtime.block_on(terad::fleet::register::run_command(&settings, &command)),
         Err(error) => {
             eprintln!("terad: cannot start the async runtime: {error}");
             ExitCode::from(terad::EXIT_FAILURE)

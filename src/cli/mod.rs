@@ -364,11 +364,12 @@ pub enum RolloutAction {
     /// also take out of maintenance the service instances on this node's agent that a terad
     /// killed mid-change left there.
     Resume { group: String },
-    /// Show who holds or waits for GROUP's slots and whether it is halted; with --service,
-    /// each instance of that Consul service with its health, maintenance and slot.
+    /// Show who holds or waits for GROUP's slots and whether it is halted; for a group that
+    /// coordinates a Consul service, each instance of it with its health, maintenance and slot.
     Status {
         group: String,
-        /// The Consul service the group coordinates (`[template.coordination] service`).
+        /// The Consul service the group coordinates; by default the `service` of the
+        /// `[template.coordination]` table with this group in this host's configuration.
         #[arg(long, value_name = "NAME")]
         service: Option<String>,
     },

@@ -16,6 +16,21 @@ use crate::config::Settings;
 use crate::retry::Backoff;
 use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 
+/// `rollout status GROUP` without `--service`: the service the group coordinates, as this
+/// host's configuration names it (a resource whose `[template.coordination]` has that group and
+/// a `service`). None when the configuration does not load or names none; the status then shows
+/// the slots only.
+pub fn configured_service(cli: &crate::cli::Cli, group: &str) -> Option<String> {
+    let config = crate::config::load(cli).ok()?;
+    config
+        .resources
+        .iter()
+        .filter_map(|resource| resource.coordination.as_ref())
+        .filter(|coordination| coordination.group == group)
+        .find_map(|coordination| coordination.service.as_ref())
+        .map(|service| service.name.clone())
+}
+
 /// Runs a subcommand; the exit status of the process.
 pub async fn run_command(settings: &Settings, command: &Command) -> ExitCode {
     let coordinator = match Coordinator::new(settings) {

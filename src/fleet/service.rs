@@ -8,8 +8,8 @@
 //! unavailable (a blocking query on the service's health, no polling), so that it never holds
 //! a slot while waiting for a peer to recover. It then takes a slot and counts again under it:
 //! the slot holders are the instances that may be about to enter maintenance and that health
-//! does not show yet. A slot holder already in maintenance is counted twice, which errs on the
-//! side of fewer instances at once.
+//! does not show yet. A slot holder whose instance health already shows in maintenance is
+//! counted once: its slot names its service instance.
 
 use std::time::Duration;
 
@@ -162,25 +162,41 @@ pub async fn may_start(
     self_id: &str,
 ) -> Result<Result<(), String>, BackendError> {
     let (peers, _) = consul.peers(&service.name, None).await?;
-    let unavailable = unavailable_peers(&peers, self_id);
     let (slots, _) = coordinator.list(&slots_prefix(&coordination.group)).await?;
-    let holders: Vec<String> = slots
+    let holders: Vec<&str> = slots
         .iter()
         .filter(|entry| entry.held)
         .take(coordination.max_concurrent)
-        .map(|entry| entry.value.clone())
+        .map(|entry| entry.value.as_str())
         .collect();
-    // Ourselves among them.
-    let other_holders = holders.len().saturating_sub(1);
-    if unavailable.len() + other_holders < service.max_unavailable {
-        return Ok(Ok(()));
+    let in_the_way = in_the_way(&peers, &holders, self_id);
+    if in_the_way.len() < service.max_unavailable {
+        Ok(Ok(()))
+    } else {
+        Ok(Err(in_the_way.join(", ")))
     }
-    let mut who: Vec<String> = unavailable
+}
+
+/// Who counts against `max_unavailable` for `self_id`: the other slot holders (which may be
+/// about to enter maintenance), and the other instances health shows unavailable that hold no
+/// slot (a holder in maintenance is one instance, not two). Our own slot does not count.
+pub fn in_the_way(peers: &[Peer], holders: &[&str], self_id: &str) -> Vec<String> {
+    let other_holders: Vec<&str> = holders
         .iter()
+        .copied()
+        .filter(|holder| holder_service_id(holder) != Some(self_id))
+        .collect();
+    let held: std::collections::HashSet<&str> = other_holders
+        .iter()
+        .filter_map(|holder| holder_service_id(holder))
+        .collect();
+    let mut who: Vec<String> = unavailable_peers(peers, self_id)
+        .into_iter()
+        .filter(|peer| !held.contains(peer.id.as_str()))
         .map(|peer| format!("{} ({})", peer.id, peer.status))
         .collect();
-    who.extend(holders);
-    Ok(Err(who.join(", ")))
+    who.extend(other_holders.into_iter().map(str::to_owned));
+    who
 }
 
 /// What a slot holder of a service group writes in its slot: who it is, and which service
@@ -272,6 +288,31 @@ mod tests {
             node: "n".to_owned(),
             status,
         }
+    }
+
+    #[test]
+    fn a_slot_holder_in_maintenance_counts_once_and_our_own_slot_not_at_all() {
+        let peers = [
+            peer("api-1", Health::Passing),
+            peer("api-2", Health::Maintenance),
+            peer("api-3", Health::Critical),
+            peer("api-4", Health::Passing),
+        ];
+        let ours = holder("edge-1", "app", "api-1");
+        let draining = holder("edge-2", "app", "api-2");
+        let starting = holder("edge-4", "app", "api-4");
+        // api-2 holds a slot and health shows it in maintenance: one instance in the way, not
+        // two; api-3 is critical without a slot; our own slot is not counted.
+        assert_eq!(
+            in_the_way(&peers, &[ours.as_str(), draining.as_str()], "api-1"),
+            ["api-3 (critical)", draining.as_str()]
+        );
+        // A holder not yet in maintenance counts by its slot.
+        assert_eq!(
+            in_the_way(&peers, &[ours.as_str(), starting.as_str()], "api-1"),
+            ["api-2 (maintenance)", "api-3 (critical)", starting.as_str()]
+        );
+        assert!(in_the_way(&peers[..1], &[ours.as_str()], "api-1").is_empty());
     }
 
     #[test]

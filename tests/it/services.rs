@@ -887,7 +887,7 @@ fn a_rolled_back_change_leaves_maintenance_once_the_restored_version_is_healthy(
 }
 
 /// A terad killed mid-change leaves its instance in maintenance, the safe state: `rollout
-/// status --service` shows it, `rollout resume` leaves it alone while the killed terad's slot
+/// status` shows it, `rollout resume` leaves it alone while the killed terad's slot
 /// still lives (a live terad could still be changing it), and clears it once the slot is gone.
 #[test]
 fn a_killed_terad_leaves_its_instance_in_maintenance_until_rollout_resume() {
@@ -925,7 +925,18 @@ fn a_killed_terad_leaves_its_instance_in_maintenance_until_rollout_resume() {
         assert!(output.status.success(), "{}", stderr(&output));
         stdout(&output)
     };
-    let status = rollout(&["status", "api", "--service", "api"]);
+    // The group's service comes from the configuration; --service names it explicitly.
+    for status in [
+        rollout(&["status", "api"]),
+        rollout(&["status", "api", "--service", "api"]),
+    ] {
+        assert!(
+            status.contains("api-1 on ")
+                && status.contains("maintenance (in maintenance), holds a slot"),
+            "{status}"
+        );
+    }
+    let status = rollout(&["status", "api"]);
     assert!(
         status.contains("api-1 on ")
             && status.contains("maintenance (in maintenance), holds a slot"),
