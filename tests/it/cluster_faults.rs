@@ -26,6 +26,17 @@ const DEAD_BOUND: Duration = Duration::from_secs(2);
 const HUNG_BOUND: Duration = Duration::from_secs(5);
 const READY_TIMEOUT: &str = "2s";
 
+/// How long quorum stays lost. The issue asks for 30 s; the suite holds it 8 s to stay inside
+/// CI's time (nothing in terad changes after `--ready-timeout` and a few failed retries).
+/// `QUORUM_LOSS_SECS=30 cargo nextest run -E 'test(quorum)'` runs the issue's length.
+fn quorum_loss() -> Duration {
+    let seconds = std::env::var("QUORUM_LOSS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    Duration::from_secs(seconds)
+}
+
 /// The repository's HAProxy example as a fixture: its template and resource (check with
 /// `haproxy -c`, `min_keys = 2`, `strict_values`), the reload counted in `reloads.log`.
 fn fixture() -> Fixture {
@@ -531,7 +542,7 @@ fn etcd_quorum_lost_and_restored() {
         "FAILOVER etcd /ready false {:.1}s after quorum was lost (--ready-timeout {READY_TIMEOUT})",
         not_ready_after.as_secs_f64()
     );
-    while lost.elapsed() < Duration::from_secs(8) {
+    while lost.elapsed() < quorum_loss() {
         assert_eq!(watched.ready(), Some(false), "{}", watched.log());
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -697,7 +708,7 @@ fn consul_quorum_lost_and_restored() {
         "FAILOVER consul /ready false {:.1}s after quorum was lost (--ready-timeout {READY_TIMEOUT})",
         not_ready_after.as_secs_f64()
     );
-    while lost.elapsed() < Duration::from_secs(8) {
+    while lost.elapsed() < quorum_loss() {
         assert_eq!(watched.ready(), Some(false), "{}", watched.log());
         std::thread::sleep(Duration::from_millis(200));
     }

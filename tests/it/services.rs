@@ -900,7 +900,7 @@ fn a_killed_terad_leaves_its_instance_in_maintenance_until_rollout_resume() {
     fx.resource(
         "app.toml",
         &format!(
-            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload_cmd = 'touch {}; while [ ! -e {} ]; do sleep 0.1; done'\nreload_timeout = \"60s\"\n\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\njitter = \"10ms\"\n",
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload_cmd = 'touch {1}; while [ ! -e {2} ] && [ -e {1} ]; do sleep 0.1; done'\nreload_timeout = \"60s\"\n\n[template.coordination]\ngroup = \"api\"\nservice = \"api\"\njitter = \"10ms\"\n",
             fx.path("out/app.conf").display(),
             reloading.display(),
             release.display()
