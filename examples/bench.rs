@@ -1050,6 +1050,26 @@ fn register_instances(
 }
 
 /// Health change → file, with N instances of one service; then RSS with 50 services watched.
+/// `terad --watch` against the Consul agent at `url`, with the confdir `confdir`, quiet.
+fn watch_consul(terad: &Path, url: &str, confdir: &Path) -> Child {
+    Command::new(terad)
+        .args([
+            "--watch",
+            "--log-level",
+            "error",
+            "--backend",
+            "consul",
+            "--node",
+            url,
+        ])
+        .arg("--confdir")
+        .arg(confdir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn services_bench(sizes: &[usize]) {
     let terad = terad_binary();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -1084,22 +1104,7 @@ fn services_bench(sizes: &[usize]) {
             ),
         )
         .unwrap();
-        let mut daemon = Command::new(&terad)
-            .args([
-                "--watch",
-                "--log-level",
-                "error",
-                "--backend",
-                "consul",
-                "--node",
-                &server.url,
-            ])
-            .arg("--confdir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut daemon = watch_consul(&terad, &server.url, dir.path());
         let pid = daemon.id();
         let last = format!("server web-{:06} ", instances - 1);
         let started = Instant::now();
@@ -1240,22 +1245,7 @@ fn services_bench(sizes: &[usize]) {
         ),
     )
     .unwrap();
-    let mut daemon = Command::new(&terad)
-        .args([
-            "--watch",
-            "--log-level",
-            "error",
-            "--backend",
-            "consul",
-            "--node",
-            &server.url,
-        ])
-        .arg("--confdir")
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut daemon = watch_consul(&terad, &server.url, dir.path());
     let pid = daemon.id();
     let started = Instant::now();
     while !std::fs::read_to_string(&dest).is_ok_and(|t| t.contains("server svc-49-000009 ")) {

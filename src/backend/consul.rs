@@ -400,15 +400,7 @@ impl ConsulSource {
     ) -> Result<(u64, Vec<(String, String)>), BackendError> {
         let key = consul_key(prefix);
         let mut query = vec![("recurse", "true".to_owned())];
-        let timeout = match wait {
-            Some(wait) => {
-                query.push(("index", index.to_string()));
-                query.push(("wait", format!("{}ms", wait.as_millis())));
-                // Consul adds up to wait/16 of jitter to a blocking query.
-                wait + wait / 16 + REQUEST_SLACK
-            }
-            None => LIST_TIMEOUT,
-        };
+        let timeout = blocking_query(&mut query, wait.map(|wait| (index, wait)));
         let response = self.send(key, &query, timeout).await?;
         let status = response.status();
         let new_index = consul_index(&response);
@@ -476,18 +468,17 @@ impl ConsulSource {
         positions: Arc<Mutex<HashMap<String, PrefixPosition>>>,
         updates: mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
-        let delivered = positions
+        let mut last = positions
             .lock()
             .expect("watch cursor lock")
             .get(&prefix)
-            .copied();
-        let mut last = delivered.map(|position| position.fingerprint);
+            .map(|delivered| delivered.fingerprint);
+        // Index 0: the first query answers at once.
         let mut index = 0u64;
         let mut first = true;
         loop {
             let started = Instant::now();
-            let wait = (!first).then_some(self.wait);
-            let (new_index, entries) = self.read_prefix(&prefix, index, wait).await?;
+            let (new_index, entries) = self.read_prefix(&prefix, index, Some(self.wait)).await?;
             let unchanged_index = new_index == index;
             // Consul's index only grows; a smaller one means a new agent or a restored
             // snapshot, and blocking on the old value would wait for a long time.
@@ -770,6 +761,23 @@ impl KeySource for ConsulSource {
             }),
             None => Ok(()),
         }
+    }
+}
+
+/// Makes `query` a blocking query when `blocking` gives an index and a wait, and returns the
+/// request's timeout: the wait, plus the up to wait/16 of jitter Consul adds, plus
+/// [`REQUEST_SLACK`]; [`LIST_TIMEOUT`] for a read that does not block.
+pub(crate) fn blocking_query(
+    query: &mut Vec<(&'static str, String)>,
+    blocking: Option<(u64, Duration)>,
+) -> Duration {
+    match blocking {
+        Some((index, wait)) => {
+            query.push(("index", index.to_string()));
+            query.push(("wait", format!("{}ms", wait.as_millis())));
+            wait + wait / 16 + REQUEST_SLACK
+        }
+        None => LIST_TIMEOUT,
     }
 }
 

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 use super::{Entry, LeaseId};
 use crate::backend::BackendError;
 use crate::backend::consul::{
-    ConsulSource, MAX_BODY, consul_index, consul_key, error_text, read_body,
+    ConsulSource, MAX_BODY, blocking_query, consul_index, consul_key, error_text, read_body,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -233,12 +233,7 @@ impl ConsulFleet {
     ) -> Result<(Vec<Entry>, u64), BackendError> {
         let key = consul_key(prefix);
         let mut query = vec![("recurse", "true".to_owned())];
-        let mut timeout = REQUEST_TIMEOUT;
-        if let Some((index, wait)) = index {
-            query.push(("index", index.to_string()));
-            query.push(("wait", format!("{}ms", wait.as_millis())));
-            timeout += wait + wait / 16;
-        }
+        let timeout = blocking_query(&mut query, index);
         let response = self
             .source
             .call(Method::GET, "kv", key, &query, None, timeout)
@@ -314,12 +309,7 @@ impl ConsulFleet {
             })?
             .with_status(StatusFilter::Any);
         let mut query = Vec::new();
-        let mut timeout = REQUEST_TIMEOUT;
-        if let Some((index, wait)) = index {
-            query.push(("index", index.to_string()));
-            query.push(("wait", format!("{}ms", wait.as_millis())));
-            timeout += wait + wait / 16;
-        }
+        let timeout = blocking_query(&mut query, index);
         let response = self
             .source
             .call(

@@ -21,8 +21,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use super::{
-    BACKEND, ConsulSource, LIST_TIMEOUT, MAX_BODY, MIN_QUERY_INTERVAL, REQUEST_SLACK, consul_index,
-    error_text, read_body,
+    BACKEND, ConsulSource, LIST_TIMEOUT, MAX_BODY, MIN_QUERY_INTERVAL, blocking_query,
+    consul_index, error_text, read_body,
 };
 use crate::backend::BackendError;
 use crate::template::services::{
@@ -118,15 +118,7 @@ impl ConsulSource {
             ServiceQuery::Services { .. } => ("catalog/services", "", Vec::new()),
             ServiceQuery::Nodes { .. } => ("catalog/nodes", "", Vec::new()),
         };
-        let timeout = match wait {
-            Some(wait) => {
-                params.push(("index", index.to_string()));
-                params.push(("wait", format!("{}ms", wait.as_millis())));
-                // Consul adds up to wait/16 of jitter to a blocking query.
-                wait + wait / 16 + REQUEST_SLACK
-            }
-            None => LIST_TIMEOUT,
-        };
+        let timeout = blocking_query(&mut params, wait.map(|wait| (index, wait)));
         let response = source
             .call(reqwest::Method::GET, endpoint, key, &params, None, timeout)
             .await?;
