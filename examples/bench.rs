@@ -655,6 +655,11 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
                 }
             }
             latencies.push(t0.elapsed());
+            if failing {
+                leaves.push(t0.elapsed());
+            } else {
+                returns.push(t0.elapsed());
+            }
             sampled_rss = sampled_rss.max(memory_kb(pid).0);
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -1079,9 +1084,9 @@ fn services_bench(sizes: &[usize]) {
         .unwrap();
     let client = reqwest::Client::new();
     println!(
-        "| instances | health change → file p50 | p99 | (check update alone p50) | Consul's blocking answer alone p50 | RSS while watching | RSS peak (VmHWM) |"
+        "| instances | health change → file p50 | leaves / returns p50 | p99 | (check update alone p50) | Consul's blocking answer alone p50: state/critical (health/service?passing) | RSS while watching | RSS peak (VmHWM) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for &instances in sizes {
         let server = ConsulServer::start(&runtime);
         register_instances(&runtime, &client, &server, "web", instances);
@@ -1132,6 +1137,8 @@ fn services_bench(sizes: &[usize]) {
 
         let samples = 100;
         let mut latencies = Vec::with_capacity(samples);
+        // Split by direction: a check failing (the instance leaves) or passing (it returns).
+        let (mut leaves, mut returns) = (Vec::new(), Vec::new());
         let mut updates = Vec::with_capacity(samples);
         let mut sampled_rss = 0;
         for i in 0..samples {
@@ -1162,10 +1169,17 @@ fn services_bench(sizes: &[usize]) {
                 }
             }
             latencies.push(t0.elapsed());
+            if failing {
+                leaves.push(t0.elapsed());
+            } else {
+                returns.push(t0.elapsed());
+            }
             sampled_rss = sampled_rss.max(memory_kb(pid).0);
             std::thread::sleep(Duration::from_millis(20));
         }
         latencies.sort();
+        leaves.sort();
+        returns.sort();
         updates.sort();
         std::thread::sleep(Duration::from_millis(500));
         let (idle_rss, peak) = memory_kb(pid);
@@ -1173,22 +1187,26 @@ fn services_bench(sizes: &[usize]) {
         let _ = daemon.kill();
         let _ = daemon.wait();
 
-        // The same changes with terad gone and a bare client blocking on the same query: how
-        // long Consul itself takes to answer (and the answer to arrive), for reference.
+        // The same changes with terad gone and a bare client blocking on what terad's watch
+        // blocks on for a check flip (`/v1/health/state/critical`; the catalog query does not
+        // wake): how long Consul itself takes to answer, for reference. And the same for the
+        // all-in-one `/v1/health/service/web?passing` that one-shot runs read.
         let addr = server.url.trim_start_matches("http://").to_owned();
         let mut consul_alone = Vec::with_capacity(samples);
+        let mut health_service_alone = Vec::with_capacity(samples);
         for i in 0..samples {
             let k = (i / 2 * 7919) % instances;
             let failing = i % 2 == 0;
-            let (index, _) = raw_get(&addr, "/v1/health/service/web?passing");
+            let query = if i % 4 < 2 {
+                "/v1/health/state/critical?"
+            } else {
+                "/v1/health/service/web?passing&"
+            };
+            let (index, _) = raw_get(&addr, query.trim_end_matches(['?', '&']));
             let blocking = {
                 let addr = addr.clone();
                 std::thread::spawn(move || {
-                    raw_get(
-                        &addr,
-                        &format!("/v1/health/service/web?passing&index={index}&wait=30s"),
-                    )
-                    .1
+                    raw_get(&addr, &format!("{query}index={index}&wait=30s")).1
                 })
             };
             std::thread::sleep(Duration::from_millis(50));
@@ -1204,16 +1222,25 @@ fn services_bench(sizes: &[usize]) {
                 ),
                 String::new(),
             );
-            consul_alone.push(blocking.join().unwrap().saturating_duration_since(t0));
+            let answered = blocking.join().unwrap().saturating_duration_since(t0);
+            if i % 4 < 2 {
+                consul_alone.push(answered);
+            } else {
+                health_service_alone.push(answered);
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
+        health_service_alone.sort();
         consul_alone.sort();
         println!(
-            "| {instances} | {} | {} | ({}) | {} | {:.1} MiB | {:.1} MiB |",
+            "| {instances} | {} | {} / {} | {} | ({}) | {} ({}) | {:.1} MiB | {:.1} MiB |",
             ms(percentile(&latencies, 50)),
+            ms(percentile(&leaves, 50)),
+            ms(percentile(&returns, 50)),
             ms(percentile(&latencies, 99)),
             ms(percentile(&updates, 50)),
             ms(percentile(&consul_alone, 50)),
+            ms(percentile(&health_service_alone, 50)),
             sampled_rss as f64 / 1024.0,
             peak as f64 / 1024.0,
         );

@@ -26,7 +26,8 @@
 //! etcd), and so is a token or password sent over plain HTTP to a host that is not loopback.
 //! An answer is read into memory only up to [`MAX_BODY`] bytes.
 //!
-//! [`catalog`] reads the service catalog (instances by health, services, nodes) for templates.
+//! [`catalog`] reads the service catalog (instances by health, services, nodes) for templates;
+//! [`health`] follows instances by health in watch mode, from the catalog and the failing checks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,15 +40,17 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 mod catalog;
+mod health;
 
 pub use catalog::{QueryState, parse as parse_service_answer};
+pub use health::{FailingChecksHandle, HealthFollower};
 
 use super::{BackendError, KeySource, Listing, PrefixPosition, Update, WatchCursor, fingerprint};
 use crate::config::{Consistency, Secret, Settings};
 use crate::retry::Backoff;
 use crate::store::key_in_scope;
 
-const BACKEND: &str = "consul";
+pub(crate) const BACKEND: &str = "consul";
 /// A blocking query that returns with nothing new sooner than this is not repeated at once.
 const MIN_QUERY_INTERVAL: Duration = Duration::from_millis(100);
 /// Extra time on top of the blocking wait before a request counts as hung.

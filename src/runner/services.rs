@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::backend::consul::{ConsulSource, QueryState};
+use crate::backend::consul::{ConsulSource, FailingChecksHandle, HealthFollower, QueryState};
 use crate::backend::{Backend, BackendError, KeySource};
 use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
@@ -38,6 +38,9 @@ pub(super) struct Catalog {
     source: Option<ConsulSource>,
     snapshot: Arc<ServiceSnapshot>,
     tasks: HashMap<ServiceQuery, CancellationToken>,
+    /// The failing checks of each datacenter some health query follows, shared by those
+    /// queries.
+    failing_checks: HashMap<Option<String>, (FailingChecksHandle, CancellationToken)>,
     tx: mpsc::Sender<ServiceUpdate>,
     pub(super) updates: mpsc::Receiver<ServiceUpdate>,
     shutdown: CancellationToken,
@@ -59,6 +62,7 @@ impl Catalog {
             source,
             snapshot: Arc::new(snapshot),
             tasks: HashMap::new(),
+            failing_checks: HashMap::new(),
             tx,
             updates,
             shutdown: shutdown.clone(),
@@ -92,8 +96,30 @@ impl Catalog {
             }
             let stop = self.shutdown.child_token();
             self.tasks.insert(query.clone(), stop.clone());
+            let follower = match query {
+                ServiceQuery::Health(health) => {
+                    let (checks, _) = self
+                        .failing_checks
+                        .entry(health.datacenter.clone())
+                        .or_insert_with(|| {
+                            let stop = self.shutdown.child_token();
+                            let handle = FailingChecksHandle::spawn(
+                                source,
+                                health.datacenter.clone(),
+                                stop.clone(),
+                            );
+                            (handle, stop)
+                        });
+                    Follower::Health(Box::new(HealthFollower::new(
+                        source,
+                        health.clone(),
+                        checks.clone(),
+                    )))
+                }
+                _ => Follower::Catalog(source.clone(), QueryState::default()),
+            };
             tokio::spawn(follow(
-                source.clone(),
+                follower,
                 query.clone(),
                 self.tx.clone(),
                 stop,
@@ -120,6 +146,21 @@ impl Catalog {
             }
             snapshot.results.remove(&query);
         }
+        let datacenters: BTreeSet<Option<&str>> = self
+            .tasks
+            .keys()
+            .filter_map(|query| match query {
+                ServiceQuery::Health(health) => Some(health.datacenter.as_deref()),
+                _ => None,
+            })
+            .collect();
+        self.failing_checks.retain(|datacenter, (_, stop)| {
+            let used = datacenters.contains(&datacenter.as_deref());
+            if !used {
+                stop.cancel();
+            }
+            used
+        });
     }
 
     /// Records an answer; returns whether it changed what renders see. Answers of queries no
@@ -143,6 +184,9 @@ impl Catalog {
 
     pub(super) fn stop(&mut self) {
         for (_, stop) in self.tasks.drain() {
+            stop.cancel();
+        }
+        for (_, (_, stop)) in self.failing_checks.drain() {
             stop.cancel();
         }
     }
@@ -188,15 +232,42 @@ pub(super) async fn read_once(
     }
 }
 
+/// How a query is followed: health queries from the catalog and the failing checks (see
+/// [`HealthFollower`]), the catalog's services and nodes by one blocking query each.
+enum Follower {
+    Health(Box<HealthFollower>),
+    Catalog(ConsulSource, QueryState),
+}
+
+impl Follower {
+    /// The next answer when it changed, `None` when Consul came back with nothing new.
+    async fn next_answer(
+        &mut self,
+        query: &ServiceQuery,
+    ) -> Result<Option<ServiceData>, BackendError> {
+        match self {
+            Follower::Health(follower) => follower.next_answer().await,
+            Follower::Catalog(source, state) => source.next_answer(query, state).await,
+        }
+    }
+
+    /// Starts over: the next answer is reported even if it equals the last.
+    fn forget(&mut self) {
+        match self {
+            Follower::Health(follower) => follower.forget(),
+            Follower::Catalog(_, state) => state.forget(),
+        }
+    }
+}
+
 /// Follows one query until `stop`: its answer whenever it changes, errors with backoff.
 async fn follow(
-    source: ConsulSource,
+    mut follower: Follower,
     query: ServiceQuery,
     updates: mpsc::Sender<ServiceUpdate>,
     stop: CancellationToken,
     telemetry: Arc<Telemetry>,
 ) {
-    let mut state = QueryState::default();
     let mut backoff = Backoff::new(Backoff::BACKEND);
     // Whether the runner holds an answer (not an error) from this task.
     let mut answered = false;
@@ -204,7 +275,7 @@ async fn follow(
     loop {
         let result = tokio::select! {
             _ = stop.cancelled() => return,
-            result = source.next_answer(&query, &mut state) => result,
+            result = follower.next_answer(&query) => result,
         };
         match result {
             Ok(changed) => {
@@ -224,7 +295,7 @@ async fn follow(
                 }
             }
             Err(err) => {
-                telemetry.backend_error(source.name());
+                telemetry.backend_error(crate::backend::consul::BACKEND);
                 let delay = backoff.next_delay();
                 let denied = matches!(err, BackendError::Denied { .. });
                 let message = err.to_string();
@@ -246,7 +317,7 @@ async fn follow(
                 last_error = Some(message.clone());
                 if report {
                     // The next answer is read at once and reported, even if it equals the last.
-                    state.forget();
+                    follower.forget();
                     answered = false;
                     let update = ServiceUpdate {
                         query: query.clone(),

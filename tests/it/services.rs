@@ -100,6 +100,72 @@ fn instances_follow_their_health_checks_in_watch_mode() {
     assert!(daemon.stop().success());
 }
 
+/// Watch mode reads the catalog and the failing checks apart (two blocking queries, see
+/// `backend::consul::health`): an instance registered with a failing check, or whose check
+/// moves from critical to warning, must still never reach a render of the passing instances.
+/// Every staged render goes through the check command, which keeps a copy.
+#[test]
+fn an_instance_registered_failing_or_moving_to_warning_never_renders_as_passing() {
+    let consul = Consul::start_dev(false);
+    consul.register("good-00", "web", "10.0.0.1", 80, &ttl_check("g00", true));
+    let fx = Fixture::new();
+    fx.template("app.tmpl", INSTANCES);
+    let renders = fx.path("renders.log");
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\ncheck_cmd = \"sh -c 'cat {{{{.src}}}} >> {}; echo --- >> {}'\"\n",
+            fx.path("out/app.conf").display(),
+            renders.display(),
+            renders.display()
+        ),
+    );
+    let daemon = Daemon::start(&mut terad(&fx, &consul, &["--watch"]), fx.path("terad.log"));
+    wait_content(&fx, &daemon, "the first instance", "good-00@10.0.0.1:80\n");
+
+    // Each failing instance comes with a passing one, so every registration renders.
+    let mut want = String::from("good-00@10.0.0.1:80\n");
+    for i in 1..=20 {
+        consul.register(
+            &format!("bad-{i:02}"),
+            "web",
+            "10.0.1.1",
+            80,
+            &ttl_check(&format!("b{i:02}"), false),
+        );
+        consul.register(
+            &format!("good-{i:02}"),
+            "web",
+            "10.0.0.1",
+            80,
+            &ttl_check(&format!("g{i:02}"), true),
+        );
+        want.push_str(&format!("good-{i:02}@10.0.0.1:80\n"));
+    }
+    wait_content(&fx, &daemon, "the twenty passing instances", &want);
+    for i in 1..=20 {
+        let (status, answer) = consul.api("PUT", &format!("/v1/agent/check/warn/b{i:02}"), "");
+        assert_eq!(status, 200, "{answer}");
+        // A passing instance leaving and coming back makes renders around each move.
+        consul.set_ttl(&format!("g{i:02}"), false);
+        consul.set_ttl(&format!("g{i:02}"), true);
+    }
+    consul.register("good-21", "web", "10.0.0.1", 80, &ttl_check("g21", true));
+    want.push_str("good-21@10.0.0.1:80\n");
+    wait_content(&fx, &daemon, "the last passing instance", &want);
+
+    let renders = std::fs::read_to_string(&renders).unwrap();
+    assert!(
+        renders.matches("---").count() >= 3,
+        "the check command saw the renders:\n{renders}"
+    );
+    assert!(
+        !renders.contains("bad-"),
+        "a failing instance was rendered as passing:\n{renders}"
+    );
+    assert!(daemon.stop().success());
+}
+
 /// consul-template's spelling in a Go template (no engine declared: detected): the shipped Go
 /// HAProxy example (`range service "web"`, `.ID`, `.Address`, `.Port`) follows a health change,
 /// each file checked by the real HAProxy before it is written.

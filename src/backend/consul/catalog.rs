@@ -95,15 +95,7 @@ impl ConsulSource {
         index: u64,
         wait: Option<Duration>,
     ) -> Result<(u64, ServiceData), BackendError> {
-        // A query for another datacenter says so itself, instead of --consul-datacenter.
-        let source = match query.datacenter() {
-            Some(dc) => {
-                let mut other = self.clone();
-                other.datacenter = Some(dc.to_owned());
-                Cow::Owned(other)
-            }
-            None => Cow::Borrowed(self),
-        };
+        let source = self.in_datacenter(query.datacenter());
         let (endpoint, key, mut params) = match query {
             ServiceQuery::Health(health) => {
                 let mut params = Vec::new();
@@ -149,18 +141,39 @@ impl ConsulSource {
             }
         };
         if data.is_empty() {
-            let missing = source.missing_permissions(query).await;
-            if !missing.is_empty() {
-                return Err(source.refused(
-                    query,
-                    &format!(
-                        "the ACL token lacks {} (Consul answers an empty list for what a token may not read)",
-                        missing.join(" and ")
-                    ),
-                ));
-            }
+            source.check_empty_answer(query).await?;
         }
         Ok((new_index, data))
+    }
+
+    /// This client, asking `datacenter` instead of --consul-datacenter when a query names one.
+    pub(super) fn in_datacenter(&self, datacenter: Option<&str>) -> Cow<'_, ConsulSource> {
+        match datacenter {
+            Some(dc) => {
+                let mut other = self.clone();
+                other.datacenter = Some(dc.to_owned());
+                Cow::Owned(other)
+            }
+            None => Cow::Borrowed(self),
+        }
+    }
+
+    /// An error when an empty answer to `query` is only what the ACL token may read.
+    pub(super) async fn check_empty_answer(
+        &self,
+        query: &ServiceQuery,
+    ) -> Result<(), BackendError> {
+        let missing = self.missing_permissions(query).await;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(self.refused(
+            query,
+            &format!(
+                "the ACL token lacks {} (Consul answers an empty list for what a token may not read)",
+                missing.join(" and ")
+            ),
+        ))
     }
 
     /// Blocks until the query's answer changes, under the KV watch's index rules: `Some` with
@@ -236,7 +249,7 @@ impl ConsulSource {
         }
     }
 
-    fn refused(&self, query: &ServiceQuery, reason: &str) -> BackendError {
+    pub(super) fn refused(&self, query: &ServiceQuery, reason: &str) -> BackendError {
         let hint = if self.token.is_some() {
             "check the ACL token's policy: service:read and node:read"
         } else {
