@@ -655,11 +655,6 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
                 }
             }
             latencies.push(t0.elapsed());
-            if failing {
-                leaves.push(t0.elapsed());
-            } else {
-                returns.push(t0.elapsed());
-            }
             sampled_rss = sampled_rss.max(memory_kb(pid).0);
             std::thread::sleep(Duration::from_millis(20));
         }
