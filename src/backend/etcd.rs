@@ -66,6 +66,12 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 pub const PROGRESS_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often, while no member answers, the members are asked whether they have a leader.
 const SERVING_PROBE: Duration = Duration::from_millis(1000);
+/// How long the member in use has to answer the probe that opens a watch before the other
+/// members are asked as well (the first to answer serves the watch). A member still starting
+/// after quorum came back accepts the connection and says nothing until [`SHORT_TIMEOUT`]; a
+/// live member answers in a millisecond. Short enough to bound a failover, long enough that a
+/// fleet reconnecting to a healthy member does not ask every member each time.
+const HEDGE_DELAY: Duration = Duration::from_millis(300);
 
 #[derive(Clone)]
 pub struct EtcdSource {
@@ -593,11 +599,96 @@ impl EtcdSource {
         })
     }
 
-    /// Follows `prefixes` on member `index` from `revision` + 1 until the stream fails or
-    /// `updates` closes.
+    /// Member `index`'s client and the cluster's current revision, read through it with a
+    /// linearizable request on `probe` (so it needs the member to be in a cluster with a
+    /// leader, as a watch does).
+    async fn revision_through(
+        &self,
+        index: usize,
+        probe: Vec<u8>,
+    ) -> Result<(Client, i64), BackendError> {
+        let mut client = self.connect(index).await?;
+        let read = client.get(
+            probe,
+            Some(GetOptions::new().with_keys_only().with_limit(1)),
+        );
+        match tokio::time::timeout(SHORT_TIMEOUT, read).await {
+            Ok(result) => {
+                let revision = result
+                    .map_err(|e| self.classify(index, e))?
+                    .header()
+                    .map_or(0, |h| h.revision());
+                Ok((client, revision))
+            }
+            Err(_) => Err(self.unreachable(index, no_answer(SHORT_TIMEOUT))),
+        }
+    }
+
+    /// Asks `candidates` for the current revision, the first at once and each next one after
+    /// [`HEDGE_DELAY`] or as soon as an earlier one failed; the first to answer wins and the
+    /// questions still open are dropped. Returns the winner, or the error that is the store's
+    /// answer (not a member failing), and the members that failed meanwhile, in order.
+    #[allow(clippy::type_complexity)]
+    async fn first_answering(
+        &self,
+        candidates: &[usize],
+        probe: &[u8],
+    ) -> (
+        Option<Result<(usize, Client, i64), BackendError>>,
+        Vec<(usize, String)>,
+    ) {
+        let mut asking = tokio::task::JoinSet::new();
+        let mut next = candidates.iter().copied();
+        let mut failures = Vec::new();
+        let ask = |asking: &mut tokio::task::JoinSet<_>, index: usize| {
+            let source = self.clone();
+            let probe = probe.to_vec();
+            asking.spawn(async move { (index, source.revision_through(index, probe).await) });
+        };
+        if let Some(first) = next.next() {
+            ask(&mut asking, first);
+        }
+        loop {
+            let more = next.len() > 0;
+            tokio::select! {
+                joined = asking.join_next() => {
+                    let Some(joined) = joined else {
+                        return (None, failures);
+                    };
+                    // A probe that panicked tells nothing: ask the next member instead.
+                    let Ok((index, result)) = joined else {
+                        if let Some(index) = next.next() {
+                            ask(&mut asking, index);
+                        }
+                        continue;
+                    };
+                    match result {
+                        Ok((client, revision)) => return (Some(Ok((index, client, revision))), failures),
+                        Err(BackendError::Unreachable { message, .. }) => {
+                            failures.push((index, message));
+                            if let Some(index) = next.next() {
+                                ask(&mut asking, index);
+                            }
+                        }
+                        Err(other) => return (Some(Err(other)), failures),
+                    }
+                }
+                _ = tokio::time::sleep(HEDGE_DELAY), if more => {
+                    if let Some(index) = next.next() {
+                        ask(&mut asking, index);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Follows `prefixes` on member `index` (whose `client` read the cluster at `current`)
+    /// from `revision` + 1 until the stream fails or `updates` closes.
     async fn watch_member(
         &self,
         index: usize,
+        client: Client,
+        current: i64,
         prefixes: &[String],
         revision: &mut u64,
         updates: &mpsc::Sender<Update>,
@@ -606,27 +697,9 @@ impl EtcdSource {
             error,
             opened: false,
         };
-        let mut client = self.connect(index).await.map_err(closed)?;
         // An etcd that came back with less history than terad has seen (restored from an old
         // snapshot, or wiped and restarted empty) would make a watch from the old revision
         // wait for revisions that mean something else: list again instead.
-        let (probe, _) = scope_range(&prefixes[0]);
-        let current = match tokio::time::timeout(
-            SHORT_TIMEOUT,
-            client.get(
-                probe,
-                Some(GetOptions::new().with_keys_only().with_limit(1)),
-            ),
-        )
-        .await
-        {
-            Ok(result) => result
-                .map_err(|e| closed(self.classify(index, e)))?
-                .header()
-                .map_or(0, |h| h.revision()),
-            Err(_) => return Err(closed(self.unreachable(index, no_answer(SHORT_TIMEOUT)))),
-        };
-        self.members.answered(index);
         if u64::try_from(current).unwrap_or(0) < *revision {
             tracing::warn!(
                 seen = *revision,
@@ -919,15 +992,31 @@ impl KeySource for EtcdSource {
         // can serve it, and the runner then retries with backoff.
         let mut tried = vec![false; self.endpoints.len()];
         let mut failures = Vec::new();
+        let (probe, _) = scope_range(&prefixes[0]);
         loop {
-            let Some(index) = self.members.order().into_iter().find(|&i| !tried[i]) else {
-                return Err(self.none_answered(&failures));
+            let candidates: Vec<usize> = self
+                .members
+                .order()
+                .into_iter()
+                .filter(|&i| !tried[i])
+                .collect();
+            let (winner, failed) = self.first_answering(&candidates, &probe).await;
+            for (index, message) in failed {
+                self.members.failed(index, &message);
+                tried[index] = true;
+                failures.push((index, message));
+            }
+            let (index, client, current) = match winner {
+                Some(Ok(winner)) => winner,
+                Some(Err(error)) => return Err(error),
+                None => return Err(self.none_answered(&failures)),
             };
             tried[index] = true;
+            self.members.answered(index);
             // etcd's position is the cluster's revision: one number resumes every prefix.
             let mut revision = cursor.revision();
             let result = self
-                .watch_member(index, prefixes, &mut revision, updates)
+                .watch_member(index, client, current, prefixes, &mut revision, updates)
                 .await;
             cursor.advance(revision);
             let end = match result {
