@@ -37,7 +37,15 @@
 //!   every member in `--node`). Reports the time until every instance rendered; the fan-out of
 //!   one put to every file (p50, p99, max over ROUNDS puts, each waited for); the store's
 //!   watchers and watch streams per instance; the store's CPU while the fleet idles and during a
-//!   burst of 200 updates in 1 s; resident memory per instance. `scripts/fleet.sh` runs it.
+//!   burst of 200 updates in 1 s; a leader kill (failover, the calls on the other members and
+//!   the busiest second); resident memory per instance; then the coordinated rollout of INSTANCES
+//!   new processes in one group (`max_concurrent = 10`, a 200 ms reload, 20 SIGKILLed
+//!   mid-rollout): time to reach every survivor, most reloads at once.
+//!
+//! - `fleet-consul INSTANCES SERVERS ROUNDS`: the same fleet on 3 Consul servers and a client
+//!   agent (the tests' cluster harness), every instance on the client agent first. The store's
+//!   cost is connections per instance and the client agent's RPCs to the servers (Consul 1.8
+//!   counts them per 10 s interval). `scripts/fleet.sh` runs both.
 //!
 //! `--go` (anywhere on the command line) makes every other mode use the Go template instead of
 //! the Tera one, as an unchanged confd confdir would: same file name, no `engine` key (terad's
@@ -47,7 +55,21 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+// The integration tests' cluster harnesses: the Consul cluster of `fleet-consul`, and ports
+// claimed below the ephemeral range (they find `free_port` and `etcd_cluster` as siblings).
+#[allow(dead_code)]
+#[path = "../tests/it/support/consul_cluster.rs"]
+mod consul_cluster;
+#[allow(dead_code)]
+#[path = "../tests/it/support/etcd_cluster.rs"]
+mod etcd_cluster;
+#[path = "../tests/it/support/ports.rs"]
+mod ports;
+use ports::free_port;
 
 fn main() {
     // reqwest is built without a default TLS provider; terad passes its own configuration,
@@ -79,6 +101,11 @@ fn main() {
             &sizes
         }),
         "fleet" => fleet(
+            sizes.first().copied().unwrap_or(200),
+            sizes.get(1).copied().unwrap_or(1000),
+            sizes.get(2).copied().unwrap_or(20),
+        ),
+        "fleet-consul" => fleet_consul(
             sizes.first().copied().unwrap_or(200),
             sizes.get(1).copied().unwrap_or(1000),
             sizes.get(2).copied().unwrap_or(20),
@@ -411,7 +438,7 @@ impl Store {
         match self {
             Store::Etcd(_, client) => runtime.block_on(put_many(client, entries)),
             Store::Consul(server, client) => {
-                runtime.block_on(consul_put_many(server, client, entries))
+                runtime.block_on(consul_put_many(&server.url, client, entries))
             }
         }
     }
@@ -504,11 +531,7 @@ impl Drop for ConsulServer {
 }
 
 /// Puts many keys through Consul transactions (at most 64 operations each).
-async fn consul_put_many(
-    server: &ConsulServer,
-    client: &reqwest::Client,
-    entries: Vec<(String, String)>,
-) {
+async fn consul_put_many(url: &str, client: &reqwest::Client, entries: Vec<(String, String)>) {
     use base64::Engine as _;
     for chunk in entries.chunks(64) {
         let ops: Vec<String> = chunk
@@ -522,7 +545,7 @@ async fn consul_put_many(
             })
             .collect();
         let response = client
-            .put(format!("{}/v1/txn", server.url))
+            .put(format!("{url}/v1/txn"))
             .body(format!("[{}]", ops.join(",")))
             .send()
             .await
@@ -1347,13 +1370,9 @@ impl EtcdCluster3 {
             Some(d) => tempfile::tempdir_in(d).unwrap(),
             None => tempfile::tempdir().unwrap(),
         };
-        let port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
+        // Below the ephemeral range and claimed (see the harness): a port taken from bind(0)
+        // was once handed to an outgoing connection before etcd could listen on it.
+        let port = free_port;
         let clients: Vec<u16> = (0..3).map(|_| port()).collect();
         let peers: Vec<u16> = (0..3).map(|_| port()).collect();
         let initial: Vec<String> = (0..3)
@@ -1477,28 +1496,8 @@ impl EtcdCluster3 {
         name: &str,
         label: &str,
     ) -> f64 {
-        let http = reqwest::Client::new();
-        members
-            .iter()
-            .map(|&i| &self.urls[i])
-            .map(|url| {
-                let text = runtime
-                    .block_on(async {
-                        http.get(format!("{url}/metrics"))
-                            .send()
-                            .await?
-                            .text()
-                            .await
-                    })
-                    .unwrap_or_default();
-                text.lines()
-                    .filter(|line| {
-                        line.split(['{', ' ']).next() == Some(name) && line.contains(label)
-                    })
-                    .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum::<f64>()
-            })
-            .sum()
+        let urls: Vec<String> = members.iter().map(|&i| self.urls[i].clone()).collect();
+        metric_sum(runtime, &urls, name, label)
     }
 
     fn pids(&self) -> Vec<u32> {
@@ -1516,6 +1515,46 @@ impl Drop for EtcdCluster3 {
 }
 
 /// CPU time (user + system) a process has used so far.
+/// The sum over the etcd members at `urls` of the Prometheus series `name` whose labels hold
+/// `label`.
+fn metric_sum(runtime: &tokio::runtime::Runtime, urls: &[String], name: &str, label: &str) -> f64 {
+    let http = reqwest::Client::new();
+    urls.iter()
+        .map(|url| {
+            let text = runtime
+                .block_on(async {
+                    http.get(format!("{url}/metrics"))
+                        .send()
+                        .await?
+                        .text()
+                        .await
+                })
+                .unwrap_or_default();
+            text.lines()
+                .filter(|line| line.split(['{', ' ']).next() == Some(name) && line.contains(label))
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// Samples the gRPC calls started on the members at `urls` every 250 ms until `stop`; returns
+/// the highest count over any 1 s (four consecutive samples).
+fn peak_call_rate(urls: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<f64> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut samples = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            samples.push(metric_sum(&runtime, &urls, "grpc_server_started_total", ""));
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        samples.windows(5).map(|w| w[4] - w[0]).fold(0.0, f64::max)
+    })
+}
+
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) in parentheses; utime and stime
@@ -1593,6 +1632,87 @@ impl Drop for Instances {
     }
 }
 
+/// Starts `instances` `terad --watch` processes on `backend` at `nodes`, each with its own
+/// confdir under `root` rendering the HAProxy example into its own destination; `extra(i)`
+/// adds lines to instance i's resource. Returns the processes and the destinations.
+fn spawn_fleet(
+    terad: &Path,
+    root: &Path,
+    instances: usize,
+    backend: &str,
+    nodes: &[String],
+    extra: impl Fn(usize) -> String,
+) -> (Instances, Vec<PathBuf>) {
+    let mut children = Instances(Vec::new());
+    let mut dests = Vec::new();
+    for i in 0..instances {
+        let dir = root.join(format!("i{i:04}"));
+        for sub in ["conf.d", "templates", "out"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/haproxy.cfg.tmpl"),
+            dir.join("templates/haproxy.cfg.tmpl"),
+        )
+        .unwrap();
+        let dest = dir.join("out/haproxy.cfg");
+        std::fs::write(
+            dir.join("conf.d/haproxy.toml"),
+            format!(
+                "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\n{}",
+                dest.display(),
+                extra(i)
+            ),
+        )
+        .unwrap();
+        let mut command = Command::new(terad);
+        command
+            .args(["--watch", "--log-level", "error", "--backend", backend])
+            .args(["--instance", &format!("i{i:04}")])
+            .arg("--confdir")
+            .arg(&dir);
+        for node in nodes {
+            command.args(["--node", node]);
+        }
+        children.0.push(
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        dests.push(dest);
+    }
+    (children, dests)
+}
+
+/// Timestamps every inotify event in the directories of `dests` as it arrives; the events
+/// flow while the returned watcher lives.
+fn watch_dests(
+    dests: &std::collections::HashSet<PathBuf>,
+) -> (
+    notify::RecommendedWatcher,
+    std::sync::mpsc::Receiver<(PathBuf, Instant)>,
+) {
+    use notify::Watcher;
+    let (events_tx, events) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event {
+            let at = Instant::now();
+            for path in event.paths {
+                let _ = events_tx.send((path, at));
+            }
+        }
+    })
+    .unwrap();
+    for dest in dests {
+        watcher
+            .watch(dest.parent().unwrap(), notify::RecursiveMode::NonRecursive)
+            .unwrap();
+    }
+    (watcher, events)
+}
+
 /// Issue 15's fleet: INSTANCES terad processes watching one prefix of SERVERS servers on a
 /// 3-member etcd cluster.
 fn fleet(instances: usize, servers: usize, rounds: usize) {
@@ -1609,67 +1729,23 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
     let etcd_pids = cluster.pids();
 
     let root = tempfile::tempdir().unwrap();
-    let mut dests = std::collections::HashSet::new();
-    let mut children = Instances(Vec::new());
     let started = Instant::now();
-    for i in 0..instances {
-        let dir = root.path().join(format!("i{i:04}"));
-        std::fs::create_dir_all(dir.join("conf.d")).unwrap();
-        std::fs::create_dir_all(dir.join("templates")).unwrap();
-        std::fs::create_dir_all(dir.join("out")).unwrap();
-        std::fs::copy(
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("templates/haproxy.cfg.tmpl"),
-            dir.join("templates/haproxy.cfg.tmpl"),
-        )
-        .unwrap();
-        let dest = dir.join("out/haproxy.cfg");
-        // No check or reload command: what is measured is the store's fan-out to the files.
-        std::fs::write(
-            dir.join("conf.d/haproxy.toml"),
-            format!(
-                "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\n",
-                dest.display()
-            ),
-        )
-        .unwrap();
-        let mut command = Command::new(&terad);
-        command
-            .args(["--watch", "--log-level", "error", "--backend", "etcd"])
-            .arg("--confdir")
-            .arg(&dir);
-        for url in &cluster.urls {
-            command.args(["--node", url]);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        children.0.push(child);
-        dests.insert(dest);
-    }
-    for dest in &dests {
+    // No check or reload command: what is measured is the store's fan-out to the files.
+    let (children, dest_list) = spawn_fleet(
+        &terad,
+        root.path(),
+        instances,
+        "etcd",
+        &cluster.urls,
+        |_| String::new(),
+    );
+    for dest in &dest_list {
         wait_initial_render(dest, servers, Duration::from_secs(300));
     }
     let all_rendered = started.elapsed();
     std::thread::sleep(Duration::from_secs(2));
-
-    let (events_tx, events) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if let Ok(event) = event {
-            let at = Instant::now();
-            for path in event.paths {
-                let _ = events_tx.send((path, at));
-            }
-        }
-    })
-    .unwrap();
-    use notify::Watcher;
-    for dest in &dests {
-        watcher
-            .watch(dest.parent().unwrap(), notify::RecursiveMode::NonRecursive)
-            .unwrap();
-    }
+    let dests: std::collections::HashSet<PathBuf> = dest_list.into_iter().collect();
+    let (_watcher, events) = watch_dests(&dests);
 
     // The store's cost of an idle fleet: the watches it holds, and its CPU over 10 s (the
     // watch watchdog asks for a progress notification after each second of silence).
@@ -1752,6 +1828,11 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
         ))
         .unwrap();
     while events.try_recv().is_ok() {}
+    let sampling = Arc::new(AtomicBool::new(false));
+    let peak = peak_call_rate(
+        survivors.iter().map(|&i| cluster.urls[i].clone()).collect(),
+        Arc::clone(&sampling),
+    );
     let blip = Instant::now();
     cluster.kill(leader);
     let value = "10.99.99.99:9999".to_owned();
@@ -1779,6 +1860,8 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
     cluster.restart(leader);
     // Counted over 10 s from the kill: the failover and the member's return.
     std::thread::sleep(Duration::from_secs(10).saturating_sub(blip.elapsed()));
+    sampling.store(true, Ordering::Relaxed);
+    let peak = peak.join().unwrap();
     let window = blip.elapsed().as_secs_f64();
     let requests = count(&cluster, "") - started_before;
     let ranges = count(&cluster, "\"Range\"") - ranges_before;
@@ -1824,13 +1907,424 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
     );
     println!(
         "leader killed (restarted after 3 s): a put committed {:.2} s after the kill; every file current {} after the kill, {} after the commit (p50 {}); \
-         over {window:.0} s the two other members counted {requests:.0} gRPC calls ({:.0}/s), {ranges:.0} Range ({:.2} per instance), {watches:.0} new watch streams",
+         over {window:.0} s the two other members counted {requests:.0} gRPC calls ({:.0}/s on average, {peak:.0} in the busiest second), {ranges:.0} Range ({:.2} per instance), {watches:.0} new watch streams",
         committed.as_secs_f64(),
         ms(*after_blip.last().unwrap()),
         ms(after_blip.last().unwrap().saturating_sub(committed)),
         ms(percentile(&after_blip, 50)),
         requests / window,
         ranges / instances as f64,
+    );
+    println!("RSS per instance: mean {rss_mean:.1} MiB, max {rss_max:.1} MiB");
+
+    rollout(&terad, &runtime, &cluster, &mut client, instances, servers);
+}
+
+/// The fleet's coordinated rollout: INSTANCES new `terad --watch` processes in one group with
+/// `max_concurrent = 10` and a 200 ms reload; one put rolls through them while 20 are
+/// SIGKILLed (ten of them holding a slot, mid-reload, as far as the reload log shows). Prints
+/// the time for the change to reach every survivor, the most reloads seen running at once,
+/// and whether every survivor reloaded.
+fn rollout(
+    terad: &Path,
+    runtime: &tokio::runtime::Runtime,
+    cluster: &EtcdCluster3,
+    client: &mut etcd_client::Client,
+    instances: usize,
+    servers: usize,
+) {
+    const MAX_CONCURRENT: usize = 10;
+    const KILLED: usize = 20;
+    let root = tempfile::tempdir().unwrap();
+    let reloads = root.path().join("reloads.log");
+    // Each reload appends its start and end (one short O_APPEND write each) to one log.
+    let (mut children, dests) = spawn_fleet(
+        terad,
+        root.path(),
+        instances,
+        "etcd",
+        &cluster.urls,
+        |i| {
+            format!(
+                "reload_cmd = \"sh -c 'echo s $(date +%s%N) {i} >> {log}; sleep 0.2; echo e $(date +%s%N) {i} >> {log}'\"\n\n\
+             [template.coordination]\ngroup = \"bench-rollout\"\nmax_concurrent = {MAX_CONCURRENT}\n",
+                log = reloads.display()
+            )
+        },
+    );
+    for dest in &dests {
+        wait_initial_render(dest, servers, Duration::from_secs(300));
+    }
+    // The first renders' reloads (if any) settle before the change.
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = std::fs::remove_file(&reloads);
+
+    let value = "10.77.77.77:7777";
+    let t0 = Instant::now();
+    runtime
+        .block_on(client.put("/proxy/frontend/web-000001", value, None))
+        .unwrap();
+    // Once the rollout is under way, kill ten instances mid-reload and ten still waiting.
+    let mut killed = std::collections::HashSet::new();
+    let deadline = t0 + Duration::from_secs(30);
+    while killed.len() < KILLED / 2 && Instant::now() < deadline {
+        let log = std::fs::read_to_string(&reloads).unwrap_or_default();
+        let (started, ended) = reloaded(&reload_marks(&log));
+        for &i in &started {
+            if !ended.contains(&i) && killed.len() < KILLED / 2 && killed.insert(i) {
+                let _ = children.0[i].kill();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(&reloads).unwrap_or_default();
+    let (started, _) = reloaded(&reload_marks(&log));
+    for i in (0..instances).rev() {
+        if killed.len() >= KILLED {
+            break;
+        }
+        if !started.contains(&i) && killed.insert(i) {
+            let _ = children.0[i].kill();
+        }
+    }
+    let killed_at = t0.elapsed();
+
+    // Every survivor must reload with the change; none may wait forever.
+    let survivors: Vec<usize> = (0..instances).filter(|i| !killed.contains(i)).collect();
+    let limit = Duration::from_secs(300);
+    let done = loop {
+        let log = std::fs::read_to_string(&reloads).unwrap_or_default();
+        let (_, ended) = reloaded(&reload_marks(&log));
+        let current = survivors.iter().all(|&i| {
+            ended.contains(&i)
+                && std::fs::read_to_string(&dests[i]).is_ok_and(|t| t.contains(value))
+        });
+        if current {
+            break t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "{} of {} survivors reloaded after {limit:?}",
+            survivors.iter().filter(|i| ended.contains(i)).count(),
+            survivors.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Reloads of killed instances still running end later: read the log once they have.
+    std::thread::sleep(Duration::from_secs(1));
+    let marks = reload_marks(&std::fs::read_to_string(&reloads).unwrap_or_default());
+    let (started, _) = reloaded(&marks);
+    // The most reloads running at once: starts and ends in time order (an end first on a tie).
+    let mut steps: Vec<(u128, i32)> = marks
+        .iter()
+        .map(|&(start, at, _)| (at, if start { 1 } else { -1 }))
+        .collect();
+    steps.sort();
+    let (mut running, mut most) = (0i32, 0i32);
+    for (_, step) in steps {
+        running += step;
+        most = most.max(running);
+    }
+    let last_end = marks
+        .iter()
+        .filter(|m| !m.0)
+        .map(|m| m.1)
+        .max()
+        .unwrap_or(0);
+    let first_start = marks.iter().filter(|m| m.0).map(|m| m.1).min().unwrap_or(0);
+    println!(
+        "coordinated rollout: {instances} instances, max_concurrent = {MAX_CONCURRENT}, a 200 ms reload, {} SIGKILLed ({} mid-reload) by {:.2} s: \
+         every one of the {} survivors reloaded with the change {:.2} s after the put (first reload start to last end {:.2} s); \
+         {} reloads in all, at most {most} running at once",
+        killed.len(),
+        killed.iter().filter(|i| started.contains(i)).count(),
+        killed_at.as_secs_f64(),
+        survivors.len(),
+        done.as_secs_f64(),
+        (last_end.saturating_sub(first_start)) as f64 / 1e9,
+        marks.iter().filter(|m| m.0).count(),
+    );
+    assert!(
+        most as usize <= MAX_CONCURRENT,
+        "more than {MAX_CONCURRENT} reloads at once"
+    );
+}
+
+/// The reload log's lines: (started, ns since the epoch, instance).
+fn reload_marks(log: &str) -> Vec<(bool, u128, usize)> {
+    log.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let started = match fields.next()? {
+                "s" => true,
+                "e" => false,
+                _ => return None,
+            };
+            Some((
+                started,
+                fields.next()?.parse().ok()?,
+                fields.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// The instances with a reload started, and those with one ended, in `marks`.
+fn reloaded(
+    marks: &[(bool, u128, usize)],
+) -> (
+    std::collections::HashSet<usize>,
+    std::collections::HashSet<usize>,
+) {
+    let mut started = std::collections::HashSet::new();
+    let mut ended = std::collections::HashSet::new();
+    for &(start, _, i) in marks {
+        if start {
+            started.insert(i);
+        } else {
+            ended.insert(i);
+        }
+    }
+    (started, ended)
+}
+
+/// A KV write through the agent at `url`; panics unless it is taken.
+async fn consul_put(http: &reqwest::Client, url: &str, key: &str, value: &str) {
+    let response = http
+        .put(format!("{url}/v1/kv/{}", key.trim_start_matches('/')))
+        .body(value.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "put {key}: {}",
+        response.status()
+    );
+}
+
+/// The RPCs the client agent at `url` has sent to the servers in Consul's current 10 s
+/// metrics interval, and the interval's timestamp.
+fn client_rpcs(
+    runtime: &tokio::runtime::Runtime,
+    http: &reqwest::Client,
+    url: &str,
+) -> (String, f64) {
+    let text = runtime
+        .block_on(async {
+            http.get(format!("{url}/v1/agent/metrics"))
+                .send()
+                .await?
+                .text()
+                .await
+        })
+        .unwrap_or_default();
+    let metrics: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    let count = metrics["Counters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["Name"] == "consul.client.rpc")
+        .filter_map(|c| c["Count"].as_f64())
+        .sum();
+    (
+        metrics["Timestamp"].as_str().unwrap_or_default().to_owned(),
+        count,
+    )
+}
+
+/// Samples [`client_rpcs`] every 250 ms until `stop`; returns the RPCs counted in the metrics
+/// intervals that ended meanwhile and how many intervals that was. Consul 1.8 serves a counter
+/// only for its last complete 10 s interval, so rates come out per interval, never per second.
+fn consul_rpc_counts(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(f64, usize)> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = reqwest::Client::new();
+        let (mut total, mut intervals) = (0.0, 0);
+        let mut last = client_rpcs(&runtime, &http, &url);
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = client_rpcs(&runtime, &http, &url);
+            if now.0 != last.0 {
+                total += now.1;
+                intervals += 1;
+            }
+            last = now;
+        }
+        (total, intervals)
+    })
+}
+
+/// Established TCP connections to `port` on loopback (the fleet's connections to an agent).
+fn connections_to(port: u16) -> usize {
+    let output = Command::new("ss")
+        .args(["-Htn", "state", "established"])
+        .arg(format!("( dport = :{port} )"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().count()
+}
+
+/// Issue 15's fleet on Consul: INSTANCES terad processes, each given the client agent first and
+/// then the three servers, watching one prefix of SERVERS servers.
+fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
+    use consul_cluster::{CLIENT, ConsulCluster};
+    let terad = terad_binary();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut cluster = ConsulCluster::start();
+    let http = reqwest::Client::new();
+    let agent = cluster.url(CLIENT);
+    runtime.block_on(consul_put_many(
+        &agent,
+        &http,
+        haproxy_entries("80", servers),
+    ));
+    let consul_pids = cluster.pids();
+
+    let root = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (children, dest_list) = spawn_fleet(
+        &terad,
+        root.path(),
+        instances,
+        "consul",
+        &cluster.terad_nodes(),
+        |_| String::new(),
+    );
+    for dest in &dest_list {
+        wait_initial_render(dest, servers, Duration::from_secs(300));
+    }
+    let all_rendered = started.elapsed();
+    let dests: std::collections::HashSet<PathBuf> = dest_list.iter().cloned().collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let (_watcher, events) = watch_dests(&dests);
+
+    let agent_port: u16 = agent.rsplit(':').next().unwrap().parse().unwrap();
+    let connections = connections_to(agent_port);
+    let cpu_before = cpu_of(&consul_pids);
+    let terad_pids: Vec<u32> = children.0.iter().map(Child::id).collect();
+    let terad_cpu_before = cpu_of(&terad_pids);
+    let idle = Arc::new(AtomicBool::new(false));
+    let idle_rpcs = consul_rpc_counts(agent.clone(), Arc::clone(&idle));
+    // Long enough for one whole metrics interval to end inside it.
+    std::thread::sleep(Duration::from_secs(21));
+    idle.store(true, Ordering::Relaxed);
+    let (idle_rpcs, idle_intervals) = idle_rpcs.join().unwrap();
+    let idle_store_cpu = cpu_of(&consul_pids).saturating_sub(cpu_before);
+    let idle_fleet_cpu = cpu_of(&terad_pids).saturating_sub(terad_cpu_before);
+
+    let mut all = Vec::with_capacity(rounds * instances);
+    for r in 0..rounds {
+        let key = format!("/proxy/frontend/web-{:06}", (r * 7919) % servers);
+        let value = format!("192.168.{}.{}:{}", r / 250, r % 250, 9000 + r);
+        while events.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        runtime.block_on(consul_put(&http, &agent, &key, &value));
+        all.extend(fan_out(
+            &events,
+            &dests,
+            &[value],
+            t0,
+            Duration::from_secs(120),
+        ));
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    all.sort();
+
+    while events.try_recv().is_ok() {}
+    let cpu_before = cpu_of(&consul_pids);
+    let t0 = Instant::now();
+    let values: Vec<String> = (0..200)
+        .map(|i| format!("172.16.{}.{}:7000", i / 250, i % 250))
+        .collect();
+    let sent = runtime.block_on(async {
+        let mut puts = tokio::task::JoinSet::new();
+        for (i, value) in values.iter().enumerate() {
+            let (http, agent, value) = (http.clone(), agent.clone(), value.clone());
+            let key = format!("/proxy/frontend/web-{:06}", (i * 31) % servers);
+            let due = tokio::time::Instant::from_std(t0 + Duration::from_millis(5 * i as u64));
+            puts.spawn(async move {
+                tokio::time::sleep_until(due).await;
+                consul_put(&http, &agent, &key, &value).await;
+            });
+        }
+        while let Some(put) = puts.join_next().await {
+            put.unwrap();
+        }
+        t0.elapsed()
+    });
+    let mut burst = fan_out(&events, &dests, &values, t0, Duration::from_secs(120));
+    burst.sort();
+    let burst_store_cpu = cpu_of(&consul_pids).saturating_sub(cpu_before);
+
+    // A blip: the leader server is killed and restarted 3 s later.
+    std::thread::sleep(Duration::from_secs(2));
+    let leader = cluster.leader().expect("a leader");
+    while events.try_recv().is_ok() {}
+    let sampling = Arc::new(AtomicBool::new(false));
+    let rpcs = consul_rpc_counts(agent.clone(), Arc::clone(&sampling));
+    let blip = Instant::now();
+    cluster.kill(leader);
+    let value = "10.99.99.99:9999".to_owned();
+    let committed = cluster.put("/proxy/frontend/web-000000", &value) - blip;
+    let mut after_blip = fan_out(&events, &dests, &[value], blip, Duration::from_secs(120));
+    after_blip.sort();
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(blip.elapsed()));
+    cluster.restart(leader);
+    // Until the interval holding the kill has been reported.
+    std::thread::sleep(Duration::from_secs(21).saturating_sub(blip.elapsed()));
+    sampling.store(true, Ordering::Relaxed);
+    let (blip_rpcs, blip_intervals) = rpcs.join().unwrap();
+
+    let rss: Vec<u64> = terad_pids.iter().map(|&pid| memory_kb(pid).0).collect();
+    let rss_mean = rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0;
+    let rss_max = *rss.iter().max().unwrap() as f64 / 1024.0;
+    drop(children);
+
+    println!(
+        "fleet: {instances} terad processes, {servers} servers, 3 Consul servers and a client agent (every instance on the client agent first)"
+    );
+    println!(
+        "every instance rendered {:.1} s after the first was started",
+        all_rendered.as_secs_f64()
+    );
+    println!(
+        "fan-out, one put to every file, {rounds} puts x {instances} files: p50 {}, p99 {}, max {}",
+        ms(percentile(&all, 50)),
+        ms(percentile(&all, 99)),
+        ms(*all.last().unwrap()),
+    );
+    println!(
+        "store: {connections} connections to the client agent ({:.2} per instance); the client agent's RPCs to the servers while the fleet idles: {:.1}/s",
+        connections as f64 / instances as f64,
+        idle_rpcs / (10.0 * idle_intervals.max(1) as f64)
+    );
+    println!(
+        "store CPU while the fleet idles: {:.1} % of one core, 4 agents (the fleet itself: {:.1} %)",
+        idle_store_cpu.as_secs_f64() * 10.0,
+        idle_fleet_cpu.as_secs_f64() * 10.0
+    );
+    println!(
+        "burst of 200 updates sent in {:.2} s: every file holding all 200 {} after the first put (p50 {}); store CPU {:.2} s",
+        sent.as_secs_f64(),
+        ms(*burst.last().unwrap()),
+        ms(percentile(&burst, 50)),
+        burst_store_cpu.as_secs_f64()
+    );
+    println!(
+        "leader server killed (restarted after 3 s): a put committed {:.2} s after the kill; every file current {} after the kill, {} after the commit (p50 {}); \
+         the client agent's RPCs to the servers in the {blip_intervals} metrics intervals of 10 s around it: {blip_rpcs:.0} ({:.0}/s; Consul 1.8 reports no finer rate)",
+        committed.as_secs_f64(),
+        ms(*after_blip.last().unwrap()),
+        ms(after_blip.last().unwrap().saturating_sub(committed)),
+        ms(percentile(&after_blip, 50)),
+        blip_rpcs / (10.0 * blip_intervals.max(1) as f64),
     );
     println!("RSS per instance: mean {rss_mean:.1} MiB, max {rss_max:.1} MiB");
 }

@@ -74,6 +74,14 @@ impl ConsulCluster {
              autopilot {\n  server_stabilization_time = \"1s\"\n}\n",
         )
         .unwrap();
+        // Every client here is 127.0.0.1, and Consul resets connections from one address
+        // past `http_max_conns_per_client` (200): the fleet benchmark's 200 sidecars and its
+        // writer share one agent, where a deployment gives each host its own.
+        std::fs::write(
+            dir.path().join("agents.hcl"),
+            "limits {\n  http_max_conns_per_client = 4096\n}\n",
+        )
+        .unwrap();
         let agent = |name: String, server: bool| Agent {
             name,
             node_id: node_id(),
@@ -155,7 +163,11 @@ impl ConsulCluster {
             .arg(format!("-serf-wan-port={}", agent.serf_wan))
             .arg(format!("-dns-port={}", agent.dns))
             .arg("-log-level=warn")
-            .arg("-retry-interval=1s");
+            .arg("-retry-interval=1s")
+            .arg(format!(
+                "-config-file={}",
+                self.dir.path().join("agents.hcl").display()
+            ));
         if agent.server {
             command.arg("-server");
             if agent.bootstrap {
@@ -206,6 +218,14 @@ impl ConsulCluster {
         let status = response.split(' ').nth(1)?.parse().ok()?;
         let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
         Some((status, body))
+    }
+
+    /// The running agents' process ids (for the fleet benchmark's CPU accounting).
+    pub fn pids(&self) -> Vec<u32> {
+        self.agents
+            .iter()
+            .filter_map(|agent| agent.child.as_ref().map(Child::id))
+            .collect()
     }
 
     /// The running agents' indexes.
