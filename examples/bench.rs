@@ -585,6 +585,21 @@ fn memory_kb(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Proportional set size and anonymous memory of a process, in kB (`/proc/PID/smaps_rollup`):
+/// PSS charges each shared page (the binary's code, mapped by every instance of a fleet) to its
+/// processes in equal parts, where RSS charges it to each in full.
+fn pss_kb(pid: u32) -> (u64, u64) {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        rollup
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("Pss:"), field("Anonymous:"))
+}
+
 fn watch_bench(kind: &str, sizes: &[usize]) {
     let terad = terad_binary();
     println!(
@@ -1870,6 +1885,9 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
     let rss: Vec<u64> = terad_pids.iter().map(|&pid| memory_kb(pid).0).collect();
     let rss_mean = rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0;
     let rss_max = *rss.iter().max().unwrap() as f64 / 1024.0;
+    let pss: Vec<(u64, u64)> = terad_pids.iter().map(|&pid| pss_kb(pid)).collect();
+    let pss_mean = pss.iter().map(|p| p.0).sum::<u64>() as f64 / pss.len() as f64 / 1024.0;
+    let anon_mean = pss.iter().map(|p| p.1).sum::<u64>() as f64 / pss.len() as f64 / 1024.0;
 
     drop(children);
     println!("fleet: {instances} terad processes, {servers} servers, 3-member etcd cluster");
@@ -1915,7 +1933,9 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
         requests / window,
         ranges / instances as f64,
     );
-    println!("RSS per instance: mean {rss_mean:.1} MiB, max {rss_max:.1} MiB");
+    println!(
+        "RSS per instance: mean {rss_mean:.1} MiB, max {rss_max:.1} MiB; PSS mean {pss_mean:.1} MiB, of it anonymous {anon_mean:.1} MiB"
+    );
 
     rollout(&terad, &runtime, &cluster, &mut client, instances, servers);
 }
@@ -2285,6 +2305,9 @@ fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
     let rss: Vec<u64> = terad_pids.iter().map(|&pid| memory_kb(pid).0).collect();
     let rss_mean = rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0;
     let rss_max = *rss.iter().max().unwrap() as f64 / 1024.0;
+    let pss: Vec<(u64, u64)> = terad_pids.iter().map(|&pid| pss_kb(pid)).collect();
+    let pss_mean = pss.iter().map(|p| p.0).sum::<u64>() as f64 / pss.len() as f64 / 1024.0;
+    let anon_mean = pss.iter().map(|p| p.1).sum::<u64>() as f64 / pss.len() as f64 / 1024.0;
     drop(children);
 
     println!(
@@ -2326,5 +2349,7 @@ fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
         ms(percentile(&after_blip, 50)),
         blip_rpcs / (10.0 * blip_intervals.max(1) as f64),
     );
-    println!("RSS per instance: mean {rss_mean:.1} MiB, max {rss_max:.1} MiB");
+    println!(
+        "RSS per instance: mean {rss_mean:.1} MiB, max {rss_max:.1} MiB; PSS mean {pss_mean:.1} MiB, of it anonymous {anon_mean:.1} MiB"
+    );
 }

@@ -1,5 +1,7 @@
-//! Consul's service catalog for the templates: one task per distinct query (a blocking query
-//! shared by every resource that uses it), and the snapshot every render reads.
+//! Consul's service catalog for the templates: one task per distinct query, shared by every
+//! resource that uses it (a health query blocks on its service's catalog entry and combines it
+//! with the failing checks, followed once per datacenter for all of them; `services()` and
+//! `nodes()` block on their catalog endpoint), and the snapshot every render reads.
 //!
 //! A query's task reports only changes. When Consul cannot be reached, the last answer stays
 //! (the files rendered from it stay too) and the query is retried with backoff; a query that
