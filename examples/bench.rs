@@ -1728,6 +1728,89 @@ fn watch_dests(
     (watcher, events)
 }
 
+/// Where the fleet benchmarks write: the etcd cluster, or a Consul agent's KV.
+#[derive(Clone)]
+enum FleetWriter {
+    Etcd(Box<etcd_client::Client>),
+    Consul { http: reqwest::Client, url: String },
+}
+
+impl FleetWriter {
+    async fn put(&self, key: &str, value: &str) {
+        match self {
+            FleetWriter::Etcd(client) => {
+                client.as_ref().clone().put(key, value, None).await.unwrap();
+            }
+            FleetWriter::Consul { http, url } => consul_put(http, url, key, value).await,
+        }
+    }
+}
+
+/// Fan-out: one put, then every file holding it; `rounds` times. Returns every file's latency
+/// and each put's slowest file, sorted.
+fn fan_out_rounds(
+    runtime: &tokio::runtime::Runtime,
+    writer: &FleetWriter,
+    events: &std::sync::mpsc::Receiver<(PathBuf, Instant)>,
+    dests: &std::collections::HashSet<PathBuf>,
+    servers: usize,
+    rounds: usize,
+) -> (Vec<Duration>, Vec<Duration>) {
+    let mut all = Vec::with_capacity(rounds * dests.len());
+    let mut round_max = Vec::with_capacity(rounds);
+    for r in 0..rounds {
+        let key = format!("/proxy/frontend/web-{:06}", (r * 7919) % servers);
+        let value = format!("192.168.{}.{}:{}", r / 250, r % 250, 9000 + r);
+        while events.try_recv().is_ok() {}
+        let t0 = Instant::now();
+        runtime.block_on(writer.put(&key, &value));
+        let mut latencies = fan_out(events, dests, &[value], t0, Duration::from_secs(120));
+        latencies.sort();
+        round_max.push(*latencies.last().unwrap());
+        all.extend(latencies);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    all.sort();
+    round_max.sort();
+    (all, round_max)
+}
+
+/// A burst: 200 updates spread over 1 s (one every 5 ms, each on its own key, not waiting for
+/// the one before), then every file holding all of them. Returns when it started, how long
+/// sending took, and every file's latency, sorted.
+fn burst(
+    runtime: &tokio::runtime::Runtime,
+    writer: &FleetWriter,
+    events: &std::sync::mpsc::Receiver<(PathBuf, Instant)>,
+    dests: &std::collections::HashSet<PathBuf>,
+    servers: usize,
+) -> (Instant, Duration, Vec<Duration>) {
+    while events.try_recv().is_ok() {}
+    let t0 = Instant::now();
+    let values: Vec<String> = (0..200)
+        .map(|i| format!("172.16.{}.{}:7000", i / 250, i % 250))
+        .collect();
+    let sent = runtime.block_on(async {
+        let mut puts = tokio::task::JoinSet::new();
+        for (i, value) in values.iter().enumerate() {
+            let (writer, value) = (writer.clone(), value.clone());
+            let key = format!("/proxy/frontend/web-{:06}", (i * 31) % servers);
+            let due = tokio::time::Instant::from_std(t0 + Duration::from_millis(5 * i as u64));
+            puts.spawn(async move {
+                tokio::time::sleep_until(due).await;
+                writer.put(&key, &value).await;
+            });
+        }
+        while let Some(put) = puts.join_next().await {
+            put.unwrap();
+        }
+        t0.elapsed()
+    });
+    let mut latencies = fan_out(events, dests, &values, t0, Duration::from_secs(120));
+    latencies.sort();
+    (t0, sent, latencies)
+}
+
 /// Issue 15's fleet: INSTANCES terad processes watching one prefix of SERVERS servers on a
 /// 3-member etcd cluster.
 fn fleet(instances: usize, servers: usize, rounds: usize) {
@@ -1773,53 +1856,10 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
     let idle_store_cpu = cpu_of(&etcd_pids).saturating_sub(cpu_before);
     let idle_fleet_cpu = cpu_of(&terad_pids).saturating_sub(terad_cpu_before);
 
-    // Fan-out: one put, every file; ROUNDS times.
-    let mut all = Vec::with_capacity(rounds * instances);
-    let mut round_max = Vec::with_capacity(rounds);
-    for r in 0..rounds {
-        let key = format!("/proxy/frontend/web-{:06}", (r * 7919) % servers);
-        let value = format!("192.168.{}.{}:{}", r / 250, r % 250, 9000 + r);
-        while events.try_recv().is_ok() {}
-        let t0 = Instant::now();
-        runtime
-            .block_on(client.put(key, value.as_str(), None))
-            .unwrap();
-        let mut latencies = fan_out(&events, &dests, &[value], t0, Duration::from_secs(120));
-        latencies.sort();
-        round_max.push(*latencies.last().unwrap());
-        all.extend(latencies);
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    all.sort();
-    round_max.sort();
-
-    // A burst: 200 updates spread over 1 s (one every 5 ms, each on its own key, not waiting
-    // for the one before), then every file holding all of them.
-    while events.try_recv().is_ok() {}
+    let writer = FleetWriter::Etcd(Box::new(client.clone()));
+    let (all, round_max) = fan_out_rounds(&runtime, &writer, &events, &dests, servers, rounds);
     let cpu_before = cpu_of(&etcd_pids);
-    let t0 = Instant::now();
-    let values: Vec<String> = (0..200)
-        .map(|i| format!("172.16.{}.{}:7000", i / 250, i % 250))
-        .collect();
-    let sent = runtime.block_on(async {
-        let mut puts = tokio::task::JoinSet::new();
-        for (i, value) in values.iter().enumerate() {
-            let mut client = client.clone();
-            let key = format!("/proxy/frontend/web-{:06}", (i * 31) % servers);
-            let value = value.clone();
-            let due = tokio::time::Instant::from_std(t0 + Duration::from_millis(5 * i as u64));
-            puts.spawn(async move {
-                tokio::time::sleep_until(due).await;
-                client.put(key, value, None).await.unwrap();
-            });
-        }
-        while let Some(put) = puts.join_next().await {
-            put.unwrap();
-        }
-        t0.elapsed()
-    });
-    let mut burst = fan_out(&events, &dests, &values, t0, Duration::from_secs(120));
-    burst.sort();
+    let (t0, sent, burst) = burst(&runtime, &writer, &events, &dests, servers);
     let burst_store_cpu = cpu_of(&etcd_pids).saturating_sub(cpu_before);
     let burst_wall = t0.elapsed();
 
@@ -2239,48 +2279,13 @@ fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
     let idle_store_cpu = cpu_of(&consul_pids).saturating_sub(cpu_before);
     let idle_fleet_cpu = cpu_of(&terad_pids).saturating_sub(terad_cpu_before);
 
-    let mut all = Vec::with_capacity(rounds * instances);
-    for r in 0..rounds {
-        let key = format!("/proxy/frontend/web-{:06}", (r * 7919) % servers);
-        let value = format!("192.168.{}.{}:{}", r / 250, r % 250, 9000 + r);
-        while events.try_recv().is_ok() {}
-        let t0 = Instant::now();
-        runtime.block_on(consul_put(&http, &agent, &key, &value));
-        all.extend(fan_out(
-            &events,
-            &dests,
-            &[value],
-            t0,
-            Duration::from_secs(120),
-        ));
-        std::thread::sleep(Duration::from_secs(1));
-    }
-    all.sort();
-
-    while events.try_recv().is_ok() {}
+    let writer = FleetWriter::Consul {
+        http: http.clone(),
+        url: agent.clone(),
+    };
+    let (all, _) = fan_out_rounds(&runtime, &writer, &events, &dests, servers, rounds);
     let cpu_before = cpu_of(&consul_pids);
-    let t0 = Instant::now();
-    let values: Vec<String> = (0..200)
-        .map(|i| format!("172.16.{}.{}:7000", i / 250, i % 250))
-        .collect();
-    let sent = runtime.block_on(async {
-        let mut puts = tokio::task::JoinSet::new();
-        for (i, value) in values.iter().enumerate() {
-            let (http, agent, value) = (http.clone(), agent.clone(), value.clone());
-            let key = format!("/proxy/frontend/web-{:06}", (i * 31) % servers);
-            let due = tokio::time::Instant::from_std(t0 + Duration::from_millis(5 * i as u64));
-            puts.spawn(async move {
-                tokio::time::sleep_until(due).await;
-                consul_put(&http, &agent, &key, &value).await;
-            });
-        }
-        while let Some(put) = puts.join_next().await {
-            put.unwrap();
-        }
-        t0.elapsed()
-    });
-    let mut burst = fan_out(&events, &dests, &values, t0, Duration::from_secs(120));
-    burst.sort();
+    let (_, sent, burst) = burst(&runtime, &writer, &events, &dests, servers);
     let burst_store_cpu = cpu_of(&consul_pids).saturating_sub(cpu_before);
 
     // A blip: the leader server is killed and restarted 3 s later.
