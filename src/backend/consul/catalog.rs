@@ -1,7 +1,9 @@
 //! Consul's service catalog, for the templates' `service()`, `services()` and `nodes()`:
-//! `/v1/health/service/<name>`, `/v1/catalog/services` and `/v1/catalog/nodes`, read once or
-//! followed with blocking queries under the KV watch's index rules (a 404 is an empty answer, an
-//! index that goes backwards resets to 0, an unchanged index or answer reports nothing).
+//! `/v1/health/service/<name>` (one-shot runs and the fleet's peer counts; watch mode follows
+//! instances by health through [`super::health`] instead), `/v1/catalog/services` and
+//! `/v1/catalog/nodes`, read once or followed with blocking queries under the KV watch's index
+//! rules (a 404 is an empty answer, an index that goes backwards resets to 0, an unchanged index
+//! or answer reports nothing).
 //!
 //! Healthy-only queries let Consul filter (`?passing`); other status filters are applied here,
 //! on the health aggregated from each instance's checks. An instance without an address of its
