@@ -572,32 +572,28 @@ async fn put_many(client: &mut etcd_client::Client, entries: Vec<(String, String
     }
 }
 
-/// Resident and peak memory of a running process, in KiB.
-fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+/// Two `Name:   N kB` fields of a file under `/proc/PID/`, in KiB (0 when missing).
+fn proc_kb(pid: u32, file: &str, names: [&str; 2]) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
     let field = |name: &str| {
-        status
-            .lines()
+        text.lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    (field(names[0]), field(names[1]))
 }
 
-/// Proportional set size and anonymous memory of a process, in kB (`/proc/PID/smaps_rollup`):
+/// Resident and peak memory of a running process, in KiB.
+fn memory_kb(pid: u32) -> (u64, u64) {
+    proc_kb(pid, "status", ["VmRSS:", "VmHWM:"])
+}
+
+/// Proportional set size and anonymous memory of a process, in KiB (`/proc/PID/smaps_rollup`):
 /// PSS charges each shared page (the binary's code, mapped by every instance of a fleet) to its
 /// processes in equal parts, where RSS charges it to each in full.
 fn pss_kb(pid: u32) -> (u64, u64) {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let field = |name: &str| {
-        rollup
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field("Pss:"), field("Anonymous:"))
+    proc_kb(pid, "smaps_rollup", ["Pss:", "Anonymous:"])
 }
 
 fn watch_bench(kind: &str, sizes: &[usize]) {
