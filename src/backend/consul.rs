@@ -237,6 +237,13 @@ impl ConsulSource {
 
     /// Sends `METHOD /v1/<endpoint>/<key>` with an optional body to the current node, failing
     /// over to the others in turn. For the fleet features (sessions, writes) as well as reads.
+    ///
+    /// A node that does not answer is left for the next one at once. A node that answers with a
+    /// server error ends the attempt, and the next attempt (after the caller's backoff) starts at
+    /// the next node: an agent that fails to get an answer from the servers is most often in an
+    /// election or a lost quorum, which every other node would answer the same, and asking every
+    /// node for every retry of every instance multiplied a fleet's load on the servers just as
+    /// they recovered (200 instances: 2 673 reads in the busiest second of a leader election).
     pub(crate) async fn call(
         &self,
         method: reqwest::Method,
@@ -264,6 +271,7 @@ impl ConsulSource {
                         error_text(response).await
                     );
                     self.node_failed(index, &last_error);
+                    break;
                 }
                 Ok(response) if response.status().is_redirection() => {
                     let location = response
@@ -333,7 +341,7 @@ impl ConsulSource {
     }
 
     /// `GET /v1/status/leader` on node `index` within [`PROBE_TIMEOUT`]: the leader it knows,
-    /// if any; the fault when it does not answer.
+    /// if any; the fault when it does not answer or answers with an error.
     async fn probe(&self, index: usize) -> Result<Option<String>, String> {
         let node = &self.nodes[index];
         let request = self.request(&reqwest::Method::GET, node, "status", "leader", &[]);
@@ -343,7 +351,7 @@ impl ConsulSource {
                 let leader = body.trim().trim_matches('"');
                 Ok((!leader.is_empty()).then(|| leader.to_owned()))
             }
-            Ok(_) => Ok(None),
+            Ok(response) => Err(format!("answered {}", response.status())),
             Err(error) if error.is_timeout() => Err(format!(
                 "no answer to GET /v1/status/leader within {}s (the node hangs)",
                 PROBE_TIMEOUT.as_secs()
@@ -396,15 +404,17 @@ impl ConsulSource {
 
     /// Resolves once the nodes report a new leader (see [`KeySource::serving`]): a leader
     /// after none, or another one than at the first look (which may still name the one that
-    /// died). Each node is asked about once a second, jittered.
+    /// died). About once a second, jittered, the nodes are asked in turn until one answers.
     pub async fn serving(&self) {
         let mut first: Option<Option<String>> = None;
         let mut probes = Backoff::new((SERVING_PROBE, SERVING_PROBE));
         loop {
+            // The first node that answers speaks for the cluster: every agent asks the servers,
+            // and asking the others too would only add to a fleet's load during an election.
             let mut leader = None;
             for index in 0..self.nodes.len() {
-                if let Ok(Some(address)) = self.probe(index).await {
-                    leader = Some(address);
+                if let Ok(answer) = self.probe(index).await {
+                    leader = answer;
                     break;
                 }
             }

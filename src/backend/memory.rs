@@ -13,8 +13,8 @@ pub struct MemorySource {
     pub listing: Arc<Mutex<Listing>>,
     /// Updates a test wants the watch to deliver, in order.
     pub injected: Arc<tokio::sync::Mutex<Option<mpsc::Receiver<Update>>>>,
-    /// How many times `list` was called.
-    pub lists: Arc<Mutex<usize>>,
+    /// When each `list` call started (tokio's clock, so paused time works).
+    pub list_calls: Arc<Mutex<Vec<tokio::time::Instant>>>,
     /// Scripted outcomes of the next `list` calls (`false`: unreachable); empty means success.
     pub list_script: Arc<Mutex<VecDeque<bool>>>,
     /// Scripted outcomes of the next `watch` calls; empty means the injected updates.
@@ -54,7 +54,10 @@ impl KeySource for MemorySource {
     }
 
     async fn list(&mut self, prefixes: &[String]) -> Result<Listing, BackendError> {
-        *self.lists.lock().unwrap() += 1;
+        self.list_calls
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
         if self.list_script.lock().unwrap().pop_front() == Some(false) {
             return Err(unreachable());
         }

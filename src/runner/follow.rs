@@ -1,7 +1,9 @@
 //! Following the backend: the watch task and listings with retry. A failed listing or a broken
 //! watch never empties the store; the last good files stay until the backend answers again.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -89,36 +91,72 @@ pub(super) async fn watch_loop(
                 }
                 backoff.reset();
             }
-            Err(err) => {
-                telemetry.backend_error(backend.name());
-                let delay = backoff.next_delay();
-                if logged {
-                    debug!(backend = backend.name(), error = %err, retry_in_ms = delay.as_millis() as u64, "watch still interrupted");
-                } else {
-                    warn!(
-                        backend = backend.name(),
-                        error = %err,
-                        retry_in_ms = delay.as_millis() as u64,
-                        "watch interrupted; keeping the last good files"
-                    );
-                    logged = true;
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                    // The store says it can serve again: no need to sit out the backoff.
-                    _ = backend.serving() => {}
-                }
-                // Reachable again if the next attempt lists: the watch itself says nothing
-                // until something changes.
-                if let Ok(listing) = backend.list(&prefixes).await {
-                    reachable(&telemetry, &backend, &listing);
-                    backoff.reset();
-                    logged = false;
+            Err(mut err) => {
+                // Probe with a listing until the store answers, then watch again: the watch
+                // itself says nothing until something changes. A failed attempt costs one
+                // listing, not a listing and a watch: a fleet retries through the same
+                // election all at once.
+                let mut serving = serving_again(&backend);
+                loop {
+                    telemetry.backend_error(backend.name());
+                    let delay = backoff.next_delay();
+                    if logged {
+                        debug!(backend = backend.name(), error = %err, retry_in_ms = delay.as_millis() as u64, "watch still interrupted");
+                    } else {
+                        warn!(
+                            backend = backend.name(),
+                            error = %err,
+                            retry_in_ms = delay.as_millis() as u64,
+                            "watch interrupted; keeping the last good files"
+                        );
+                        logged = true;
+                    }
+                    if !back_off(delay, &mut serving, &backend, &stop).await {
+                        return;
+                    }
+                    match backend.list(&prefixes).await {
+                        Ok(listing) => {
+                            reachable(&telemetry, &backend, &listing);
+                            backoff.reset();
+                            logged = false;
+                            break;
+                        }
+                        Err(probe) => err = probe,
+                    }
                 }
             }
         }
     }
+}
+
+/// Resolves when the backend says it serves again ([`KeySource::serving`]).
+type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// A [`Serving`] probe for one outage. One runs through a whole outage, beside the backoff's
+/// sleeps: started afresh for each attempt it would ask every node again at each of the
+/// backoff's short first steps, for a whole fleet at once.
+fn serving_again(backend: &Backend) -> Serving {
+    let prober = backend.clone();
+    Box::pin(async move { prober.serving().await })
+}
+
+/// Sits out a backoff `delay`, cut short when the store says it serves again (the probe is then
+/// armed again for the rest of the outage). False on shutdown.
+async fn back_off(
+    delay: Duration,
+    serving: &mut Serving,
+    backend: &Backend,
+    stop: &CancellationToken,
+) -> bool {
+    let serves_again = tokio::select! {
+        _ = stop.cancelled() => return false,
+        _ = tokio::time::sleep(delay) => false,
+        _ = serving.as_mut() => true,
+    };
+    if serves_again {
+        *serving = serving_again(backend);
+    }
+    true
 }
 
 /// Marks the backend reachable; after an outage, says so once, with what it holds now.
@@ -172,6 +210,7 @@ pub(super) async fn list_with_retry(
 ) -> Option<Listing> {
     let mut backoff = Backoff::new(Backoff::BACKEND);
     let mut logged = false;
+    let mut serving = serving_again(backend);
     loop {
         let attempt = backend.list(prefixes);
         let result = match deadline {
@@ -218,10 +257,8 @@ pub(super) async fn list_with_retry(
             );
             logged = true;
         }
-        tokio::select! {
-            _ = shutdown.cancelled() => return None,
-            _ = tokio::time::sleep(delay) => {}
-            _ = backend.serving() => {}
+        if !back_off(delay, &mut serving, backend, shutdown).await {
+            return None;
         }
     }
 }
@@ -249,13 +286,15 @@ mod tests {
         {
             let mut watch = source.watch_script.lock().unwrap();
             let mut list = source.list_script.lock().unwrap();
-            // A first outage: watch and listing keep failing (the backoff grows)…
+            // A first outage: the watch fails, and the probing listings keep failing (the
+            // backoff grows)…
+            watch.push_back(WatchStep::Fails);
             for _ in 0..5 {
-                watch.push_back(WatchStep::Fails);
                 list.push_back(false);
             }
-            list.push_back(false);
-            // …then the watch is back and delivers, and a second outage starts at once.
+            // …then a listing works, the watch is back and delivers, and a second outage
+            // starts at once.
+            list.push_back(true);
             watch.push_back(WatchStep::DeliversThenFails(Update::Changes {
                 revision: 7,
                 changes: vec![Change::Put {
@@ -264,8 +303,12 @@ mod tests {
                 }],
             }));
             watch.push_back(WatchStep::Fails);
+            list.push_back(false);
         }
-        let calls = Arc::clone(&source.watch_calls);
+        let (watches, lists) = (
+            Arc::clone(&source.watch_calls),
+            Arc::clone(&source.list_calls),
+        );
         let (tx, mut rx) = mpsc::channel(8);
         let stop = CancellationToken::new();
         let task = tokio::spawn(watch_loop(
@@ -278,16 +321,20 @@ mod tests {
         ));
         let delivered = rx.recv().await.expect("the update");
         assert!(matches!(delivered, Update::Changes { revision: 7, .. }));
-        while calls.lock().unwrap().len() < 7 {
+        while lists.lock().unwrap().len() < 8 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         stop.cancel();
         let _ = task.await;
-        let calls = calls.lock().unwrap().clone();
-        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1] - w[0]).collect();
+        let watches = watches.lock().unwrap().clone();
+        let lists = lists.lock().unwrap().clone();
+        // A failed attempt is one listing: the watch is tried again only once one worked.
+        assert_eq!(watches.len(), 3, "{watches:?}");
+        let gaps: Vec<Duration> = lists.windows(2).map(|w| w[1] - w[0]).collect();
         // The first outage backs off: 50–100 ms, 100–200, 200–400, 400–800, 800–1600 ms.
         assert!(gaps[4] >= Duration::from_millis(800), "{gaps:?}");
-        // After the delivery the second outage is retried at the first step again.
-        assert!(gaps[5] <= Duration::from_millis(100), "{gaps:?}");
+        // After the delivery the second outage is probed at the first step again.
+        let second = lists[6] - watches[2];
+        assert!(second <= Duration::from_millis(100), "{second:?}");
     }
 }
