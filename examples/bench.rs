@@ -44,8 +44,9 @@
 //!
 //! - `fleet-consul INSTANCES SERVERS ROUNDS`: the same fleet on 3 Consul servers and a client
 //!   agent (the tests' cluster harness), every instance on the client agent first. The store's
-//!   cost is connections per instance and the client agent's RPCs to the servers (Consul 1.8
-//!   counts them per 10 s interval). `scripts/fleet.sh` runs both.
+//!   cost is connections per instance, the fleet's GET requests to the agents and the client
+//!   agent's RPCs to the servers, counted per second from the agents' statsd lines (Consul 1.8's
+//!   metrics endpoint only has 10 s intervals). `scripts/fleet.sh` runs both.
 //!
 //! `--go` (anywhere on the command line) makes every other mode use the Go template instead of
 //! the Tera one, as an unchanged confd confdir would: same file name, no `engine` key (terad's
@@ -2159,59 +2160,95 @@ async fn consul_put(http: &reqwest::Client, url: &str, key: &str, value: &str) {
     );
 }
 
-/// The RPCs the client agent at `url` has sent to the servers in Consul's current 10 s
-/// metrics interval, and the interval's timestamp.
-fn client_rpcs(
-    runtime: &tokio::runtime::Runtime,
-    http: &reqwest::Client,
-    url: &str,
-) -> (String, f64) {
-    let text = runtime
-        .block_on(async {
-            http.get(format!("{url}/v1/agent/metrics"))
-                .send()
-                .await?
-                .text()
-                .await
-        })
-        .unwrap_or_default();
-    let metrics: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    let count = metrics["Counters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["Name"] == "consul.client.rpc")
-        .filter_map(|c| c["Count"].as_f64())
-        .sum();
-    (
-        metrics["Timestamp"].as_str().unwrap_or_default().to_owned(),
-        count,
-    )
+/// Counters the Consul agents send as statsd lines (`telemetry { statsd_address }`), each
+/// timestamped as it arrives. Consul 1.8's own metrics endpoint only serves 10 s intervals;
+/// its statsd sink flushes every 100 ms, fine enough for a busiest second.
+struct StatsdCounts {
+    address: std::net::SocketAddr,
+    seen: Arc<std::sync::Mutex<Vec<(Instant, &'static str)>>>,
 }
 
-/// Samples [`client_rpcs`] every 250 ms until `stop`; returns the RPCs counted in the metrics
-/// intervals that ended meanwhile and how many intervals that was. Consul 1.8 serves a counter
-/// only for its last complete 10 s interval, so rates come out per interval, never per second.
-fn consul_rpc_counts(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(f64, usize)> {
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let http = reqwest::Client::new();
-        let (mut total, mut intervals) = (0.0, 0);
-        let mut last = client_rpcs(&runtime, &http, &url);
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(250));
-            let now = client_rpcs(&runtime, &http, &url);
-            if now.0 != last.0 {
-                total += now.1;
-                intervals += 1;
+/// The counters [`StatsdCounts`] keeps (a trailing `.` takes every name under it): the client
+/// agent's RPCs to the servers, and the GET requests the agents answer, each a
+/// `consul.http.GET.<path>` timer sample. The fleet only reads; the benchmark only writes.
+const STATSD_COUNTERS: [&str; 2] = ["consul.client.rpc", "consul.http.GET."];
+
+impl StatsdCounts {
+    fn listen() -> StatsdCounts {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let address = socket.local_addr().unwrap();
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            let mut buffer = vec![0u8; 65536];
+            while let Ok(n) = socket.recv(&mut buffer) {
+                let at = Instant::now();
+                let text = String::from_utf8_lossy(&buffer[..n]);
+                let mut sink = sink.lock().unwrap();
+                for line in text.lines() {
+                    // `name:value|type`: a counter's value is its increment; a timer's line is
+                    // one sample, one request.
+                    let Some((name, rest)) = line.split_once(':') else {
+                        continue;
+                    };
+                    let Some(counter) = STATSD_COUNTERS
+                        .iter()
+                        .find(|c| name == **c || (c.ends_with('.') && name.starts_with(*c)))
+                    else {
+                        continue;
+                    };
+                    let increment = match rest.split_once('|') {
+                        Some((value, "c")) => value.parse::<f64>().unwrap_or(0.0) as usize,
+                        _ => 1,
+                    };
+                    sink.extend(std::iter::repeat_n((at, *counter), increment));
+                }
             }
-            last = now;
+        });
+        StatsdCounts { address, seen }
+    }
+
+    /// How many `counter` events arrived between `from` and `to`, and the most in any 1 s.
+    fn between(&self, counter: &str, from: Instant, to: Instant) -> (usize, usize) {
+        let times: Vec<Instant> = self
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, name)| *name == counter && *at >= from && *at <= to)
+            .map(|(at, _)| *at)
+            .collect();
+        let mut busiest = 0;
+        let mut first = 0;
+        for (last, at) in times.iter().enumerate() {
+            while at.duration_since(times[first]) >= Duration::from_secs(1) {
+                first += 1;
+            }
+            busiest = busiest.max(last + 1 - first);
         }
-        (total, intervals)
-    })
+        (times.len(), busiest)
+    }
+}
+
+/// Writes through the agents `via` in turn, every 20 ms until one takes it; returns when the
+/// write is committed.
+fn put_through(
+    cluster: &consul_cluster::ConsulCluster,
+    via: &[usize],
+    key: &str,
+    value: &str,
+) -> Instant {
+    let started = Instant::now();
+    loop {
+        if via.iter().any(|&i| cluster.put_via(i, key, value)) {
+            return Instant::now();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no server took a write of {key}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Established TCP connections to `port` on loopback (the fleet's connections to an agent).
@@ -2233,7 +2270,11 @@ fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
         .enable_all()
         .build()
         .unwrap();
-    let mut cluster = ConsulCluster::start();
+    let statsd = StatsdCounts::listen();
+    let mut cluster = ConsulCluster::start_with(&format!(
+        "telemetry {{\n  statsd_address = \"{}\"\n}}\n",
+        statsd.address
+    ));
     let http = reqwest::Client::new();
     let agent = cluster.url(CLIENT);
     runtime.block_on(consul_put_many(
@@ -2266,14 +2307,21 @@ fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
     let cpu_before = cpu_of(&consul_pids);
     let terad_pids: Vec<u32> = children.0.iter().map(Child::id).collect();
     let terad_cpu_before = cpu_of(&terad_pids);
-    let idle = Arc::new(AtomicBool::new(false));
-    let idle_rpcs = consul_rpc_counts(agent.clone(), Arc::clone(&idle));
-    // Long enough for one whole metrics interval to end inside it.
-    std::thread::sleep(Duration::from_secs(21));
-    idle.store(true, Ordering::Relaxed);
-    let (idle_rpcs, idle_intervals) = idle_rpcs.join().unwrap();
+    let idle_from = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
     let idle_store_cpu = cpu_of(&consul_pids).saturating_sub(cpu_before);
     let idle_fleet_cpu = cpu_of(&terad_pids).saturating_sub(terad_cpu_before);
+    let idle_window = idle_from.elapsed();
+    let idle_rate = |counter: &str| {
+        statsd
+            .between(counter, idle_from, idle_from + idle_window)
+            .0 as f64
+            / idle_window.as_secs_f64()
+    };
+    let (idle_rpcs, idle_reads) = (
+        idle_rate("consul.client.rpc"),
+        idle_rate("consul.http.GET."),
+    );
 
     let writer = FleetWriter::Consul {
         http: http.clone(),
@@ -2288,20 +2336,22 @@ fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
     std::thread::sleep(Duration::from_secs(2));
     let leader = cluster.leader().expect("a leader");
     while events.try_recv().is_ok() {}
-    let sampling = Arc::new(AtomicBool::new(false));
-    let rpcs = consul_rpc_counts(agent.clone(), Arc::clone(&sampling));
     let blip = Instant::now();
     cluster.kill(leader);
     let value = "10.99.99.99:9999".to_owned();
-    let committed = cluster.put("/proxy/frontend/web-000000", &value) - blip;
+    // Written through the surviving servers, so the client agent's RPCs are the fleet's.
+    let survivors: Vec<usize> = (0..3).filter(|&s| s != leader).collect();
+    let committed = put_through(&cluster, &survivors, "/proxy/frontend/web-000000", &value) - blip;
     let mut after_blip = fan_out(&events, &dests, &[value], blip, Duration::from_secs(120));
     after_blip.sort();
     std::thread::sleep(Duration::from_secs(3).saturating_sub(blip.elapsed()));
     cluster.restart(leader);
-    // Until the interval holding the kill has been reported.
-    std::thread::sleep(Duration::from_secs(21).saturating_sub(blip.elapsed()));
-    sampling.store(true, Ordering::Relaxed);
-    let (blip_rpcs, blip_intervals) = rpcs.join().unwrap();
+    // The restarted server's catch-up, and a last statsd flush.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(blip.elapsed()));
+    let blip_window = blip.elapsed();
+    let blip_counts = |counter: &str| statsd.between(counter, blip, blip + blip_window);
+    let (rpcs, rpc_peak) = blip_counts("consul.client.rpc");
+    let (reads, read_peak) = blip_counts("consul.http.GET.");
 
     let rss: Vec<u64> = terad_pids.iter().map(|&pid| memory_kb(pid).0).collect();
     let rss_mean = rss.iter().sum::<u64>() as f64 / rss.len() as f64 / 1024.0;
@@ -2325,14 +2375,13 @@ fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
         ms(*all.last().unwrap()),
     );
     println!(
-        "store: {connections} connections to the client agent ({:.2} per instance); the client agent's RPCs to the servers while the fleet idles: {:.1}/s",
+        "store: {connections} connections to the client agent ({:.2} per instance); while the fleet idles, per second: {idle_reads:.1} GET requests to the agents, {idle_rpcs:.1} RPCs from the client agent to the servers",
         connections as f64 / instances as f64,
-        idle_rpcs / (10.0 * idle_intervals.max(1) as f64)
     );
     println!(
         "store CPU while the fleet idles: {:.1} % of one core, 4 agents (the fleet itself: {:.1} %)",
-        idle_store_cpu.as_secs_f64() * 10.0,
-        idle_fleet_cpu.as_secs_f64() * 10.0
+        idle_store_cpu.as_secs_f64() * 100.0 / idle_window.as_secs_f64(),
+        idle_fleet_cpu.as_secs_f64() * 100.0 / idle_window.as_secs_f64()
     );
     println!(
         "burst of 200 updates sent in {:.2} s: every file holding all 200 {} after the first put (p50 {}); store CPU {:.2} s",
@@ -2342,13 +2391,20 @@ fn fleet_consul(instances: usize, servers: usize, rounds: usize) {
         burst_store_cpu.as_secs_f64()
     );
     println!(
-        "leader server killed (restarted after 3 s): a put committed {:.2} s after the kill; every file current {} after the kill, {} after the commit (p50 {}); \
-         the client agent's RPCs to the servers in the {blip_intervals} metrics intervals of 10 s around it: {blip_rpcs:.0} ({:.0}/s; Consul 1.8 reports no finer rate)",
+        "leader server killed (restarted after 3 s): a put committed {:.2} s after the kill; every file current {} after the kill, {} after the commit (p50 {})",
         committed.as_secs_f64(),
         ms(*after_blip.last().unwrap()),
         ms(after_blip.last().unwrap().saturating_sub(committed)),
         ms(percentile(&after_blip, 50)),
-        blip_rpcs / (10.0 * blip_intervals.max(1) as f64),
+    );
+    let per_second = |n: usize| n as f64 / blip_window.as_secs_f64();
+    println!(
+        "over the {:.0} s from the kill: the fleet's GET requests to the agents {reads} ({:.0}/s on average, {read_peak} in the busiest second, {:.1} per instance); \
+         the client agent's RPCs to the servers {rpcs} ({:.0}/s, busiest second {rpc_peak})",
+        blip_window.as_secs_f64(),
+        per_second(reads),
+        read_peak as f64 / instances as f64,
+        per_second(rpcs),
     );
     println!(
         "RSS per instance: mean {rss_mean:.1} MiB, max {rss_max:.1} MiB; PSS mean {pss_mean:.1} MiB, of it anonymous {anon_mean:.1} MiB"

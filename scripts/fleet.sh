@@ -4,7 +4,7 @@
 # started by the benchmark on loopback ports; ROUNDS (default 20) puts, each waited for in every
 # file. Prints the fan-out (p50, p99, max), the store's watches or connections per instance, its
 # CPU while the fleet idles and during a burst of 200 updates in 1 s, a leader kill (failover,
-# the store's request counts, on etcd the busiest second), the RSS per instance, and on etcd a
+# the store's requests: average and busiest second), the RSS and PSS per instance, and on etcd a
 # coordinated rollout of the fleet (max_concurrent = 10, 20 instances SIGKILLed mid-rollout).
 # Figures in BENCHMARKS.md ("Fleet").
 # Not part of the test suite: it starts hundreds of processes and loads the machine for minutes.

@@ -67,6 +67,12 @@ impl ConsulCluster {
     /// Three servers and a client agent; returns once a leader is elected, the three servers
     /// are Raft voters and a write through the client agent works.
     pub fn start() -> ConsulCluster {
+        Self::start_with("")
+    }
+
+    /// [`ConsulCluster::start`] with `extra_hcl` added to every agent's configuration (the
+    /// fleet benchmark's `telemetry` block).
+    pub fn start_with(extra_hcl: &str) -> ConsulCluster {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("fast.hcl"),
@@ -79,7 +85,7 @@ impl ConsulCluster {
         // writer share one agent, where a deployment gives each host its own.
         std::fs::write(
             dir.path().join("agents.hcl"),
-            "limits {\n  http_max_conns_per_client = 4096\n}\n",
+            format!("limits {{\n  http_max_conns_per_client = 4096\n}}\n{extra_hcl}"),
         )
         .unwrap();
         let agent = |name: String, server: bool| Agent {
