@@ -46,6 +46,7 @@ conffiles=(/etc/terad/terad.toml /etc/default/terad)
 
 build() {
   if [ "$mode" = build ]; then
+    . scripts/release-env.sh
     cargo build --release --locked --bin terad
   fi
   local binary=target/release/terad

@@ -49,6 +49,7 @@ binary=$out/$name
 
 build() {
   local started=$SECONDS
+  . scripts/release-env.sh
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
     cargo build --release --locked --bin terad --target "$triple"
   mkdir -p "$out"

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-deps.sh
-cargo build --release --locked --bin terad
+(. scripts/release-env.sh && cargo build --release --locked --bin terad)
 # The fleet is the release binary; the driver only starts processes, writes and timestamps
 # inotify events, so its dev build (no second LTO link, minutes on two cores) does.
 cargo run --locked --example bench -- fleet "${1:-200}" "${2:-1000}" "${3:-20}"
