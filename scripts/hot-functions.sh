@@ -52,7 +52,7 @@ done
 kill -TERM "$terad"
 wait "$terad" || true
 
-normalise() { sed -e 's/\[[0-9a-f]\{1,16\}\]//g' -e 's/::h[0-9a-f]\{16\}$//' | LC_ALL=C sort -u; }
+normalise() { sed -f scripts/hashless-names.sed | LC_ALL=C sort -u; }
 # callgrind names each function once in full (`fn=(id) name`, `cfn=(id) name`); only terad's
 # own symbols are kept (not libc's).
 grep -oP '^c?fn=\(\d+\) \K.*' "$work/callgrind.out" | c++filt | normalise >"$work/ran"

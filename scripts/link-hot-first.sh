@@ -14,7 +14,8 @@
 # no objects or any trouble it links exactly as `cc` would: the order is an optimisation, never
 # a reason for a build to fail. scripts/hot-functions.sh makes the list.
 set -uo pipefail
-list="$(dirname "$0")/../link/hot-functions.txt"
+here=$(dirname "$0")
+list="$here/../link/hot-functions.txt"
 objects=()
 uses_lld=false
 for arg in "$@"; do
@@ -26,11 +27,11 @@ done
 if [[ -s "$list" && ${#objects[@]} -gt 0 ]] && $uses_lld; then
   order=$(mktemp)
   # `nm` twice over the same objects lists the same symbols in the same order: mangled, then
-  # demangled with the hashes dropped (legacy `::h<16 hex>`, v0 `[<hex>]` crate ids).
+  # demangled with the hashes dropped.
   if paste -d '\t' \
       <(nm --defined-only --format=just-symbols "${objects[@]}" 2>/dev/null) \
       <(nm --defined-only --format=just-symbols --demangle "${objects[@]}" 2>/dev/null \
-        | sed -e 's/\[[0-9a-f]\{1,16\}\]//g' -e 's/::h[0-9a-f]\{16\}$//') \
+        | sed -f "$here/hashless-names.sed") \
     | awk -F '\t' 'NR == FNR { hot[$0] = 1; next } ($2 in hot) { print $1 }' "$list" - \
       > "$order" && [[ -s "$order" ]]; then
     cc "$@" -Wl,--symbol-ordering-file="$order" -Wl,--no-warn-symbol-ordering
