@@ -6,7 +6,7 @@
 //! {{base .Key}} {{.Value}} check` …). Same store, same output bytes.
 //!
 //! And for Consul services: reading Consul's health answer for 10 and 1 000 instances and
-//! rendering the services example (`templates/haproxy-services.cfg.tmpl`) from it.
+//! rendering the services example (`examples/consul-services/templates/haproxy-services.cfg.tmpl`) from it.
 //!
 //! `cargo bench --bench render`. The figures are recorded in BENCHMARKS.md.
 
@@ -219,7 +219,7 @@ pub fn consul_health_answer(instances: usize) -> String {
 
 fn services(c: &mut Criterion) {
     use terad::template::services::{HealthQuery, ServiceInput, ServiceQuery, ServiceSnapshot};
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/consul-services/templates");
     let template = TemplateRef {
         name: "haproxy-services.cfg.tmpl".to_owned(),
         engine: EngineChoice::Tera,

@@ -28,7 +28,7 @@
 //!
 //! - `consul-services N…` (default 10 1000): a real Consul agent (`-dev`) with N instances of the
 //!   service `web`, each with a TTL check, and terad watching the HAProxy services example
-//!   (`templates/haproxy-services.cfg.tmpl`, no `wait`): the latency from a check turning
+//!   (`examples/consul-services/templates/haproxy-services.cfg.tmpl`, no `wait`): the latency from a check turning
 //!   critical (or passing again) through the agent's API to the rewritten destination (p50, p99),
 //!   and resident memory; then resident memory with 50 services watched by one template.
 //!
@@ -1125,7 +1125,7 @@ fn services_bench(sizes: &[usize]) {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         std::fs::copy(
-            root.join("templates/haproxy-services.cfg.tmpl"),
+            root.join("examples/consul-services/templates/haproxy-services.cfg.tmpl"),
             dir.path().join("templates/haproxy-services.cfg.tmpl"),
         )
         .unwrap();

@@ -15,6 +15,7 @@ mod haproxy;
 mod messages;
 mod operability;
 mod packaging;
+mod quickstart;
 mod pipeline;
 mod reliability;
 mod security;

@@ -176,7 +176,7 @@ fn a_go_template_in_consul_templates_spelling_follows_health() {
     consul.register("web-1", "web", "10.0.0.1", 8080, &ttl_check("c1", true));
     consul.register("web-2", "web", "", 8081, &ttl_check("c2", true));
     let fx = fixture(
-        include_str!("../../templates/haproxy-services-go.cfg.tmpl"),
+        include_str!("../../examples/consul-services/templates/haproxy-services-go.cfg.tmpl"),
         &["/proxy/port"],
         "check_cmd = \"haproxy -c -f {{.src}}\"\n",
     );
@@ -567,7 +567,7 @@ struct Traffic {
 }
 
 /// HAProxy fed by `service(name="web")` in watch mode (the shipped example,
-/// templates/haproxy-services.cfg.tmpl): two backends with HTTP health checks; while one's
+/// examples/consul-services/templates/haproxy-services.cfg.tmpl): two backends with HTTP health checks; while one's
 /// check fails it leaves the file within the check interval plus `wait`, and returns; not one
 /// request fails through it all; with no healthy instance left the guard keeps the last file.
 #[test]
@@ -598,13 +598,13 @@ fn haproxy_follows_a_services_health_without_dropping_requests() {
     });
 
     let fx = Fixture::new();
-    let template = include_str!("../../templates/haproxy-services.cfg.tmpl");
+    let template = include_str!("../../examples/consul-services/templates/haproxy-services.cfg.tmpl");
     assert!(template.contains("bind *:"));
     fx.template(
         "haproxy-services.cfg.tmpl",
         &template.replace("bind *:", "bind 127.0.0.1:"),
     );
-    let shipped = include_str!("../../conf.d/haproxy-services.toml");
+    let shipped = include_str!("../../examples/consul-services/conf.d/haproxy-services.toml");
     assert!(shipped.contains("min_keys = 2"));
     fx.resource(
         "haproxy.toml",
