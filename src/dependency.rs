@@ -10,8 +10,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::catalog::{ServiceQuery, ServiceSnapshot};
 use crate::store::KeyStore;
-use crate::template::services::{ServiceQuery, ServiceSnapshot};
 
 /// One thing a resource's template reads.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn a_health_change_reaches_exactly_the_resources_using_that_query() {
-        use crate::template::services::HealthQuery;
+        use crate::catalog::HealthQuery;
         let web = Dependency::Service(ServiceQuery::Health(HealthQuery::new("web").unwrap()));
         let api = Dependency::Service(ServiceQuery::Health(HealthQuery::new("api").unwrap()));
         let resources = [

@@ -8,8 +8,11 @@
 //!   flags translated before clap, confd's defaults under the name `confd`.
 //! - [`config`]: command line + environment + `terad.toml`/`confd.toml` → validated
 //!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s; templates → [`template::Templates`].
+//! - [`diagnostic`]: a configuration error with its file, line, column and key, used by every
+//!   step of loading.
 //! - [`backend`]: where keys come from, one module per backend behind [`backend::KeySource`].
 //! - [`store`]: the in-memory key space templates read, with confd's glob and `ls` semantics.
+//! - [`catalog`]: Consul's service catalog: the queries templates make and their answers.
 //! - [`dependency`]: what a template reads, and the index from a change to the resources it
 //!   reaches.
 //! - [`template`]: the template engines behind one [`template::Templates`], and confd's
@@ -23,9 +26,11 @@
 //! - [`signal`], [`logging`], [`dns`]: process plumbing. [`redact`]: what never prints.
 
 pub mod backend;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod dependency;
+pub mod diagnostic;
 pub mod dns;
 pub mod exec;
 pub mod fleet;
@@ -39,6 +44,7 @@ pub mod resource;
 pub mod retry;
 pub mod runner;
 pub mod server;
+pub mod setup;
 pub mod signal;
 pub mod store;
 pub mod telemetry;
@@ -52,8 +58,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::cli::Cli;
-use crate::config::{BackendKind, Config, ConfigError, ConfigErrors, Settings};
+use crate::config::{BackendKind, Settings};
+use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::runner::RunOutcome;
+use crate::setup::Config;
 use crate::telemetry::Telemetry;
 
 /// Exit status when every resource synced.

@@ -22,21 +22,26 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{LogFormat, Settings};
+/// How log lines are written: tracing's text format, or one JSON object per line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// Installs the global subscriber. `--log-level` applies to terad; libraries log at most at
 /// info, because their debug and trace output is noise to an operator and can include request
 /// headers (credentials). `RUST_LOG` overrides both for debugging, with a default level and
 /// per-target levels (`RUST_LOG=terad=trace,h2=warn`). (`Targets`, not `EnvFilter`: no
 /// regular-expression engine needed.)
-pub fn init(settings: &Settings) {
+pub fn init(level: tracing::Level, format: LogFormat) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .and_then(|directives| directives.parse::<Targets>().ok())
         .unwrap_or_else(|| {
             Targets::new()
-                .with_target("terad", settings.log_level)
-                .with_default(settings.log_level.min(tracing::Level::INFO))
+                .with_target("terad", level)
+                .with_default(level.min(tracing::Level::INFO))
         });
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -44,7 +49,7 @@ pub fn init(settings: &Settings) {
         .with_target(false);
     let registry = tracing_subscriber::registry().with(filter);
     // A second init (tests that run terad in-process) keeps the first subscriber.
-    let _ = match settings.log_format {
+    let _ = match format {
         LogFormat::Text => registry.with(layer.fmt_fields(EscapedFields)).try_init(),
         LogFormat::Json => registry
             .with(

@@ -18,14 +18,14 @@ fn main() -> ExitCode {
     if let Some(command) = &cli.command {
         return fleet_command(&cli, command);
     }
-    let config = match terad::config::load(&cli) {
+    let config = match terad::setup::load(&cli) {
         Ok(config) => config,
         Err(errors) => {
             eprintln!("terad: {errors}");
             return ExitCode::from(terad::EXIT_CONFIG);
         }
     };
-    terad::logging::init(&config.settings);
+    terad::logging::init(config.settings.log_level, config.settings.log_format);
     config.settings.log_origin();
     // A sidecar needs little parallelism; two workers keep the footprint small on big hosts.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -55,7 +55,7 @@ fn fleet_command(cli: &terad::cli::Cli, command: &terad::cli::Command) -> ExitCo
             return ExitCode::from(terad::EXIT_CONFIG);
         }
     };
-    terad::logging::init(&settings);
+    terad::logging::init(settings.log_level, settings.log_format);
     let mut command = command.clone();
     if let terad::cli::Command::Rollout {
         action: terad::cli::RolloutAction::Status { group, service },

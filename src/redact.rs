@@ -1,6 +1,7 @@
 //! Secrets kept out of what terad prints: the credentials in a URL's userinfo
 //! (`http://user:pw@host` prints as `http://user:***@host`), and a keyed hash instead of a plain
-//! checksum of content that may be a secret.
+//! checksum of content that may be a secret, and values in error messages described by length
+//! instead of quoted.
 
 use std::borrow::Cow;
 use std::hash::BuildHasher;
@@ -65,6 +66,22 @@ pub fn content_hash(content: &[u8]) -> String {
         .get_or_init(std::hash::RandomState::new)
         .hash_one(content);
     format!("{hash:016x}")
+}
+
+/// How a value appears in an error: its length, not its content (it may be a password).
+pub fn describe(value: &str) -> String {
+    format!("a value of {} bytes", value.len())
+}
+
+/// A short text quoted for an error message; longer ones are described by length. For
+/// arguments a template author wrote or computed, which are not secrets (numbers, booleans).
+pub fn preview(value: &str) -> String {
+    const MAX: usize = 64;
+    if value.chars().count() <= MAX {
+        format!("{value:?}")
+    } else {
+        describe(value)
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! ([`Flavour::Confd`]) the defaults are confd's.
 
 pub mod confd_args;
+pub mod defaults;
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::config::Defaults;
+use self::defaults::Defaults;
 
 /// terad renders configuration files from etcd, Consul, files or the environment with Tera
 /// templates, validates them with a check command, swaps them in atomically and reloads the

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::resource::{DurationValue, duration_key};
+use super::duration::{DurationValue, Report, duration_key};
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
 pub const DEFAULT_JITTER: Duration = Duration::from_secs(1);
@@ -72,9 +72,6 @@ pub struct HealthCheck {
     /// Pause before each retry.
     pub interval: Duration,
 }
-
-/// Where a problem is: the key and, when known, its span in the file.
-pub type Report<'a> = dyn FnMut(&str, Option<std::ops::Range<usize>>, String) + 'a;
 
 impl RawCoordination {
     /// Validates the table; `prefix` is how keys are named in messages (`coordination.`).

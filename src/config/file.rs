@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
-use super::error::{ConfigError, from_toml_error};
 use super::layer::{ConfdOnly, Credential, Layer};
+use crate::diagnostic::{ConfigError, from_toml_error};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

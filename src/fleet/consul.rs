@@ -42,6 +42,9 @@ struct Pair {
     session: Option<String>,
 }
 
+/// What maintenance mode terad set, as its reason says: `terad: <resource>`.
+pub const MAINTENANCE_REASON: &str = "terad: ";
+
 /// The session TTL that makes Consul drop a dead holder after about `ttl`.
 pub fn session_ttl(ttl: Duration) -> Duration {
     (ttl / 2).max(MIN_SESSION_TTL)
@@ -289,7 +292,7 @@ impl ConsulFleet {
 pub struct Peer {
     pub id: String,
     pub node: String,
-    pub status: crate::template::services::Health,
+    pub status: crate::catalog::Health,
 }
 
 impl ConsulFleet {
@@ -301,7 +304,7 @@ impl ConsulFleet {
         service: &str,
         index: Option<(u64, Duration)>,
     ) -> Result<(Vec<Peer>, u64), BackendError> {
-        use crate::template::services::{HealthQuery, ServiceData, ServiceQuery, StatusFilter};
+        use crate::catalog::{HealthQuery, ServiceData, ServiceQuery, StatusFilter};
         let health = HealthQuery::new(service)
             .map_err(|e| BackendError::Other {
                 backend: "consul",
@@ -435,7 +438,7 @@ impl ConsulFleet {
             })?;
         Ok(checks
             .into_values()
-            .filter(|check| check.notes.starts_with(super::service::MAINTENANCE_REASON))
+            .filter(|check| check.notes.starts_with(MAINTENANCE_REASON))
             .filter_map(|check| {
                 let id = check.id.strip_prefix("_service_maintenance:")?.to_owned();
                 Some((id, check.notes))

@@ -244,7 +244,7 @@ impl ServiceTurn<'_> {
             .maintenance(
                 &self.self_id,
                 true,
-                &format!("{}{resource}", super::service::MAINTENANCE_REASON),
+                &format!("{}{resource}", super::consul::MAINTENANCE_REASON),
             )
             .await?;
         info!(resource, service = %self.service.name, service_id = %self.self_id, "service instance in maintenance for the change");

@@ -21,7 +21,7 @@ use crate::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 /// a `service`). None when the configuration does not load or names none; the status then shows
 /// the slots only.
 pub fn configured_service(cli: &crate::cli::Cli, group: &str) -> Option<String> {
-    let config = crate::config::load(cli).ok()?;
+    let config = crate::setup::load(cli).ok()?;
     config
         .resources
         .iter()

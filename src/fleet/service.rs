@@ -18,8 +18,8 @@ use tracing::info;
 use super::consul::{ConsulFleet, Peer};
 use super::{Coordinator, slots_prefix};
 use crate::backend::BackendError;
+use crate::catalog::Health;
 use crate::config::coordination::{Coordination, ServiceCoordination};
-use crate::template::services::Health;
 
 /// How long one blocking query on the service's health waits before it is asked again.
 const WAIT_SLICE: Duration = Duration::from_secs(5);
@@ -64,7 +64,7 @@ pub async fn self_id(
 /// local instance is this terad's. None or several is a configuration error naming the
 /// resource; a Consul that does not answer yet is not (the first change resolves it, waiting).
 pub async fn check_self_at_start(
-    config: &crate::config::Config,
+    config: &crate::setup::Config,
     backend: &crate::backend::Backend,
 ) -> Result<(), String> {
     let Some(Coordinator::Consul(consul)) = Coordinator::for_backend(backend) else {
@@ -211,9 +211,6 @@ const HOLDER_ID: &str = "service_id=";
 pub fn holder_service_id(holder: &str) -> Option<&str> {
     holder.rsplit_once(HOLDER_ID).map(|(_, id)| id)
 }
-
-/// What maintenance mode terad set, as its reason says: `terad: <resource>`.
-pub const MAINTENANCE_REASON: &str = "terad: ";
 
 /// `terad rollout resume GROUP` on a node: takes out of maintenance the local service
 /// instances that terad put there and that hold no live slot of the group (their terad was

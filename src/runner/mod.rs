@@ -35,15 +35,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backend::{Backend, KeySource};
+use crate::catalog::{ServiceQuery, ServiceSnapshot};
 use crate::cli::Cli;
-use crate::config::{self, Config, Mode, Resource, Settings};
+use crate::config::{self, Mode, Resource, Settings};
 use crate::dependency::Dependency;
 use crate::exec::ExecHandle;
 use crate::reload::Action;
 use crate::resource::SyncOptions;
+use crate::setup::Config;
 use crate::store::KeyStore;
 use crate::telemetry::Telemetry;
-use crate::template::services::{ServiceQuery, ServiceSnapshot};
 
 use self::runtime::{Followed, Runtime};
 
@@ -293,7 +294,7 @@ mod guard_tests {
 
     #[test]
     fn a_service_going_from_some_instances_to_none_is_refused() {
-        use crate::template::services::HealthQuery;
+        use crate::catalog::HealthQuery;
         let web = ServiceQuery::Health(HealthQuery::new("web").unwrap());
         let api = ServiceQuery::Health(HealthQuery::new("api").unwrap());
         let last = [(web.clone(), 2), (api.clone(), 0)].into_iter().collect();

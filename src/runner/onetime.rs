@@ -8,13 +8,13 @@ use tracing::{error, info};
 use super::follow::list_with_retry;
 use super::{RunContext, RunOutcome, count_keys, guard, reload_actions, sync_options};
 use crate::backend::{Backend, KeySource, merge_prefixes};
-use crate::config::Config;
+use crate::catalog::{ServiceInput, ServiceSnapshot};
 use crate::dependency::Dependency;
 use crate::reload::Action;
 use crate::resource::{self, RenderFailure, SyncOutcome};
+use crate::setup::Config;
 use crate::store::KeyStore;
 use crate::template::RenderInput;
-use crate::template::services::{ServiceInput, ServiceSnapshot};
 
 /// How many times a resource renders at most, each time finding catalog queries it did not know
 /// of (a service whose name comes from a service whose name comes from a key, …).

@@ -8,8 +8,9 @@ use tracing::{error, info, warn};
 use super::runtime::{Reconfigured, Runtime, Slot};
 use super::sync_options;
 use crate::cli::Cli;
-use crate::config::{self, Config, Resource, Settings};
+use crate::config::{Resource, Settings};
 use crate::fleet::Fleet;
+use crate::setup::{self, Config};
 use crate::telemetry::notify_systemd_reloading;
 
 impl Runtime {
@@ -19,7 +20,7 @@ impl Runtime {
     pub(super) async fn reload_configuration(&mut self, cli: &Cli) -> Reconfigured {
         notify_systemd_reloading();
         info!("reloading the configuration");
-        let config = match config::load(cli) {
+        let config = match setup::load(cli) {
             Ok(config) => config,
             Err(errors) => {
                 for error in &errors.0 {

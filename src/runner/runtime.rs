@@ -19,16 +19,17 @@ use super::{
     sync_options,
 };
 use crate::backend::{Backend, Listing, Update, merge_prefixes};
-use crate::config::{Config, Mode, Resource, Settings, WaitSpec};
+use crate::catalog::{ServiceQuery, ServiceRecord};
+use crate::config::{Mode, Resource, Settings, WaitSpec};
 use crate::dependency::{Dependency, DependencyIndex};
 use crate::exec::ExecHandle;
 use crate::fleet::{Coordinator, Fleet};
 use crate::quiescence::Quiescence;
 use crate::reload::Group;
 use crate::resource::{self, RenderFailure, SyncOptions};
+use crate::setup::Config;
 use crate::store::{KeyStore, key_in_scope};
 use crate::telemetry::{Telemetry, notify_systemd};
-use crate::template::services::{ServiceQuery, ServiceRecord};
 use crate::template::{KeyScope, RenderInput, Templates};
 
 /// How often a render that waits for the previous one of its resource looks again.

@@ -18,11 +18,9 @@ use tracing::{info, warn};
 
 use crate::backend::consul::{ConsulSource, FailingChecksHandle, HealthFollower, QueryState};
 use crate::backend::{Backend, BackendError, KeySource};
+use crate::catalog::{QueryResult, ServiceData, ServiceInput, ServiceQuery, ServiceSnapshot};
 use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
-use crate::template::services::{
-    QueryResult, ServiceData, ServiceInput, ServiceQuery, ServiceSnapshot,
-};
 
 /// How many answers may wait between the query tasks and the runner.
 const UPDATE_QUEUE: usize = 256;

@@ -77,7 +77,7 @@ async fn updates_render_only_what_they_touch_and_a_reload_is_applied_in_place() 
     let root = dir.path();
     confdir(root, &[("a", "/a"), ("b", "/b")]);
     let cli = cli(root);
-    let config = crate::config::load(&cli).expect("the confdir loads");
+    let config = crate::setup::load(&cli).expect("the confdir loads");
 
     let source = MemorySource::default();
     *source.listing.lock().unwrap() = Listing {
@@ -142,7 +142,7 @@ async fn a_watch_that_delivers_after_an_outage_makes_the_backend_reachable() {
     let root = dir.path();
     confdir(root, &[("a", "/a")]);
     let cli = cli(root);
-    let config = crate::config::load(&cli).expect("the confdir loads");
+    let config = crate::setup::load(&cli).expect("the confdir loads");
 
     let source = MemorySource::default();
     *source.listing.lock().unwrap() = Listing {

@@ -8,6 +8,7 @@ use std::net::ToSocketAddrs;
 
 use base64::Engine as _;
 
+use crate::redact::{describe, preview};
 use crate::store::{Glob, LookupError, View};
 
 /// A key and its value, as `get` and `gets` return them (confd's `memkv.KVPair`).
@@ -31,11 +32,6 @@ fn fail(function: &'static str, message: impl Into<String>) -> FunctionError {
         function,
         message: message.into(),
     }
-}
-
-/// How a value appears in an error: its length, not its content (it may be a password).
-pub fn describe(value: &str) -> String {
-    format!("a value of {} bytes", value.len())
 }
 
 /// `getv`: the value of one key.
@@ -233,17 +229,6 @@ pub fn atoi(function: &'static str, text: &str) -> Result<i64, FunctionError> {
 /// Stable sort by length in characters (confd's `sortByLength` and `sortKVByLength`).
 pub fn sort_by_length<T>(items: &mut [T], length_of: impl Fn(&T) -> usize) {
     items.sort_by_key(length_of);
-}
-
-/// A short text quoted for an error message; longer ones are described by length. For
-/// arguments a template author wrote or computed, which are not secrets (numbers, booleans).
-pub fn preview(value: &str) -> String {
-    const MAX: usize = 64;
-    if value.chars().count() <= MAX {
-        format!("{value:?}")
-    } else {
-        describe(value)
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! - [`go`]: Go's `text/template`, natively, with confd's function map: confd templates render
 //!   unchanged and byte for byte.
 //! - [`services`]: Consul's service catalog (`service`, `services`, `nodes`), engine-neutral.
+//! - [`prepare`]: the second step of loading: the resources' templates, checked against them.
 //! - [`vet`]: checks of store data before it is interpolated (`host_port`, `safe_name`).
 //!
 //! A template is parsed once, at load; every syntax error of every template is reported at once
@@ -13,6 +14,7 @@
 
 pub mod confd;
 pub mod go;
+pub mod prepare;
 pub mod services;
 pub mod tera;
 pub mod vet;
@@ -21,8 +23,10 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::{ConfigError, ConfigErrors};
+pub use crate::config::{EngineChoice, TemplateRef};
+use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::store::{KeyStore, ValuePolicy, View};
+pub use prepare::prepare;
 
 /// The template languages terad renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,51 +45,12 @@ impl EngineKind {
     }
 }
 
-/// The language a resource asks for: one, or `auto`, decided per template file at load.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EngineChoice {
-    /// A template that parses as Tera is Tera; one that parses only as Go is Go. An unchanged
-    /// confd confdir therefore works with no new keys.
-    #[default]
-    Auto,
-    Tera,
-    Go,
-}
-
-impl EngineChoice {
-    /// `auto`, `tera` or `go`.
-    pub fn parse(text: &str) -> Result<EngineChoice, String> {
-        match text {
-            "auto" => Ok(EngineChoice::Auto),
-            "tera" => Ok(EngineChoice::Tera),
-            "go" => Ok(EngineChoice::Go),
-            other => Err(format!(
-                "unknown template engine {other:?}: use \"auto\", \"go\" or \"tera\""
-            )),
-        }
-    }
-}
-
-/// A resource's template: its name below `templates/` and the language it is written in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TemplateRef {
-    /// The path below `templates/`, with `/` separators.
-    pub name: String,
-    pub engine: EngineChoice,
-}
-
 /// Which engine renders a template, and whether that was decided from its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineChosen {
     pub template: String,
     pub engine: EngineKind,
     pub automatic: bool,
-}
-
-impl std::fmt::Display for TemplateRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name)
-    }
 }
 
 /// What one resource's template may see: its absolute prefix and keys, and what it accepts
@@ -105,7 +70,7 @@ pub struct RenderInput {
     pub store: Arc<KeyStore>,
     pub scope: Arc<KeyScope>,
     /// Consul's catalog at one state, for `service()` and friends ([`services`]).
-    pub services: services::ServiceInput,
+    pub services: crate::catalog::ServiceInput,
 }
 
 impl RenderInput {

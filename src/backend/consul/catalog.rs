@@ -27,7 +27,7 @@ use super::{
     consul_index, error_text, read_body,
 };
 use crate::backend::BackendError;
-use crate::template::services::{
+use crate::catalog::{
     CatalogNode, Health, HealthQuery, ServiceData, ServiceInstance, ServiceQuery, StatusFilter,
 };
 

@@ -35,8 +35,8 @@ use super::{
     read_body,
 };
 use crate::backend::BackendError;
+use crate::catalog::{Health, HealthQuery, ServiceData, ServiceInstance, ServiceQuery};
 use crate::retry::Backoff;
-use crate::template::services::{Health, HealthQuery, ServiceData, ServiceInstance, ServiceQuery};
 
 /// One instance as `/v1/catalog/service/<name>` lists it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -630,7 +630,7 @@ impl HealthFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::services::StatusFilter;
+    use crate::catalog::StatusFilter;
 
     const CATALOG: &str = r#"[
       {"Node": "n2", "Address": "10.0.0.2", "ServiceID": "web-b", "ServiceName": "web",

@@ -122,7 +122,7 @@ fn vetted(
         Err(why) => {
             let subject = match args.get(1).and_then(Value::as_str) {
                 Some(key) => format!("the value of key {key:?}"),
-                None => confd::describe(value),
+                None => crate::redact::describe(value),
             };
             Err(format!("{subject} is not {what}: {why}"))
         }
@@ -303,7 +303,7 @@ fn parse_json(text: &str) -> Result<serde_json::Value> {
     if let Some(error) = super::json::syntax_error(text) {
         return Err(error);
     }
-    serde_json::from_str(text).map_err(|e| format!("json: {e} ({})", confd::describe(text)))
+    serde_json::from_str(text).map_err(|e| format!("json: {e} ({})", crate::redact::describe(text)))
 }
 
 fn json(_: &GoContext, args: &[Value]) -> Result<Value> {

@@ -14,7 +14,7 @@ use std::path::Path;
 use super::confd::{GoContext, functions};
 use super::services;
 use super::{Functions, ParseError, Template, Value};
-use crate::config::ConfigError;
+use crate::diagnostic::ConfigError;
 use crate::template::services::FoundCall;
 use crate::template::{RenderError, RenderInput};
 

@@ -1165,6 +1165,24 @@ fn format_x(out: &mut Vec<u8>, prec: i64, fmt: u8, neg: bool, mut mant: u64, mut
     out.extend_from_slice(exp.to_string().as_bytes());
 }
 
+/// Debug output is Go's `%v`, with the type for scalars.
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = Vec::new();
+        sprint(&mut out, std::slice::from_ref(self));
+        write!(f, "{}({})", self.type_name(), String::from_utf8_lossy(&out))
+    }
+}
+
+/// `%v`, as `print` shows the value.
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = Vec::new();
+        sprint(&mut out, std::slice::from_ref(self));
+        f.write_str(&String::from_utf8_lossy(&out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,9 +15,8 @@ use std::sync::Arc;
 
 use super::confd::GoContext;
 use super::{Functions, ListType, Object, Param, Signature, Template, Value};
-use crate::template::services::{
-    self as catalog, CatalogNode, CatalogService, FoundCall, ServiceInstance, ServiceQuery,
-};
+use crate::catalog::{self, CatalogNode, CatalogService, ServiceInstance, ServiceQuery};
+use crate::template::services::{self as functions, FoundCall};
 
 /// The catalog functions, by the names templates call them.
 pub const FUNCTIONS: [&str; 3] = ["service", "services", "nodes"];
@@ -40,11 +39,12 @@ fn strs(args: &[Value]) -> Vec<&str> {
 
 /// `service "[tag.]name[@dc]" ["status,…"]`: the instances, sorted by node, then id.
 fn service(context: &GoContext, args: &[Value]) -> Result<Value, String> {
-    let Some(query) = catalog::consul_template_service(&strs(args)).map_err(|e| e.to_string())?
+    let Some(query) = functions::consul_template_service(&strs(args)).map_err(|e| e.to_string())?
     else {
         return Ok(Value::list(ListType::Any, Vec::new()));
     };
-    let instances = catalog::service(&context.input.services, &query).map_err(|e| e.to_string())?;
+    let instances =
+        functions::service(&context.input.services, &query).map_err(|e| e.to_string())?;
     Ok(Value::list(
         ListType::Any,
         instances
@@ -56,9 +56,9 @@ fn service(context: &GoContext, args: &[Value]) -> Result<Value, String> {
 
 /// `services ["@dc"]`: the catalog's services, sorted by name.
 fn services(context: &GoContext, args: &[Value]) -> Result<Value, String> {
-    let datacenter =
-        catalog::consul_template_datacenter("services", &strs(args)).map_err(|e| e.to_string())?;
-    let services = catalog::services(&context.input.services, datacenter.as_deref())
+    let datacenter = functions::consul_template_datacenter("services", &strs(args))
+        .map_err(|e| e.to_string())?;
+    let services = functions::services(&context.input.services, datacenter.as_deref())
         .map_err(|e| e.to_string())?;
     Ok(Value::list(
         ListType::Any,
@@ -72,8 +72,8 @@ fn services(context: &GoContext, args: &[Value]) -> Result<Value, String> {
 /// `nodes ["@dc"]`: the catalog's nodes, sorted by name.
 fn nodes(context: &GoContext, args: &[Value]) -> Result<Value, String> {
     let datacenter =
-        catalog::consul_template_datacenter("nodes", &strs(args)).map_err(|e| e.to_string())?;
-    let nodes = catalog::nodes(&context.input.services, datacenter.as_deref())
+        functions::consul_template_datacenter("nodes", &strs(args)).map_err(|e| e.to_string())?;
+    let nodes = functions::nodes(&context.input.services, datacenter.as_deref())
         .map_err(|e| e.to_string())?;
     Ok(Value::list(
         ListType::Any,
@@ -250,12 +250,12 @@ pub fn literal_calls(file: &str, template: &Template) -> Vec<FoundCall> {
 
 fn query_of(function: &str, args: &[&str]) -> Result<Option<ServiceQuery>, catalog::ServiceError> {
     Ok(match function {
-        "service" => catalog::consul_template_service(args)?.map(ServiceQuery::Health),
+        "service" => functions::consul_template_service(args)?.map(ServiceQuery::Health),
         "services" => Some(ServiceQuery::Services {
-            datacenter: catalog::consul_template_datacenter(function, args)?,
+            datacenter: functions::consul_template_datacenter(function, args)?,
         }),
         _ => Some(ServiceQuery::Nodes {
-            datacenter: catalog::consul_template_datacenter(function, args)?,
+            datacenter: functions::consul_template_datacenter(function, args)?,
         }),
     })
 }
@@ -263,10 +263,10 @@ fn query_of(function: &str, args: &[&str]) -> Result<Option<ServiceQuery>, catal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::KeyStore;
-    use crate::template::services::{
+    use crate::catalog::{
         Health, HealthQuery, ServiceData, ServiceInput, ServiceSnapshot, StatusFilter,
     };
+    use crate::store::KeyStore;
     use crate::template::{EngineChoice, KeyScope, RenderInput, TemplateRef, Templates};
 
     fn instance(node: &str, id: &str, address: &str, port: u16, status: Health) -> ServiceInstance {
@@ -473,7 +473,8 @@ mod tests {
 
     #[test]
     fn the_go_haproxy_example_renders_what_the_tera_one_does() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/consul-services/templates");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/consul-services/templates");
         let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
         let tera = read("haproxy-services.cfg.tmpl");
         let go = read("haproxy-services-go.cfg.tmpl");

@@ -5,7 +5,6 @@
 //! because Go's `%T`, argument checks and printing depend on it.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::sync::Arc;
 
 /// A Go value as a template sees it.
@@ -254,24 +253,6 @@ impl From<f64> for Value {
 impl From<bool> for Value {
     fn from(b: bool) -> Value {
         Value::Bool(b)
-    }
-}
-
-/// Debug output is Go's `%v`, with the type for scalars.
-impl fmt::Debug for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = Vec::new();
-        super::fmt::sprint(&mut out, std::slice::from_ref(self));
-        write!(f, "{}({})", self.type_name(), String::from_utf8_lossy(&out))
-    }
-}
-
-/// `%v`, as `print` shows the value.
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = Vec::new();
-        super::fmt::sprint(&mut out, std::slice::from_ref(self));
-        f.write_str(&String::from_utf8_lossy(&out))
     }
 }
 

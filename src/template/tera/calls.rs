@@ -10,7 +10,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::template::services::{self, FoundCall, ServiceQuery, StatusArg};
+use crate::catalog::ServiceQuery;
+use crate::template::services::{self, FoundCall, StatusArg};
 
 /// The catalog functions.
 const FUNCTIONS: [&str; 3] = ["service", "services", "nodes"];
@@ -327,7 +328,7 @@ fn query_of(function: &str, args: &[(&str, Literal<'_>)]) -> Result<ServiceQuery
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::services::{HealthQuery, StatusFilter};
+    use crate::catalog::{HealthQuery, StatusFilter};
 
     fn queries(source: &str) -> Vec<TagCall> {
         scan("t", source)

@@ -66,7 +66,7 @@ fn vetted(
         Err(why) => {
             let subject = match key {
                 Some(key) => format!("the value of key {key:?}"),
-                None => confd::describe(value),
+                None => crate::redact::describe(value),
             };
             Err(error(format!("{filter}: {subject} is not {what}: {why}")))
         }

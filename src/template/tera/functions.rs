@@ -7,8 +7,9 @@
 use tera::{Kwargs, Map, State, Tera, TeraResult, Value};
 
 use super::{RENDER_SCOPE, with_view};
+use crate::catalog::ServiceInput;
 use crate::template::confd::{self, IpFamily, Kv};
-use crate::template::services::{self as catalog, ServiceInput, StatusArg};
+use crate::template::services::{self as catalog, StatusArg};
 
 pub(super) fn register(tera: &mut Tera) {
     tera.register_function("getv", getv);
@@ -321,13 +322,10 @@ mod tests {
     /// catalog's services and nodes; returns the output and the queries the render made.
     fn render_services(
         template: &str,
-    ) -> (
-        Result<String, String>,
-        Vec<crate::template::services::ServiceQuery>,
-    ) {
+    ) -> (Result<String, String>, Vec<crate::catalog::ServiceQuery>) {
         use std::sync::Arc;
 
-        use crate::template::services::*;
+        use crate::catalog::*;
         use crate::template::{KeyScope, RenderInput};
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t"), template).unwrap();

@@ -23,7 +23,7 @@ use tera::{Context, ErrorKind, Tera};
 
 use super::services::FoundCall;
 use super::{RenderError, RenderInput, read_source, stays_inside};
-use crate::config::{ConfigError, ConfigErrors};
+use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::store::View;
 
 thread_local! {

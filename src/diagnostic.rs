@@ -1,4 +1,6 @@
-//! Configuration errors. Loading never stops at the first problem: every file is read and every
+//! Configuration errors (diagnostics): a file, a line and column, a key and what is wrong. Low in
+//! the crate because every step of loading reports them: settings and resources ([`crate::config`])
+//! and templates ([`crate::template`]). Loading never stops at the first problem: every file is read and every
 //! key checked, and the whole list is reported at once so an operator fixes everything in one go.
 
 use std::fmt;

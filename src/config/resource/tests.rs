@@ -1,0 +1,388 @@
+//! Resource files as an operator writes them: every key, every mistake.
+
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("conf.d")).unwrap();
+        std::fs::create_dir_all(dir.path().join("templates/sub")).unwrap();
+        std::fs::write(dir.path().join("templates/app.tmpl"), "x").unwrap();
+        std::fs::write(dir.path().join("templates/sub/b.tmpl"), "y").unwrap();
+        Fixture { dir }
+    }
+
+    fn resource(&self, name: &str, body: &str) -> &Self {
+        let path = self.dir.path().join("conf.d").join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+        self
+    }
+
+    fn load(&self, prefix: &str) -> Result<Vec<Resource>, ConfigErrors> {
+        let (resources, errors) = load_resources(
+            &self.dir.path().join("conf.d"),
+            &self.dir.path().join("templates"),
+            prefix,
+        );
+        errors.into_result(resources)
+    }
+
+    fn errors(&self) -> Vec<String> {
+        let root = format!("{}/", self.dir.path().display());
+        self.load("")
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string().replace(&root, ""))
+            .collect()
+    }
+}
+
+#[test]
+fn parses_confd_resource_with_every_key() {
+    let fx = Fixture::new();
+    fx.resource(
+        "app.toml",
+        r#"
+[template]
+src = "app.tmpl"
+dest = "/tmp/app.conf"
+prefix = "/prod"
+keys = ["/app/db", "app/cache", "/app/db"]
+mode = "0640"
+uid = 0
+gid = 0
+check_cmd = "check {{.src}}"
+reload_cmd = "reload {{ .dest }}"
+create_dirs = true
+check_timeout = "5s"
+reload_timeout = 90
+"#,
+    );
+    let resources = fx.load("/global").unwrap();
+    let r = &resources[0];
+    assert_eq!(r.name, "app");
+    assert_eq!(r.template.name, "app.tmpl");
+    assert_eq!(r.dest, PathBuf::from("/tmp/app.conf"));
+    assert_eq!(r.prefix, "/global/prod");
+    assert_eq!(r.keys, ["/global/prod/app/cache", "/global/prod/app/db"]);
+    assert_eq!(r.mode, Some(0o640));
+    assert_eq!((r.uid, r.gid), (Some(0), Some(0)));
+    assert!(r.check_cmd.is_some() && r.reload_cmd.is_some());
+    assert!(r.create_dirs);
+    assert_eq!(r.check_timeout, Duration::from_secs(5));
+    assert_eq!(r.reload_timeout, Duration::from_secs(90));
+}
+
+#[test]
+fn coordination_and_health_keys_parse_with_defaults() {
+    use crate::config::coordination::{Coordination, HealthCheck, HealthProbe};
+    let fx = Fixture::new();
+    fx.resource(
+        "app.toml",
+        r#"
+[template]
+src = "app.tmpl"
+dest = "/tmp/app.conf"
+health_url = "http://127.0.0.1:8404/health"
+health_retries = 5
+
+[template.coordination]
+group = "edge-haproxy"
+ttl = "30s"
+"#,
+    );
+    let r = &fx.load("").unwrap()[0];
+    assert_eq!(
+        r.coordination,
+        Some(Coordination {
+            group: "edge-haproxy".into(),
+            max_concurrent: 1,
+            ttl: Duration::from_secs(30),
+            jitter: Duration::from_secs(1),
+            service: None,
+        })
+    );
+    assert_eq!(
+        r.health,
+        Some(HealthCheck {
+            probe: HealthProbe::Url("http://127.0.0.1:8404/health".into()),
+            timeout: Duration::from_secs(5),
+            retries: 5,
+            interval: Duration::from_secs(1),
+        })
+    );
+}
+
+#[test]
+fn a_coordination_service_replaces_max_concurrent_with_max_unavailable() {
+    use crate::config::coordination::ServiceCoordination;
+    let fx = Fixture::new();
+    fx.resource(
+        "app.toml",
+        r#"
+[template]
+src = "app.tmpl"
+dest = "/tmp/app.conf"
+
+[template.coordination]
+group = "api"
+service = "api"
+max_unavailable = 2
+service_id = "api-1"
+"#,
+    );
+    let r = &fx.load("").unwrap()[0];
+    let coordination = r.coordination.as_ref().unwrap();
+    assert_eq!(coordination.max_concurrent, 2, "the slots are bounded too");
+    assert_eq!(
+        coordination.service,
+        Some(ServiceCoordination {
+            name: "api".into(),
+            max_unavailable: 2,
+            service_id: Some("api-1".into()),
+        })
+    );
+
+    let fx = Fixture::new();
+    fx.resource(
+        "a.toml",
+        "[template]\nsrc = \"a.tmpl\"\ndest = \"/tmp/a\"\n\n[template.coordination]\ngroup = \"g\"\nservice = \"api\"\nmax_concurrent = 2\n",
+    );
+    fx.resource(
+        "b.toml",
+        "[template]\nsrc = \"b.tmpl\"\ndest = \"/tmp/b\"\n\n[template.coordination]\ngroup = \"g\"\nservice_id = \"api-1\"\n",
+    );
+    let errors = fx.errors();
+    for want in [
+        "conf.d/a.toml:8:18: \"coordination.max_concurrent\": a group that names a service is bounded by max_unavailable instead",
+        "conf.d/b.toml:7:14: \"coordination.service_id\": needs `service`, the Consul service whose instances take turns",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == want),
+            "{want:?} not in {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn bad_coordination_and_health_keys_are_named() {
+    let fx = Fixture::new();
+    fx.resource(
+        "app.toml",
+        r#"
+[template]
+src = "app.tmpl"
+dest = "/tmp/app.conf"
+health_cmd = "true"
+health_url = "ftp://x"
+health_retries = -1
+
+[template.coordination]
+group = "a/b"
+max_concurrent = 0
+ttl = "1s"
+"#,
+    );
+    let errors = fx.errors();
+    let expect = [
+        "conf.d/app.toml:5:14: \"health_cmd\": set either health_cmd or health_url, not both",
+        "conf.d/app.toml:7:18: \"health_retries\": -1 is not a number of retries",
+        "conf.d/app.toml:10:9: \"coordination.group\": \"a/b\" is not a group name (letters, digits, '-', '_' and '.', at most 128)",
+        "conf.d/app.toml:11:18: \"coordination.max_concurrent\": 0 is not at least 1",
+        "conf.d/app.toml:12:7: \"coordination.ttl\": must be at least 2s",
+    ];
+    for want in expect {
+        assert!(
+            errors.iter().any(|e| e == want),
+            "{want:?} not in {errors:#?}"
+        );
+    }
+}
+
+#[test]
+fn defaults_for_optional_keys() {
+    let fx = Fixture::new();
+    fx.resource(
+        "a.toml",
+        "[template]\nsrc = \"sub/b.tmpl\"\ndest = \"out\"\n",
+    );
+    let r = &fx.load("").unwrap()[0];
+    assert_eq!(r.template.name, "sub/b.tmpl");
+    assert_eq!(r.prefix, "/");
+    assert!(r.keys.is_empty());
+    assert_eq!(r.mode, None);
+    assert_eq!((r.uid, r.gid), (None, None));
+    assert!(!r.create_dirs);
+    assert_eq!(r.check_timeout, DEFAULT_CHECK_TIMEOUT);
+}
+
+#[test]
+fn owner_and_group_names_resolve() {
+    let fx = Fixture::new();
+    fx.resource(
+        "a.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/x\"\nowner = \"root\"\ngroup = \"root\"\n",
+    );
+    let r = &fx.load("").unwrap()[0];
+    assert_eq!((r.uid, r.gid), (Some(0), Some(0)));
+}
+
+#[test]
+fn a_mode_written_as_a_number_is_told_to_be_a_string() {
+    let fx = Fixture::new();
+    fx.resource(
+        "a.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\nmode = 0644   # rw-r--r--\n",
+    );
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].starts_with("conf.d/a.toml:4:8: "), "{errors:?}");
+    assert!(
+        errors[0].ends_with("; write it as a string: mode = \"0644\""),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn mode_parsing_is_always_octal() {
+    assert_eq!(parse_mode("0644"), Ok(0o644));
+    assert_eq!(parse_mode("644"), Ok(0o644));
+    assert_eq!(parse_mode("0o600"), Ok(0o600));
+    assert_eq!(parse_mode("4755"), Ok(0o4755));
+    assert_eq!(parse_mode("0"), Ok(0));
+    for bad in ["", "0999", "rw-r--r--", "-644", "0x1a4", "77777", " "] {
+        assert!(parse_mode(bad).is_err(), "{bad:?} must be rejected");
+    }
+    assert_eq!(
+        parse_mode("0999").unwrap_err(),
+        "invalid mode \"0999\": expected octal digits such as \"0644\""
+    );
+}
+
+#[test]
+fn every_error_in_every_file_is_reported_with_position() {
+    let fx = Fixture::new();
+    fx.resource(
+        "a.toml",
+        r#"[template]
+src = "../etc/passwd"
+dest = "/tmp/a"
+mode = "0999"
+uid = 1
+owner = "root"
+check_cmd = "check {{.source}}"
+check_timeout = "soon"
+"#,
+    )
+    .resource(
+        "b.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\nkeyz = []\n",
+    )
+    .resource("c.toml", "[template\nsrc = 1")
+    .resource(
+        "d.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/d\"\nmode = 644\n",
+    )
+    // confd's `keys = [""]` (the whole prefix) is valid.
+    .resource("e.toml", "[template]\nkeys = [\"\"]\n")
+    .resource(
+        "f.toml",
+        "[template]\nsrc = \"missing.tmpl\"\ndest = \"/tmp/f\"\n",
+    );
+    let errors = fx.errors();
+    let expected = [
+        "conf.d/a.toml:2:7: \"src\": \"../etc/passwd\" points outside the templates directory",
+        "conf.d/a.toml:4:8: \"mode\": invalid mode \"0999\": expected octal digits such as \"0644\"",
+        "conf.d/a.toml:5:7: \"uid\": set either uid or owner, not both",
+        "conf.d/a.toml:7:13: \"check_cmd\": unknown placeholder \"{{.source}}\"",
+        "conf.d/a.toml:8:17: \"check_timeout\": invalid duration \"soon\"",
+        "conf.d/b.toml:4:1: unknown field `keyz`",
+        "conf.d/c.toml:1:10:",
+        "conf.d/d.toml:4:8: invalid type: integer `644`, expected a string; write it as a \
+         string: mode = \"644\"",
+        "conf.d/e.toml: \"src\": missing",
+        "conf.d/e.toml: \"dest\": missing",
+        "conf.d/f.toml:2:7: \"src\": template",
+    ];
+    for want in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in\n{}",
+            errors.join("\n")
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{}", errors.join("\n"));
+}
+
+#[test]
+fn two_resources_with_one_destination_are_an_error() {
+    let fx = Fixture::new();
+    fx.resource(
+        "a.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/same\"\n",
+    )
+    .resource(
+        "b.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/./same\"\n",
+    );
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0]
+            .starts_with("conf.d/b.toml: \"dest\": destination \"/tmp/./same\" is also written by")
+    );
+}
+
+#[test]
+fn walks_subdirectories_in_order_and_skips_hidden_entries() {
+    let fx = Fixture::new();
+    fx.resource(
+        "z.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/z\"\n",
+    )
+    .resource(
+        "edge/a.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/ea\"\n",
+    )
+    .resource(
+        "..data/a.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/ea\"\n",
+    )
+    .resource(".hidden.toml", "not toml at all")
+    .resource("notes.txt", "ignored");
+    let names: Vec<_> = fx.load("").unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["edge/a", "z"]);
+}
+
+#[test]
+fn empty_conf_d_is_an_error() {
+    let fx = Fixture::new();
+    let errors = fx.errors();
+    assert_eq!(
+        errors,
+        ["conf.d: no template resources (*.toml files) found"]
+    );
+}
+
+#[test]
+fn template_links_may_not_leave_the_templates_directory() {
+    let fx = Fixture::new();
+    let outside = fx.dir.path().join("secret");
+    std::fs::write(&outside, "s").unwrap();
+    std::os::unix::fs::symlink(&outside, fx.dir.path().join("templates/link.tmpl")).unwrap();
+    fx.resource(
+        "a.toml",
+        "[template]\nsrc = \"link.tmpl\"\ndest = \"/tmp/a\"\n",
+    );
+    let errors = fx.errors();
+    assert!(
+        errors[0].contains("outside the templates directory"),
+        "{errors:?}"
+    );
+}
