@@ -26,8 +26,17 @@ use crate::telemetry::Telemetry;
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 const RESTART_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
+/// Why the service could not be told about new files.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("the supervisor has stopped")]
+    Stopped,
+    #[error("cannot signal the service: {0}")]
+    Signal(#[source] nix::errno::Errno),
+}
+
 enum Request {
-    FilesChanged(oneshot::Sender<Result<(), String>>),
+    FilesChanged(oneshot::Sender<Result<(), ExecError>>),
     Forward(Signal),
 }
 
@@ -39,14 +48,13 @@ pub struct ExecHandle {
 
 impl ExecHandle {
     /// The service's files changed: signal or restart it, and report how that went.
-    pub async fn files_changed(&self) -> Result<(), String> {
+    pub async fn files_changed(&self) -> Result<(), ExecError> {
         let (tx, rx) = oneshot::channel();
         self.requests
             .send(Request::FilesChanged(tx))
             .await
-            .map_err(|_| "the supervisor has stopped".to_owned())?;
-        rx.await
-            .unwrap_or_else(|_| Err("the supervisor has stopped".to_owned()))
+            .map_err(|_| ExecError::Stopped)?;
+        rx.await.unwrap_or(Err(ExecError::Stopped))
     }
 
     /// Passes a signal terad received on to the service.
@@ -202,7 +210,7 @@ async fn supervise(
                     let result = match (settings.reload_signal, pid_of(running)) {
                         (Some(signal), Some(pid)) => kill(pid, signal)
                             .map(|()| info!(signal = %signal, pid = pid.as_raw(), "service signalled to reload"))
-                            .map_err(|e| format!("cannot signal the service: {e}")),
+                            .map_err(ExecError::Signal),
                         _ => {
                             info!("restarting the service to load its new files");
                             stop(running, settings.kill_timeout).await;

@@ -17,14 +17,16 @@
 //!   reaches.
 //! - [`template`]: the template engines behind one [`template::Templates`], and confd's
 //!   functions written once for all of them.
-//! - [`resource`]: one resource's pipeline: render → compare → stage → check → commit.
-//! - [`reload`]: reloads coalesced across the resources that share them.
+//! - [`apply`]: the one path from a render to a live, reloaded file: render → compare → stage →
+//!   check → commit → reload (coalesced across the resources that share it), with the fleet's
+//!   turns and the health gate as an optional policy on it.
 //! - [`fs`]: the only file writer. [`process`]: the only command runner.
 //! - [`runner`]: one-shot, polling and watch modes over the live store; configuration reloads.
 //! - [`exec`]: `--exec`, the supervised service.
 //! - [`telemetry`], [`server`]: metrics, readiness, `/health` `/ready` `/metrics`, systemd.
 //! - [`signal`], [`logging`], [`dns`]: process plumbing. [`redact`]: what never prints.
 
+pub mod apply;
 pub mod backend;
 pub mod catalog;
 pub mod cli;
@@ -39,8 +41,6 @@ pub mod logging;
 pub mod process;
 pub mod quiescence;
 pub mod redact;
-pub mod reload;
-pub mod resource;
 pub mod retry;
 pub mod runner;
 pub mod server;

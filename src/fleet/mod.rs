@@ -20,10 +20,10 @@
 
 pub mod consul;
 pub mod etcd;
-pub mod gate;
 pub mod health;
 pub mod register;
 pub mod service;
+pub mod turn;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -13,8 +13,6 @@ use crate::backend::{Backend, BackendError, KeySource, Listing, Update, WatchCur
 use crate::retry::Backoff;
 use crate::telemetry::Telemetry;
 
-use super::runtime::Runtime;
-
 /// How many updates may wait between the watch task and the runner.
 const UPDATE_QUEUE: usize = 1024;
 
@@ -25,20 +23,23 @@ pub(super) struct WatchTask {
 }
 
 impl WatchTask {
+    /// Follows `prefixes` from `revision` on.
     pub(super) fn start(
         backend: &Backend,
-        runtime: &Runtime,
+        prefixes: &[String],
+        revision: u64,
+        telemetry: &Arc<Telemetry>,
         shutdown: &CancellationToken,
     ) -> WatchTask {
         let (tx, updates) = mpsc::channel(UPDATE_QUEUE);
         let stop = shutdown.child_token();
         tokio::spawn(watch_loop(
             backend.clone(),
-            runtime.prefixes.clone(),
-            WatchCursor::at(runtime.revision),
+            prefixes.to_vec(),
+            WatchCursor::at(revision),
             tx,
             stop.clone(),
-            Arc::clone(&runtime.telemetry),
+            Arc::clone(telemetry),
         ));
         WatchTask { updates, stop }
     }

@@ -1,17 +1,20 @@
-//! `--onetime`: the container entrypoint's render. List once, sync every resource in order,
-//! run each distinct reload once, exit with the result.
+//! `--onetime`: the container entrypoint's render. List once, render and apply every resource in
+//! order through the apply path, run each distinct reload once at the end, exit with the result.
 
 use std::sync::Arc;
 
-use tracing::{error, info};
+use tracing::error;
 
 use super::follow::list_with_retry;
-use super::{RunContext, RunOutcome, count_keys, guard, reload_actions, sync_options};
+use super::guard::{count_keys, guard};
+use super::{RunContext, RunOutcome, sync_options};
+use crate::apply::reload::{Action, Groups, Trigger};
+use crate::apply::render::{self, RenderFailure};
+use crate::apply::{Pipeline, PipelineSetup, Policy, Retry};
 use crate::backend::{Backend, KeySource, merge_prefixes};
 use crate::catalog::{ServiceInput, ServiceSnapshot};
 use crate::dependency::Dependency;
-use crate::reload::Action;
-use crate::resource::{self, RenderFailure, SyncOutcome};
+use crate::fleet::Fleet;
 use crate::setup::Config;
 use crate::store::KeyStore;
 use crate::template::RenderInput;
@@ -20,8 +23,9 @@ use crate::template::RenderInput;
 /// of (a service whose name comes from a service whose name comes from a key, …).
 const MAX_ROUNDS: usize = 8;
 
-/// `--onetime`: list once (retrying an unreachable backend up to the backend timeout), sync
-/// every resource in order, run each distinct reload once, and report whether all succeeded.
+/// `--onetime`: list once (retrying an unreachable backend up to the backend timeout), render and
+/// apply every resource in order, run each distinct reload once, and report whether all
+/// succeeded.
 pub(super) async fn onetime(
     config: Config,
     mut backend: Backend,
@@ -62,11 +66,18 @@ pub(super) async fn onetime(
         Some(_) => ServiceSnapshot::default(),
         None => ServiceSnapshot::unavailable(backend.name()),
     };
+    // The reloads wait until every resource is written, then run once each, in the order
+    // resources first asked for them.
+    let mut groups = Groups::new(Trigger::OnDemand, Arc::clone(&context.telemetry));
+    let fleet = Arc::new(Fleet {
+        coordinator: None,
+        instance: settings.instance.clone(),
+    });
     let mut failed = 0;
-    // Reloads wanted, in the order resources asked for them, each once.
-    let mut reloads: Vec<(Action, Vec<String>)> = Vec::new();
-    for resource in resources {
+    for (id, resource) in resources.into_iter().enumerate() {
         let resource = Arc::new(resource);
+        let actions = Action::for_resource(&resource, settings.sync_only, None);
+        let member = groups.join(id, &resource.name, actions);
         let mut dependencies = Dependency::from_keys(&resource.keys);
         dependencies.extend(
             templates
@@ -101,11 +112,11 @@ pub(super) async fn onetime(
             }
             let input = RenderInput {
                 store: Arc::clone(&store),
-                scope: Arc::new(resource::key_scope(&resource)),
+                scope: Arc::new(render::key_scope(&resource)),
                 services: ServiceInput::new(Arc::new(services.clone())),
             };
             let record = Arc::clone(&input.services.record);
-            match resource::render_bounded(
+            match render::render_bounded(
                 Arc::clone(&templates),
                 Arc::clone(&resource),
                 input,
@@ -126,40 +137,30 @@ pub(super) async fn onetime(
                 }
             }
         };
-        let Some(rendered) = rendered else {
+        let Some(content) = rendered else {
             failed += 1;
             continue;
         };
-        match resource::sync(&resource, Arc::new(rendered), options).await {
-            Ok(SyncOutcome::Updated { .. }) => {
-                for action in reload_actions(&resource, &settings, None) {
-                    match reloads
-                        .iter_mut()
-                        .find(|(known, _)| known.key() == action.key())
-                    {
-                        Some((_, names)) => names.push(resource.name.clone()),
-                        None => reloads.push((action, vec![resource.name.clone()])),
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(err) => {
-                error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "sync failed");
-                failed += 1;
-            }
+        let mut pipeline = Pipeline::new(
+            Arc::clone(&resource),
+            PipelineSetup {
+                member: Arc::clone(&member),
+                options,
+                telemetry: Arc::clone(&context.telemetry),
+                fleet: Arc::clone(&fleet),
+                policy: Policy::Direct,
+                retry: Retry::Never,
+            },
+        );
+        let outcome = pipeline.apply(Arc::new(content), &context.shutdown).await;
+        if outcome.failed() {
+            failed += 1;
         }
+        member.applied(outcome.wants_reload());
     }
-    for (action, names) in reloads {
-        if let Action::Command { command, timeout } = action {
-            match crate::process::run_shell(&command, timeout).await {
-                Ok(_) => {
-                    info!(resources = crate::logging::json(&names), command = %command, "reloaded")
-                }
-                Err(err) => {
-                    error!(resources = crate::logging::json(&names), error = %err, "reload failed; the new files are in place");
-                    failed += 1;
-                }
-            }
+    for group in groups.iter() {
+        if let Some(Err(_)) = group.run_if_requested().await {
+            failed += 1;
         }
     }
     // The process exits next: freeing a large store and template engine value by value would

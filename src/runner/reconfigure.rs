@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use tracing::{error, info, warn};
 
-use super::runtime::{Reconfigured, Runtime, Slot};
+use super::runtime::{Reconfigured, Runtime};
+use super::schedule::Slot;
 use super::sync_options;
 use crate::cli::Cli;
 use crate::config::{Resource, Settings};
@@ -60,17 +61,18 @@ impl Runtime {
             templates,
         } = config;
         let diff = Diff::new(self, &settings, &resources);
-        self.options = sync_options(&settings);
-        if settings.instance != self.fleet.instance {
-            self.fleet = Arc::new(Fleet {
-                coordinator: self.fleet.coordinator.clone(),
+        // New workers start with the new options and instance name.
+        self.workers.options = sync_options(&settings);
+        if settings.instance != self.workers.fleet.instance {
+            self.workers.fleet = Arc::new(Fleet {
+                coordinator: self.workers.fleet.coordinator.clone(),
                 instance: settings.instance.clone(),
             });
         }
         self.settings = settings;
-        self.templates = Arc::new(templates);
+        self.scheduler.templates = Arc::new(templates);
 
-        let mut old: Vec<Option<Slot>> = std::mem::take(&mut self.slots)
+        let mut old: Vec<Option<Slot>> = std::mem::take(&mut self.scheduler.slots)
             .into_iter()
             .map(Some)
             .collect();
@@ -85,9 +87,11 @@ impl Runtime {
             }
         }
         for slot in old.into_iter().flatten() {
-            self.stop_slot(slot);
+            // Its worker finishes what it is writing, then ends; its reload groups stop
+            // counting it, and a group left without members goes.
+            self.workers.stop(&slot.member);
         }
-        self.slots = slots;
+        self.scheduler.slots = slots;
         let prefixes_changed = self.update_prefixes();
         info!(
             kept = diff.kept(),
@@ -96,16 +100,6 @@ impl Runtime {
             "configuration reloaded"
         );
         Reconfigured::InPlace { prefixes_changed }
-    }
-
-    /// Ends a slot whose resource is gone or restarts: its worker finishes what it is writing,
-    /// then ends; its reload groups stop counting it, and a group left without members goes.
-    fn stop_slot(&mut self, slot: Slot) {
-        slot.mailbox.close();
-        for group in &slot.groups {
-            group.remove_member(slot.id);
-        }
-        self.groups.retain(|_, group| group.has_members());
     }
 }
 
@@ -122,17 +116,17 @@ impl Diff {
     fn new(runtime: &Runtime, settings: &Settings, resources: &[Resource]) -> Diff {
         // Workers were started with the sync options and the instance name: when either
         // changes, every resource restarts.
-        let restart_all = sync_options(settings) != runtime.options
-            || settings.instance != runtime.fleet.instance;
-        let mut taken = vec![false; runtime.slots.len()];
+        let restart_all = sync_options(settings) != runtime.workers.options
+            || settings.instance != runtime.workers.fleet.instance;
+        let slots = &runtime.scheduler.slots;
+        let mut taken = vec![false; slots.len()];
         let keep: Vec<Option<usize>> = resources
             .iter()
             .map(|resource| {
                 if restart_all {
                     return None;
                 }
-                let index = runtime
-                    .slots
+                let index = slots
                     .iter()
                     .enumerate()
                     .position(|(index, slot)| !taken[index] && *slot.resource == *resource)?;
