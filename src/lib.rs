@@ -16,6 +16,7 @@
 //!   functions written once for all of them.
 //! - [`resource`]: one resource's pipeline: render → compare → stage → check → commit.
 //! - [`reload`]: reloads coalesced across the resources that share them.
+//! - [`haproxy`]: HAProxy's servers changed through its runtime API instead of a reload.
 //! - [`fs`]: the only file writer. [`process`]: the only command runner.
 //! - [`runner`]: one-shot, polling and watch modes over the live store; configuration reloads.
 //! - [`exec`]: `--exec`, the supervised service.
@@ -30,6 +31,7 @@ pub mod dns;
 pub mod exec;
 pub mod fleet;
 pub mod fs;
+pub mod haproxy;
 pub mod logging;
 pub mod process;
 pub mod quiescence;
