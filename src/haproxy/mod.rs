@@ -17,9 +17,12 @@
 //! - `config`: the file read into sections and lines, as HAProxy 2.6 splits them.
 //! - `options`: `server` options, `default-server` folding, what `add server` takes.
 //! - `plan`: [`plan`], [`Plan`], [`Structural`].
+//! - `api`: [`RuntimeApi`], the socket client, and the verification.
 
+mod api;
 mod config;
 mod options;
 mod plan;
 
+pub use api::{AddressError, Applied, LiveServer, RuntimeAddress, RuntimeApi, RuntimeError};
 pub use plan::{BackendPlan, ExpectedServer, Plan, ServerChange, Structural, plan};
