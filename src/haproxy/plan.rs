@@ -96,6 +96,8 @@ pub enum ServerChange {
         /// `None` when the server has no port (or a port offset) in both files.
         port: Option<u16>,
     },
+    /// `set weight`: the weight in use. HAProxy keeps the weight it started with (its initial
+    /// weight, a base for relative weights) until the next reload.
     Weight {
         server: String,
         weight: u32,
@@ -655,6 +657,17 @@ fn change(
     }
     let weight = new.weight.unwrap_or(1);
     if old.weight.unwrap_or(1) != weight {
+        // `set weight` changes the weight in use, not the initial one, and an agent's "75%"
+        // is a share of the initial weight: only a reload gives the agent the file's weight.
+        if new.is_on("agent-check") {
+            return Err(Structural::new(
+                section,
+                at,
+                format!(
+                    "server {name:?}: its weight changes, and its agent check sets weights relative to the weight haproxy started with"
+                ),
+            ));
+        }
         changes.push(ServerChange::Weight {
             server: name.clone(),
             weight,

@@ -293,6 +293,16 @@ fn weight_changes_set_the_weight() {
 }
 
 #[test]
+fn weight_changes_of_servers_with_an_agent_are_structural() {
+    let a = file("    server a 10.0.0.1:80 agent-check agent-port 9000 weight 10\n");
+    let b = file("    server a 10.0.0.1:80 agent-check agent-port 9000 weight 20\n");
+    assert_eq!(
+        structural(&a, &b),
+        "backend \"nodes\": server \"a\": its weight changes, and its agent check sets weights relative to the weight haproxy started with"
+    );
+}
+
+#[test]
 fn disabled_toggles_maintenance() {
     let a = file("    server a 10.0.0.1:80 check\n");
     let b = file("    server a 10.0.0.1:80 check disabled\n");
