@@ -278,9 +278,15 @@ impl RuntimeApi {
 
     /// Makes the changes of `plan`, then checks that every backend it touches lists exactly the
     /// servers the new file has. Any error leaves HAProxy to be reloaded by the caller.
+    ///
+    /// Each command is bounded by the timeout, each removal's drain by the drain timeout; an
+    /// empty plan sends nothing.
     pub async fn apply(&self, plan: &Plan) -> Result<Applied, RuntimeError> {
         let started = Instant::now();
         let mut applied = Applied::default();
+        if plan.is_empty() {
+            return Ok(applied);
+        }
         for step in plan.steps() {
             match step {
                 Step::Send { command, reply } => self.send(&command, reply, &mut applied).await?,
