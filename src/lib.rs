@@ -20,6 +20,7 @@
 //! - [`apply`]: the one path from a render to a live, reloaded file: render → compare → stage →
 //!   check → commit → reload (coalesced across the resources that share it), with the fleet's
 //!   turns and the health gate as an optional policy on it.
+//! - [`haproxy`]: HAProxy's servers changed through its runtime API instead of a reload.
 //! - [`fs`]: the only file writer. [`process`]: the only command runner.
 //! - [`runner`]: one-shot, polling and watch modes over the live store; configuration reloads.
 //! - [`exec`]: `--exec`, the supervised service.
@@ -37,6 +38,7 @@ pub mod dns;
 pub mod exec;
 pub mod fleet;
 pub mod fs;
+pub mod haproxy;
 pub mod logging;
 pub mod process;
 pub mod quiescence;

@@ -12,6 +12,7 @@ mod entrypoint;
 mod etcd;
 mod fleet;
 mod haproxy;
+mod haproxy_runtime;
 mod messages;
 mod operability;
 mod packaging;
