@@ -13,10 +13,12 @@
 //! - [`validate`]: layers combined and checked into [`Settings`].
 //! - [`resource`]: `conf.d/**/*.toml` into [`Resource`]s.
 //! - [`coordination`]: `[coordination]` and `[template.coordination]`, the fleet's settings.
+//! - [`haproxy`]: `[template.haproxy]`, HAProxy's runtime API for a resource.
 
 pub mod coordination;
 mod duration;
 mod file;
+pub mod haproxy;
 mod layer;
 pub mod resource;
 pub mod settings;

@@ -162,6 +162,7 @@ mod tests {
             values: Default::default(),
             coordination: None,
             health: None,
+            haproxy: None,
         }
     }
 

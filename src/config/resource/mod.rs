@@ -114,6 +114,9 @@ pub struct Resource {
     pub coordination: Option<crate::config::coordination::Coordination>,
     /// Run after each reload; a failure rolls the destination back.
     pub health: Option<crate::config::coordination::HealthCheck>,
+    /// Change HAProxy's servers through its runtime API instead of reloading it, when only
+    /// `server` lines changed (`[template.haproxy]`).
+    pub haproxy: Option<crate::config::haproxy::HaproxyRuntime>,
 }
 
 /// Reads every resource below `confdir/conf.d`, validating each against `templates_dir` and the

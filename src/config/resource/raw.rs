@@ -44,4 +44,5 @@ pub(super) struct RawTemplate {
     pub(super) health_timeout: Option<Spanned<DurationValue>>,
     pub(super) health_retries: Option<Spanned<i64>>,
     pub(super) health_interval: Option<Spanned<DurationValue>>,
+    pub(super) haproxy: Option<Spanned<crate::config::haproxy::RawHaproxy>>,
 }

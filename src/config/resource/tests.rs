@@ -386,3 +386,105 @@ fn template_links_may_not_leave_the_templates_directory() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn a_haproxy_table_names_the_runtime_api_with_default_timeouts() {
+    use crate::config::haproxy::{DEFAULT_DRAIN_TIMEOUT, DEFAULT_TIMEOUT, HaproxyRuntime};
+    use crate::haproxy::RuntimeAddress;
+    let table = |body: &str| {
+        let fx = Fixture::new();
+        fx.resource(
+            "a.toml",
+            &format!(
+                "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\n\n[template.haproxy]\n{body}"
+            ),
+        );
+        fx.load("").unwrap().remove(0).haproxy
+    };
+    assert_eq!(
+        table("runtime_api = \"/run/haproxy/admin.sock\"\n"),
+        Some(HaproxyRuntime {
+            runtime_api: RuntimeAddress::Unix("/run/haproxy/admin.sock".into()),
+            timeout: DEFAULT_TIMEOUT,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+        })
+    );
+    assert_eq!(DEFAULT_TIMEOUT, Duration::from_secs(2));
+    assert_eq!(DEFAULT_DRAIN_TIMEOUT, Duration::from_secs(10));
+    for (written, address) in [
+        (
+            "unix@/run/haproxy/admin.sock",
+            RuntimeAddress::Unix("/run/haproxy/admin.sock".into()),
+        ),
+        (
+            "ipv4@127.0.0.1:9999",
+            RuntimeAddress::Tcp("127.0.0.1:9999".parse().unwrap()),
+        ),
+        (
+            "ipv6@[::1]:9999",
+            RuntimeAddress::Tcp("[::1]:9999".parse().unwrap()),
+        ),
+    ] {
+        let haproxy = table(&format!(
+            "runtime_api = \"{written}\"\ntimeout = \"500ms\"\ndrain_timeout = 30\n"
+        ))
+        .unwrap();
+        assert_eq!(haproxy.runtime_api, address, "{written}");
+        assert_eq!(haproxy.timeout, Duration::from_millis(500));
+        assert_eq!(haproxy.drain_timeout, Duration::from_secs(30));
+    }
+    // No drain: removed servers' sessions are shut down at once.
+    let haproxy = table("runtime_api = \"/a.sock\"\ndrain_timeout = \"0s\"\n").unwrap();
+    assert_eq!(haproxy.drain_timeout, Duration::ZERO);
+
+    let fx = Fixture::new();
+    fx.resource(
+        "a.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\n",
+    );
+    assert_eq!(
+        fx.load("").unwrap()[0].haproxy,
+        None,
+        "off unless asked for"
+    );
+}
+
+#[test]
+fn bad_haproxy_tables_are_named_with_file_line_and_key() {
+    let fx = Fixture::new();
+    let resource = |name: &str, body: &str| {
+        fx.resource(
+            name,
+            &format!("[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/{name}\"\n\n[template.haproxy]\n{body}"),
+        );
+    };
+    resource(
+        "a.toml",
+        "runtime_api = \"admin.sock\"\ntimeout = \"0s\"\ndrain_timeout = \"soon\"\n",
+    );
+    resource("b.toml", "timeout = \"1s\"\n");
+    resource("c.toml", "runtime_api = \"ipv4@[::1]:9999\"\n");
+    resource(
+        "d.toml",
+        "runtime_api = \"/a.sock\"\nsocket = \"/b.sock\"\n",
+    );
+    resource("e.toml", "runtime_api = 9999\n");
+    let errors = fx.errors();
+    let expected = [
+        "conf.d/a.toml:6:15: \"haproxy.runtime_api\": \"admin.sock\" is no runtime api address: give a socket path (\"/run/haproxy/admin.sock\", \"unix@/path\") or \"ipv4@127.0.0.1:9999\", \"ipv6@[::1]:9999\"",
+        "conf.d/a.toml:7:11: \"haproxy.timeout\": must be longer than zero",
+        "conf.d/a.toml:8:17: \"haproxy.drain_timeout\": invalid duration \"soon\"",
+        "conf.d/b.toml:5:1: \"haproxy.runtime_api\": missing: haproxy's stats socket at level admin, such as \"/run/haproxy/admin.sock\" or \"ipv4@127.0.0.1:9999\"",
+        "conf.d/c.toml:6:15: \"haproxy.runtime_api\": \"ipv4@[::1]:9999\" is no runtime api address",
+        "conf.d/d.toml:7:1: unknown field `socket`, expected one of `runtime_api`, `timeout`, `drain_timeout`",
+        "conf.d/e.toml:6:15: invalid type: integer `9999`, expected a string",
+    ];
+    for want in expected {
+        assert!(
+            errors.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in\n{}",
+            errors.join("\n")
+        );
+    }
+    assert_eq!(errors.len(), expected.len(), "{}", errors.join("\n"));
+}

@@ -231,6 +231,10 @@ pub(super) fn validate(
         interval: &raw.health_interval,
     }
     .validate(&mut error);
+    let haproxy = raw
+        .haproxy
+        .as_ref()
+        .and_then(|raw| raw.get_ref().validate(raw.span(), &mut error));
 
     match (template, dest) {
         (Some(template), Some(dest)) if errors.is_empty() => Ok(Resource {
@@ -259,6 +263,7 @@ pub(super) fn validate(
             values,
             coordination,
             health,
+            haproxy,
         }),
         _ => Err(errors),
     }
