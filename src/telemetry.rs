@@ -45,6 +45,8 @@ pub struct Metrics {
     group_halted: Family<Labels, Gauge>,
     slots_lost: Family<Labels, Counter>,
     behind: Family<Labels, Gauge>,
+    haproxy_runtime_changes: Family<Labels, Counter>,
+    haproxy_runtime_fallbacks: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -70,6 +72,8 @@ impl Metrics {
             group_halted: Family::default(),
             slots_lost: Family::default(),
             behind: Family::default(),
+            haproxy_runtime_changes: Family::default(),
+            haproxy_runtime_fallbacks: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -166,6 +170,16 @@ impl Metrics {
             "resource_behind",
             "1 while a resource's last sync or reload failed and is being retried: its file or service is behind the store",
             metrics.behind.clone(),
+        );
+        registry.register(
+            "haproxy_runtime_changes",
+            "Changes made in a running HAProxy through its runtime API instead of a reload, by resource",
+            metrics.haproxy_runtime_changes.clone(),
+        );
+        registry.register(
+            "haproxy_runtime_fallbacks",
+            "Changes that took the reload path after the runtime API failed, by resource and reason (unreachable, timeout, refused, unexpected, mismatch; uncommitted: applied, but the file could not be written)",
+            metrics.haproxy_runtime_fallbacks.clone(),
         );
         Metrics {
             registry,
@@ -390,6 +404,26 @@ impl Telemetry {
             .inc();
     }
 
+    /// A change went into HAProxy through its runtime API, without a reload.
+    pub fn haproxy_runtime_changed(&self, name: &str) {
+        self.metrics
+            .haproxy_runtime_changes
+            .get_or_create(&resource(name))
+            .inc();
+    }
+
+    /// A change took the reload path after the runtime API failed; `reason` is short and fixed
+    /// (`RuntimeError::reason`).
+    pub fn haproxy_runtime_fell_back(&self, name: &str, reason: &str) {
+        self.metrics
+            .haproxy_runtime_fallbacks
+            .get_or_create(&vec![
+                ("resource", name.to_owned()),
+                ("reason", reason.to_owned()),
+            ])
+            .inc();
+    }
+
     /// The backend answered. Returns how long it had been failing, if it had.
     pub fn backend_ok(&self) -> Option<Duration> {
         let mut health = self.health.lock().expect("health lock");
@@ -569,6 +603,9 @@ mod tests {
         telemetry.backend_error("etcd");
         telemetry.store_changed(42, 7);
         telemetry.set_prefixes(&["/proxy".to_owned()]);
+        telemetry.haproxy_runtime_changed("haproxy");
+        telemetry.haproxy_runtime_changed("haproxy");
+        telemetry.haproxy_runtime_fell_back("haproxy", "refused");
         let text = telemetry.encode_metrics();
         for want in [
             "terad_renders_total{resource=\"haproxy\",outcome=\"ok\"} 1",
@@ -580,6 +617,8 @@ mod tests {
             "terad_watched_prefixes{prefix=\"/proxy\"} 1",
             "terad_ready 1",
             "terad_render_duration_seconds_bucket",
+            "terad_haproxy_runtime_changes_total{resource=\"haproxy\"} 2",
+            "terad_haproxy_runtime_fallbacks_total{resource=\"haproxy\",reason=\"refused\"} 1",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");
         }
