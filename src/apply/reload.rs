@@ -226,6 +226,13 @@ impl Group {
         )
     }
 
+    /// Whether a reload is wanted, running, or failed and waiting for its retry: until it is
+    /// done, the service may not run the files on disk.
+    fn outstanding(&self) -> bool {
+        let state = self.state.lock().expect("reload state");
+        state.requested || state.running || state.failed
+    }
+
     /// Runs this group's reload now, after any run in progress, and returns its result: for
     /// health-gated resources, which must know their reload finished before checking health.
     /// Runs never overlap with the coalesced ones.
@@ -484,6 +491,13 @@ impl Member {
         self.state.lock().expect("member state").latest.is_some()
     }
 
+    /// Whether one of its groups has a reload wanted, running or being retried. HAProxy's
+    /// runtime API is not used then: the reload may be reading an older file while the change
+    /// goes into the process it replaces, so the change goes with a reload instead.
+    pub fn reload_outstanding(&self) -> bool {
+        self.groups.iter().any(|group| group.outstanding())
+    }
+
     /// The worker finished applying; `changed`: the file changed and the groups should reload.
     pub fn applied(&self, changed: bool) {
         let mut state = self.state.lock().expect("member state");
@@ -572,6 +586,31 @@ mod tests {
         b.applied(true);
         settle(&group(&groups)).await;
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "start\nend\n");
+    }
+
+    /// What keeps HAProxy's runtime API out of the way: a reload wanted (waiting for another
+    /// member), running, or failed and waiting for its retry.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_reload_is_outstanding_from_its_request_until_it_succeeded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (groups, a, b, log) = counting_group(dir.path(), 0.3);
+        assert!(!a.reload_outstanding() && !b.reload_outstanding());
+        b.render_started();
+        apply(&a, true).await;
+        assert!(a.reload_outstanding(), "wanted, waiting for b");
+        b.render_finished(None);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(log.exists() && b.reload_outstanding(), "running");
+        settle(&group(&groups)).await;
+        assert!(!a.reload_outstanding() && !b.reload_outstanding());
+
+        let mut groups = Groups::new(Trigger::WhenIdle, telemetry());
+        let failing = groups.join(0, "c", vec![command("exit 1".into())]);
+        apply(&failing, true).await;
+        settle(&group(&groups)).await;
+        assert!(failing.reload_outstanding(), "failed, retried later");
+        let alone = groups.join(1, "d", Vec::new());
+        assert!(!alone.reload_outstanding(), "no reload at all");
     }
 
     #[tokio::test(flavor = "multi_thread")]
