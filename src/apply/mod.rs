@@ -3,16 +3,21 @@
 //! through [`Pipeline::apply`]; nothing else writes a destination or runs a reload.
 //!
 //! ```text
-//!  render ──► compare ──► stage ──► check ──► commit ──► reload ──► health
-//!  render.rs  stage.rs    stage.rs  stage.rs  stage.rs   reload.rs  fleet/health.rs
-//!                  ▲                              │           │
+//!  render ──► compare ──► stage ──► check ──► [runtime] ──► commit ──► reload ──► health
+//!  render.rs  stage.rs    stage.rs  stage.rs   runtime.rs    stage.rs   reload.rs  fleet/health.rs
+//!                  ▲                                                        │           │
 //!                  └── policy: a coordinated change takes a turn of its group first
 //!                      (fleet/turn.rs) and gives it back after; a health-gated one
 //!                      reloads at once, checks health and rolls back (here).
 //! ```
 //!
+//! `[runtime]`: a resource with `[template.haproxy]` whose change is only `server` lines has
+//! HAProxy change them through its runtime API, and then needs no reload ([`Reload::Runtime`]);
+//! every other change, or a failure of the API, reloads as without it.
+//!
 //! - [`render`]: the template against one state of the store, bounded in time.
 //! - [`stage`]: compare with the destination, stage next to it, `check_cmd`, rename into place.
+//! - [`runtime`]: HAProxy's runtime API between the check and the commit, or why it reloads.
 //! - [`reload`]: reload groups: resources sharing a reload are reloaded once, after all of them
 //!   are written; a gated change runs its group's reload at once instead.
 //! - [`report`]: an [`Outcome`] into logs and metrics, in one place.
@@ -20,6 +25,7 @@
 pub mod reload;
 pub mod render;
 pub mod report;
+pub mod runtime;
 pub mod stage;
 
 use std::sync::Arc;
@@ -29,6 +35,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use self::reload::{Member, ReloadError};
+pub use self::runtime::ReloadReason;
+use self::runtime::Runtime;
 use self::stage::{AbortIf, Direct, StageError, Staging, SyncOptions};
 use crate::config::Resource;
 use crate::fleet::Fleet;
@@ -48,6 +56,9 @@ pub enum Outcome {
         /// How long `check_cmd` took, when it ran.
         checked_in: Option<Duration>,
         reload: Reload,
+        /// A resource with `[template.haproxy]` that reloads after all: why the runtime API did
+        /// not make the change.
+        reload_reason: Option<ReloadReason>,
     },
     /// The same render as the one `check_cmd` (or the health check) refused last: the data
     /// must change first.
@@ -61,6 +72,9 @@ pub enum Outcome {
     Failed {
         error: ApplyError,
         retry_in: Option<Duration>,
+        /// HAProxy's servers were changed through its runtime API before the commit failed:
+        /// HAProxy is ahead of the file, and a reload brings it back to the file.
+        haproxy_ahead: bool,
     },
     /// The coordination slot's lease expired before the swap; nothing changed, and the change
     /// takes a new turn.
@@ -78,16 +92,25 @@ pub enum Reload {
     Done,
     /// Run at once and failed (a gated change without a health check): the groups retry it.
     Failed(ReloadError),
+    /// None: HAProxy's servers were changed through its runtime API, and verified.
+    Runtime { applied: crate::haproxy::Applied },
+    /// None: the file changed in nothing HAProxy runs (comments, blank lines, the order of
+    /// `server` lines), for a resource with `[template.haproxy]`.
+    Unneeded,
 }
 
 impl Outcome {
     /// Whether the resource's reload groups must reload: the file changed and nobody reloaded
-    /// it yet (or the reload failed and must be retried).
+    /// it yet (or the reload failed and must be retried), or HAProxy took a change at runtime
+    /// that the file did not (a reload makes it run the file again).
     pub fn wants_reload(&self) -> bool {
         matches!(
             self,
             Outcome::Updated {
                 reload: Reload::Coalesced | Reload::Failed(_),
+                ..
+            } | Outcome::Failed {
+                haproxy_ahead: true,
                 ..
             }
         )
@@ -232,6 +255,7 @@ impl Pipeline {
         Outcome::Failed {
             error: error.into(),
             retry_in,
+            haproxy_ahead: false,
         }
     }
 
@@ -244,7 +268,12 @@ impl Pipeline {
             reason: "the coordination slot's lease expired before the swap; taking a new slot",
         });
         let will_check = !self.options.sync_only && resource.check_cmd.is_some();
-        let direct = if will_check {
+        // The runtime API compares the live file with the checked render before the commit.
+        let haproxy = resource
+            .haproxy
+            .as_ref()
+            .filter(|_| !self.options.sync_only);
+        let direct = if will_check || haproxy.is_some() {
             Direct::Stage
         } else {
             Direct::Commit(abort.clone())
@@ -259,10 +288,10 @@ impl Pipeline {
             Err(error @ StageError::Aborted { .. }) => return lost(error),
             Err(error) => return self.failed(error),
         };
-        let (committed, checked_in) = match staging {
+        let (committed, checked_in, runtime) = match staging {
             Staging::Unchanged => return Outcome::Unchanged,
             Staging::Pending => return Outcome::Pending,
-            Staging::Committed(committed) => (committed, None),
+            Staging::Committed(committed) => (committed, None, None),
             Staging::Staged(staged) => {
                 let checked_in = match staged.check(&resource, self.options).await {
                     Ok(took) => took,
@@ -280,16 +309,41 @@ impl Pipeline {
                         reason: abort.reason,
                     });
                 }
+                let runtime = match haproxy {
+                    Some(haproxy) => Some(
+                        runtime::apply(
+                            haproxy,
+                            staged.old_content(),
+                            content,
+                            self.member.reload_outstanding(),
+                        )
+                        .await,
+                    ),
+                    None => None,
+                };
                 match staged.commit().await {
-                    Ok(committed) => (committed, checked_in),
-                    Err(error) => return self.failed(error),
+                    Ok(committed) => (committed, checked_in, runtime),
+                    Err(error) => {
+                        let mut outcome = self.failed(error);
+                        if let Outcome::Failed { haproxy_ahead, .. } = &mut outcome {
+                            *haproxy_ahead = matches!(runtime, Some(Runtime::Applied(_)));
+                        }
+                        return outcome;
+                    }
                 }
             }
         };
         committed.log(&resource, Arc::clone(content));
+        let (reload, reload_reason) = match runtime {
+            None => (Reload::Coalesced, None),
+            Some(Runtime::Applied(applied)) => (Reload::Runtime { applied }, None),
+            Some(Runtime::Unneeded) => (Reload::Unneeded, None),
+            Some(Runtime::Reload(reason)) => (Reload::Coalesced, Some(reason)),
+        };
         Outcome::Updated {
             checked_in,
-            reload: Reload::Coalesced,
+            reload,
+            reload_reason,
         }
     }
 
@@ -364,20 +418,37 @@ impl Pipeline {
             previous.back_up(&resource).await;
         }
         let outcome = self.change(content, turn).await;
-        let Outcome::Updated { checked_in, .. } = outcome else {
+        let Outcome::Updated {
+            checked_in,
+            reload,
+            reload_reason,
+        } = outcome
+        else {
             return (outcome, None);
         };
 
-        let reloaded = reload_now(&self.member).await;
+        // A change HAProxy took at runtime replaces the reload; the health check still follows,
+        // and a rollback restores the file and reloads.
+        let at_runtime = matches!(reload, Reload::Runtime { .. } | Reload::Unneeded);
+        let reloaded = match at_runtime {
+            true => Ok(()),
+            false => reload_now(&self.member).await,
+        };
         let Some(health) = &resource.health else {
             if let Some(turn) = turn {
                 turn.warn_if_lost(&self.telemetry);
             }
             let reload = match reloaded {
+                Ok(()) if at_runtime => reload,
                 Ok(()) => Reload::Done,
                 Err(error) => Reload::Failed(error),
             };
-            return (Outcome::Updated { checked_in, reload }, None);
+            let outcome = Outcome::Updated {
+                checked_in,
+                reload,
+                reload_reason,
+            };
+            return (outcome, None);
         };
         let verdict = match reloaded {
             Ok(()) => crate::fleet::health::probe(health, name).await,
@@ -389,9 +460,17 @@ impl Pipeline {
         self.telemetry.health_checked(name, verdict.is_ok());
         let reason = match verdict {
             Ok(()) => {
-                info!(resource = name, "healthy after the reload");
-                let reload = Reload::Done;
-                return (Outcome::Updated { checked_in, reload }, None);
+                let (reload, after) = match at_runtime {
+                    true => (reload, "the runtime change"),
+                    false => (Reload::Done, "the reload"),
+                };
+                info!(resource = name, "healthy after {after}");
+                let outcome = Outcome::Updated {
+                    checked_in,
+                    reload,
+                    reload_reason,
+                };
+                return (outcome, None);
             }
             Err(reason) => reason,
         };

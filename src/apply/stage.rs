@@ -250,7 +250,8 @@ fn prepare(resource: &Resource, content: &[u8], options: SyncOptions) -> Result<
         return Ok(Staging::Unchanged);
     }
     if options.noop {
-        print_pending_change(resource, current.as_ref(), content, &attributes);
+        let runtime = !options.sync_only;
+        print_pending_change(resource, current.as_ref(), content, &attributes, runtime);
         return Ok(Staging::Pending);
     }
     let file = fs::stage(
@@ -273,12 +274,15 @@ fn attributes_match(current: &CurrentFile, wanted: &Attributes) -> bool {
         && wanted.gid.is_none_or(|gid| gid == current.gid)
 }
 
-/// `--noop` output: a unified diff of the content and a note on mode or owner changes.
+/// `--noop` output: a unified diff of the content and a note on mode or owner changes; with
+/// `[template.haproxy]` (and `runtime`: not `--sync-only`), the runtime API's commands, or why
+/// HAProxy would reload.
 fn print_pending_change(
     resource: &Resource,
     current: Option<&CurrentFile>,
     content: &[u8],
     attributes: &Attributes,
+    runtime: bool,
 ) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
@@ -332,6 +336,10 @@ fn print_pending_change(
                 attributes.gid.unwrap_or(current.gid)
             );
         }
+    }
+    if let Some(haproxy) = resource.haproxy.as_ref().filter(|_| runtime) {
+        let live = current.map(|c| c.content.as_slice());
+        let _ = write!(out, "{}", super::runtime::describe(haproxy, live, content));
     }
     let _ = out.flush();
 }

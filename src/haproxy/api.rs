@@ -300,7 +300,8 @@ impl RuntimeApi {
             applied.backends += 1;
         }
         applied.elapsed = started.elapsed();
-        info!(
+        // The apply path reports the change, with its resource (apply::report).
+        debug!(
             backends = applied.backends,
             commands = applied.commands,
             sessions_shut_down = applied.sessions_shut_down,
