@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::consul::Consul;
 use crate::support::etcd::Etcd;
-use crate::support::haproxy::{Haproxy, NamedBackend, group_members, http_get};
+use crate::support::haproxy::{Haproxy, NamedBackend, group_members, http_get, local_template};
 use crate::support::{Daemon, Fixture, free_port, run, stderr, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -58,16 +58,14 @@ impl Store for Consul {
 }
 
 /// The repository's HAProxy example (conf.d/haproxy.toml, templates/haproxy.cfg.tmpl), with the
-/// frontend bound to 127.0.0.1 instead of every interface, the destination in the fixture and
-/// the reload signalling this test's HAProxy master through its pidfile.
+/// frontend bound to 127.0.0.1 instead of every interface, its stats socket in the fixture, the
+/// destination in the fixture and the reload signalling this test's HAProxy master through its
+/// pidfile.
 fn fixture() -> Fixture {
     let fx = Fixture::new();
     let template = include_str!("../../templates/haproxy.cfg.tmpl");
     assert!(template.contains("bind *:"), "the example binds *:PORT");
-    fx.template(
-        "haproxy.cfg.tmpl",
-        &template.replace("bind *:", "bind 127.0.0.1:"),
-    );
+    fx.template("haproxy.cfg.tmpl", &local_template(template, fx.root()));
     let resource = include_str!("../../conf.d/haproxy.toml");
     assert!(resource.contains("check_cmd = \"haproxy -c -f {{.src}}\""));
     fx.resource(

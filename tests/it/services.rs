@@ -603,7 +603,7 @@ fn haproxy_follows_a_services_health_without_dropping_requests() {
     assert!(template.contains("bind *:"));
     fx.template(
         "haproxy-services.cfg.tmpl",
-        &template.replace("bind *:", "bind 127.0.0.1:"),
+        &crate::support::haproxy::local_template(template, fx.root()),
     );
     let shipped = include_str!("../../examples/consul-services/conf.d/haproxy-services.toml");
     assert!(shipped.contains("min_keys = 2"));

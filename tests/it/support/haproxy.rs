@@ -163,6 +163,22 @@ pub fn group_members(group: u32) -> usize {
         .count()
 }
 
+/// The stats socket of the repository's HAProxy templates (the runtime API).
+pub const EXAMPLE_SOCKET: &str = "/run/haproxy/admin.sock";
+
+/// One of the repository's HAProxy templates made to run in a test: the frontend bound to
+/// 127.0.0.1 instead of every interface, and the stats socket in `dir` instead of
+/// /run/haproxy, which tests running side by side would share (and which may not be writable).
+pub fn local_template(template: &str, dir: &Path) -> String {
+    assert!(
+        template.contains(EXAMPLE_SOCKET),
+        "the example has a stats socket"
+    );
+    template
+        .replace("bind *:", "bind 127.0.0.1:")
+        .replace(EXAMPLE_SOCKET, &dir.join("admin.sock").display().to_string())
+}
+
 /// An HTTP server on 127.0.0.1 that answers every request with `200 OK` and its name as the
 /// body. Stopped when dropped.
 pub struct NamedBackend {
