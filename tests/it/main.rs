@@ -13,6 +13,7 @@ mod etcd;
 mod fleet;
 mod haproxy;
 mod haproxy_runtime;
+mod haproxy_runtime_e2e;
 mod messages;
 mod operability;
 mod packaging;

@@ -174,9 +174,10 @@ pub fn local_template(template: &str, dir: &Path) -> String {
         template.contains(EXAMPLE_SOCKET),
         "the example has a stats socket"
     );
-    template
-        .replace("bind *:", "bind 127.0.0.1:")
-        .replace(EXAMPLE_SOCKET, &dir.join("admin.sock").display().to_string())
+    template.replace("bind *:", "bind 127.0.0.1:").replace(
+        EXAMPLE_SOCKET,
+        &dir.join("admin.sock").display().to_string(),
+    )
 }
 
 /// An HTTP server on 127.0.0.1 that answers every request with `200 OK` and its name as the
