@@ -22,11 +22,10 @@ use crate::support::{Daemon, Fixture, free_port, run, stderr, stdout, wait_for};
 const LIMIT: Duration = Duration::from_secs(30);
 const DEST: &str = "out/haproxy.cfg";
 
-/// The shipped resource (conf.d/haproxy.toml) with its `[template.haproxy]` block uncommented
+/// A shipped resource (`conf.d/haproxy.toml`) with its `[template.haproxy]` block uncommented
 /// and pointed at `socket`, the destination and the pidfile in the fixture, a reload that
 /// counts its runs, no `wait` (each put is one change), and `extra` keys of `[template]`.
-fn resource(fx: &Fixture, socket: &str, extra: &str) -> String {
-    let shipped = include_str!("../../conf.d/haproxy.toml");
+fn resource(shipped: &str, fx: &Fixture, socket: &str, extra: &str) -> String {
     let reload = format!(
         "reload_cmd = \"echo reload >> {}; kill -USR2 $(cat {})\"",
         fx.path("reloads.log").display(),
@@ -95,7 +94,12 @@ impl Stack {
         let own_socket = fx.path("admin.sock").display().to_string();
         fx.resource(
             "haproxy.toml",
-            &resource(&fx, socket.unwrap_or(&own_socket), extra),
+            &resource(
+                include_str!("../../conf.d/haproxy.toml"),
+                &fx,
+                socket.unwrap_or(&own_socket),
+                extra,
+            ),
         );
         let bootstrap = run(
             fx.terad()
@@ -147,25 +151,13 @@ impl Stack {
 
     /// The servers of `backend nodes` in the file: name → address.
     fn file_servers(&self) -> BTreeMap<String, String> {
-        self.fx
-            .read(DEST)
-            .lines()
-            .skip_while(|line| *line != "backend nodes")
-            .filter_map(|line| {
-                let words: Vec<&str> = line.split_whitespace().collect();
-                (words.first() == Some(&"server")).then(|| (words[1].into(), words[2].into()))
-            })
-            .collect()
+        file_servers(&self.fx.read(DEST), "nodes")
     }
 
     /// The servers HAProxy's worker runs in `backend nodes`: name → address.
     fn live_servers(&self) -> BTreeMap<String, String> {
-        self.runtime
-            .block_on(self.api.servers_state("nodes"))
+        live_servers(&self.runtime, &self.api, "nodes")
             .unwrap_or_else(|error| panic!("{error}\n{}", self.context()))
-            .into_iter()
-            .map(|server| (server.name, format!("{}:{}", server.address, server.port)))
-            .collect()
     }
 
     /// The PID of the worker that answers on the socket.
@@ -237,6 +229,31 @@ impl Stack {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+}
+
+/// The servers of `backend` in an HAProxy file: name → address.
+fn file_servers(file: &str, backend: &str) -> BTreeMap<String, String> {
+    let header = format!("backend {backend}");
+    file.lines()
+        .skip_while(|line| *line != header)
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            (words.first() == Some(&"server")).then(|| (words[1].into(), words[2].into()))
+        })
+        .collect()
+}
+
+/// The servers HAProxy's worker runs in `backend`: name → address.
+fn live_servers(
+    runtime: &tokio::runtime::Runtime,
+    api: &RuntimeApi,
+    backend: &str,
+) -> Result<BTreeMap<String, String>, terad::haproxy::RuntimeError> {
+    Ok(runtime
+        .block_on(api.servers_state(backend))?
+        .into_iter()
+        .map(|server| (server.name, format!("{}:{}", server.address, server.port)))
+        .collect())
 }
 
 #[derive(Default)]
@@ -594,7 +611,8 @@ fn noop_prints_the_runtime_commands_or_why_it_would_reload() {
     fx.template("haproxy.cfg.tmpl", &local_template(example, fx.root()));
     // No HAProxy and no socket: noop must not need one.
     let socket = fx.path("admin.sock").display().to_string();
-    fx.resource("haproxy.toml", &resource(&fx, &socket, ""));
+    let shipped = include_str!("../../conf.d/haproxy.toml");
+    fx.resource("haproxy.toml", &resource(shipped, &fx, &socket, ""));
     let terad = |args: &[&str]| {
         let output = run(
             fx.terad()
@@ -636,4 +654,116 @@ fn noop_prints_the_runtime_commands_or_why_it_would_reload() {
     );
     assert_eq!(fx.read(DEST), live, "noop wrote nothing");
     assert!(!fx.path("reloads.log").exists(), "and reloaded nothing");
+}
+
+/// The services example (examples/consul-services) with its `[template.haproxy]` block turned
+/// on: an instance whose health check fails leaves HAProxy at runtime, and comes back the same
+/// way, with no reload and the same worker.
+#[test]
+fn the_services_example_follows_health_at_runtime() {
+    let consul = crate::support::consul::Consul::start_dev(false);
+    let a = NamedBackend::start("A");
+    let b = NamedBackend::start("B");
+    let port = free_port();
+    consul.put("/proxy/port", &port.to_string());
+    for (id, backend) in [("web-a", &a), ("web-b", &b)] {
+        consul.register(
+            id,
+            "web",
+            "127.0.0.1",
+            backend.addr.port(),
+            &format!(
+                "\"Check\": {{\"CheckID\": \"{id}\", \"TTL\": \"5m\", \"Status\": \"passing\"}}"
+            ),
+        );
+    }
+    let fx = Fixture::new();
+    let template =
+        include_str!("../../examples/consul-services/templates/haproxy-services.cfg.tmpl");
+    fx.template(
+        "haproxy-services.cfg.tmpl",
+        &local_template(template, fx.root()),
+    );
+    let socket = fx.path("admin.sock").display().to_string();
+    let shipped = include_str!("../../examples/consul-services/conf.d/haproxy-services.toml");
+    fx.resource("haproxy.toml", &resource(shipped, &fx, &socket, ""));
+    let terad = |args: &[&str]| crate::support::consul::terad(&fx, &consul, args);
+    let bootstrap = run(&mut terad(&["--onetime", "--sync-only"]), LIMIT);
+    assert!(bootstrap.status.success(), "{}", stderr(&bootstrap));
+    let both: BTreeMap<String, String> = [
+        ("web-a".to_owned(), a.addr.to_string()),
+        ("web-b".to_owned(), b.addr.to_string()),
+    ]
+    .into();
+    assert_eq!(
+        file_servers(&fx.read(DEST), "web"),
+        both,
+        "{}",
+        fx.read(DEST)
+    );
+    let haproxy = Haproxy::start(&fx.path(DEST), fx.root());
+    let daemon = Daemon::start(&mut terad(&["--watch"]), fx.path("terad.log"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let api = RuntimeApi::new(
+        RuntimeAddress::Unix(fx.path("admin.sock")),
+        Duration::from_secs(2),
+        Duration::from_secs(2),
+    );
+    let context = || {
+        format!(
+            "--- file:\n{}\n--- terad log:\n{}\n--- haproxy log:\n{}",
+            fx.read(DEST),
+            daemon.log(),
+            haproxy.log()
+        )
+    };
+    let worker = runtime.block_on(api.command("show info")).unwrap();
+    let wait_servers = |what: &str, servers: &BTreeMap<String, String>| {
+        let started = Instant::now();
+        while file_servers(&fx.read(DEST), "web") != *servers {
+            assert!(
+                started.elapsed() < LIMIT,
+                "waiting for {what}\n{}",
+                context()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            live_servers(&runtime, &api, "web").unwrap(),
+            *servers,
+            "{what}: haproxy runs what the file says\n{}",
+            context()
+        );
+    };
+
+    consul.set_ttl("web-b", false);
+    let only_a: BTreeMap<String, String> = [("web-a".to_owned(), a.addr.to_string())].into();
+    wait_servers("web-b to leave", &only_a);
+    consul.set_ttl("web-b", true);
+    wait_servers("web-b to come back", &both);
+    wait_for("B to answer", LIMIT, || {
+        http_get(port) == Ok((200, "B".to_owned()))
+    });
+
+    assert_eq!(fx.reload_count("reloads.log"), 0, "{}", context());
+    assert_eq!(haproxy.loads(), 1);
+    let pid = |info: &str| {
+        info.lines()
+            .find(|l| l.starts_with("Pid: "))
+            .map(str::to_owned)
+    };
+    let now = runtime.block_on(api.command("show info")).unwrap();
+    assert_eq!(pid(&now), pid(&worker), "the same worker");
+    assert_eq!(
+        daemon
+            .log()
+            .matches("haproxy's servers changed through its runtime api; no reload")
+            .count(),
+        2,
+        "{}",
+        context()
+    );
 }
