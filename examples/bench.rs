@@ -48,6 +48,13 @@
 //!   agent's RPCs to the servers, counted per second from the agents' statsd lines (Consul 1.8's
 //!   metrics endpoint only has 10 s intervals). `scripts/fleet.sh` runs both.
 //!
+//! - `haproxy-runtime CHANGES HOLD_EVERY` (default 1000 10): HAProxy following etcd with and
+//!   without its runtime API (`[template.haproxy]`): the latency from a put to the new server
+//!   answering through HAProxy (p50, p99), then, after CHANGES membership changes with a
+//!   long-lived request opened every HOLD_EVERY changes and held, HAProxy's processes and
+//!   memory (RSS and PSS of the master and every worker) and the reloads run
+//!   (`bench/haproxy_runtime.rs`).
+//!
 //! `--go` (anywhere on the command line) makes every other mode use the Go template instead of
 //! the Tera one, as an unchanged confd confdir would: same file name, no `engine` key (terad's
 //! `auto` picks Go).
@@ -71,6 +78,12 @@ mod etcd_cluster;
 #[path = "../tests/it/support/ports.rs"]
 mod ports;
 use ports::free_port;
+// The integration tests' HAProxy: master-worker in its own process group, killed with it.
+#[path = "bench/haproxy_runtime.rs"]
+mod haproxy_runtime;
+#[allow(dead_code)]
+#[path = "../tests/it/support/haproxy.rs"]
+mod haproxy_support;
 
 fn main() {
     // reqwest is built without a default TLS provider; terad passes its own configuration,
@@ -83,7 +96,7 @@ fn main() {
     }
     let Some((mode, sizes)) = args.split_first() else {
         eprintln!(
-            "usage: bench [--go] (onetime-file | onetime-etcd | onetime-haproxy | etcd | consul | soak) N…"
+            "usage: bench [--go] (onetime-file | onetime-etcd | onetime-haproxy | haproxy-runtime | etcd | consul | soak) N…"
         );
         std::process::exit(2);
     };
@@ -95,6 +108,10 @@ fn main() {
         "onetime-file" => onetime_file(&sizes),
         "onetime-haproxy" => onetime_haproxy(&sizes),
         "onetime-etcd" => onetime_etcd(&sizes),
+        "haproxy-runtime" => haproxy_runtime::run(
+            sizes.first().copied().unwrap_or(1000),
+            sizes.get(1).copied().unwrap_or(10),
+        ),
         "etcd" | "consul" => watch_bench(mode, &sizes),
         "consul-services" => services_bench(if sizes.is_empty() {
             &[10, 1000]
