@@ -11,7 +11,9 @@
 //! opened (a response that trickles a byte every 2 s, to one of two servers that never leave)
 //! and held to the end, as websockets or long polls hold theirs: with reloads, each one keeps
 //! the worker it started on alive. At the end: HAProxy's processes and their memory (RSS and
-//! PSS of the master and every worker, from /proc), the reloads run, the failed requests.
+//! PSS of the master and every worker, from /proc), the reloads run, the failed requests; and
+//! from terad's log the median reload (`reload_cmd`) or runtime change (commands and read-back),
+//! beside `haproxy -c` alone on the final file, the check every change runs first.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -33,17 +35,19 @@ const LIVE_CHURN: usize = 2;
 
 pub fn run(changes: usize, hold_every: usize) {
     println!(
-        "| way | changes | add → served p50 | p99 | max | reload_cmd runs | HAProxy processes | RSS, master + workers | PSS | long requests open | failed requests |"
+        "| way | changes | add → served p50 | p99 | max | reload / runtime change, median | `haproxy -c` median | reload_cmd runs | HAProxy processes | RSS, master + workers | PSS | long requests open | failed requests |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for runtime_api in [false, true] {
         let result = one_way(changes, hold_every.max(1), runtime_api);
         println!(
-            "| {} | {changes} | {} | {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {} | {} |",
+            "| {} | {changes} | {} | {} | {} | {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {} | {} |",
             if runtime_api { "runtime API" } else { "reload" },
             ms(percentile(&result.latencies, 50)),
             ms(percentile(&result.latencies, 99)),
             ms(*result.latencies.last().unwrap()),
+            ms(result.step),
+            ms(result.check),
             result.reloads,
             result.processes,
             result.rss_kb as f64 / 1024.0,
@@ -57,6 +61,11 @@ pub fn run(changes: usize, hold_every: usize) {
 struct Figures {
     /// Sorted.
     latencies: Vec<Duration>,
+    /// The median `reload_cmd` run (terad's "reloaded" lines), or the median change through
+    /// the runtime API, commands and read-back included.
+    step: Duration,
+    /// `haproxy -c` alone on the final file, the median of 20: the check every change runs.
+    check: Duration,
     reloads: usize,
     processes: usize,
     rss_kb: u64,
@@ -127,7 +136,7 @@ fn one_way(changes: usize, hold_every: usize, runtime_api: bool) -> Figures {
             .args([
                 mode,
                 "--log-level",
-                "warn",
+                "info",
                 "--backend",
                 "etcd",
                 "--node",
@@ -137,8 +146,12 @@ fn one_way(changes: usize, hold_every: usize, runtime_api: bool) -> Figures {
             .arg(dir.path());
         command
     };
-    let status = terad("--onetime").arg("--sync-only").status().unwrap();
-    assert!(status.success());
+    let bootstrap = terad("--onetime").arg("--sync-only").output().unwrap();
+    assert!(
+        bootstrap.status.success(),
+        "{}",
+        String::from_utf8_lossy(&bootstrap.stderr)
+    );
     let haproxy = Haproxy::start(&dest, dir.path());
     let mut daemon = terad("--watch")
         .stdout(std::process::Stdio::null())
@@ -228,7 +241,41 @@ fn one_way(changes: usize, hold_every: usize, runtime_api: bool) -> Figures {
     let (rss_kb, pss_kb) = pids.iter().fold((0, 0), |(rss, pss), pid| {
         (rss + memory_kb(*pid).0, pss + pss_kb(*pid).0)
     });
+    let log = std::fs::read_to_string(dir.path().join("terad.log")).unwrap_or_default();
+    let step = if runtime_api {
+        "haproxy's servers changed through its runtime api"
+    } else {
+        " INFO reloaded "
+    };
+    let mut steps: Vec<Duration> = log
+        .lines()
+        .filter(|line| line.contains(step))
+        .filter_map(|line| {
+            let value = line.split_once("took_ms=")?.1.split_whitespace().next()?;
+            Some(Duration::from_millis(value.parse().ok()?))
+        })
+        .collect();
+    steps.sort();
+    assert!(
+        !steps.is_empty(),
+        "no {step:?} lines in terad's log:\n{log}"
+    );
+    let mut checks: Vec<Duration> = (0..20)
+        .map(|_| {
+            let started = Instant::now();
+            let status = std::process::Command::new("haproxy")
+                .args(["-c", "-q", "-f"])
+                .arg(&dest)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            started.elapsed()
+        })
+        .collect();
+    checks.sort();
     let result = Figures {
+        step: percentile(&steps, 50),
+        check: percentile(&checks, 50),
         latencies: {
             latencies.sort();
             latencies
