@@ -46,7 +46,11 @@ pub fn run(changes: usize, hold_every: usize) {
             ms(percentile(&result.latencies, 50)),
             ms(percentile(&result.latencies, 99)),
             ms(*result.latencies.last().unwrap()),
-            ms(result.step),
+            // terad logs whole milliseconds.
+            match result.step {
+                step if step < Duration::from_millis(1) => "< 1 ms".to_owned(),
+                step => ms(step),
+            },
             ms(result.check),
             result.reloads,
             result.processes,
