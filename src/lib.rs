@@ -24,6 +24,7 @@
 //! - [`fs`]: the only file writer. [`process`]: the only command runner.
 //! - [`runner`]: one-shot, polling and watch modes over the live store; configuration reloads.
 //! - [`exec`]: `--exec`, the supervised service.
+//! - [`command`]: `terad register` and `terad rollout`, the fleet's command-line side.
 //! - [`telemetry`], [`server`]: metrics, readiness, `/health` `/ready` `/metrics`, systemd.
 //! - [`signal`], [`logging`], [`dns`]: process plumbing. [`redact`]: what never prints.
 
@@ -31,6 +32,7 @@ pub mod apply;
 pub mod backend;
 pub mod catalog;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod dependency;
 pub mod diagnostic;
@@ -73,6 +75,52 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit status for configuration errors; nothing was written.
 pub const EXIT_CONFIG: u8 = 2;
 
+/// Why terad could not run; `main` prints it with its causes and exits with
+/// [`Failure::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The configuration is wrong; nothing was written.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// A flag written confd's way that terad does not understand.
+    #[error(transparent)]
+    Flag(#[from] cli::confd_args::FlagError),
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot watch the configuration")]
+    WatchConfig(#[source] notify::Error),
+    #[error("cannot listen on {address}")]
+    Listen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// `terad register` or `terad rollout` failed.
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) | Failure::Flag(_) => EXIT_CONFIG,
+            Failure::Command(error) => error.exit_code(),
+            Failure::Signals(_)
+            | Failure::WatchConfig(_)
+            | Failure::Listen { .. }
+            | Failure::Runtime(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Failure {
+        Failure::Config(error.into())
+    }
+}
+
 /// Connects the configured backend.
 pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
     match settings.backend {
@@ -89,23 +137,19 @@ pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
     }
 }
 
-/// Runs terad with a loaded configuration until it finishes (one-shot) or is told to stop.
-pub async fn run(cli: Cli, config: Config) -> ExitCode {
+/// Runs terad with a loaded configuration until it finishes (one-shot) or `shutdown` is
+/// cancelled (SIGTERM, SIGINT, or whoever drives it in-process). `Ok` is the exit status of a
+/// run that started: a one-shot's result, or the `--exec` service's.
+pub async fn run(
+    cli: Cli,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, Failure> {
     // Descriptors are what a flood of connections or a burst of syncs runs out of first.
     process::raise_open_file_limit();
-    let backend = match connect_backend(&config.settings) {
-        Ok(backend) => backend,
-        Err(errors) => {
-            eprintln!("terad: {errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if let Err(message) = fleet::service::check_self_at_start(&config, &backend).await {
-        eprintln!("terad: {message}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let backend = connect_backend(&config.settings)?;
+    fleet::service::check_self_at_start(&config, &backend).await?;
     let settings = config.settings.clone();
-    let shutdown = CancellationToken::new();
     let telemetry = Arc::new(Telemetry::new(settings.ready_timeout));
     let exit_status = Arc::new(exec::ExitStatus::new());
     let stop_service = CancellationToken::new();
@@ -123,28 +167,17 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         None => (None, None),
     };
     let (control_tx, control) = mpsc::channel(4);
-    if let Err(error) =
-        signal::spawn_handlers(shutdown.clone(), control_tx.clone(), exec_handle.clone())
-    {
-        eprintln!("terad: cannot install signal handlers: {error}");
-        return ExitCode::from(EXIT_FAILURE);
-    }
-    if settings.watch_config
-        && let Err(error) = signal::watch_configuration(&settings, control_tx)
-    {
-        eprintln!("terad: cannot watch the configuration: {error}");
-        return ExitCode::from(EXIT_FAILURE);
+    signal::spawn_handlers(shutdown.clone(), control_tx.clone(), exec_handle.clone())
+        .map_err(Failure::Signals)?;
+    if settings.watch_config {
+        signal::watch_configuration(&settings, control_tx).map_err(Failure::WatchConfig)?;
     }
     let server = match settings.listen {
-        Some(address) => {
-            match server::bind(address, Arc::clone(&telemetry), shutdown.clone()).await {
-                Ok(task) => Some(task),
-                Err(error) => {
-                    eprintln!("terad: cannot listen on {address}: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            }
-        }
+        Some(address) => Some(
+            server::bind(address, Arc::clone(&telemetry), shutdown.clone())
+                .await
+                .map_err(|source| Failure::Listen { address, source })?,
+        ),
         None => None,
     };
 
@@ -168,10 +201,10 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         let _ = task.await;
     }
     if let Some(code) = exit_status.get() {
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
     }
-    match outcome {
+    Ok(match outcome {
         RunOutcome::Success => ExitCode::from(EXIT_OK),
         RunOutcome::Failed => ExitCode::from(EXIT_FAILURE),
-    }
+    })
 }

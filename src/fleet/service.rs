@@ -66,7 +66,7 @@ pub async fn self_id(
 pub async fn check_self_at_start(
     config: &crate::setup::Config,
     backend: &crate::backend::Backend,
-) -> Result<(), String> {
+) -> Result<(), crate::diagnostic::ConfigError> {
     let Some(Coordinator::Consul(consul)) = Coordinator::for_backend(backend) else {
         return Ok(());
     };
@@ -89,10 +89,9 @@ pub async fn check_self_at_start(
                 tracing::warn!(resource = %resource.name, service = %service.name, error = %error, "cannot tell yet which instance of the service is this terad's; the first change will")
             }
             Err(error) => {
-                return Err(format!(
-                    "{}: resource {:?}: {error}",
-                    resource.file.display(),
-                    resource.name
+                return Err(crate::diagnostic::ConfigError::in_file(
+                    &resource.file,
+                    format!("resource {:?}: {error}", resource.name),
                 ));
             }
         }
