@@ -15,6 +15,15 @@ fn main() -> ExitCode {
             return ExitCode::from(terad::EXIT_CONFIG);
         }
     };
+    if let Some(kind) = cli.generate {
+        return match terad::cli::generate(kind, &mut std::io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("terad: cannot write: {error}");
+                ExitCode::from(terad::EXIT_FAILURE)
+            }
+        };
+    }
     if let Some(command) = &cli.command {
         return fleet_command(&cli, command);
     }
