@@ -7,6 +7,7 @@
 #   - systemd: `systemd-analyze verify` checks the packaged unit
 #   - g++: libFuzzer (cargo fuzz, scripts/fuzz.sh) is C++
 #   - file: scripts/build-static.sh checks that `file` calls the static binary statically linked
+#   - man-db: scripts/build-deb.sh renders the packaged man page with `man -l`
 #   - consul: not packaged for bookworm, so the bullseye package (1.8) is downloaded from the
 #     mirror this machine already uses and unpacked without touching the system's apt lists.
 # Safe to run repeatedly; it skips what is already present.
@@ -27,6 +28,7 @@ command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v c++ >/dev/null || need_apt+=(g++)
 command -v file >/dev/null || need_apt+=(file)
+command -v man >/dev/null || need_apt+=(man-db)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-deps: installing ${need_apt[*]}"
