@@ -314,14 +314,25 @@ pub enum Generate {
 
 /// Writes what `kind` names, made from terad's own command (hidden options stay hidden).
 pub fn generate(kind: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-    let mut command = command(Flavour::Terad);
+    let command = command(Flavour::Terad);
     let shell = match kind {
         Generate::Man => return clap_mangen::Man::new(command).render(out),
         Generate::CompleteBash => clap_complete::Shell::Bash,
         Generate::CompleteZsh => clap_complete::Shell::Zsh,
         Generate::CompleteFish => clap_complete::Shell::Fish,
     };
-    clap_complete::generate(shell, &mut command, "terad", out);
+    // clap_complete offers hidden options too; a shell should not offer confd's refused flags
+    // or --generate, so the completions come from a copy without them.
+    let mut visible = clap::Command::new("terad")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(command.get_about().cloned().unwrap_or_default());
+    for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
+        visible = visible.arg(arg.clone());
+    }
+    for subcommand in command.get_subcommands() {
+        visible = visible.subcommand(subcommand.clone());
+    }
+    clap_complete::generate(shell, &mut visible, "terad", out);
     Ok(())
 }
 

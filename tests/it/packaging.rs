@@ -314,6 +314,9 @@ fn the_man_page_renders_and_the_bash_completion_completes_a_real_flag() {
         "/usr/share/zsh/vendor-completions/_terad",
         "/usr/share/fish/vendor_completions.d/terad.fish",
     ] {
-        assert!(script.contains(packaged), "build-deb.sh packages {packaged}");
+        assert!(
+            script.contains(packaged),
+            "build-deb.sh packages {packaged}"
+        );
     }
 }
