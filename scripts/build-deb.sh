@@ -40,6 +40,7 @@ expected=(
   /etc/default/terad
   /usr/share/doc/terad/copyright
   /usr/share/doc/terad/README.md
+  /usr/share/doc/terad/docs/src/configuration.md
   /usr/share/man/man1/terad.1.gz
   /usr/share/bash-completion/completions/terad
   /usr/share/zsh/vendor-completions/_terad
@@ -79,9 +80,9 @@ build() {
 
   cat >"$root/etc/terad/terad.toml" <<'EOF'
 # terad's configuration file. Every key is optional; the command line and TERAD_* variables
-# (see /etc/default/terad) take precedence. Reference:
-# /usr/share/doc/terad/README.md. Template resources go in /etc/terad/conf.d/*.toml, their
-# templates in /etc/terad/templates/; the HAProxy example is in
+# (see /etc/default/terad) take precedence. Reference: man terad, and
+# /usr/share/doc/terad/docs/src/configuration.md. Template resources go in
+# /etc/terad/conf.d/*.toml, their templates in /etc/terad/templates/; the HAProxy example is in
 # /usr/share/doc/terad/examples/.
 
 # backend = "etcd"                      # etcd, consul, file or env
@@ -116,6 +117,9 @@ EOF
   install -m 0644 examples/haproxy-keys.yaml "$doc/examples/haproxy-keys.yaml"
   install -m 0755 packaging/haproxy/reload-haproxy.sh "$doc/examples/reload-haproxy.sh"
   install -m 0644 README.md "$doc/README.md"
+  # The book's pages, where the README's links point (docs/src/*.md).
+  install -d -m 0755 "$doc/docs/src"
+  install -m 0644 docs/src/*.md "$doc/docs/src/"
   cat >"$doc/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: terad
