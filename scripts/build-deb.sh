@@ -2,7 +2,8 @@
 # Builds the Debian package target/debian/terad_<version>_<arch>.deb and checks it.
 #
 #   ./scripts/build-deb.sh              release build, package, check
-#   ./scripts/build-deb.sh --no-build   package the existing target/release/terad, check
+#   ./scripts/build-deb.sh --no-build   package the existing target/release/terad (under
+#                                       $CARGO_TARGET_DIR when set), check
 #   ./scripts/build-deb.sh --check [DEB]  only check a package (default: the one for this version)
 #
 # The package holds /usr/bin/terad, the systemd unit, a commented /etc/terad/terad.toml and
@@ -57,7 +58,7 @@ build() {
     . scripts/release-env.sh
     cargo build --release --locked --bin terad
   fi
-  local binary=target/release/terad
+  local binary=${CARGO_TARGET_DIR:-target}/release/terad
   [ -x "$binary" ] || { echo "build-deb: $binary missing; run without --no-build" >&2; exit 1; }
 
   local root=$out/root
