@@ -97,6 +97,9 @@ pub enum Failure {
     },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    /// `--generate` could not write to standard output.
+    #[error("cannot write")]
+    Output(#[source] std::io::Error),
     /// `terad register` or `terad rollout` failed.
     #[error(transparent)]
     Command(#[from] command::CommandError),
@@ -110,7 +113,8 @@ impl Failure {
             Failure::Signals(_)
             | Failure::WatchConfig(_)
             | Failure::Listen { .. }
-            | Failure::Runtime(_) => EXIT_FAILURE,
+            | Failure::Runtime(_)
+            | Failure::Output(_) => EXIT_FAILURE,
         }
     }
 }

@@ -24,6 +24,10 @@ fn run() -> Result<ExitCode, Failure> {
         Err(ParseError::Clap(error)) => error.exit(),
         Err(ParseError::Flag(error)) => return Err(error.into()),
     };
+    if let Some(kind) = cli.generate {
+        terad::cli::generate(kind, &mut std::io::stdout().lock()).map_err(Failure::Output)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Some(command) = &cli.command {
         return subcommand(&cli, command);
     }
