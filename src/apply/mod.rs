@@ -380,7 +380,9 @@ impl Pipeline {
             return (Outcome::Updated { checked_in, reload }, None);
         };
         let verdict = match reloaded {
-            Ok(()) => crate::fleet::health::probe(health, name).await,
+            Ok(()) => crate::fleet::health::probe(health, name)
+                .await
+                .map_err(|unhealthy| unhealthy.to_string()),
             Err(error) => Err(format!("the reload failed: {error}")),
         };
         if let Some(turn) = turn {
@@ -406,7 +408,10 @@ impl Pipeline {
         // An instance drained for the change stays drained while the restored version is
         // unhealthy too.
         let stay_drained = match turn {
-            Some(_) => crate::fleet::health::probe(health, name).await.err(),
+            Some(_) => crate::fleet::health::probe(health, name)
+                .await
+                .err()
+                .map(|unhealthy| unhealthy.to_string()),
             None => None,
         };
         (Outcome::RolledBack { checked_in }, stay_drained)

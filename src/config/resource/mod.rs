@@ -43,14 +43,12 @@ pub enum EngineChoice {
 
 impl EngineChoice {
     /// `auto`, `tera` or `go`.
-    pub fn parse(text: &str) -> Result<EngineChoice, String> {
+    pub fn parse(text: &str) -> Result<EngineChoice, super::value::ValueError> {
         match text {
             "auto" => Ok(EngineChoice::Auto),
             "tera" => Ok(EngineChoice::Tera),
             "go" => Ok(EngineChoice::Go),
-            other => Err(format!(
-                "unknown template engine {other:?}: use \"auto\", \"go\" or \"tera\""
-            )),
+            other => Err(super::value::ValueError::Engine(other.to_owned())),
         }
     }
 }
