@@ -37,17 +37,18 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    /// Configuration mistakes exit like configuration errors; a store that fails exits 1.
-    pub fn exit_code(&self) -> u8 {
+    /// Whether the command line or the settings are at fault (such mistakes exit like
+    /// configuration errors), rather than a store that failed.
+    pub fn is_configuration(&self) -> bool {
         match self {
             CommandError::NotShared
             | CommandError::Backend(_)
             | CommandError::Plan(_)
-            | CommandError::ServiceNeedsConsul => crate::EXIT_CONFIG,
+            | CommandError::ServiceNeedsConsul => true,
             CommandError::Signals(_)
             | CommandError::Resume { .. }
             | CommandError::Maintenance(_)
-            | CommandError::Store(_) => crate::EXIT_FAILURE,
+            | CommandError::Store(_) => false,
         }
     }
 }

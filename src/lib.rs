@@ -62,7 +62,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::cli::Cli;
-use crate::config::{BackendKind, Settings};
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::runner::RunOutcome;
 use crate::setup::Config;
@@ -109,12 +108,13 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Config(_) | Failure::Flag(_) => EXIT_CONFIG,
-            Failure::Command(error) => error.exit_code(),
+            Failure::Command(error) if error.is_configuration() => EXIT_CONFIG,
             Failure::Signals(_)
             | Failure::WatchConfig(_)
             | Failure::Listen { .. }
             | Failure::Runtime(_)
-            | Failure::Output(_) => EXIT_FAILURE,
+            | Failure::Output(_)
+            | Failure::Command(_) => EXIT_FAILURE,
         }
     }
 }
@@ -122,22 +122,6 @@ impl Failure {
 impl From<ConfigError> for Failure {
     fn from(error: ConfigError) -> Failure {
         Failure::Config(error.into())
-    }
-}
-
-/// Connects the configured backend.
-pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
-    match settings.backend {
-        BackendKind::File => Ok(Backend::File(backend::file::FileSource::new(
-            settings.files.clone(),
-        ))),
-        BackendKind::Env => Ok(Backend::Env(backend::env::EnvSource)),
-        BackendKind::Etcd => backend::etcd::EtcdSource::new(settings)
-            .map(|source| Backend::Etcd(Box::new(source)))
-            .map_err(|message| ConfigError::option("--backend", message).into()),
-        BackendKind::Consul => backend::consul::ConsulSource::new(settings)
-            .map(|source| Backend::Consul(Box::new(source)))
-            .map_err(|message| ConfigError::option("--backend", message).into()),
     }
 }
 
@@ -151,7 +135,7 @@ pub async fn run(
 ) -> Result<ExitCode, Failure> {
     // Descriptors are what a flood of connections or a burst of syncs runs out of first.
     process::raise_open_file_limit();
-    let backend = connect_backend(&config.settings)?;
+    let backend = Backend::connect(&config.settings)?;
     fleet::service::check_self_at_start(&config, &backend).await?;
     let settings = config.settings.clone();
     let telemetry = Arc::new(Telemetry::new(settings.ready_timeout));

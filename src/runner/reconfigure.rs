@@ -35,7 +35,7 @@ impl Runtime {
             }
         };
         if !config.settings.same_backend(&self.settings) {
-            return match crate::connect_backend(&config.settings) {
+            return match crate::backend::Backend::connect(&config.settings) {
                 Ok(backend) => Reconfigured::NewBackend(Box::new(config), backend),
                 Err(errors) => {
                     error!(error = %errors, "new backend settings rejected; the running configuration stays");
