@@ -7,7 +7,8 @@
 //! - [`cli`]: the command line (clap), every option also a `TERAD_*` variable; confd's Go-style
 //!   flags translated before clap, confd's defaults under the name `confd`.
 //! - [`config`]: command line + environment + `terad.toml`/`confd.toml` → validated
-//!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s; templates → [`template::Templates`].
+//!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s. [`setup`] then loads the
+//!   templates they name ([`template::prepare`]) into a run's [`setup::Config`].
 //! - [`diagnostic`]: a configuration error with its file, line, column and key, used by every
 //!   step of loading.
 //! - [`backend`]: where keys come from, one module per backend behind [`backend::KeySource`].
@@ -26,7 +27,11 @@
 //! - [`exec`]: `--exec`, the supervised service.
 //! - [`command`]: `terad register` and `terad rollout`, the fleet's command-line side.
 //! - [`telemetry`], [`server`]: metrics, readiness, `/health` `/ready` `/metrics`, systemd.
+//! - [`fleet`]: coordinated changes (slots, halts, turns), health checks, self-registration.
+//! - [`quiescence`] (`wait = "MIN[:MAX]"`), [`retry`] (the one backoff every retry uses).
 //! - [`signal`], [`logging`], [`dns`]: process plumbing. [`redact`]: what never prints.
+//!
+//! `docs/src/architecture.md` follows one key change through these modules, step by step.
 
 pub mod apply;
 pub mod backend;
