@@ -192,6 +192,13 @@ pub struct Cli {
     #[arg(long, env = "TERAD_WAIT", value_name = "MIN[:MAX]")]
     pub wait: Option<String>,
 
+    /// The least time between two runs of one reload command: the first reload after a quiet
+    /// spell runs at once, later ones at most this often, the last always after the last change
+    /// [default: 1s; none when a `wait` is set]. `0s` reloads after every change. A resource's
+    /// own `reload_interval` overrides it.
+    #[arg(long, env = "TERAD_RELOAD_INTERVAL", value_name = "DURATION")]
+    pub reload_interval: Option<String>,
+
     /// Serve /health, /ready and /metrics (Prometheus) on this address, e.g. 127.0.0.1:9100.
     #[arg(long, env = "TERAD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,

@@ -180,6 +180,8 @@ pub struct Settings {
     pub consul: ConsulSettings,
     /// Global quiescence; a resource's own `wait` wins.
     pub wait: Option<WaitSpec>,
+    /// The least time between two runs of one reload, when set; a resource's own wins.
+    pub reload_interval: Option<Duration>,
     /// Address of the health and metrics endpoint.
     pub listen: Option<std::net::SocketAddr>,
     /// How long the backend may be unreachable before /ready turns false.

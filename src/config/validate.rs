@@ -154,6 +154,7 @@ impl Validation<'_> {
             consistency,
             datacenter,
             wait,
+            reload_interval,
             listen,
             ready_timeout,
             watch_config,
@@ -293,6 +294,17 @@ impl Validation<'_> {
                 None
             }
         });
+        let reload_interval =
+            reload_interval.and_then(|text| match humantime::parse_duration(text.trim()) {
+                Ok(interval) => Some(interval),
+                Err(e) => {
+                    self.option_error(
+                        "--reload-interval",
+                        format!("invalid duration {text:?}: {e}"),
+                    );
+                    None
+                }
+            });
         let listen = listen.and_then(|text| match text.parse::<std::net::SocketAddr>() {
             Ok(address) => Some(address),
             Err(_) => {
@@ -367,6 +379,7 @@ impl Validation<'_> {
                 datacenter,
             },
             wait,
+            reload_interval,
             listen,
             ready_timeout,
             watch_config: watch_config.unwrap_or(false),

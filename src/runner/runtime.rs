@@ -88,7 +88,8 @@ impl Runtime {
     /// Starts `resource`'s worker and returns its slot.
     pub(super) fn new_slot(&mut self, resource: Resource) -> Slot {
         let resource = Arc::new(resource);
-        let (id, member) = self.workers.start(&resource);
+        let spacing = crate::apply::reload::pacing(&resource, &self.settings);
+        let (id, member) = self.workers.start(&resource, spacing);
         Slot::new(
             id,
             resource,

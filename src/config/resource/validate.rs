@@ -7,7 +7,7 @@ use super::{
     DEFAULT_CHECK_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RENDER_TIMEOUT, EngineChoice, Resource,
     TemplateRef,
 };
-use crate::config::duration::duration_key;
+use crate::config::duration::{duration_key, parse_duration};
 use crate::config::value::ValueError;
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::process::CommandLine;
@@ -220,6 +220,20 @@ pub(super) fn validate(
             }
         });
 
+    let reload_interval = raw.reload_interval.as_ref().and_then(|interval| {
+        match parse_duration(interval.get_ref()) {
+            Ok(interval) => Some(interval),
+            Err(message) => {
+                error(
+                    "reload_interval",
+                    Some(interval.span()),
+                    message.to_string(),
+                );
+                None
+            }
+        }
+    });
+
     let coordination = raw
         .coordination
         .as_ref()
@@ -255,6 +269,7 @@ pub(super) fn validate(
             render_timeout,
             create_dirs: raw.create_dirs.unwrap_or(false),
             wait,
+            reload_interval,
             min_keys,
             allow_empty: raw.allow_empty.unwrap_or(false),
             values,
