@@ -219,7 +219,8 @@ pub fn consul_health_answer(instances: usize) -> String {
 
 fn services(c: &mut Criterion) {
     use terad::template::services::{HealthQuery, ServiceInput, ServiceQuery, ServiceSnapshot};
-    let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/consul-services/templates");
+    let templates =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/consul-services/templates");
     let template = TemplateRef {
         name: "haproxy-services.cfg.tmpl".to_owned(),
         engine: EngineChoice::Tera,

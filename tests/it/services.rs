@@ -598,7 +598,8 @@ fn haproxy_follows_a_services_health_without_dropping_requests() {
     });
 
     let fx = Fixture::new();
-    let template = include_str!("../../examples/consul-services/templates/haproxy-services.cfg.tmpl");
+    let template =
+        include_str!("../../examples/consul-services/templates/haproxy-services.cfg.tmpl");
     assert!(template.contains("bind *:"));
     fx.template(
         "haproxy-services.cfg.tmpl",

@@ -473,7 +473,8 @@ mod tests {
 
     #[test]
     fn the_go_haproxy_example_renders_what_the_tera_one_does() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/consul-services/templates");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("examples/consul-services/templates");
         let read = |name: &str| std::fs::read_to_string(root.join(name)).unwrap();
         let tera = read("haproxy-services.cfg.tmpl");
         let go = read("haproxy-services-go.cfg.tmpl");
