@@ -23,25 +23,35 @@
 //! answering: after [`PROGRESS_INTERVAL`] without a message terad asks for a progress
 //! notification, and a member that does not answer within [`PROGRESS_TIMEOUT`] is taken for
 //! hung. A member failing is logged once, naming it and the fault, and so is its recovery
-//! ([`Members`] keeps that state in one place). Only when no member answers does a call fail,
-//! with each member's own error, and the runner retries with backoff; [`EtcdSource::serving`]
-//! cuts that wait short as soon as a member reports a leader again.
+//! ([`members::Members`] keeps that state in one place). Only when no member answers does a
+//! call fail, with each member's own error, and the runner retries with backoff;
+//! [`EtcdSource::serving`] cuts that wait short as soon as a member reports a leader again.
 //!
 //! The client connects lazily (and authenticates, when credentials are given, on first use), so
 //! an unreachable cluster is reported by the first listing, naming every endpoint.
+//!
+//! # Files
+//!
+//! - this one: [`EtcdSource`], its listing, and how an error is classified (another member, a
+//!   new listing, or the store's answer);
+//! - [`watch`]: following changes, and finding the member that serves the watch;
+//! - [`members`]: the members, which one is in use, and their health.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod members;
+mod watch;
 
-use etcd_client::{
-    Certificate, Client, ConnectOptions, EventType, GetOptions, Identity, TlsOptions, WatchOptions,
-};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, GetOptions, Identity, TlsOptions};
 use tokio::sync::mpsc;
+
+use self::members::Members;
 
 use super::{BackendError, KeySource, Listing, Update, WatchCursor};
 use crate::config::Settings;
 use crate::retry::Backoff;
-use crate::store::{Change, key_in_scope};
+use crate::store::key_in_scope;
 
 const BACKEND: &str = "etcd";
 /// Keys per listing page. Large, because etcd 3.4 counts the rest of the range for every page
@@ -91,162 +101,6 @@ impl std::fmt::Debug for EtcdSource {
             .field("endpoints", &self.endpoints)
             .finish_non_exhaustive()
     }
-}
-
-/// One cluster member: its endpoint and a client for it, connected when first used and
-/// dropped when the member fails (see [`Members::failed`]).
-struct Member {
-    url: String,
-    client: tokio::sync::Mutex<Option<Client>>,
-}
-
-/// The members of the cluster and what terad knows of their health, in one place: which member
-/// is in use, which are failing since when and why, and the logs of a member failing and
-/// recovering (once per episode, not per retry).
-pub(crate) struct Members {
-    members: Vec<Member>,
-    options: ConnectOptions,
-    state: Mutex<Health>,
-}
-
-struct Health {
-    /// The member requests go to first.
-    current: usize,
-    /// The member last logged as in use.
-    announced: Option<usize>,
-    /// Per member: since when and why it has been failing; `None` while it answers.
-    failing: Vec<Option<(Instant, String)>>,
-}
-
-impl Members {
-    fn new(endpoints: &[String], options: ConnectOptions) -> Members {
-        let count = endpoints.len().max(1);
-        Members {
-            members: endpoints
-                .iter()
-                .map(|url| Member {
-                    url: url.clone(),
-                    client: tokio::sync::Mutex::new(None),
-                })
-                .collect(),
-            options,
-            state: Mutex::new(Health {
-                // A fleet spreads over the members instead of all starting on the first.
-                current: fastrand::usize(..count),
-                announced: None,
-                failing: vec![None; endpoints.len()],
-            }),
-        }
-    }
-
-    /// Member `index`'s endpoint for messages, credentials in a URL masked.
-    fn url(&self, index: usize) -> String {
-        crate::redact::url(&self.members[index].url).into_owned()
-    }
-
-    fn current(&self) -> usize {
-        self.state.lock().expect("members lock").current
-    }
-
-    /// The members in the order to try them: the one in use, then the others in turn, those
-    /// not known to be failing first.
-    fn order(&self) -> Vec<usize> {
-        let state = self.state.lock().expect("members lock");
-        let count = self.members.len();
-        let mut order: Vec<usize> = (0..count).map(|n| (state.current + n) % count).collect();
-        // Stable: the member in use stays first among the healthy ones.
-        order.sort_by_key(|&index| state.failing[index].is_some());
-        order
-    }
-
-    /// The client for member `index`, connecting it on first use (which authenticates, when
-    /// credentials are given). `None` when connecting took longer than `REQUEST_TIMEOUT`.
-    async fn connect(&self, index: usize) -> Result<Client, Option<etcd_client::Error>> {
-        let member = &self.members[index];
-        // Held while connecting: concurrent callers wait for the one connection.
-        let mut slot = member.client.lock().await;
-        if let Some(client) = slot.as_ref() {
-            return Ok(client.clone());
-        }
-        let connect = Client::connect([&member.url], Some(self.options.clone()));
-        let client = match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
-            Ok(Ok(client)) => client,
-            Ok(Err(error)) => return Err(Some(error)),
-            Err(_) => return Err(None),
-        };
-        *slot = Some(client.clone());
-        Ok(client)
-    }
-
-    /// Member `index` failed with `fault`: requests go to another member from now on. Logged
-    /// when the member starts failing, not again until it has answered in between.
-    fn failed(&self, index: usize, fault: &str) {
-        // The member's next use connects afresh. The channel of a member that died holds
-        // requests while it reconnects instead of failing them, and went on holding them for
-        // seconds after the member was back (quorum restored, the change in the file 2.7 s
-        // after the commit); a new connection is refused at once while the member is down and
-        // answers at once when it is back. Skipped while someone is connecting.
-        if let Ok(mut slot) = self.members[index].client.try_lock() {
-            *slot = None;
-        }
-        let mut state = self.state.lock().expect("members lock");
-        let count = self.members.len();
-        let first = state.failing[index].is_none();
-        if first {
-            state.failing[index] = Some((Instant::now(), fault.to_owned()));
-        }
-        if state.current == index && count > 1 {
-            // The next member that is not failing, or simply the next one.
-            let next = (1..count)
-                .map(|n| (index + n) % count)
-                .find(|&other| state.failing[other].is_none())
-                .unwrap_or((index + 1) % count);
-            state.current = next;
-        }
-        let next = state.current;
-        drop(state);
-        if first {
-            if count > 1 {
-                tracing::warn!(
-                    member = %self.url(index),
-                    error = %fault,
-                    next = %self.url(next),
-                    "etcd member failed; trying another member"
-                );
-            } else {
-                tracing::warn!(member = %self.url(index), error = %fault, "etcd member failed");
-            }
-        } else {
-            tracing::debug!(member = %self.url(index), error = %fault, "etcd member still failing");
-        }
-    }
-
-    /// Member `index` answered: it is the one in use from now on, and no longer failing.
-    fn answered(&self, index: usize) {
-        let mut state = self.state.lock().expect("members lock");
-        state.current = index;
-        let recovered = state.failing[index].take();
-        let announce = state.announced != Some(index);
-        state.announced = Some(index);
-        drop(state);
-        if let Some((since, _)) = recovered {
-            tracing::info!(
-                member = %self.url(index),
-                "etcd member answers again after {:.1}s",
-                since.elapsed().as_secs_f64()
-            );
-        }
-        if announce && self.members.len() > 1 {
-            tracing::info!(member = %self.url(index), "etcd member in use");
-        }
-    }
-}
-
-/// How a watch on one member ended.
-struct WatchEnd {
-    error: BackendError,
-    /// Whether the stream was open before it failed (a later failure is a new episode).
-    opened: bool,
 }
 
 impl EtcdSource {
@@ -598,288 +452,7 @@ impl EtcdSource {
             entries,
         })
     }
-
-    /// Member `index`'s client and the cluster's current revision, read through it with a
-    /// linearizable request on `probe` (so it needs the member to be in a cluster with a
-    /// leader, as a watch does).
-    async fn revision_through(
-        &self,
-        index: usize,
-        probe: Vec<u8>,
-    ) -> Result<(Client, i64), BackendError> {
-        let mut client = self.connect(index).await?;
-        let read = client.get(
-            probe,
-            Some(GetOptions::new().with_keys_only().with_limit(1)),
-        );
-        match tokio::time::timeout(SHORT_TIMEOUT, read).await {
-            Ok(result) => {
-                let revision = result
-                    .map_err(|e| self.classify(index, e))?
-                    .header()
-                    .map_or(0, |h| h.revision());
-                Ok((client, revision))
-            }
-            Err(_) => Err(self.unreachable(index, no_answer(SHORT_TIMEOUT))),
-        }
-    }
-
-    /// Asks `candidates` for the current revision, the first at once and each next one after
-    /// [`HEDGE_DELAY`] or as soon as an earlier one failed; the first to answer wins and the
-    /// questions still open are dropped. Returns the winner, or the error that is the store's
-    /// answer (not a member failing), and the members that failed meanwhile, in order.
-    #[allow(clippy::type_complexity)]
-    async fn first_answering(
-        &self,
-        candidates: &[usize],
-        probe: &[u8],
-    ) -> (
-        Option<Result<(usize, Client, i64), BackendError>>,
-        Vec<(usize, String)>,
-    ) {
-        let mut asking = tokio::task::JoinSet::new();
-        let mut next = candidates.iter().copied();
-        let mut failures = Vec::new();
-        let ask = |asking: &mut tokio::task::JoinSet<_>, index: usize| {
-            let source = self.clone();
-            let probe = probe.to_vec();
-            asking.spawn(async move { (index, source.revision_through(index, probe).await) });
-        };
-        if let Some(first) = next.next() {
-            ask(&mut asking, first);
-        }
-        loop {
-            let more = next.len() > 0;
-            tokio::select! {
-                joined = asking.join_next() => {
-                    let Some(joined) = joined else {
-                        return (None, failures);
-                    };
-                    // A probe that panicked tells nothing: ask the next member instead.
-                    let Ok((index, result)) = joined else {
-                        if let Some(index) = next.next() {
-                            ask(&mut asking, index);
-                        }
-                        continue;
-                    };
-                    match result {
-                        Ok((client, revision)) => return (Some(Ok((index, client, revision))), failures),
-                        Err(BackendError::Unreachable { message, .. }) => {
-                            failures.push((index, message));
-                            if let Some(index) = next.next() {
-                                ask(&mut asking, index);
-                            }
-                        }
-                        Err(other) => return (Some(Err(other)), failures),
-                    }
-                }
-                _ = tokio::time::sleep(HEDGE_DELAY), if more => {
-                    if let Some(index) = next.next() {
-                        ask(&mut asking, index);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Follows `prefixes` on member `index` (whose `client` read the cluster at `current`)
-    /// from `revision` + 1 until the stream fails or `updates` closes.
-    async fn watch_member(
-        &self,
-        index: usize,
-        client: Client,
-        current: i64,
-        prefixes: &[String],
-        revision: &mut u64,
-        updates: &mpsc::Sender<Update>,
-    ) -> Result<(), WatchEnd> {
-        let closed = |error: BackendError| WatchEnd {
-            error,
-            opened: false,
-        };
-        // An etcd that came back with less history than terad has seen (restored from an old
-        // snapshot, or wiped and restarted empty) would make a watch from the old revision
-        // wait for revisions that mean something else: list again instead.
-        if u64::try_from(current).unwrap_or(0) < *revision {
-            tracing::warn!(
-                seen = *revision,
-                current,
-                member = %self.members.url(index),
-                "etcd's revision went backwards (restored or restarted empty); listing again"
-            );
-            return Err(closed(BackendError::Compacted {
-                backend: BACKEND,
-                revision: u64::try_from(current).unwrap_or(0),
-            }));
-        }
-        let mut watch_client = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
-        let start = i64::try_from(*revision).unwrap_or(i64::MAX - 1) + 1;
-        let options = |end: Vec<u8>| {
-            WatchOptions::new()
-                .with_range(end)
-                .with_start_revision(start)
-                .with_progress_notify()
-        };
-        let (first_start, first_end) = scope_range(&prefixes[0]);
-        let open = async {
-            let mut stream = watch_client
-                .watch(first_start, Some(options(first_end)))
-                .await?;
-            // The other prefixes share the stream: one connection, one ordered event sequence.
-            for prefix in &prefixes[1..] {
-                let (key, end) = scope_range(prefix);
-                stream.watch(key, Some(options(end))).await?;
-            }
-            Ok::<_, etcd_client::Error>(stream)
-        };
-        let mut stream = match tokio::time::timeout(SHORT_TIMEOUT, open).await {
-            Ok(result) => result.map_err(|e| closed(self.classify(index, e)))?,
-            Err(_) => return Err(closed(self.unreachable(index, no_answer(SHORT_TIMEOUT)))),
-        };
-        tracing::debug!(
-            prefixes = crate::logging::json(prefixes),
-            start_revision = start,
-            member = %self.members.url(index),
-            "etcd watch open"
-        );
-        // The runner learns that the backend answers again from what the watch sends; a watch
-        // reopened after an outage may have nothing to send for a long time, so it says so
-        // with an update that changes nothing (same revision, no changes). Without it, a
-        // member back while the runner's probing listing failed left /ready false and the
-        // outage unended until the next change.
-        let alive = Update::Changes {
-            revision: *revision,
-            changes: Vec::new(),
-        };
-        if updates.send(alive).await.is_err() {
-            return Ok(());
-        }
-        let broken = |error: BackendError| WatchEnd {
-            error,
-            opened: true,
-        };
-
-        // How far each watch (by id) is known complete. Watches on one stream may lag each
-        // other while catching up, so the stream resumes from the slowest one; events seen
-        // twice after a resume are idempotent puts and deletes.
-        let mut progress: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-        // The watchdog: a stream silent for PROGRESS_INTERVAL is asked for a progress
-        // notification, and one that does not answer within PROGRESS_TIMEOUT is hung (a
-        // SIGSTOPped or wedged member keeps its TCP connection open and says nothing).
-        let mut heard = tokio::time::Instant::now();
-        let mut asked: Option<tokio::time::Instant> = None;
-        loop {
-            let alarm = match asked {
-                Some(at) => at + PROGRESS_TIMEOUT,
-                None => heard + PROGRESS_INTERVAL,
-            };
-            let message = tokio::select! {
-                message = stream.message() => message,
-                _ = updates.closed() => return Ok(()),
-                _ = tokio::time::sleep_until(alarm) => {
-                    if asked.is_some() {
-                        return Err(broken(self.unreachable(
-                            index,
-                            format!(
-                                "the watch stream did not answer a progress request within {}s (the member hangs)",
-                                PROGRESS_TIMEOUT.as_secs()
-                            ),
-                        )));
-                    }
-                    stream
-                        .request_progress()
-                        .await
-                        .map_err(|e| broken(self.classify(index, e)))?;
-                    asked = Some(tokio::time::Instant::now());
-                    continue;
-                }
-            };
-            heard = tokio::time::Instant::now();
-            asked = None;
-            let response = match message {
-                Ok(Some(response)) => response,
-                Ok(None) => {
-                    return Err(broken(
-                        self.unreachable(index, "the watch stream ended".to_owned()),
-                    ));
-                }
-                Err(error) => return Err(broken(self.classify(index, error))),
-            };
-            if response.canceled() {
-                let compacted = response.compact_revision();
-                if compacted > 0 {
-                    return Err(broken(BackendError::Compacted {
-                        backend: BACKEND,
-                        revision: u64::try_from(compacted).unwrap_or(0),
-                    }));
-                }
-                let reason = response.cancel_reason();
-                if reason.contains("no leader") {
-                    return Err(broken(self.unreachable(index, reason.to_owned())));
-                }
-                return Err(broken(BackendError::Other {
-                    backend: BACKEND,
-                    message: format!("watch canceled: {reason}"),
-                }));
-            }
-            if response.watch_id() == PROGRESS_WATCH_ID {
-                // The answer to a progress request: the member is alive. (Its revision is not
-                // taken as progress: etcd 3.4 may send it before every watch has caught up.)
-                continue;
-            }
-            let watched = progress.entry(response.watch_id()).or_insert(start - 1);
-            if response.created() {
-                continue;
-            }
-            let mut changes = Vec::new();
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                *watched = (*watched).max(kv.mod_revision());
-                let Ok(key) = std::str::from_utf8(kv.key()) else {
-                    continue;
-                };
-                if !prefixes.iter().any(|prefix| key_in_scope(prefix, key)) {
-                    continue;
-                }
-                match event.event_type() {
-                    EventType::Put => match decode(kv.key(), kv.value()) {
-                        Some((key, value)) => changes.push(Change::Put { key, value }),
-                        // An unreadable value counts as gone, so stale text is not kept.
-                        None => changes.push(Change::Delete {
-                            key: key.to_owned(),
-                        }),
-                    },
-                    EventType::Delete => changes.push(Change::Delete {
-                        key: key.to_owned(),
-                    }),
-                }
-            }
-            if response.events().is_empty() {
-                // A progress notification: this (synced) watch has seen everything up to the
-                // header revision.
-                let header = response.header().map_or(0, |h| h.revision());
-                *watched = (*watched).max(header);
-            }
-            if progress.len() == prefixes.len() {
-                let slowest = progress.values().copied().min().unwrap_or(0);
-                *revision = (*revision).max(u64::try_from(slowest).unwrap_or(0));
-            }
-            if changes.is_empty() {
-                continue;
-            }
-            let update = Update::Changes {
-                revision: *revision,
-                changes,
-            };
-            if updates.send(update).await.is_err() {
-                return Ok(());
-            }
-        }
-    }
 }
-
-/// The watch id etcd puts on its answer to a progress request.
-const PROGRESS_WATCH_ID: i64 = -1;
 
 fn no_answer(timeout: Duration) -> String {
     format!("no answer within {}s", timeout.as_secs())
@@ -987,55 +560,7 @@ impl KeySource for EtcdSource {
             updates.closed().await;
             return Ok(());
         }
-        // A member that fails is left for the next at once, resuming from the same revision
-        // (revisions are the cluster's, not the member's); the watch fails only when no member
-        // can serve it, and the runner then retries with backoff.
-        let mut tried = vec![false; self.endpoints.len()];
-        let mut failures = Vec::new();
-        let (probe, _) = scope_range(&prefixes[0]);
-        loop {
-            let candidates: Vec<usize> = self
-                .members
-                .order()
-                .into_iter()
-                .filter(|&i| !tried[i])
-                .collect();
-            let (winner, failed) = self.first_answering(&candidates, &probe).await;
-            for (index, message) in failed {
-                self.members.failed(index, &message);
-                tried[index] = true;
-                failures.push((index, message));
-            }
-            let (index, client, current) = match winner {
-                Some(Ok(winner)) => winner,
-                Some(Err(error)) => return Err(error),
-                None => return Err(self.none_answered(&failures)),
-            };
-            tried[index] = true;
-            self.members.answered(index);
-            // etcd's position is the cluster's revision: one number resumes every prefix.
-            let mut revision = cursor.revision();
-            let result = self
-                .watch_member(index, client, current, prefixes, &mut revision, updates)
-                .await;
-            cursor.advance(revision);
-            let end = match result {
-                Ok(()) => return Ok(()),
-                Err(end) => end,
-            };
-            let BackendError::Unreachable { message, .. } = &end.error else {
-                return Err(end.error);
-            };
-            self.members.failed(index, message);
-            if end.opened {
-                // It served for a while: a new episode, in which every other member may be
-                // tried again.
-                tried.iter_mut().for_each(|tried| *tried = false);
-                tried[index] = true;
-                failures.clear();
-            }
-            failures.push((index, message.clone()));
-        }
+        self.watch_members(prefixes, cursor, updates).await
     }
 
     async fn serving(&self) {
