@@ -6,9 +6,8 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use etcd_client::{Client, ConnectOptions};
-
 use super::REQUEST_TIMEOUT;
+use super::client::{Client, ConnectOptions, Error};
 
 /// One cluster member: its endpoint and a client for it, connected when first used and
 /// dropped when the member fails (see [`Members::failed`]).
@@ -78,14 +77,14 @@ impl Members {
 
     /// The client for member `index`, connecting it on first use (which authenticates, when
     /// credentials are given). `None` when connecting took longer than `REQUEST_TIMEOUT`.
-    pub(super) async fn connect(&self, index: usize) -> Result<Client, Option<etcd_client::Error>> {
+    pub(super) async fn connect(&self, index: usize) -> Result<Client, Option<Error>> {
         let member = &self.members[index];
         // Held while connecting: concurrent callers wait for the one connection.
         let mut slot = member.client.lock().await;
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());
         }
-        let connect = Client::connect([&member.url], Some(self.options.clone()));
+        let connect = Client::connect(&member.url, &self.options);
         let client = match tokio::time::timeout(REQUEST_TIMEOUT, connect).await {
             Ok(Ok(client)) => client,
             Ok(Err(error)) => return Err(Some(error)),

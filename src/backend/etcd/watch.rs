@@ -4,9 +4,11 @@
 //! requests), the race between members to serve it and the revision bookkeeping are a whole
 //! of their own.
 
-use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use tokio::sync::mpsc;
 
+use super::api::etcdserverpb::{RangeRequest, WatchCreateRequest};
+use super::api::mvccpb::event::EventType;
+use super::client::Client;
 use super::{
     BACKEND, EtcdSource, HEDGE_DELAY, MAX_MESSAGE, PROGRESS_INTERVAL, PROGRESS_TIMEOUT,
     SHORT_TIMEOUT, decode, no_answer, scope_range,
@@ -89,17 +91,19 @@ impl EtcdSource {
         index: usize,
         probe: Vec<u8>,
     ) -> Result<(Client, i64), BackendError> {
-        let mut client = self.connect(index).await?;
-        let read = client.get(
-            probe,
-            Some(GetOptions::new().with_keys_only().with_limit(1)),
-        );
+        let client = self.connect(index).await?;
+        let read = client.range(RangeRequest {
+            key: probe,
+            keys_only: true,
+            limit: 1,
+            ..RangeRequest::default()
+        });
         match tokio::time::timeout(SHORT_TIMEOUT, read).await {
             Ok(result) => {
                 let revision = result
                     .map_err(|e| self.classify(index, e))?
-                    .header()
-                    .map_or(0, |h| h.revision());
+                    .header
+                    .map_or(0, |h| h.revision);
                 Ok((client, revision))
             }
             Err(_) => Err(self.unreachable(index, no_answer(SHORT_TIMEOUT))),
@@ -194,25 +198,25 @@ impl EtcdSource {
                 revision: u64::try_from(current).unwrap_or(0),
             }));
         }
-        let mut watch_client = client.watch_client().max_decoding_message_size(MAX_MESSAGE);
+        let client = client.max_decoding_message_size(MAX_MESSAGE);
         let start = i64::try_from(*revision).unwrap_or(i64::MAX - 1) + 1;
-        let options = |end: Vec<u8>| {
-            WatchOptions::new()
-                .with_range(end)
-                .with_start_revision(start)
-                .with_progress_notify()
+        let request = |prefix: &str| {
+            let (key, range_end) = scope_range(prefix);
+            WatchCreateRequest {
+                key,
+                range_end,
+                start_revision: start,
+                progress_notify: true,
+                ..WatchCreateRequest::default()
+            }
         };
-        let (first_start, first_end) = scope_range(&prefixes[0]);
         let open = async {
-            let mut stream = watch_client
-                .watch(first_start, Some(options(first_end)))
-                .await?;
+            let mut stream = client.watch(request(&prefixes[0])).await?;
             // The other prefixes share the stream: one connection, one ordered event sequence.
             for prefix in &prefixes[1..] {
-                let (key, end) = scope_range(prefix);
-                stream.watch(key, Some(options(end))).await?;
+                stream.watch(request(prefix)).await?;
             }
-            Ok::<_, etcd_client::Error>(stream)
+            Ok::<_, super::client::Error>(stream)
         };
         let mut stream = match tokio::time::timeout(SHORT_TIMEOUT, open).await {
             Ok(result) => result.map_err(|e| closed(self.classify(index, e)))?,
@@ -287,44 +291,48 @@ impl EtcdSource {
                 }
                 Err(error) => return Err(broken(self.classify(index, error))),
             };
-            if response.canceled() {
-                let compacted = response.compact_revision();
+            if response.canceled {
+                let compacted = response.compact_revision;
                 if compacted > 0 {
                     return Err(broken(BackendError::Compacted {
                         backend: BACKEND,
                         revision: u64::try_from(compacted).unwrap_or(0),
                     }));
                 }
-                let reason = response.cancel_reason();
+                let reason = response.cancel_reason;
                 if reason.contains("no leader") {
-                    return Err(broken(self.unreachable(index, reason.to_owned())));
+                    return Err(broken(self.unreachable(index, reason)));
                 }
                 return Err(broken(BackendError::Other {
                     backend: BACKEND,
                     message: format!("watch canceled: {reason}"),
                 }));
             }
-            if response.watch_id() == PROGRESS_WATCH_ID {
+            if response.watch_id == PROGRESS_WATCH_ID {
                 // The answer to a progress request: the member is alive. (Its revision is not
                 // taken as progress: etcd 3.4 may send it before every watch has caught up.)
                 continue;
             }
-            let watched = progress.entry(response.watch_id()).or_insert(start - 1);
-            if response.created() {
+            let watched = progress.entry(response.watch_id).or_insert(start - 1);
+            if response.created {
                 continue;
             }
             let mut changes = Vec::new();
-            for event in response.events() {
-                let Some(kv) = event.kv() else { continue };
-                *watched = (*watched).max(kv.mod_revision());
-                let Ok(key) = std::str::from_utf8(kv.key()) else {
+            for event in &response.events {
+                let Some(kv) = &event.kv else { continue };
+                *watched = (*watched).max(kv.mod_revision);
+                let Ok(key) = std::str::from_utf8(&kv.key) else {
                     continue;
                 };
                 if !prefixes.iter().any(|prefix| key_in_scope(prefix, key)) {
                     continue;
                 }
-                match event.event_type() {
-                    EventType::Put => match decode(kv.key(), kv.value()) {
+                // etcd has no other kind of event.
+                let Ok(kind) = EventType::try_from(event.r#type) else {
+                    continue;
+                };
+                match kind {
+                    EventType::Put => match decode(&kv.key, &kv.value) {
                         Some((key, value)) => changes.push(Change::Put { key, value }),
                         // An unreadable value counts as gone, so stale text is not kept.
                         None => changes.push(Change::Delete {
@@ -336,10 +344,10 @@ impl EtcdSource {
                     }),
                 }
             }
-            if response.events().is_empty() {
+            if response.events.is_empty() {
                 // A progress notification: this (synced) watch has seen everything up to the
                 // header revision.
-                let header = response.header().map_or(0, |h| h.revision());
+                let header = response.header.map_or(0, |h| h.revision);
                 *watched = (*watched).max(header);
             }
             if progress.len() == prefixes.len() {
