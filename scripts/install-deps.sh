@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything terad's build and test suite need on a Debian bookworm machine:
 #   - protobuf-compiler + libprotobuf-dev: `protoc` and the well-known .proto files
-#     (google/protobuf/descriptor.proto, …) that the etcd-client crate compiles at build time
+#     (google/protobuf/descriptor.proto, …) for `scripts/gen-etcd-api.sh --check`, which CI runs
+#     after the tests; building terad needs neither (the etcd gRPC stubs are committed)
 #   - etcd-server, etcd-client: a real etcd 3.4 for the integration tests
 #   - haproxy: HAProxy 2.6 for the sidecar end-to-end test
 #   - systemd: `systemd-analyze verify` checks the packaged unit
