@@ -67,6 +67,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use terad::backend::etcd::api::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op};
+use terad::backend::etcd::client::{Client as EtcdClient, ConnectOptions, Error as EtcdError};
+
 // The integration tests' cluster harnesses: the Consul cluster of `fleet-consul`, and ports
 // claimed below the ephemeral range (they find `free_port` and `etcd_cluster` as siblings).
 #[allow(dead_code)]
@@ -140,9 +143,7 @@ fn main() {
                 .enable_all()
                 .build()
                 .unwrap();
-            let mut client = runtime
-                .block_on(etcd_client::Client::connect([url], None))
-                .unwrap();
+            let mut client = runtime.block_on(etcd_connect(&url)).unwrap();
             for &servers in &sizes {
                 let entries = (0..servers)
                     .map(|i| (format!("/proxy/frontend/web-{i:06}"), server_address(i)))
@@ -393,8 +394,8 @@ impl EtcdServer {
         };
         let ready = || {
             runtime.block_on(async {
-                match etcd_client::Client::connect([server.url.clone()], None).await {
-                    Ok(mut client) => client.status().await.is_ok(),
+                match etcd_connect(&server.url).await {
+                    Ok(client) => client.status().await.is_ok(),
                     Err(_) => false,
                 }
             })
@@ -410,10 +411,8 @@ impl EtcdServer {
         server
     }
 
-    fn client(&self, runtime: &tokio::runtime::Runtime) -> etcd_client::Client {
-        runtime
-            .block_on(etcd_client::Client::connect([self.url.clone()], None))
-            .unwrap()
+    fn client(&self, runtime: &tokio::runtime::Runtime) -> EtcdClient {
+        runtime.block_on(etcd_connect(&self.url)).unwrap()
     }
 }
 
@@ -426,7 +425,7 @@ impl Drop for EtcdServer {
 
 /// The key-value store a watch benchmark runs against, with the client that drives it.
 enum Store {
-    Etcd(EtcdServer, Box<etcd_client::Client>),
+    Etcd(EtcdServer, Box<EtcdClient>),
     Consul(ConsulServer, reqwest::Client),
 }
 
@@ -464,7 +463,7 @@ impl Store {
     fn put(&mut self, runtime: &tokio::runtime::Runtime, key: &str, value: &str) {
         match self {
             Store::Etcd(_, client) => {
-                runtime.block_on(client.put(key, value, None)).unwrap();
+                runtime.block_on(client.put(etcd_put(key, value))).unwrap();
             }
             Store::Consul(server, client) => {
                 let url = format!("{}/v1/kv/{}", server.url, key.trim_start_matches('/'));
@@ -577,16 +576,37 @@ async fn consul_put_many(url: &str, client: &reqwest::Client, entries: Vec<(Stri
 }
 
 /// Puts many keys in transactions of 128 (etcd's limit per transaction).
-async fn put_many(client: &mut etcd_client::Client, entries: Vec<(String, String)>) {
+async fn put_many(client: &mut EtcdClient, entries: Vec<(String, String)>) {
     for chunk in entries.chunks(128) {
-        let ops: Vec<etcd_client::TxnOp> = chunk
-            .iter()
-            .map(|(k, v)| etcd_client::TxnOp::put(k.as_str(), v.as_str(), None))
-            .collect();
-        client
-            .txn(etcd_client::Txn::new().and_then(ops))
-            .await
-            .unwrap();
+        let puts = chunk.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        client.txn(etcd_txn(puts)).await.unwrap();
+    }
+}
+
+/// A client for the etcd member at `url` (terad's own, over the gRPC stubs it ships).
+async fn etcd_connect(url: &str) -> Result<EtcdClient, EtcdError> {
+    EtcdClient::connect(url, &ConnectOptions::default()).await
+}
+
+/// A put of `value` at `key`.
+fn etcd_put(key: &str, value: &str) -> PutRequest {
+    PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        ..PutRequest::default()
+    }
+}
+
+/// One transaction of puts (etcd takes at most 128 operations in one).
+fn etcd_txn<'a>(puts: impl IntoIterator<Item = (&'a str, &'a str)>) -> TxnRequest {
+    TxnRequest {
+        success: puts
+            .into_iter()
+            .map(|(key, value)| RequestOp {
+                request: Some(request_op::Request::RequestPut(etcd_put(key, value))),
+            })
+            .collect(),
+        ..TxnRequest::default()
     }
 }
 
@@ -822,7 +842,7 @@ fn soak(rate: usize, seconds: usize, batch: usize) {
         for writer in 0..writers {
             let url = url.clone();
             tasks.spawn(async move {
-                let mut client = etcd_client::Client::connect([url], None).await.unwrap();
+                let client = etcd_connect(&url).await.unwrap();
                 let interval = Duration::from_secs_f64(1.0 / per_writer);
                 let mut next = tokio::time::Instant::now();
                 let mut sent = 0usize;
@@ -841,19 +861,12 @@ fn soak(rate: usize, seconds: usize, batch: usize) {
                         sent += 1;
                     }
                     if let [(key, value)] = &puts[..] {
-                        client
-                            .put(key.as_str(), value.as_str(), None)
-                            .await
-                            .unwrap();
+                        client.put(etcd_put(key, value)).await.unwrap();
                     } else {
-                        let ops: Vec<_> = puts
-                            .into_iter()
-                            .map(|(key, value)| etcd_client::TxnOp::put(key, value, None))
-                            .collect();
-                        client
-                            .txn(etcd_client::Txn::new().and_then(ops))
-                            .await
-                            .unwrap();
+                        let puts = puts
+                            .iter()
+                            .map(|(key, value)| (key.as_str(), value.as_str()));
+                        client.txn(etcd_txn(puts)).await.unwrap();
                     }
                     next += interval;
                     tokio::time::sleep_until(next).await;
@@ -1456,8 +1469,8 @@ impl EtcdCluster3 {
         };
         let has_leader = |url: &String| {
             runtime.block_on(async {
-                match etcd_client::Client::connect([url.clone()], None).await {
-                    Ok(mut client) => client.status().await.is_ok_and(|s| s.leader() != 0),
+                match etcd_connect(url).await {
+                    Ok(client) => client.status().await.is_ok_and(|s| s.leader != 0),
                     Err(_) => false,
                 }
             })
@@ -1477,22 +1490,21 @@ impl EtcdCluster3 {
     fn leader(&self, runtime: &tokio::runtime::Runtime) -> Option<usize> {
         runtime.block_on(async {
             for url in &self.urls {
-                let Ok(mut client) = etcd_client::Client::connect([url.clone()], None).await else {
+                let Ok(client) = etcd_connect(url).await else {
                     continue;
                 };
                 let Ok(status) = client.status().await else {
                     continue;
                 };
-                if status.leader() == 0 {
+                if status.leader == 0 {
                     continue;
                 }
                 for (i, other) in self.urls.iter().enumerate() {
-                    let Ok(mut client) = etcd_client::Client::connect([other.clone()], None).await
-                    else {
+                    let Ok(client) = etcd_connect(other).await else {
                         continue;
                     };
                     if let Ok(theirs) = client.status().await
-                        && theirs.header().map(|h| h.member_id()) == Some(status.leader())
+                        && theirs.header.map(|h| h.member_id) == Some(status.leader)
                     {
                         return Some(i);
                     }
@@ -1745,7 +1757,7 @@ fn watch_dests(
 /// Where the fleet benchmarks write: the etcd cluster, or a Consul agent's KV.
 #[derive(Clone)]
 enum FleetWriter {
-    Etcd(Box<etcd_client::Client>),
+    Etcd(Box<EtcdClient>),
     Consul { http: reqwest::Client, url: String },
 }
 
@@ -1753,7 +1765,7 @@ impl FleetWriter {
     async fn put(&self, key: &str, value: &str) {
         match self {
             FleetWriter::Etcd(client) => {
-                client.as_ref().clone().put(key, value, None).await.unwrap();
+                client.put(etcd_put(key, value)).await.unwrap();
             }
             FleetWriter::Consul { http, url } => consul_put(http, url, key, value).await,
         }
@@ -1834,9 +1846,8 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
         .build()
         .unwrap();
     let mut cluster = EtcdCluster3::start(&runtime);
-    let mut client = runtime
-        .block_on(etcd_client::Client::connect(cluster.urls.clone(), None))
-        .unwrap();
+    // One member is enough to write through; the leader kill below writes through a survivor.
+    let mut client = runtime.block_on(etcd_connect(&cluster.urls[0])).unwrap();
     runtime.block_on(put_many(&mut client, haproxy_entries("80", servers)));
     let etcd_pids = cluster.pids();
 
@@ -1890,11 +1901,8 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
     let started_before = count(&cluster, "");
     let ranges_before = count(&cluster, "\"Range\"");
     let watches_before = count(&cluster, "\"Watch\"");
-    let mut writer = runtime
-        .block_on(etcd_client::Client::connect(
-            [cluster.urls[survivors[0]].clone()],
-            None,
-        ))
+    let writer = runtime
+        .block_on(etcd_connect(&cluster.urls[survivors[0]]))
         .unwrap();
     while events.try_recv().is_ok() {}
     let sampling = Arc::new(AtomicBool::new(false));
@@ -1909,7 +1917,7 @@ fn fleet(instances: usize, servers: usize, rounds: usize) {
         let put = runtime.block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(1),
-                writer.put("/proxy/frontend/web-000000", value.as_str(), None),
+                writer.put(etcd_put("/proxy/frontend/web-000000", &value)),
             )
             .await
         });
@@ -2003,7 +2011,7 @@ fn rollout(
     terad: &Path,
     runtime: &tokio::runtime::Runtime,
     cluster: &EtcdCluster3,
-    client: &mut etcd_client::Client,
+    client: &mut EtcdClient,
     instances: usize,
     servers: usize,
 ) {
@@ -2036,7 +2044,7 @@ fn rollout(
     let value = "10.77.77.77:7777";
     let t0 = Instant::now();
     runtime
-        .block_on(client.put("/proxy/frontend/web-000001", value, None))
+        .block_on(client.put(etcd_put("/proxy/frontend/web-000001", value)))
         .unwrap();
     // Once the rollout is under way, kill ten instances mid-reload and ten still waiting.
     let mut killed = std::collections::HashSet::new();

@@ -2,14 +2,18 @@
 # Builds the Debian package target/debian/terad_<version>_<arch>.deb and checks it.
 #
 #   ./scripts/build-deb.sh              release build, package, check
-#   ./scripts/build-deb.sh --no-build   package the existing target/release/terad, check
+#   ./scripts/build-deb.sh --no-build   package the existing target/release/terad (under
+#                                       $CARGO_TARGET_DIR when set), check
 #   ./scripts/build-deb.sh --check [DEB]  only check a package (default: the one for this version)
 #
 # The package holds /usr/bin/terad, the systemd unit, a commented /etc/terad/terad.toml and
 # /etc/default/terad (conffiles: dpkg keeps local edits on upgrade), empty
-# /etc/terad/{conf.d,templates}, and the HAProxy example under /usr/share/doc/terad/examples.
+# /etc/terad/{conf.d,templates}, the man page terad(1) and bash, zsh and fish completions (made
+# by the binary itself: `terad --generate man|complete-bash|complete-zsh|complete-fish`), and
+# the HAProxy example under /usr/share/doc/terad/examples.
 # The check lists the package (dpkg-deb -I, -c), fails unless every expected path is there,
-# and runs the packaged binary's --version. Needs dpkg-deb; no root.
+# runs the packaged binary's --version, renders the packaged man page with `man -l` and asks the
+# packaged bash completion to complete an option. Needs dpkg-deb and man; no root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +41,11 @@ expected=(
   /etc/default/terad
   /usr/share/doc/terad/copyright
   /usr/share/doc/terad/README.md
+  /usr/share/doc/terad/docs/src/configuration.md
+  /usr/share/man/man1/terad.1.gz
+  /usr/share/bash-completion/completions/terad
+  /usr/share/zsh/vendor-completions/_terad
+  /usr/share/fish/vendor_completions.d/terad.fish
   /usr/share/doc/terad/examples/conf.d/haproxy.toml
   /usr/share/doc/terad/examples/templates/haproxy.cfg.tmpl
   /usr/share/doc/terad/examples/haproxy-keys.yaml
@@ -49,7 +58,7 @@ build() {
     . scripts/release-env.sh
     cargo build --release --locked --bin terad
   fi
-  local binary=target/release/terad
+  local binary=${CARGO_TARGET_DIR:-target}/release/terad
   [ -x "$binary" ] || { echo "build-deb: $binary missing; run without --no-build" >&2; exit 1; }
 
   local root=$out/root
@@ -60,11 +69,21 @@ build() {
   install -D -m 0644 packaging/systemd/terad.service "$root/lib/systemd/system/terad.service"
   install -d -m 0755 "$root/etc/terad/conf.d" "$root/etc/terad/templates"
 
+  # The man page and the completions, from the packaged binary's own option definitions.
+  local man1=$root/usr/share/man/man1 bash=$root/usr/share/bash-completion/completions
+  local zsh=$root/usr/share/zsh/vendor-completions fish=$root/usr/share/fish/vendor_completions.d
+  install -d -m 0755 "$man1" "$bash" "$zsh" "$fish"
+  "$binary" --generate man | gzip -9n >"$man1/terad.1.gz"
+  "$binary" --generate complete-bash >"$bash/terad"
+  "$binary" --generate complete-zsh >"$zsh/_terad"
+  "$binary" --generate complete-fish >"$fish/terad.fish"
+  chmod 0644 "$man1/terad.1.gz" "$bash/terad" "$zsh/_terad" "$fish/terad.fish"
+
   cat >"$root/etc/terad/terad.toml" <<'EOF'
 # terad's configuration file. Every key is optional; the command line and TERAD_* variables
-# (see /etc/default/terad) take precedence. Reference:
-# /usr/share/doc/terad/README.md. Template resources go in /etc/terad/conf.d/*.toml, their
-# templates in /etc/terad/templates/; the HAProxy example is in
+# (see /etc/default/terad) take precedence. Reference: man terad, and
+# /usr/share/doc/terad/docs/src/configuration.md. Template resources go in
+# /etc/terad/conf.d/*.toml, their templates in /etc/terad/templates/; the HAProxy example is in
 # /usr/share/doc/terad/examples/.
 
 # backend = "etcd"                      # etcd, consul, file or env
@@ -99,6 +118,9 @@ EOF
   install -m 0644 examples/haproxy-keys.yaml "$doc/examples/haproxy-keys.yaml"
   install -m 0755 packaging/haproxy/reload-haproxy.sh "$doc/examples/reload-haproxy.sh"
   install -m 0644 README.md "$doc/README.md"
+  # The book's pages, where the README's links point (docs/src/*.md).
+  install -d -m 0755 "$doc/docs/src"
+  install -m 0644 docs/src/*.md "$doc/docs/src/"
   cat >"$doc/copyright" <<'EOF'
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: terad
@@ -229,6 +251,25 @@ check() {
     failed=1
   elif [ "$reported" != "terad $version" ]; then
     echo "build-deb: the packaged terad reports '$reported', expected 'terad $version'" >&2
+    failed=1
+  fi
+  # `man terad` once installed: the packaged page renders and documents the options.
+  local page
+  if ! page=$(MANWIDTH=100 man -l "$work/root/usr/share/man/man1/terad.1.gz" 2>&1); then
+    echo "build-deb: man -l cannot render the packaged man page: $page" >&2
+    failed=1
+  elif ! grep -q '^NAME' <<<"$page" || ! grep -q -- '--onetime' <<<"$page"; then
+    echo "build-deb: the packaged man page has no NAME section or no --onetime:" >&2
+    echo "$page" >&2
+    failed=1
+  fi
+  # The packaged bash completion, sourced as bash-completion does, completes `terad --onet` to
+  # a flag the packaged binary has.
+  local completed
+  completed=$(bash -c '. "$1" && COMP_WORDS=(terad --onet) && COMP_CWORD=1 && _terad terad --onet terad && printf "%s\n" "${COMPREPLY[@]}"' \
+    _ "$work/root/usr/share/bash-completion/completions/terad" 2>&1 || true)
+  if [ "$completed" != "--onetime" ] || ! "$work/root/usr/bin/terad" --help | grep -q -- '--onetime'; then
+    echo "build-deb: the packaged bash completion completes 'terad --onet' to '$completed', not --onetime" >&2
     failed=1
   fi
   if [ "$failed" -ne 0 ]; then

@@ -23,7 +23,7 @@
 #
 # The check fails unless the binary has no program interpreter and no shared library
 # dependencies, `file` calls it statically linked (static-pie linked), and `--version` prints
-# "terad <version>". What it needs at run time is in README.md ("Install").
+# "terad <version>". What it needs at run time is in docs/src/operating.md ("The static binary").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Installs everything terad's build and test suite need on a Debian bookworm machine:
 #   - protobuf-compiler + libprotobuf-dev: `protoc` and the well-known .proto files
-#     (google/protobuf/descriptor.proto, …) that the etcd-client crate compiles at build time
+#     (google/protobuf/descriptor.proto, …) for `scripts/gen-etcd-api.sh --check`, which CI runs
+#     after the tests; building terad needs neither (the etcd gRPC stubs are committed)
 #   - etcd-server, etcd-client: a real etcd 3.4 for the integration tests
 #   - haproxy: HAProxy 2.6 for the sidecar end-to-end test
 #   - systemd: `systemd-analyze verify` checks the packaged unit
 #   - g++: libFuzzer (cargo fuzz, scripts/fuzz.sh) is C++
 #   - file: scripts/build-static.sh checks that `file` calls the static binary statically linked
+#   - man-db: scripts/build-deb.sh renders the packaged man page with `man -l`
 #   - consul: not packaged for bookworm, so the bullseye package (1.8) is downloaded from the
 #     mirror this machine already uses and unpacked without touching the system's apt lists.
+#   - mdbook: builds the documentation (`mdbook build docs` in .ci/run). Not packaged for Debian
+#     bookworm, so built with `cargo install` (pinned, without its web server, file watcher and
+#     search index: about 4 minutes on 2 cores, once) and installed next to consul.
 # Safe to run repeatedly; it skips what is already present.
 set -euo pipefail
 
@@ -27,6 +32,7 @@ command -v haproxy >/dev/null || need_apt+=(haproxy)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v c++ >/dev/null || need_apt+=(g++)
 command -v file >/dev/null || need_apt+=(file)
+command -v man >/dev/null || need_apt+=(man-db)
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   echo "install-deps: installing ${need_apt[*]}"
@@ -63,4 +69,17 @@ if ! command -v consul >/dev/null && [ ! -x "$DEPS_BIN/consul" ]; then
   $SUDO install -m 0755 "$work/root/usr/bin/consul" "$DEPS_BIN/consul"
 fi
 
-echo "install-deps: $(protoc --version); $(etcd --version | head -n1); $(haproxy -v | head -n1); $("$(command -v consul || echo "$DEPS_BIN/consul")" version | head -n1)"
+MDBOOK_VERSION=0.5.4
+mdbook=$(command -v mdbook || echo "$DEPS_BIN/mdbook")
+if ! { [ -x "$mdbook" ] && [ "$("$mdbook" --version)" = "mdbook v$MDBOOK_VERSION" ]; }; then
+  echo "install-deps: building mdbook $MDBOOK_VERSION (a few minutes)"
+  mdbook_root=$(mktemp -d)
+  # Its own temporary target directory, not a shared one: nothing of it is needed afterwards.
+  env -u CARGO_TARGET_DIR cargo install mdbook --locked --quiet --version "$MDBOOK_VERSION" \
+    --no-default-features --root "$mdbook_root"
+  $SUDO install -m 0755 "$mdbook_root/bin/mdbook" "$DEPS_BIN/mdbook"
+  rm -rf "$mdbook_root"
+  mdbook="$DEPS_BIN/mdbook"
+fi
+
+echo "install-deps: $(protoc --version); $(etcd --version | head -n1); $(haproxy -v | head -n1); $("$(command -v consul || echo "$DEPS_BIN/consul")" version | head -n1); $("$mdbook" --version)"

@@ -3,7 +3,7 @@
 # keeps less of its code resident. The kernel maps a program's file pages 64 KiB at a time
 # around each page fault, so every 64 KiB stretch of .text that holds anything the process runs
 # counts in its RSS; with the functions that run packed together, far fewer stretches do
-# (BENCHMARKS.md, "Fleet", memory).
+# (docs/src/performance.md, "Why the release binary is linked hot code first").
 #
 # Used by the release builds of the scripts (build-static.sh, build-deb.sh, fleet.sh) through
 # CARGO_TARGET_<TRIPLE>_LINKER. rustc calls it as it calls `cc`; it reads the symbols of the

@@ -184,7 +184,9 @@ pub fn resolve_destination(dest: &Path) -> Result<PathBuf, FsError> {
                 trust.euid
             )));
         }
-        trust.check_directories(&resolved).map_err(untrusted)?;
+        trust
+            .check_directories(&resolved)
+            .map_err(|reason| untrusted(reason.to_string()))?;
         let target = std::fs::read_link(&candidate).map_err(read_error)?;
         last_link = candidate;
         if target.is_absolute() {
@@ -263,34 +265,51 @@ impl Trust {
 
     /// Checks `dir` and every directory above it; the reason names the first one at fault.
     /// `dir` is a path without links.
-    fn check_directories(&self, dir: &Path) -> Result<(), String> {
+    fn check_directories(&self, dir: &Path) -> Result<(), UntrustedDirectory> {
         for ancestor in dir.ancestors() {
-            let metadata = std::fs::symlink_metadata(ancestor)
-                .map_err(|error| format!("cannot inspect {ancestor:?}: {error}"))?;
-            let mode = metadata.mode();
+            let path = ancestor.to_owned();
+            let metadata = std::fs::symlink_metadata(ancestor).map_err(|source| {
+                UntrustedDirectory::Uninspectable {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            let mode = metadata.mode() & 0o7777;
             if !self.owner_ok(metadata.uid()) {
-                return Err(format!(
-                    "directory {ancestor:?} is owned by uid {}, not by root or terad's uid {}",
-                    metadata.uid(),
-                    self.euid
-                ));
+                return Err(UntrustedDirectory::Owner {
+                    path,
+                    uid: metadata.uid(),
+                    euid: self.euid,
+                });
             }
             let sticky = mode & 0o1000 != 0;
             if !sticky && mode & 0o002 != 0 {
-                return Err(format!(
-                    "directory {ancestor:?} is writable by others (mode {:04o})",
-                    mode & 0o7777
-                ));
+                return Err(UntrustedDirectory::WritableByOthers { path, mode });
             }
             if !sticky && mode & 0o020 != 0 {
-                return Err(format!(
-                    "directory {ancestor:?} is writable by its group (mode {:04o})",
-                    mode & 0o7777
-                ));
+                return Err(UntrustedDirectory::WritableByGroup { path, mode });
             }
         }
         Ok(())
     }
+}
+
+/// Why a directory on the way to a linked destination cannot be trusted: someone other than
+/// root or terad could swap what lies below it.
+#[derive(Debug, thiserror::Error)]
+enum UntrustedDirectory {
+    #[error("cannot inspect {path:?}: {source}")]
+    Uninspectable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("directory {path:?} is owned by uid {uid}, not by root or terad's uid {euid}")]
+    Owner { path: PathBuf, uid: u32, euid: u32 },
+    #[error("directory {path:?} is writable by others (mode {mode:04o})")]
+    WritableByOthers { path: PathBuf, mode: u32 },
+    #[error("directory {path:?} is writable by its group (mode {mode:04o})")]
+    WritableByGroup { path: PathBuf, mode: u32 },
 }
 
 /// Reads the destination's content and attributes; `None` when it does not exist.

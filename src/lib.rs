@@ -7,7 +7,8 @@
 //! - [`cli`]: the command line (clap), every option also a `TERAD_*` variable; confd's Go-style
 //!   flags translated before clap, confd's defaults under the name `confd`.
 //! - [`config`]: command line + environment + `terad.toml`/`confd.toml` → validated
-//!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s; templates → [`template::Templates`].
+//!   [`config::Settings`]; `conf.d/*.toml` → [`config::Resource`]s. [`setup`] then loads the
+//!   templates they name ([`template::prepare`]) into a run's [`setup::Config`].
 //! - [`diagnostic`]: a configuration error with its file, line, column and key, used by every
 //!   step of loading.
 //! - [`backend`]: where keys come from, one module per backend behind [`backend::KeySource`].
@@ -24,13 +25,19 @@
 //! - [`fs`]: the only file writer. [`process`]: the only command runner.
 //! - [`runner`]: one-shot, polling and watch modes over the live store; configuration reloads.
 //! - [`exec`]: `--exec`, the supervised service.
+//! - [`command`]: `terad register` and `terad rollout`, the fleet's command-line side.
 //! - [`telemetry`], [`server`]: metrics, readiness, `/health` `/ready` `/metrics`, systemd.
+//! - [`fleet`]: coordinated changes (slots, halts, turns), health checks, self-registration.
+//! - [`quiescence`] (`wait = "MIN[:MAX]"`), [`retry`] (the one backoff every retry uses).
 //! - [`signal`], [`logging`], [`dns`]: process plumbing. [`redact`]: what never prints.
+//!
+//! `docs/src/architecture.md` follows one key change through these modules, step by step.
 
 pub mod apply;
 pub mod backend;
 pub mod catalog;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod dependency;
 pub mod diagnostic;
@@ -60,7 +67,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::cli::Cli;
-use crate::config::{BackendKind, Settings};
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::runner::RunOutcome;
 use crate::setup::Config;
@@ -73,39 +79,70 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit status for configuration errors; nothing was written.
 pub const EXIT_CONFIG: u8 = 2;
 
-/// Connects the configured backend.
-pub fn connect_backend(settings: &Settings) -> Result<Backend, ConfigErrors> {
-    match settings.backend {
-        BackendKind::File => Ok(Backend::File(backend::file::FileSource::new(
-            settings.files.clone(),
-        ))),
-        BackendKind::Env => Ok(Backend::Env(backend::env::EnvSource)),
-        BackendKind::Etcd => backend::etcd::EtcdSource::new(settings)
-            .map(|source| Backend::Etcd(Box::new(source)))
-            .map_err(|message| ConfigError::option("--backend", message).into()),
-        BackendKind::Consul => backend::consul::ConsulSource::new(settings)
-            .map(|source| Backend::Consul(Box::new(source)))
-            .map_err(|message| ConfigError::option("--backend", message).into()),
+/// Why terad could not run; `main` prints it with its causes and exits with
+/// [`Failure::exit_code`].
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The configuration is wrong; nothing was written.
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    /// A flag written confd's way that terad does not understand.
+    #[error(transparent)]
+    Flag(#[from] cli::confd_args::FlagError),
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot watch the configuration")]
+    WatchConfig(#[source] notify::Error),
+    #[error("cannot listen on {address}")]
+    Listen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// `--generate` could not write to standard output.
+    #[error("cannot write")]
+    Output(#[source] std::io::Error),
+    /// `terad register` or `terad rollout` failed.
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Config(_) | Failure::Flag(_) => EXIT_CONFIG,
+            Failure::Command(error) if error.is_configuration() => EXIT_CONFIG,
+            Failure::Signals(_)
+            | Failure::WatchConfig(_)
+            | Failure::Listen { .. }
+            | Failure::Runtime(_)
+            | Failure::Output(_)
+            | Failure::Command(_) => EXIT_FAILURE,
+        }
     }
 }
 
-/// Runs terad with a loaded configuration until it finishes (one-shot) or is told to stop.
-pub async fn run(cli: Cli, config: Config) -> ExitCode {
+impl From<ConfigError> for Failure {
+    fn from(error: ConfigError) -> Failure {
+        Failure::Config(error.into())
+    }
+}
+
+/// Runs terad with a loaded configuration until it finishes (one-shot) or `shutdown` is
+/// cancelled (SIGTERM, SIGINT, or whoever drives it in-process). `Ok` is the exit status of a
+/// run that started: a one-shot's result, or the `--exec` service's.
+pub async fn run(
+    cli: Cli,
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<ExitCode, Failure> {
     // Descriptors are what a flood of connections or a burst of syncs runs out of first.
     process::raise_open_file_limit();
-    let backend = match connect_backend(&config.settings) {
-        Ok(backend) => backend,
-        Err(errors) => {
-            eprintln!("terad: {errors}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    if let Err(message) = fleet::service::check_self_at_start(&config, &backend).await {
-        eprintln!("terad: {message}");
-        return ExitCode::from(EXIT_CONFIG);
-    }
+    let backend = Backend::connect(&config.settings)?;
+    fleet::service::check_self_at_start(&config, &backend).await?;
     let settings = config.settings.clone();
-    let shutdown = CancellationToken::new();
     let telemetry = Arc::new(Telemetry::new(settings.ready_timeout));
     let exit_status = Arc::new(exec::ExitStatus::new());
     let stop_service = CancellationToken::new();
@@ -123,28 +160,17 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         None => (None, None),
     };
     let (control_tx, control) = mpsc::channel(4);
-    if let Err(error) =
-        signal::spawn_handlers(shutdown.clone(), control_tx.clone(), exec_handle.clone())
-    {
-        eprintln!("terad: cannot install signal handlers: {error}");
-        return ExitCode::from(EXIT_FAILURE);
-    }
-    if settings.watch_config
-        && let Err(error) = signal::watch_configuration(&settings, control_tx)
-    {
-        eprintln!("terad: cannot watch the configuration: {error}");
-        return ExitCode::from(EXIT_FAILURE);
+    signal::spawn_handlers(shutdown.clone(), control_tx.clone(), exec_handle.clone())
+        .map_err(Failure::Signals)?;
+    if settings.watch_config {
+        signal::watch_configuration(&settings, control_tx).map_err(Failure::WatchConfig)?;
     }
     let server = match settings.listen {
-        Some(address) => {
-            match server::bind(address, Arc::clone(&telemetry), shutdown.clone()).await {
-                Ok(task) => Some(task),
-                Err(error) => {
-                    eprintln!("terad: cannot listen on {address}: {error}");
-                    return ExitCode::from(EXIT_FAILURE);
-                }
-            }
-        }
+        Some(address) => Some(
+            server::bind(address, Arc::clone(&telemetry), shutdown.clone())
+                .await
+                .map_err(|source| Failure::Listen { address, source })?,
+        ),
         None => None,
     };
 
@@ -168,10 +194,10 @@ pub async fn run(cli: Cli, config: Config) -> ExitCode {
         let _ = task.await;
     }
     if let Some(code) = exit_status.get() {
-        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
     }
-    match outcome {
+    Ok(match outcome {
         RunOutcome::Success => ExitCode::from(EXIT_OK),
         RunOutcome::Failed => ExitCode::from(EXIT_FAILURE),
-    }
+    })
 }

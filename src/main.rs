@@ -1,45 +1,46 @@
 use std::process::ExitCode;
 
+use terad::Failure;
 use terad::cli::ParseError;
+use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     // Before anything else: it may fork, which is only safe while there is one thread.
     terad::signal::become_init_if_pid1();
     tune_allocator();
+    match run() {
+        Ok(status) => status,
+        Err(failure) => {
+            eprintln!("terad: {}", chain(&failure));
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run() -> Result<ExitCode, Failure> {
     let cli = match terad::cli::try_parse_from(std::env::args_os()) {
         Ok(cli) => cli,
         // --help and --version too: clap prints them and exits 0; its errors exit 2.
         Err(ParseError::Clap(error)) => error.exit(),
-        Err(error @ ParseError::Flag(_)) => {
-            eprintln!("terad: {error}");
-            return ExitCode::from(terad::EXIT_CONFIG);
-        }
+        Err(ParseError::Flag(error)) => return Err(error.into()),
     };
-    if let Some(command) = &cli.command {
-        return fleet_command(&cli, command);
+    if let Some(kind) = cli.generate {
+        terad::cli::generate(kind, &mut std::io::stdout().lock()).map_err(Failure::Output)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    let config = match terad::setup::load(&cli) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprintln!("terad: {errors}");
-            return ExitCode::from(terad::EXIT_CONFIG);
-        }
-    };
+    if let Some(command) = &cli.command {
+        return subcommand(&cli, command);
+    }
+    let config = terad::setup::load(&cli)?;
     terad::logging::init(config.settings.log_level, config.settings.log_format);
     config.settings.log_origin();
     // A sidecar needs little parallelism; two workers keep the footprint small on big hosts.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("terad: cannot start the async runtime: {error}");
-            return ExitCode::from(terad::EXIT_FAILURE);
-        }
-    };
-    let status = runtime.block_on(terad::run(cli, config));
+        .map_err(Failure::Runtime)?;
+    let status = runtime.block_on(terad::run(cli, config, CancellationToken::new()));
     // terad's own work is done. What may still run on a blocking thread is a log line's hash, or
     // a render abandoned at its render_timeout, which must not keep the process alive.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
@@ -47,14 +48,8 @@ fn main() -> ExitCode {
 }
 
 /// `terad register` and `terad rollout`: the backend settings only, no resources.
-fn fleet_command(cli: &terad::cli::Cli, command: &terad::cli::Command) -> ExitCode {
-    let settings = match terad::config::Settings::load(cli, |name| std::env::var(name).ok()) {
-        Ok(settings) => settings,
-        Err(errors) => {
-            eprintln!("terad: {errors}");
-            return ExitCode::from(terad::EXIT_CONFIG);
-        }
-    };
+fn subcommand(cli: &terad::cli::Cli, command: &terad::cli::Command) -> Result<ExitCode, Failure> {
+    let settings = terad::config::Settings::load(cli, |name| std::env::var(name).ok())?;
     terad::logging::init(settings.log_level, settings.log_format);
     let mut command = command.clone();
     if let terad::cli::Command::Rollout {
@@ -62,18 +57,31 @@ fn fleet_command(cli: &terad::cli::Cli, command: &terad::cli::Command) -> ExitCo
     } = &mut command
         && service.is_none()
     {
-        *service = terad::fleet::register::configured_service(cli, group);
+        *service = terad::command::configured_service(cli, group);
     }
-    match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(runtime) => runtime.block_on(terad::fleet::register::run_command(&settings, &command)),
-        Err(error) => {
-            eprintln!("terad: cannot start the async runtime: {error}");
-            ExitCode::from(terad::EXIT_FAILURE)
+        .map_err(Failure::Runtime)?;
+    runtime.block_on(terad::command::run(&settings, &command))?;
+    Ok(ExitCode::from(terad::EXIT_OK))
+}
+
+/// The error and its causes on one line, as `cannot listen on 127.0.0.1:80: Address in use`.
+/// A cause whose text the message already quotes is not repeated: some errors of dependencies
+/// both name their source and print it.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
         }
+        source = cause.source();
     }
+    text
 }
 
 /// glibc's malloc gives each thread that allocates its own arena and keeps freed memory in it;

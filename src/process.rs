@@ -35,25 +35,30 @@ enum Part {
     Dest,
 }
 
+/// A `{{…}}` in a command that is not one of the two placeholders.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceholderError {
+    #[error("unterminated placeholder {0:?}")]
+    Unterminated(String),
+    #[error("unknown placeholder {0:?}: only {{{{.src}}}} and {{{{.dest}}}} are replaced")]
+    Unknown(String),
+}
+
 impl CommandLine {
     /// Parses a command, accepting confd's placeholder spellings (`{{.src}}`, `{{ .dest }}`).
     /// Any other `{{…}}` is an error rather than a literal that would surprise at run time.
-    pub fn parse(source: &str) -> Result<Self, String> {
+    pub fn parse(source: &str) -> Result<Self, PlaceholderError> {
         let mut parts = Vec::new();
         let mut rest = source;
         while let Some(start) = rest.find("{{") {
             let Some(len) = rest[start..].find("}}") else {
-                return Err(format!("unterminated placeholder {:?}", &rest[start..]));
+                return Err(PlaceholderError::Unterminated(rest[start..].to_owned()));
             };
             let placeholder = &rest[start..start + len + 2];
             let part = match placeholder[2..placeholder.len() - 2].trim() {
                 ".src" => Part::Src,
                 ".dest" => Part::Dest,
-                _ => {
-                    return Err(format!(
-                        "unknown placeholder {placeholder:?}: only {{{{.src}}}} and {{{{.dest}}}} are replaced"
-                    ));
-                }
+                _ => return Err(PlaceholderError::Unknown(placeholder.to_owned())),
             };
             if start > 0 {
                 parts.push(Part::Text(rest[..start].to_owned()));
@@ -294,12 +299,15 @@ mod tests {
     #[test]
     fn unknown_and_unterminated_placeholders_are_rejected() {
         assert_eq!(
-            CommandLine::parse("check {{.source}}").unwrap_err(),
+            CommandLine::parse("check {{.source}}")
+                .unwrap_err()
+                .to_string(),
             "unknown placeholder \"{{.source}}\": only {{.src}} and {{.dest}} are replaced"
         );
         assert!(
             CommandLine::parse("check {{.src")
                 .unwrap_err()
+                .to_string()
                 .starts_with("unterminated")
         );
         assert_eq!(

@@ -23,6 +23,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use terad::backend::etcd::api::etcdserverpb::DeleteRangeRequest;
+
 use crate::haproxy_support::{Haproxy, http_get, local_template};
 use crate::{EtcdServer, memory_kb, ms, percentile, pss_kb, terad_binary};
 
@@ -92,8 +94,10 @@ fn one_way(changes: usize, hold_every: usize, runtime_api: bool) -> Figures {
         .map(|i| Backend::start(&format!("churn{i}"), false))
         .collect();
     let port = crate::free_port();
-    let put = |client: &mut etcd_client::Client, key: &str, value: &str| {
-        runtime.block_on(client.put(key, value, None)).unwrap();
+    let put = |client: &mut crate::EtcdClient, key: &str, value: &str| {
+        runtime
+            .block_on(client.put(crate::etcd_put(key, value)))
+            .unwrap();
     };
     put(&mut client, "/proxy/port", &port.to_string());
     for (i, backend) in stay.iter().enumerate() {
@@ -223,8 +227,12 @@ fn one_way(changes: usize, hold_every: usize, runtime_api: bool) -> Figures {
         } else {
             let (name, _) = live.pop_front().unwrap();
             let started = Instant::now();
+            let key = format!("/proxy/frontend/{name}");
             runtime
-                .block_on(client.delete(format!("/proxy/frontend/{name}"), None))
+                .block_on(client.delete_range(DeleteRangeRequest {
+                    key: key.into_bytes(),
+                    ..DeleteRangeRequest::default()
+                }))
                 .unwrap();
             while std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&format!(" {name} "))) {
                 deadline(started, &format!("change {change}: {name} removed"));

@@ -451,7 +451,9 @@ impl Pipeline {
             return (outcome, None);
         };
         let verdict = match reloaded {
-            Ok(()) => crate::fleet::health::probe(health, name).await,
+            Ok(()) => crate::fleet::health::probe(health, name)
+                .await
+                .map_err(|unhealthy| unhealthy.to_string()),
             Err(error) => Err(format!("the reload failed: {error}")),
         };
         if let Some(turn) = turn {
@@ -485,7 +487,10 @@ impl Pipeline {
         // An instance drained for the change stays drained while the restored version is
         // unhealthy too.
         let stay_drained = match turn {
-            Some(_) => crate::fleet::health::probe(health, name).await.err(),
+            Some(_) => crate::fleet::health::probe(health, name)
+                .await
+                .err()
+                .map(|unhealthy| unhealthy.to_string()),
             None => None,
         };
         (Outcome::RolledBack { checked_in }, stay_drained)

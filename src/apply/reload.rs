@@ -8,6 +8,13 @@
 //! never overlap. HAProxy and friends keep old processes draining on every reload, so a burst of
 //! changes must not become a burst of reloads.
 //!
+//! A burst of changes that keeps coming (containers registering one by one) would still make a
+//! reload per change once each write finds the others done: runs of one group are spaced by the
+//! largest `reload_interval` of its members ([`pacing`]). The first run after a quiet spell
+//! starts at once, so a lone change is as fast as ever; later ones wait for the interval, and
+//! the changes that came meanwhile are reloaded together when it ends (the last change always
+//! is).
+//!
 //! The whole protocol is here: the runner says when a render starts and ends
 //! ([`Member::render_started`], [`Member::render_finished`]), the worker takes the newest render
 //! ([`Member::next`]) and says whether its file changed ([`Member::applied`]).
@@ -18,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info};
 
-use crate::config::Resource;
+use crate::config::{Resource, Settings};
 use crate::exec::ExecHandle;
 use crate::process;
 use crate::retry::Backoff;
@@ -86,6 +93,23 @@ impl Action {
     }
 }
 
+/// The least time between two runs of a reload when nothing else limits them: 200 updates in
+/// one second made 197 HAProxy reloads without it (each one a new worker process).
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The least time between two runs of `resource`'s reloads: its own `reload_interval`, else
+/// `--reload-interval`, else none when a `wait` already spaces its renders, else
+/// [`DEFAULT_RELOAD_INTERVAL`].
+pub fn pacing(resource: &Resource, settings: &Settings) -> Duration {
+    resource
+        .reload_interval
+        .or(settings.reload_interval)
+        .unwrap_or(match resource.wait.or(settings.wait) {
+            Some(_) => Duration::ZERO,
+            None => DEFAULT_RELOAD_INTERVAL,
+        })
+}
+
 /// When a group's reload runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
@@ -109,6 +133,10 @@ struct State {
     runs: u64,
     /// The last run failed: a retry is scheduled.
     failed: bool,
+    /// When the last run started, for the spacing between runs.
+    last_start: Option<tokio::time::Instant>,
+    /// A start is scheduled for when the spacing allows it.
+    start_scheduled: bool,
     /// Spaces the retries of a failing reload.
     backoff: Option<Backoff>,
 }
@@ -117,8 +145,8 @@ struct State {
 pub struct Group {
     action: Action,
     trigger: Trigger,
-    /// Resource names by member id, for logs and metrics.
-    members: Mutex<BTreeMap<usize, String>>,
+    /// Resource names and the spacing each asks for, by member id.
+    members: Mutex<BTreeMap<usize, (String, Duration)>>,
     state: Mutex<State>,
     finished: tokio::sync::Notify,
     telemetry: Arc<Telemetry>,
@@ -136,11 +164,22 @@ impl Group {
         })
     }
 
-    fn add_member(&self, id: usize, name: &str) {
+    fn add_member(&self, id: usize, name: &str, spacing: Duration) {
         self.members
             .lock()
             .expect("members lock")
-            .insert(id, name.to_owned());
+            .insert(id, (name.to_owned(), spacing));
+    }
+
+    /// The least time between two runs: the largest any member asks for.
+    fn spacing(&self) -> Duration {
+        self.members
+            .lock()
+            .expect("members lock")
+            .values()
+            .map(|(_, spacing)| *spacing)
+            .max()
+            .unwrap_or_default()
     }
 
     /// Member `id` is gone (its resource was removed or restarted by a configuration reload):
@@ -175,17 +214,34 @@ impl Group {
         self.maybe_start(&mut state);
     }
 
-    /// Starts a run when one is wanted, none is running, and no member is busy.
+    /// Starts a run when one is wanted, none is running, no member is busy, and the last run
+    /// started long enough ago; otherwise schedules the start for when it did.
     fn maybe_start(self: &Arc<Self>, state: &mut State) {
         if self.trigger == Trigger::OnDemand
             || !state.requested
             || state.running
             || !state.busy.is_empty()
+            || state.start_scheduled
         {
             return;
         }
+        if let Some(last) = state.last_start {
+            let due = last + self.spacing();
+            if due > tokio::time::Instant::now() {
+                state.start_scheduled = true;
+                let group = Arc::clone(self);
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(due).await;
+                    let mut state = group.state.lock().expect("reload state");
+                    state.start_scheduled = false;
+                    group.maybe_start(&mut state);
+                });
+                return;
+            }
+        }
         state.requested = false;
         state.running = true;
+        state.last_start = Some(tokio::time::Instant::now());
         let group = Arc::clone(self);
         tokio::spawn(async move {
             let result = group.run_once().await;
@@ -243,6 +299,7 @@ impl Group {
                 let mut state = self.state.lock().expect("reload state");
                 if !state.running {
                     state.running = true;
+                    state.last_start = Some(tokio::time::Instant::now());
                     break;
                 }
             }
@@ -278,7 +335,7 @@ impl Group {
             .lock()
             .expect("members lock")
             .values()
-            .cloned()
+            .map(|(name, _)| name.clone())
             .collect();
         let started = Instant::now();
         let result = match &self.action {
@@ -349,8 +406,15 @@ impl Groups {
         }
     }
 
-    /// Makes resource `name` member `id` of the groups of `actions` (created as needed).
-    pub fn join(&mut self, id: usize, name: &str, actions: Vec<Action>) -> Arc<Member> {
+    /// Makes resource `name` member `id` of the groups of `actions` (created as needed),
+    /// asking for `spacing` between their runs.
+    pub fn join(
+        &mut self,
+        id: usize,
+        name: &str,
+        actions: Vec<Action>,
+        spacing: Duration,
+    ) -> Arc<Member> {
         let mut groups = Vec::with_capacity(actions.len());
         for action in actions {
             let key = action.key();
@@ -362,7 +426,7 @@ impl Groups {
                     group
                 }
             };
-            group.add_member(id, name);
+            group.add_member(id, name, spacing);
             groups.push(group);
         }
         Arc::new(Member {
@@ -546,8 +610,8 @@ mod tests {
             log = log.display()
         ));
         let mut groups = Groups::new(Trigger::WhenIdle, telemetry());
-        let a = groups.join(0, "a", vec![action.clone()]);
-        let b = groups.join(1, "b", vec![action]);
+        let a = groups.join(0, "a", vec![action.clone()], Duration::ZERO);
+        let b = groups.join(1, "b", vec![action], Duration::ZERO);
         (groups, a, b, log)
     }
 
@@ -605,11 +669,11 @@ mod tests {
         assert!(!a.reload_outstanding() && !b.reload_outstanding());
 
         let mut groups = Groups::new(Trigger::WhenIdle, telemetry());
-        let failing = groups.join(0, "c", vec![command("exit 1".into())]);
+        let failing = groups.join(0, "c", vec![command("exit 1".into())], Duration::ZERO);
         apply(&failing, true).await;
         settle(&group(&groups)).await;
         assert!(failing.reload_outstanding(), "failed, retried later");
-        let alone = groups.join(1, "d", Vec::new());
+        let alone = groups.join(1, "d", Vec::new(), Duration::ZERO);
         assert!(!alone.reload_outstanding(), "no reload at all");
     }
 
@@ -719,12 +783,18 @@ mod tests {
         b.render_started();
         groups.leave(&b);
         assert!(b.next().await.is_none(), "a closed member's worker ends");
-        let b2 = groups.join(2, "b", vec![group.action.clone()]);
+        let b2 = groups.join(2, "b", vec![group.action.clone()], Duration::ZERO);
         apply(&a, true).await;
         // Member 1 was busy when it went: it must not hold the reload back.
         settle(&group).await;
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "start\nend\n");
-        let members: Vec<String> = group.members.lock().unwrap().values().cloned().collect();
+        let members: Vec<String> = group
+            .members
+            .lock()
+            .unwrap()
+            .values()
+            .map(|(name, _)| name.clone())
+            .collect();
         assert_eq!(members, ["a", "b"], "one name per live member");
         groups.leave(&a);
         assert_eq!(groups.iter().count(), 1, "b is left");
@@ -742,8 +812,8 @@ mod tests {
         let log = dir.path().join("runs.log");
         let mut groups = Groups::new(Trigger::OnDemand, telemetry());
         let action = command(format!("echo run >> {}", log.display()));
-        let a = groups.join(0, "a", vec![action.clone()]);
-        let b = groups.join(1, "b", vec![action]);
+        let a = groups.join(0, "a", vec![action.clone()], Duration::ZERO);
+        let b = groups.join(1, "b", vec![action], Duration::ZERO);
         apply(&a, true).await;
         apply(&b, true).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -755,6 +825,53 @@ mod tests {
             group.run_if_requested().await.is_none(),
             "nothing changed since"
         );
+    }
+
+    /// Issue 27: 200 puts in one second gave 197 reloads. With a spacing, the first change
+    /// reloads at once, the burst after it reloads at most once per interval, and the last
+    /// change is always reloaded.
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_reloads_at_once_then_at_most_once_per_interval_and_always_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("runs.log");
+        let mut groups = Groups::new(Trigger::WhenIdle, telemetry());
+        let a = groups.join(
+            0,
+            "a",
+            vec![command(format!("echo run >> {}", log.display()))],
+            Duration::from_secs(1),
+        );
+        let group = group(&groups);
+        // The reload is a real child process. Paused time would jump to its timeout while the
+        // runtime waits for it, so the test keeps the runtime busy and lets real time pass.
+        let runs = |group: &Arc<Group>, n: u64| {
+            let group = Arc::clone(group);
+            async move {
+                while group.runs() < n {
+                    tokio::task::yield_now().await;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
+        apply(&a, true).await;
+        runs(&group, 1).await;
+        let first = tokio::time::Instant::now();
+        // 20 more changes over the next 0.95 s.
+        for _ in 0..19 {
+            apply(&a, true).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        apply(&a, true).await;
+        assert_eq!(group.runs(), 1, "a change within the interval waits for it");
+        tokio::time::sleep_until(first + Duration::from_secs(1)).await;
+        runs(&group, 2).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(
+            group.runs(),
+            2,
+            "the burst is one more reload, with its last change"
+        );
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "run\nrun\n");
     }
 
     /// Issue 18: a failed reload waited for the next change; the service stayed on the old
@@ -773,6 +890,7 @@ mod tests {
                 log = log.display(),
                 marker = marker.display()
             ))],
+            Duration::ZERO,
         );
         let group = group(&groups);
         apply(&a, true).await;

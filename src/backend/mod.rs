@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
+use crate::config::Settings;
 use crate::store::{Change, key_in_scope};
 
 /// Every key under some prefixes at one point in time.
@@ -197,6 +198,25 @@ pub enum Backend {
     Env(env::EnvSource),
     #[cfg(test)]
     Memory(memory::MemorySource),
+}
+
+impl Backend {
+    /// Connects the configured backend. A client that cannot be built from the settings (a bad
+    /// certificate, credentials over clear text) is a configuration error of `--backend`.
+    pub fn connect(settings: &Settings) -> Result<Backend, crate::diagnostic::ConfigErrors> {
+        use crate::config::BackendKind;
+        let refused = |message| crate::diagnostic::ConfigError::option("--backend", message).into();
+        match settings.backend {
+            BackendKind::File => Ok(Backend::File(file::FileSource::new(settings.files.clone()))),
+            BackendKind::Env => Ok(Backend::Env(env::EnvSource)),
+            BackendKind::Etcd => etcd::EtcdSource::new(settings)
+                .map(|source| Backend::Etcd(Box::new(source)))
+                .map_err(refused),
+            BackendKind::Consul => consul::ConsulSource::new(settings)
+                .map(|source| Backend::Consul(Box::new(source)))
+                .map_err(refused),
+        }
+    }
 }
 
 impl KeySource for Backend {

@@ -192,6 +192,13 @@ pub struct Cli {
     #[arg(long, env = "TERAD_WAIT", value_name = "MIN[:MAX]")]
     pub wait: Option<String>,
 
+    /// The least time between two runs of one reload command: the first reload after a quiet
+    /// spell runs at once, later ones at most this often, the last always after the last change
+    /// [default: 1s; none when a `wait` is set]. `0s` reloads after every change. A resource's
+    /// own `reload_interval` overrides it.
+    #[arg(long, env = "TERAD_RELOAD_INTERVAL", value_name = "DURATION")]
+    pub reload_interval: Option<String>,
+
     /// Serve /health, /ready and /metrics (Prometheus) on this address, e.g. 127.0.0.1:9100.
     #[arg(long, env = "TERAD_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
@@ -234,6 +241,12 @@ pub struct Cli {
     /// This instance's name in coordination slots and halt markers.
     #[arg(global = true, long, env = "TERAD_INSTANCE", value_name = "NAME")]
     pub instance: Option<String>,
+
+    /// Print a man page or a shell completion script made from these options, and exit (for
+    /// packagers, as ripgrep's `rg --generate`): man, complete-bash, complete-zsh or
+    /// complete-fish.
+    #[arg(long, hide = true, value_name = "KIND", value_enum)]
+    pub generate: Option<Generate>,
 
     /// confd's flags for what terad does not do.
     #[command(flatten)]
@@ -295,6 +308,40 @@ impl Flavour {
             _ => Flavour::Terad,
         }
     }
+}
+
+/// What `--generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    /// The man page, terad(1), in roff.
+    Man,
+    CompleteBash,
+    CompleteZsh,
+    CompleteFish,
+}
+
+/// Writes what `kind` names, made from terad's own command (hidden options stay hidden).
+pub fn generate(kind: Generate, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let command = command(Flavour::Terad);
+    let shell = match kind {
+        Generate::Man => return clap_mangen::Man::new(command).render(out),
+        Generate::CompleteBash => clap_complete::Shell::Bash,
+        Generate::CompleteZsh => clap_complete::Shell::Zsh,
+        Generate::CompleteFish => clap_complete::Shell::Fish,
+    };
+    // clap_complete offers hidden options too; a shell should not offer confd's refused flags
+    // or --generate, so the completions come from a copy without them.
+    let mut visible = clap::Command::new("terad")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about(command.get_about().cloned().unwrap_or_default());
+    for arg in command.get_arguments().filter(|arg| !arg.is_hide_set()) {
+        visible = visible.arg(arg.clone());
+    }
+    for subcommand in command.get_subcommands() {
+        visible = visible.subcommand(subcommand.clone());
+    }
+    clap_complete::generate(shell, &mut visible, "terad", out);
+    Ok(())
 }
 
 /// Why a command line was not parsed.
@@ -449,6 +496,41 @@ mod tests {
         // The short help too.
         let short = command(Flavour::Terad).render_help().to_string();
         assert!(short.contains("[default: etcd]"), "{short}");
+    }
+
+    fn generated(kind: Generate) -> String {
+        let mut out = Vec::new();
+        generate(kind, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn generate_prints_the_man_page_and_completions_without_hidden_flags() {
+        for args in [
+            ["terad", "--generate", "man"],
+            ["terad", "-generate", "man"],
+        ] {
+            let cli = try_parse_from(args).unwrap();
+            assert_eq!(cli.generate, Some(Generate::Man), "{args:?}");
+        }
+        let man = generated(Generate::Man);
+        assert!(man.contains(".TH terad 1"), "{man}");
+        for kind in [
+            Generate::Man,
+            Generate::CompleteBash,
+            Generate::CompleteZsh,
+            Generate::CompleteFish,
+        ] {
+            let text = generated(kind);
+            assert!(
+                text.contains("onetime") && text.contains("backend"),
+                "{kind:?}"
+            );
+            for hidden in ["generate", "srv-domain"] {
+                assert!(!text.contains(hidden), "{kind:?} shows {hidden}");
+            }
+        }
+        assert!(generated(Generate::CompleteBash).contains("--onetime"));
     }
 
     #[test]

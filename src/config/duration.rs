@@ -6,6 +6,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::value::ValueError;
+
 /// Where a problem is: the key and, when known, its span in the file.
 pub type Report<'a> = dyn FnMut(&str, Option<std::ops::Range<usize>>, String) + 'a;
 
@@ -44,17 +46,20 @@ pub fn duration_key(
             _ => duration,
         },
         Err(message) => {
-            error(key, Some(raw.span()), message);
+            error(key, Some(raw.span()), message.to_string());
             default
         }
     }
 }
 
-pub fn parse_duration(value: &DurationValue) -> Result<Duration, String> {
+pub fn parse_duration(value: &DurationValue) -> Result<Duration, ValueError> {
     match value {
         DurationValue::Seconds(seconds) => Ok(Duration::from_secs(*seconds)),
-        DurationValue::Text(text) => humantime::parse_duration(text.trim()).map_err(|e| {
-            format!("invalid duration {text:?}: {e} (write e.g. \"30s\" or \"500ms\")")
-        }),
+        DurationValue::Text(text) => {
+            humantime::parse_duration(text.trim()).map_err(|source| ValueError::Duration {
+                text: text.clone(),
+                source,
+            })
+        }
     }
 }

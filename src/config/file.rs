@@ -93,6 +93,13 @@ pub(super) struct RawConfigFile {
 
     #[serde(default, deserialize_with = "non_empty")]
     wait: Option<String>,
+    #[serde(
+        rename = "reload-interval",
+        alias = "reload_interval",
+        default,
+        deserialize_with = "non_empty"
+    )]
+    reload_interval: Option<String>,
     #[serde(default, deserialize_with = "non_empty")]
     listen: Option<String>,
     #[serde(
@@ -245,6 +252,7 @@ impl RawConfigFile {
             consistency: self.consistency,
             datacenter: self.datacenter,
             wait: self.wait,
+            reload_interval: self.reload_interval,
             listen: self.listen,
             ready_timeout: self.ready_timeout,
             watch_config: self.watch_config,

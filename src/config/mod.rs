@@ -25,6 +25,7 @@ pub mod settings;
 #[cfg(test)]
 mod tests;
 mod validate;
+pub mod value;
 
 pub use crate::cli::defaults::{
     CONFD_CONFDIR, CONFD_CONFIG_FILE, ConfigFiles, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CONFDIR,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::coordination;
 use super::resource::EngineChoice;
+use super::value::ValueError;
 use crate::logging::LogFormat;
 
 /// How terad runs.
@@ -78,10 +79,12 @@ pub struct WaitSpec {
 }
 
 /// Parses `MIN[:MAX]` (`"100ms:1s"`, `"2s"`); MAX defaults to 4×MIN, as in consul-template.
-pub fn parse_wait(text: &str) -> Result<WaitSpec, String> {
+pub fn parse_wait(text: &str) -> Result<WaitSpec, ValueError> {
     let parse = |part: &str| {
-        humantime::parse_duration(part.trim())
-            .map_err(|e| format!("invalid wait {text:?}: {e} (write MIN[:MAX], e.g. \"100ms:1s\")"))
+        humantime::parse_duration(part.trim()).map_err(|source| ValueError::Wait {
+            text: text.to_owned(),
+            source,
+        })
     };
     let (min, max) = match text.split_once(':') {
         Some((min, max)) => (parse(min)?, parse(max)?),
@@ -91,7 +94,7 @@ pub fn parse_wait(text: &str) -> Result<WaitSpec, String> {
         }
     };
     if max < min {
-        return Err(format!("invalid wait {text:?}: MAX is shorter than MIN"));
+        return Err(ValueError::WaitOrder(text.to_owned()));
     }
     Ok(WaitSpec { min, max })
 }
@@ -108,7 +111,7 @@ pub struct ExecSettings {
 }
 
 /// Parses a signal name: `SIGHUP`, `HUP` or `hup`.
-pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, String> {
+pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, ValueError> {
     let upper = text.trim().to_ascii_uppercase();
     let name = if upper.starts_with("SIG") {
         upper
@@ -116,7 +119,7 @@ pub fn parse_signal(text: &str) -> Result<nix::sys::signal::Signal, String> {
         format!("SIG{upper}")
     };
     name.parse()
-        .map_err(|_| format!("unknown signal {text:?}; use a name such as SIGHUP or SIGUSR2"))
+        .map_err(|_| ValueError::Signal(text.to_owned()))
 }
 
 /// Consul's read consistency (`?stale`, `?consistent`, or neither).
@@ -177,6 +180,8 @@ pub struct Settings {
     pub consul: ConsulSettings,
     /// Global quiescence; a resource's own `wait` wins.
     pub wait: Option<WaitSpec>,
+    /// The least time between two runs of one reload, when set; a resource's own wins.
+    pub reload_interval: Option<Duration>,
     /// Address of the health and metrics endpoint.
     pub listen: Option<std::net::SocketAddr>,
     /// How long the backend may be unreachable before /ready turns false.

@@ -266,11 +266,13 @@ fn wait_specs_parse_and_default_max_to_four_times_min() {
     assert!(
         parse_wait("1s:100ms")
             .unwrap_err()
+            .to_string()
             .contains("MAX is shorter than MIN")
     );
     assert!(
         parse_wait("soon")
             .unwrap_err()
+            .to_string()
             .contains("invalid wait \"soon\"")
     );
 }

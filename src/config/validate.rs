@@ -9,6 +9,7 @@ use super::file::RawConfigFile;
 use super::layer::{ConfdOnly, Credential, Layer, Source};
 use super::resource::EngineChoice;
 use super::settings::*;
+use super::value::ValueError;
 use crate::cli::Cli;
 use crate::cli::defaults::Defaults;
 use crate::diagnostic::{ConfigError, ConfigErrors};
@@ -153,6 +154,7 @@ impl Validation<'_> {
             consistency,
             datacenter,
             wait,
+            reload_interval,
             listen,
             ready_timeout,
             watch_config,
@@ -203,7 +205,7 @@ impl Validation<'_> {
                 .filter_map(|node| match normalize_node(node, &scheme) {
                     Ok(url) => Some(url),
                     Err(message) => {
-                        self.option_error("--node", message);
+                        self.option_error("--node", message.to_string());
                         None
                     }
                 })
@@ -223,7 +225,7 @@ impl Validation<'_> {
         ) {
             Ok(choice) => choice,
             Err(message) => {
-                self.option_error("--template-engine", message);
+                self.option_error("--template-engine", message.to_string());
                 EngineChoice::Auto
             }
         };
@@ -288,10 +290,21 @@ impl Validation<'_> {
         let wait = wait.and_then(|text| match parse_wait(&text) {
             Ok(wait) => Some(wait),
             Err(message) => {
-                self.option_error("--wait", message);
+                self.option_error("--wait", message.to_string());
                 None
             }
         });
+        let reload_interval =
+            reload_interval.and_then(|text| match humantime::parse_duration(text.trim()) {
+                Ok(interval) => Some(interval),
+                Err(e) => {
+                    self.option_error(
+                        "--reload-interval",
+                        format!("invalid duration {text:?}: {e}"),
+                    );
+                    None
+                }
+            });
         let listen = listen.and_then(|text| match text.parse::<std::net::SocketAddr>() {
             Ok(address) => Some(address),
             Err(_) => {
@@ -306,7 +319,7 @@ impl Validation<'_> {
             let reload_signal = exec_reload_signal.and_then(|text| match parse_signal(&text) {
                 Ok(signal) => Some(signal),
                 Err(message) => {
-                    self.option_error("--exec-reload-signal", message);
+                    self.option_error("--exec-reload-signal", message.to_string());
                     None
                 }
             });
@@ -366,6 +379,7 @@ impl Validation<'_> {
                 datacenter,
             },
             wait,
+            reload_interval,
             listen,
             ready_timeout,
             watch_config: watch_config.unwrap_or(false),
@@ -599,23 +613,25 @@ fn default_instance() -> String {
 }
 
 /// `host:port` → `scheme://host:port`; URLs pass through after a sanity check.
-fn normalize_node(node: &str, scheme: &str) -> Result<String, String> {
+fn normalize_node(node: &str, scheme: &str) -> Result<String, ValueError> {
     let node = node.trim().trim_end_matches('/');
-    let shown = crate::redact::url(node);
+    let shown = crate::redact::url(node).into_owned();
     if node.is_empty() {
-        return Err("an empty node".to_owned());
+        return Err(ValueError::EmptyNode);
     }
     let url = if node.contains("://") {
         node.to_owned()
     } else {
         format!("{scheme}://{node}")
     };
-    let rest = url
+    let Some(rest) = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("node {shown:?} must be an http:// or https:// URL or host:port"))?;
+    else {
+        return Err(ValueError::NodeScheme(shown));
+    };
     if rest.is_empty() || rest.contains('/') {
-        return Err(format!("node {shown:?} must be host:port, without a path"));
+        return Err(ValueError::NodePath(shown));
     }
     Ok(url)
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use etcd_client::{GetOptions, PutOptions, SortOrder, SortTarget, WatchOptions};
 use tracing::{info, warn};
 
 use crate::retry::Backoff;
@@ -11,6 +10,11 @@ use crate::retry::Backoff;
 use super::{Entry, LeaseId};
 use crate::backend::BackendError;
 use crate::backend::etcd::EtcdSource;
+use crate::backend::etcd::api::etcdserverpb::range_request::{SortOrder, SortTarget};
+use crate::backend::etcd::api::etcdserverpb::{
+    DeleteRangeRequest, PutRequest, RangeRequest, WatchCreateRequest,
+};
+use crate::backend::etcd::client::{Client, prefix_end};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,7 +35,7 @@ impl EtcdFleet {
         EtcdFleet { source }
     }
 
-    async fn client(&self) -> Result<etcd_client::Client, BackendError> {
+    async fn client(&self) -> Result<Client, BackendError> {
         self.source.client().await
     }
 
@@ -41,14 +45,14 @@ impl EtcdFleet {
         &self,
         ttl: Duration,
     ) -> Result<(LeaseId, impl Future<Output = ()> + Send + 'static), BackendError> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        let granted = tokio::time::timeout(REQUEST_TIMEOUT, client.lease_grant(seconds, None))
+        let granted = tokio::time::timeout(REQUEST_TIMEOUT, client.lease_grant(seconds))
             .await
             .map_err(|_| timed_out("granting a lease"))?
             .map_err(|e| self.source.error(e))?;
-        let id = granted.id();
-        let granted_ttl = Duration::from_secs(u64::try_from(granted.ttl()).unwrap_or(1).max(1));
+        let id = granted.id;
+        let granted_ttl = Duration::from_secs(u64::try_from(granted.ttl).unwrap_or(1).max(1));
         let period = (ttl / 3).max(Duration::from_millis(500));
         let fleet = self.clone();
         let keeper = async move { fleet.keep_alive(id, granted_ttl, period).await };
@@ -69,7 +73,7 @@ impl EtcdFleet {
             // Every step waits at most until the lease's deadline, which each confirmed
             // keep-alive moves on.
             let attempt = async {
-                let mut client = tokio::time::timeout_at(deadline, self.client())
+                let client = tokio::time::timeout_at(deadline, self.client())
                     .await
                     .map_err(|_| None)?
                     .map_err(Some)?;
@@ -90,8 +94,8 @@ impl EtcdFleet {
                         .map_err(|_| None)?
                         .map_err(|e| Some(self.source.error(e)))?;
                     match answer {
-                        Some(answer) if answer.ttl() > 0 => {
-                            let left = Duration::from_secs(answer.ttl().unsigned_abs());
+                        Some(answer) if answer.ttl > 0 => {
+                            let left = Duration::from_secs(answer.ttl.unsigned_abs());
                             deadline = tokio::time::Instant::now() + left;
                             if failing {
                                 info!(lease = %lease, "lease keep-alive works again");
@@ -136,7 +140,7 @@ impl EtcdFleet {
     }
 
     pub async fn revoke(&self, lease: &LeaseId) -> Result<(), BackendError> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         tokio::time::timeout(
             REQUEST_TIMEOUT,
             client.lease_revoke(Self::lease_number(lease)),
@@ -160,9 +164,14 @@ impl EtcdFleet {
         value: &str,
         lease: Option<&LeaseId>,
     ) -> Result<(), BackendError> {
-        let mut client = self.client().await?;
-        let options = lease.map(|lease| PutOptions::new().with_lease(Self::lease_number(lease)));
-        tokio::time::timeout(REQUEST_TIMEOUT, client.put(key, value, options))
+        let client = self.client().await?;
+        let request = PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            lease: lease.map_or(0, Self::lease_number),
+            ..PutRequest::default()
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, client.put(request))
             .await
             .map_err(|_| timed_out("writing a key"))?
             .map(|_| ())
@@ -170,35 +179,44 @@ impl EtcdFleet {
     }
 
     pub async fn delete(&self, key: &str) -> Result<bool, BackendError> {
-        let mut client = self.client().await?;
-        tokio::time::timeout(REQUEST_TIMEOUT, client.delete(key, None))
+        let client = self.client().await?;
+        let request = DeleteRangeRequest {
+            key: key.as_bytes().to_vec(),
+            ..DeleteRangeRequest::default()
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, client.delete_range(request))
             .await
             .map_err(|_| timed_out("deleting a key"))?
-            .map(|answer| answer.deleted() > 0)
+            .map(|answer| answer.deleted > 0)
             .map_err(|e| self.source.error(e))
     }
 
     /// Every key under `prefix` (or the key itself), oldest first, and the store's revision.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<Entry>, u64), BackendError> {
-        let mut client = self.client().await?;
-        let options = GetOptions::new()
-            .with_prefix()
-            .with_sort(SortTarget::Create, SortOrder::Ascend);
-        let answer = tokio::time::timeout(REQUEST_TIMEOUT, client.get(prefix, Some(options)))
+        let client = self.client().await?;
+        let (key, range_end) = prefix_range(prefix);
+        let request = RangeRequest {
+            key,
+            range_end,
+            sort_order: SortOrder::Ascend.into(),
+            sort_target: SortTarget::Create.into(),
+            ..RangeRequest::default()
+        };
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, client.range(request))
             .await
             .map_err(|_| timed_out("listing keys"))?
             .map_err(|e| self.source.error(e))?;
         let revision = answer
-            .header()
-            .map(|h| u64::try_from(h.revision()).unwrap_or(0))
+            .header
+            .map(|h| u64::try_from(h.revision).unwrap_or(0))
             .unwrap_or(0);
         let entries = answer
-            .kvs()
+            .kvs
             .iter()
             .map(|kv| Entry {
-                key: String::from_utf8_lossy(kv.key()).into_owned(),
-                value: String::from_utf8_lossy(kv.value()).into_owned(),
-                held: kv.lease() != 0,
+                key: String::from_utf8_lossy(&kv.key).into_owned(),
+                value: String::from_utf8_lossy(&kv.value).into_owned(),
+                held: kv.lease != 0,
             })
             .collect();
         Ok((entries, revision))
@@ -211,18 +229,24 @@ impl EtcdFleet {
         revision: u64,
         limit: Duration,
     ) -> Result<(), BackendError> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         let start = i64::try_from(revision).unwrap_or(i64::MAX - 1) + 1;
-        let options = WatchOptions::new().with_prefix().with_start_revision(start);
+        let (key, range_end) = prefix_range(prefix);
+        let request = WatchCreateRequest {
+            key,
+            range_end,
+            start_revision: start,
+            ..WatchCreateRequest::default()
+        };
         let wait = async {
             let mut stream = client
-                .watch(prefix, Some(options))
+                .watch(request)
                 .await
                 .map_err(|e| self.source.error(e))?;
             loop {
                 match stream.message().await {
-                    Ok(Some(answer)) if answer.canceled() => return Ok(()),
-                    Ok(Some(answer)) if !answer.events().is_empty() => return Ok(()),
+                    Ok(Some(answer)) if answer.canceled => return Ok(()),
+                    Ok(Some(answer)) if !answer.events.is_empty() => return Ok(()),
                     Ok(Some(_)) => continue,
                     Ok(None) => return Ok(()),
                     Err(error) => return Err(self.source.error(error)),
@@ -233,5 +257,14 @@ impl EtcdFleet {
             Ok(result) => result,
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// The range of every key that starts with `prefix` (every key for an empty prefix).
+fn prefix_range(prefix: &str) -> (Vec<u8>, Vec<u8>) {
+    if prefix.is_empty() {
+        (vec![0], vec![0])
+    } else {
+        (prefix.as_bytes().to_vec(), prefix_end(prefix.as_bytes()))
     }
 }

@@ -8,41 +8,72 @@ use tracing::debug;
 use crate::config::coordination::{HealthCheck, HealthProbe};
 use crate::process;
 
-/// Runs `check` until one attempt passes or the retries are used up; the last failure's text.
-pub async fn probe(check: &HealthCheck, resource: &str) -> Result<(), String> {
+/// Why a resource is unhealthy after its change.
+#[derive(Debug, thiserror::Error)]
+pub enum Unhealthy {
+    #[error("{last} (after {attempts} attempts)")]
+    Attempts {
+        #[source]
+        last: ProbeError,
+        attempts: u64,
+    },
+    /// The HTTP client for a URL check cannot be built (its TLS set-up failed).
+    #[error("cannot set up an HTTP client: {0}")]
+    Client(String),
+}
+
+/// Why one attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Command(#[from] process::CommandError),
+    #[error("GET {url}: {source}")]
+    Request {
+        /// With any password masked.
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url} answered {status}")]
+    Status {
+        url: String,
+        status: reqwest::StatusCode,
+    },
+}
+
+/// Runs `check` until one attempt passes or the retries are used up; the last failure.
+pub async fn probe(check: &HealthCheck, resource: &str) -> Result<(), Unhealthy> {
     // One HTTP client for all attempts: building one loads the system's trust store.
     let probe = match &check.probe {
         HealthProbe::Command(command) => Probe::Command(command),
         HealthProbe::Url(url) => Probe::Get(url, http_client(check.timeout)?),
     };
-    let mut last = String::new();
-    for attempt in 0..=check.retries {
-        if attempt > 0 {
-            tokio::time::sleep(check.interval).await;
-        }
-        match once(&probe, check.timeout).await {
+    let mut attempt = 0;
+    loop {
+        let error = match once(&probe, check.timeout).await {
             Ok(()) => return Ok(()),
-            Err(message) => {
-                debug!(resource, attempt, error = %message, "health check failed");
-                last = message;
-            }
+            Err(error) => error,
+        };
+        debug!(resource, attempt, error = %error, "health check failed");
+        if attempt == check.retries {
+            return Err(Unhealthy::Attempts {
+                last: error,
+                attempts: u64::from(check.retries) + 1,
+            });
         }
+        attempt += 1;
+        tokio::time::sleep(check.interval).await;
     }
-    Err(format!(
-        "{} (after {} attempts)",
-        last,
-        u64::from(check.retries) + 1
-    ))
 }
 
-fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+fn http_client(timeout: Duration) -> Result<reqwest::Client, Unhealthy> {
+    let tls = crate::backend::tls::client_config(&crate::config::TlsSettings::default())
+        .map_err(|e| Unhealthy::Client(e.to_string()))?;
     reqwest::Client::builder()
-        .tls_backend_preconfigured(crate::backend::tls::client_config(
-            &crate::config::TlsSettings::default(),
-        )?)
+        .tls_backend_preconfigured(tls)
         .timeout(timeout)
         .build()
-        .map_err(|e| format!("cannot set up an HTTP client: {e}"))
+        .map_err(|e| Unhealthy::Client(e.to_string()))
 }
 
 /// A health probe ready to run.
@@ -51,26 +82,26 @@ enum Probe<'a> {
     Get(&'a str, reqwest::Client),
 }
 
-async fn once(probe: &Probe<'_>, timeout: Duration) -> Result<(), String> {
+async fn once(probe: &Probe<'_>, timeout: Duration) -> Result<(), ProbeError> {
     match probe {
-        Probe::Command(command) => process::run_shell(command, timeout)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        Probe::Command(command) => Ok(process::run_shell(command, timeout).await.map(|_| ())?),
         Probe::Get(url, http) => {
+            let shown = || crate::redact::url(url).into_owned();
             let response = http
                 .get(*url)
                 .send()
                 .await
-                .map_err(|e| format!("GET {}: {e}", crate::redact::url(url)))?;
+                .map_err(|source| ProbeError::Request {
+                    url: shown(),
+                    source,
+                })?;
             if response.status().is_success() {
                 Ok(())
             } else {
-                Err(format!(
-                    "GET {} answered {}",
-                    crate::redact::url(url),
-                    response.status()
-                ))
+                Err(ProbeError::Status {
+                    url: shown(),
+                    status: response.status(),
+                })
             }
         }
     }
@@ -113,13 +144,16 @@ mod tests {
     #[tokio::test]
     async fn a_url_passes_once_it_answers_2xx_within_the_retries() {
         let url = server(vec![503, 503, 200]);
-        assert_eq!(probe(&url_check(url, 2), "r").await, Ok(()));
+        assert!(probe(&url_check(url, 2), "r").await.is_ok());
     }
 
     #[tokio::test]
     async fn a_url_that_keeps_failing_reports_the_last_answer_and_the_attempts() {
         let url = server(vec![503]);
-        let error = probe(&url_check(url.clone(), 1), "r").await.unwrap_err();
+        let error = probe(&url_check(url.clone(), 1), "r")
+            .await
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             error,
             format!("GET {url} answered 503 Service Unavailable (after 2 attempts)")
@@ -134,7 +168,7 @@ mod tests {
             retries: 0,
             interval: Duration::from_millis(10),
         };
-        let error = probe(&check, "r").await.unwrap_err();
+        let error = probe(&check, "r").await.unwrap_err().to_string();
         assert!(
             error.contains("down") && error.ends_with("(after 1 attempts)"),
             "{error}"

@@ -66,7 +66,7 @@ pub async fn self_id(
 pub async fn check_self_at_start(
     config: &crate::setup::Config,
     backend: &crate::backend::Backend,
-) -> Result<(), String> {
+) -> Result<(), crate::diagnostic::ConfigError> {
     let Some(Coordinator::Consul(consul)) = Coordinator::for_backend(backend) else {
         return Ok(());
     };
@@ -89,10 +89,9 @@ pub async fn check_self_at_start(
                 tracing::warn!(resource = %resource.name, service = %service.name, error = %error, "cannot tell yet which instance of the service is this terad's; the first change will")
             }
             Err(error) => {
-                return Err(format!(
-                    "{}: resource {:?}: {error}",
-                    resource.file.display(),
-                    resource.name
+                return Err(crate::diagnostic::ConfigError::in_file(
+                    &resource.file,
+                    format!("resource {:?}: {error}", resource.name),
                 ));
             }
         }
@@ -152,15 +151,25 @@ pub async fn wait_for_peers(
     }
 }
 
+/// Whether a change may start now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Start,
+    /// Too many others are unavailable: these, as `id (status)` or a slot holder's name.
+    Wait {
+        in_the_way: Vec<String>,
+    },
+}
+
 /// Under a slot: whether the change may start, i.e. the other unavailable instances plus the
-/// other slot holders are fewer than `max_unavailable`. `Err` names who is in the way.
+/// other slot holders are fewer than `max_unavailable`.
 pub async fn may_start(
     coordinator: &Coordinator,
     consul: &ConsulFleet,
     coordination: &Coordination,
     service: &ServiceCoordination,
     self_id: &str,
-) -> Result<Result<(), String>, BackendError> {
+) -> Result<Admission, BackendError> {
     let (peers, _) = consul.peers(&service.name, None).await?;
     let (slots, _) = coordinator.list(&slots_prefix(&coordination.group)).await?;
     let holders: Vec<&str> = slots
@@ -171,9 +180,9 @@ pub async fn may_start(
         .collect();
     let in_the_way = in_the_way(&peers, &holders, self_id);
     if in_the_way.len() < service.max_unavailable {
-        Ok(Ok(()))
+        Ok(Admission::Start)
     } else {
-        Ok(Err(in_the_way.join(", ")))
+        Ok(Admission::Wait { in_the_way })
     }
 }
 

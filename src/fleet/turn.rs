@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::consul::{ConsulFleet, MAINTENANCE_REASON};
+use super::service::Admission;
 use super::{Coordinator, Fleet, Halt, Slot};
 use crate::backend::BackendError;
 use crate::config::Resource;
@@ -238,7 +239,7 @@ impl ServiceTurn<'_> {
         coordination: &Coordination,
         resource: &str,
     ) -> Result<bool, BackendError> {
-        if let Err(who) = super::service::may_start(
+        if let Admission::Wait { in_the_way } = super::service::may_start(
             coordinator,
             self.consul,
             coordination,
@@ -247,6 +248,7 @@ impl ServiceTurn<'_> {
         )
         .await?
         {
+            let who = in_the_way.join(", ");
             info!(resource, service = %self.service.name, unavailable = %who, "another instance became unavailable; waiting again");
             return Ok(false);
         }

@@ -157,6 +157,7 @@ mod tests {
             render_timeout: Duration::from_secs(1),
             create_dirs: false,
             wait: None,
+            reload_interval: None,
             min_keys,
             allow_empty,
             values: Default::default(),

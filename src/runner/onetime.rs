@@ -2,6 +2,7 @@
 //! order through the apply path, run each distinct reload once at the end, exit with the result.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tracing::error;
 
@@ -77,7 +78,8 @@ pub(super) async fn onetime(
     for (id, resource) in resources.into_iter().enumerate() {
         let resource = Arc::new(resource);
         let actions = Action::for_resource(&resource, settings.sync_only, None);
-        let member = groups.join(id, &resource.name, actions);
+        // One-shot reloads run once each, at the end: nothing to space.
+        let member = groups.join(id, &resource.name, actions, Duration::ZERO);
         let mut dependencies = Dependency::from_keys(&resource.keys);
         dependencies.extend(
             templates

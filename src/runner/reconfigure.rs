@@ -35,7 +35,7 @@ impl Runtime {
             }
         };
         if !config.settings.same_backend(&self.settings) {
-            return match crate::connect_backend(&config.settings) {
+            return match crate::backend::Backend::connect(&config.settings) {
                 Ok(backend) => Reconfigured::NewBackend(Box::new(config), backend),
                 Err(errors) => {
                     error!(error = %errors, "new backend settings rejected; the running configuration stays");
@@ -117,7 +117,10 @@ impl Diff {
         // Workers were started with the sync options and the instance name: when either
         // changes, every resource restarts.
         let restart_all = sync_options(settings) != runtime.workers.options
-            || settings.instance != runtime.workers.fleet.instance;
+            || settings.instance != runtime.workers.fleet.instance
+            // The spacing of reloads is fixed when a resource joins its groups.
+            || settings.reload_interval != runtime.settings.reload_interval
+            || settings.wait.is_some() != runtime.settings.wait.is_some();
         let slots = &runtime.scheduler.slots;
         let mut taken = vec![false; slots.len()];
         let keep: Vec<Option<usize>> = resources

@@ -88,7 +88,8 @@ impl Runtime {
     /// Starts `resource`'s worker and returns its slot.
     pub(super) fn new_slot(&mut self, resource: Resource) -> Slot {
         let resource = Arc::new(resource);
-        let (id, member) = self.workers.start(&resource);
+        let spacing = crate::apply::reload::pacing(&resource, &self.settings);
+        let (id, member) = self.workers.start(&resource, spacing);
         Slot::new(
             id,
             resource,
@@ -171,6 +172,9 @@ impl Runtime {
             interval
         });
 
+        // Whoever sends configuration reloads (the signal handlers) may be gone: a closed channel
+        // is not polled again.
+        let mut control_open = true;
         loop {
             let next_deadline = self.scheduler.next_deadline();
             let stalled_until = self.scheduler.stalls();
@@ -186,10 +190,11 @@ impl Runtime {
                     let sources = Sources { store: &self.store, catalog: &mut self.catalog };
                     self.scheduler.render_deferred(sources);
                 }
-                control = context.control.recv(), if !rendering => {
-                    if control != Some(Control::Reload) {
+                control = context.control.recv(), if control_open && !rendering => {
+                    let Some(Control::Reload) = control else {
+                        control_open = false;
                         continue;
-                    }
+                    };
                     match self.reload_configuration(&context.cli).await {
                         Reconfigured::InPlace { prefixes_changed } => {
                             if prefixes_changed {

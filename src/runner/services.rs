@@ -29,7 +29,7 @@ const UPDATE_QUEUE: usize = 256;
 #[derive(Debug)]
 pub(super) struct ServiceUpdate {
     pub(super) query: ServiceQuery,
-    pub(super) result: Result<ServiceData, String>,
+    pub(super) result: Result<ServiceData, BackendError>,
 }
 
 /// The watched queries and their answers.
@@ -169,7 +169,10 @@ impl Catalog {
         if !self.tasks.contains_key(&update.query) {
             return false;
         }
-        let result = update.result.map(Arc::new).map_err(Arc::<str>::from);
+        let result = update
+            .result
+            .map(Arc::new)
+            .map_err(|error| Arc::<str>::from(error.to_string()));
         let snapshot = Arc::make_mut(&mut self.snapshot);
         if snapshot.results.get(&update.query) == Some(&result) {
             return false;
@@ -299,6 +302,7 @@ async fn follow(
                 let delay = backoff.next_delay();
                 let denied = matches!(err, BackendError::Denied { .. });
                 let message = err.to_string();
+                let error = err;
                 let repeated = last_error.as_ref() == Some(&message);
                 let report = (denied || !answered) && !repeated;
                 if !repeated {
@@ -321,7 +325,7 @@ async fn follow(
                     answered = false;
                     let update = ServiceUpdate {
                         query: query.clone(),
-                        result: Err(message),
+                        result: Err(error),
                     };
                     if updates.send(update).await.is_err() {
                         return;

@@ -49,12 +49,17 @@ impl Workers {
         }
     }
 
-    /// Starts the worker of `resource`; returns its id and its member, where its renders go.
-    pub(super) fn start(&mut self, resource: &Arc<Resource>) -> (usize, Arc<Member>) {
+    /// Starts the worker of `resource`, whose reloads ask for `spacing` between runs; returns
+    /// its id and its member, where its renders go.
+    pub(super) fn start(
+        &mut self,
+        resource: &Arc<Resource>,
+        spacing: Duration,
+    ) -> (usize, Arc<Member>) {
         let id = self.next_id;
         self.next_id += 1;
         let actions = Action::for_resource(resource, self.options.sync_only, self.exec.as_ref());
-        let member = self.groups.join(id, &resource.name, actions);
+        let member = self.groups.join(id, &resource.name, actions, spacing);
         let pipeline = Pipeline::new(
             Arc::clone(resource),
             PipelineSetup {

@@ -30,7 +30,11 @@ fn initial_render_then_puts_and_deletes_propagate() {
     let consul = Consul::start_dev(false);
     consul.put("/app/upstream/a", "10.0.0.1:80");
     let fx = fixture();
-    let daemon = Daemon::start(&mut terad(&fx, &consul, &["--watch"]), fx.path("terad.log"));
+    // One reload per change is counted below: no spacing between reloads.
+    let daemon = Daemon::start(
+        &mut terad(&fx, &consul, &["--watch", "--reload-interval", "0s"]),
+        fx.path("terad.log"),
+    );
     wait_content(&fx, &daemon, "the initial render", "a=10.0.0.1:80\n");
     consul.put("/app/upstream/b", "10.0.0.2:80");
     wait_content(&fx, &daemon, "the put", "a=10.0.0.1:80\nb=10.0.0.2:80\n");

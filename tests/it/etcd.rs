@@ -50,7 +50,11 @@ fn initial_render_then_puts_and_deletes_propagate() {
     let etcd = Etcd::start();
     etcd.put("/app/upstream/a", "10.0.0.1:80");
     let fx = fixture();
-    let daemon = watch(&fx, &etcd);
+    // One reload per change is counted below: no spacing between reloads.
+    let daemon = Daemon::start(
+        terad(&fx, &etcd, &["--watch"]).args(["--reload-interval", "0s"]),
+        fx.path("terad.log"),
+    );
     wait_content(&fx, &daemon, "the initial render", "a=10.0.0.1:80\n");
 
     etcd.put("/app/upstream/b", "10.0.0.2:80");
@@ -67,6 +71,57 @@ fn initial_render_then_puts_and_deletes_propagate() {
     });
     assert_eq!(fx.read("out/app.conf"), "b=10.0.0.2:80\n");
     assert_eq!(fx.reload_count("reloads.log"), 4);
+    assert!(daemon.stop().success());
+}
+
+/// Issue 27: 200 puts in one second made 197 reloads of the service. By default a burst
+/// reloads at once and then at most once a second, and the last change is always reloaded.
+#[test]
+fn a_burst_of_changes_reloads_at_most_once_a_second_and_always_the_last_change() {
+    let etcd = Etcd::start();
+    etcd.put("/app/upstream/a", "0");
+    let fx = Fixture::new();
+    fx.template(
+        "upstreams.tmpl",
+        "{% for kv in gets(pattern=\"/app/upstream/*\") %}{{ kv.key | base }}={{ kv.value }}\n{% endfor %}",
+    );
+    // Each reload records the file it loaded.
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"upstreams.tmpl\"\ndest = \"{dest}\"\nkeys = [\"/app/upstream\"]\nreload_cmd = \"cat {dest} >> {log}\"\n",
+            dest = fx.path("out/app.conf").display(),
+            log = fx.path("reloads.log").display()
+        ),
+    );
+    let daemon = watch(&fx, &etcd);
+    wait_content(&fx, &daemon, "the initial render", "a=0\n");
+    wait_for("the first reload", LIMIT, || {
+        fx.reload_count("reloads.log") == 1
+    });
+
+    // 20 changes over about 2 s (etcdctl takes some 30 ms per put, plus 70 ms between).
+    let started = std::time::Instant::now();
+    for value in 1..=20 {
+        etcd.put("/app/upstream/a", &value.to_string());
+        std::thread::sleep(Duration::from_millis(70));
+    }
+    let burst = started.elapsed();
+    wait_content(&fx, &daemon, "the last change", "a=20\n");
+    wait_for("the last change reloaded", LIMIT, || {
+        fx.read("reloads.log").lines().last() == Some("a=20")
+    });
+    // Nothing more comes after the last change is reloaded.
+    std::thread::sleep(Duration::from_millis(1500));
+    let reloads = fx.reload_count("reloads.log") - 1;
+    // One at once, then at most one per started second of the burst, and the trailing one.
+    let most = burst.as_secs() as usize + 2;
+    assert!(
+        (2..=most).contains(&reloads),
+        "{reloads} reloads for 20 changes over {burst:?}:\n{}",
+        fx.read("reloads.log")
+    );
+    assert_eq!(fx.read("reloads.log").lines().last(), Some("a=20"));
     assert!(daemon.stop().success());
 }
 

@@ -1,6 +1,7 @@
 //! The packaging files that cannot run here as a whole (no container engine, no cluster, no
 //! systemd as PID 1) are checked for consistency and rendered with the real terad and HAProxy:
-//! the Kubernetes example, the `haproxy` image's resource, the systemd unit.
+//! the Kubernetes example, the `haproxy` image's resource, the systemd unit, the man page and the
+//! shell completion the Debian package carries.
 
 use std::path::Path;
 use std::process::Command;
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::support::{Fixture, run, stderr};
+use crate::support::{Fixture, run, stderr, stdout};
 
 const LIMIT: Duration = Duration::from_secs(20);
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -258,4 +259,64 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     );
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(stderr(&output), "", "no warnings");
+}
+
+/// What `scripts/build-deb.sh` packages as `man terad` and the bash completion comes from the
+/// binary (`terad --generate …`): the page renders with `man` and documents the options with
+/// their variables, and the completion, sourced as bash-completion sources it, completes
+/// `terad --onet` to a flag terad has. (build-deb.sh checks the same on the packaged files.)
+#[test]
+fn the_man_page_renders_and_the_bash_completion_completes_a_real_flag() {
+    let generate = |kind: &str| {
+        let output = run(
+            Command::new(env!("CARGO_BIN_EXE_terad")).args(["--generate", kind]),
+            LIMIT,
+        );
+        assert!(output.status.success(), "{kind}: {}", stderr(&output));
+        stdout(&output)
+    };
+    let fx = Fixture::new();
+    let page = fx.write("terad.1", &generate("man"));
+    let output = run(
+        Command::new("man")
+            .arg("-l")
+            .arg(&page)
+            .env("MANWIDTH", "100"),
+        LIMIT,
+    );
+    assert!(
+        output.status.success(),
+        "man -l (man-db: ./scripts/install-deps.sh): {}",
+        stderr(&output)
+    );
+    let text = stdout(&output);
+    for expected in ["NAME", "terad", "--onetime", "TERAD_ONETIME", "register"] {
+        assert!(text.contains(expected), "{expected:?} in\n{text}");
+    }
+
+    let completion = fx.write("terad.bash", &generate("complete-bash"));
+    let output = run(
+        Command::new("bash")
+            .arg("-c")
+            .arg(
+                r#". "$1" && COMP_WORDS=(terad --onet) && COMP_CWORD=1 && _terad terad --onet terad && printf '%s\n' "${COMPREPLY[@]}""#,
+            )
+            .arg("bash")
+            .arg(&completion),
+        LIMIT,
+    );
+    assert_eq!(stdout(&output), "--onetime\n", "{}", stderr(&output));
+
+    let script = repo_file("scripts/build-deb.sh");
+    for packaged in [
+        "/usr/share/man/man1/terad.1.gz",
+        "/usr/share/bash-completion/completions/terad",
+        "/usr/share/zsh/vendor-completions/_terad",
+        "/usr/share/fish/vendor_completions.d/terad.fish",
+    ] {
+        assert!(
+            script.contains(packaged),
+            "build-deb.sh packages {packaged}"
+        );
+    }
 }

@@ -331,8 +331,16 @@ fn failures_in_one_resource_do_not_stop_the_others() {
 fn watch_mode_follows_the_keys_file() {
     let fx = app_fixture("");
     let mut command = fx.terad();
+    // One reload per change is counted below: no spacing between reloads.
     command
-        .args(["--watch", "--backend", "file", "--file"])
+        .args([
+            "--watch",
+            "--reload-interval",
+            "0s",
+            "--backend",
+            "file",
+            "--file",
+        ])
         .arg(fx.path("keys.yaml"));
     let daemon = Daemon::start(&mut command, fx.path("terad.log"));
     wait_for("first render", LIMIT, || {

@@ -324,7 +324,12 @@ fn a_health_change_reaches_only_the_resources_using_that_service() {
         );
     }
     let daemon = Daemon::start(
-        &mut terad(&fx, &consul, &["--watch", "--log-level", "debug"]),
+        // One reload per change is counted below: no spacing between reloads.
+        &mut terad(
+            &fx,
+            &consul,
+            &["--watch", "--log-level", "debug", "--reload-interval", "0s"],
+        ),
         fx.path("terad.log"),
     );
     wait_for("three renders", LIMIT, || {

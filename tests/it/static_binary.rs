@@ -1,6 +1,6 @@
 //! The static binary (`scripts/build-static.sh` → `target/static/terad-<version>-linux-<arch>`)
-//! in a chroot that holds nothing but what README.md ("Install") lists for it: the binary, a
-//! confdir, a keys file, `/dev/null`, `/dev/random`, `/dev/urandom` (every container has them;
+//! in a chroot that holds nothing but what docs/src/operating.md ("The static binary") lists:
+//! the binary, a confdir, a keys file, `/dev/null`, `/dev/random`, `/dev/urandom` (every container has them;
 //! one test shows the random devices are not needed), `/etc/passwd` and `/etc/group`, plus
 //! `/etc/hosts` and `/etc/resolv.conf` for the test of host names. No shared library, no
 //! dynamic loader, no shell, no `/proc`, no environment.

@@ -239,7 +239,7 @@ fn parse_file(path: &Path, out: &mut Vec<(String, String)>) -> Result<(), Backen
         Some("toml") => Format::Toml,
         _ => Format::Yaml,
     };
-    flatten_text(format, &text, out).map_err(fail)
+    flatten_text(format, &text, out).map_err(|e| fail(e.to_string()))
 }
 
 /// The formats of the file backend.
@@ -250,12 +250,24 @@ pub enum Format {
     Toml,
 }
 
+/// Why a document cannot be read into keys.
+#[derive(Debug, thiserror::Error)]
+pub enum DocumentError {
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    /// TOML's message ends with a line break, which a log line must not.
+    #[error("invalid TOML: {}", .0.to_string().trim_end())]
+    Toml(#[source] toml::de::Error),
+    #[error("invalid YAML: {0}")]
+    Yaml(#[source] yaml::YamlError),
+}
+
 /// Flattens one document's text into `out`. Public for the fuzz targets.
 pub fn flatten_text(
     format: Format,
     text: &str,
     out: &mut Vec<(String, String)>,
-) -> Result<(), String> {
+) -> Result<(), DocumentError> {
     let mut key = String::new();
     let seed = Flatten {
         path: &mut key,
@@ -266,15 +278,13 @@ pub fn flatten_text(
             let mut deserializer = serde_json::Deserializer::from_str(text);
             seed.deserialize(&mut deserializer)
                 .and_then(|()| deserializer.end())
-                .map_err(|e| format!("invalid JSON: {e}"))
+                .map_err(DocumentError::Json)
         }
         Format::Toml => {
-            let deserializer = toml::Deserializer::parse(text)
-                .map_err(|e| format!("invalid TOML: {}", e.to_string().trim_end()))?;
-            seed.deserialize(deserializer)
-                .map_err(|e| format!("invalid TOML: {}", e.to_string().trim_end()))
+            let deserializer = toml::Deserializer::parse(text).map_err(DocumentError::Toml)?;
+            seed.deserialize(deserializer).map_err(DocumentError::Toml)
         }
-        Format::Yaml => yaml::flatten(text, seed.out).map_err(|e| format!("invalid YAML: {e}")),
+        Format::Yaml => yaml::flatten(text, seed.out).map_err(DocumentError::Yaml),
     }
 }
 

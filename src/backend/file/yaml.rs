@@ -19,8 +19,28 @@ pub const MAX_ENTRIES: usize = 2_000_000;
 /// The deepest nesting accepted; deeper documents are refused rather than overflowing the stack.
 const MAX_DEPTH: usize = 256;
 
+/// Why a YAML document cannot be read into keys.
+#[derive(Debug, thiserror::Error)]
+pub enum YamlError {
+    #[error(transparent)]
+    Syntax(#[from] yaml_rust2::ScanError),
+    #[error("the document expands to more than {MAX_ENTRIES} keys (aliases included)")]
+    TooManyKeys,
+    #[error("line {line}: alias to an unknown anchor")]
+    UnknownAnchor { line: usize },
+    /// An event a document cannot hold where it came (the parser's own name for it).
+    #[error("line {line}: unexpected {event}")]
+    Unexpected { line: usize, event: String },
+    #[error("line {line}: nested deeper than {MAX_DEPTH} levels")]
+    TooDeep { line: usize },
+    #[error("line {line}: a mapping key must be a scalar")]
+    KeyNotScalar { line: usize },
+    #[error("line {line}: a mapping key must be a scalar, not a list or map")]
+    KeyIsCollection { line: usize },
+}
+
 /// Flattens `text` into `out` as `/a/b` → value entries.
-pub fn flatten(text: &str, out: &mut Vec<(String, String)>) -> Result<(), String> {
+pub fn flatten(text: &str, out: &mut Vec<(String, String)>) -> Result<(), YamlError> {
     let mut flattener = Flattener {
         parser: Parser::new_from_str(text),
         out,
@@ -49,15 +69,13 @@ struct Flattener<'a, 'p> {
 }
 
 impl Flattener<'_, '_> {
-    fn next(&mut self) -> Result<(Event, Marker), String> {
-        self.parser.next_token().map_err(|e| e.to_string())
+    fn next(&mut self) -> Result<(Event, Marker), YamlError> {
+        self.parser.next_token().map_err(YamlError::Syntax)
     }
 
-    fn emit(&mut self, key: String, value: String) -> Result<(), String> {
+    fn emit(&mut self, key: String, value: String) -> Result<(), YamlError> {
         if self.out.len() >= MAX_ENTRIES {
-            return Err(format!(
-                "the document expands to more than {MAX_ENTRIES} keys (aliases included)"
-            ));
+            return Err(YamlError::TooManyKeys);
         }
         self.out.push((key, value));
         Ok(())
@@ -72,7 +90,7 @@ impl Flattener<'_, '_> {
     }
 
     /// Reads one node that starts with `event`, emitting its entries under the current path.
-    fn node(&mut self, event: Event, mark: Marker) -> Result<(), String> {
+    fn node(&mut self, event: Event, mark: Marker) -> Result<(), YamlError> {
         let start = self.out.len();
         let base = self.path.len();
         let anchor = match event {
@@ -126,7 +144,7 @@ impl Flattener<'_, '_> {
             }
             Event::Alias(id) => {
                 let Some(entries) = self.anchors.get(&id).cloned() else {
-                    return Err(format!("line {}: alias to an unknown anchor", mark.line()));
+                    return Err(YamlError::UnknownAnchor { line: mark.line() });
                 };
                 for (suffix, value) in entries {
                     let key = if suffix.is_empty() {
@@ -138,7 +156,12 @@ impl Flattener<'_, '_> {
                 }
                 0
             }
-            other => return Err(format!("line {}: unexpected {other:?}", mark.line())),
+            other => {
+                return Err(YamlError::Unexpected {
+                    line: mark.line(),
+                    event: format!("{other:?}"),
+                });
+            }
         };
         if anchor > 0 {
             let recorded = self.out[start..]
@@ -157,19 +180,16 @@ impl Flattener<'_, '_> {
         Ok(())
     }
 
-    fn enter(&mut self, mark: Marker) -> Result<(), String> {
+    fn enter(&mut self, mark: Marker) -> Result<(), YamlError> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(format!(
-                "line {}: nested deeper than {MAX_DEPTH} levels",
-                mark.line()
-            ));
+            return Err(YamlError::TooDeep { line: mark.line() });
         }
         Ok(())
     }
 
     /// A mapping key as text: a scalar, or an alias to a scalar.
-    fn key_text(&mut self, event: Event, mark: Marker) -> Result<String, String> {
+    fn key_text(&mut self, event: Event, mark: Marker) -> Result<String, YamlError> {
         match event {
             Event::Scalar(text, _, anchor, _) => {
                 if anchor > 0 {
@@ -180,15 +200,9 @@ impl Flattener<'_, '_> {
             }
             Event::Alias(id) => match self.anchors.get(&id).map(Vec::as_slice) {
                 Some([(suffix, value)]) if suffix.is_empty() => Ok(value.clone()),
-                _ => Err(format!(
-                    "line {}: a mapping key must be a scalar",
-                    mark.line()
-                )),
+                _ => Err(YamlError::KeyNotScalar { line: mark.line() }),
             },
-            _ => Err(format!(
-                "line {}: a mapping key must be a scalar, not a list or map",
-                mark.line()
-            )),
+            _ => Err(YamlError::KeyIsCollection { line: mark.line() }),
         }
     }
 }
@@ -288,22 +302,26 @@ mod tests {
             ));
         }
         let mut out = Vec::new();
-        let err = flatten(&bomb, &mut out).unwrap_err();
+        let err = flatten(&bomb, &mut out).unwrap_err().to_string();
         assert!(err.contains("expands to more than"), "{err}");
     }
 
     #[test]
     fn deep_nesting_and_bad_syntax_are_errors() {
         let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
-        let err = flatten(&deep, &mut Vec::new()).unwrap_err();
+        let err = flatten(&deep, &mut Vec::new()).unwrap_err().to_string();
         // The scanner's own limit (or ours, whichever comes first) stops it.
         assert!(
             err.contains("recursion limit") || err.contains("nested deeper than"),
             "{err}"
         );
-        let err = flatten("a: [unclosed\n", &mut Vec::new()).unwrap_err();
+        let err = flatten("a: [unclosed\n", &mut Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line"), "{err}");
-        let err = flatten("? [a, b]\n: v\n", &mut Vec::new()).unwrap_err();
+        let err = flatten("? [a, b]\n: v\n", &mut Vec::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("mapping key must be a scalar"), "{err}");
     }
 }

@@ -43,14 +43,12 @@ pub enum EngineChoice {
 
 impl EngineChoice {
     /// `auto`, `tera` or `go`.
-    pub fn parse(text: &str) -> Result<EngineChoice, String> {
+    pub fn parse(text: &str) -> Result<EngineChoice, super::value::ValueError> {
         match text {
             "auto" => Ok(EngineChoice::Auto),
             "tera" => Ok(EngineChoice::Tera),
             "go" => Ok(EngineChoice::Go),
-            other => Err(format!(
-                "unknown template engine {other:?}: use \"auto\", \"go\" or \"tera\""
-            )),
+            other => Err(super::value::ValueError::Engine(other.to_owned())),
         }
     }
 }
@@ -101,6 +99,9 @@ pub struct Resource {
     pub create_dirs: bool,
     /// Quiescence for this resource, overriding the global `--wait`.
     pub wait: Option<super::WaitSpec>,
+    /// The least time between two runs of this resource's reload, overriding
+    /// `--reload-interval`.
+    pub reload_interval: Option<Duration>,
     /// Never render with fewer keys than this (a guard against an emptied or wrong store).
     pub min_keys: Option<usize>,
     /// Render when the resource's keys went from some to none. Off by default: a store that

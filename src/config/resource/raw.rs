@@ -38,6 +38,7 @@ pub(super) struct RawTemplate {
     pub(super) reload_timeout: Option<Spanned<DurationValue>>,
     pub(super) render_timeout: Option<Spanned<DurationValue>>,
     pub(super) wait: Option<Spanned<String>>,
+    pub(super) reload_interval: Option<Spanned<DurationValue>>,
     pub(super) coordination: Option<crate::config::coordination::RawCoordination>,
     pub(super) health_cmd: Option<Spanned<String>>,
     pub(super) health_url: Option<Spanned<String>>,

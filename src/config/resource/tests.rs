@@ -260,7 +260,7 @@ fn mode_parsing_is_always_octal() {
         assert!(parse_mode(bad).is_err(), "{bad:?} must be rejected");
     }
     assert_eq!(
-        parse_mode("0999").unwrap_err(),
+        parse_mode("0999").unwrap_err().to_string(),
         "invalid mode \"0999\": expected octal digits such as \"0644\""
     );
 }

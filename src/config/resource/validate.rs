@@ -7,7 +7,8 @@ use super::{
     DEFAULT_CHECK_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RENDER_TIMEOUT, EngineChoice, Resource,
     TemplateRef,
 };
-use crate::config::duration::duration_key;
+use crate::config::duration::{duration_key, parse_duration};
+use crate::config::value::ValueError;
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::process::CommandLine;
 use crate::store::{Glob, ValuePolicy, join_key};
@@ -55,7 +56,7 @@ pub(super) fn validate(
         Some(src) => match template_name(src.get_ref(), templates_dir) {
             Ok(name) => Some(name),
             Err(message) => {
-                error("src", Some(src.span()), message);
+                error("src", Some(src.span()), message.to_string());
                 None
             }
         },
@@ -89,7 +90,7 @@ pub(super) fn validate(
             .and_then(|engine| match EngineChoice::parse(engine.get_ref()) {
                 Ok(choice) => Some(choice),
                 Err(message) => {
-                    error("engine", Some(engine.span()), message);
+                    error("engine", Some(engine.span()), message.to_string());
                     None
                 }
             });
@@ -125,7 +126,7 @@ pub(super) fn validate(
         .and_then(|mode| match parse_mode(mode.get_ref()) {
             Ok(mode) => Some(mode),
             Err(message) => {
-                error("mode", Some(mode.span()), message);
+                error("mode", Some(mode.span()), message.to_string());
                 None
             }
         });
@@ -165,7 +166,7 @@ pub(super) fn validate(
         match CommandLine::parse(raw.get_ref()) {
             Ok(command) => Some(command),
             Err(message) => {
-                error(key, Some(raw.span()), message);
+                error(key, Some(raw.span()), message.to_string());
                 None
             }
         }
@@ -214,10 +215,24 @@ pub(super) fn validate(
         .and_then(|wait| match crate::config::parse_wait(wait.get_ref()) {
             Ok(spec) => Some(spec),
             Err(message) => {
-                error("wait", Some(wait.span()), message);
+                error("wait", Some(wait.span()), message.to_string());
                 None
             }
         });
+
+    let reload_interval = raw.reload_interval.as_ref().and_then(|interval| {
+        match parse_duration(interval.get_ref()) {
+            Ok(interval) => Some(interval),
+            Err(message) => {
+                error(
+                    "reload_interval",
+                    Some(interval.span()),
+                    message.to_string(),
+                );
+                None
+            }
+        }
+    });
 
     let coordination = raw
         .coordination
@@ -258,6 +273,7 @@ pub(super) fn validate(
             render_timeout,
             create_dirs: raw.create_dirs.unwrap_or(false),
             wait,
+            reload_interval,
             min_keys,
             allow_empty: raw.allow_empty.unwrap_or(false),
             values,
@@ -315,36 +331,34 @@ fn owner_id(
 
 /// Parses a file mode. Modes are always octal, with or without a leading `0` or `0o`:
 /// `"0644"`, `"644"` and `"0o644"` are the same mode.
-pub fn parse_mode(text: &str) -> Result<u32, String> {
+pub fn parse_mode(text: &str) -> Result<u32, ValueError> {
     let digits = text.trim();
     let digits = digits
         .strip_prefix("0o")
         .or_else(|| digits.strip_prefix("0O"))
         .unwrap_or(digits);
-    let invalid = || format!("invalid mode {text:?}: expected octal digits such as \"0644\"");
+    let invalid = || ValueError::ModeDigits(text.to_owned());
     if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
         return Err(invalid());
     }
     let mode = u32::from_str_radix(digits, 8).map_err(|_| invalid())?;
     if mode > 0o7777 {
-        return Err(format!(
-            "invalid mode {text:?}: above 07777, the largest file mode"
-        ));
+        return Err(ValueError::ModeRange(text.to_owned()));
     }
     Ok(mode)
 }
 
 /// Checks that `src` names a file inside `templates_dir` and returns its name there.
-fn template_name(src: &str, templates_dir: &Path) -> Result<String, String> {
+fn template_name(src: &str, templates_dir: &Path) -> Result<String, ValueError> {
     let relative = Path::new(src);
     if src.trim().is_empty() {
-        return Err("must not be empty".into());
+        return Err(ValueError::EmptyTemplate);
     }
     if relative.is_absolute() {
-        return Err(format!(
-            "{src:?} must be relative to {}",
-            templates_dir.display()
-        ));
+        return Err(ValueError::AbsoluteTemplate {
+            src: src.to_owned(),
+            templates: templates_dir.to_owned(),
+        });
     }
     let mut parts = Vec::new();
     for component in relative.components() {
@@ -353,32 +367,31 @@ fn template_name(src: &str, templates_dir: &Path) -> Result<String, String> {
             Component::CurDir => {}
             Component::ParentDir => {
                 if parts.pop().is_none() {
-                    return Err(format!(
-                        "{src:?} points outside the templates directory {}",
-                        templates_dir.display()
-                    ));
+                    return Err(ValueError::TemplateOutside {
+                        src: src.to_owned(),
+                        templates: templates_dir.to_owned(),
+                    });
                 }
             }
             Component::RootDir | Component::Prefix(_) => {
-                return Err(format!("{src:?} must be a relative path"));
+                return Err(ValueError::RootedTemplate {
+                    src: src.to_owned(),
+                });
             }
         }
     }
     let path = templates_dir.join(parts.join("/"));
     if !path.is_file() {
-        return Err(format!(
-            "template {:?} not found",
-            path.display().to_string()
-        ));
+        return Err(ValueError::TemplateMissing(path));
     }
     // A link inside templates/ must not lead outside it either.
     if let (Ok(real), Ok(root)) = (path.canonicalize(), templates_dir.canonicalize())
         && !real.starts_with(&root)
     {
-        return Err(format!(
-            "{src:?} resolves to {}, outside the templates directory",
-            real.display()
-        ));
+        return Err(ValueError::TemplateLinksOutside {
+            src: src.to_owned(),
+            real,
+        });
     }
     Ok(parts.join("/"))
 }

@@ -93,8 +93,8 @@ pub fn functions() -> Functions<GoContext> {
         .register("atoi", s(STRING, None), atoi)
         .register("getenv", s(STRING, Some(Param::String)), getenv)
         .register("datetime", s(&[], None), datetime)
-        // terad's own, for templates whose keys untrusted parties write (see the README's
-        // Security section): the value when it is what a directive takes, else the render fails.
+        // terad's own, for templates whose keys untrusted parties write (see the book's
+        // Security page, docs/src/security.md): the value when it is what a directive takes, else the render fails.
         .register("hostPort", s(STRING, Some(Param::String)), host_port)
         .register("safeName", s(STRING, Some(Param::String)), safe_name);
     f

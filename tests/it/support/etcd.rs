@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use terad::backend::etcd::api::etcdserverpb::{PutRequest, RequestOp, TxnRequest, request_op};
+use terad::backend::etcd::client::{Client, ConnectOptions};
+
 use super::free_port;
 use super::tls::TestCa;
 
@@ -150,19 +153,23 @@ impl Etcd {
             .build()
             .unwrap()
             .block_on(async move {
-                let client = etcd_client::Client::connect([url], None).await.unwrap();
-                let mut kv = client
-                    .kv_client()
+                let client = Client::connect(&url, &ConnectOptions::default())
+                    .await
+                    .unwrap()
                     .max_encoding_message_size(64 * 1024 * 1024);
                 // etcd accepts at most 128 operations per transaction.
                 for chunk in entries.chunks(128) {
-                    let ops: Vec<etcd_client::TxnOp> = chunk
+                    let success = chunk
                         .iter()
-                        .map(|(key, value)| {
-                            etcd_client::TxnOp::put(key.as_str(), value.as_str(), None)
+                        .map(|(key, value)| RequestOp {
+                            request: Some(request_op::Request::RequestPut(put(key, value))),
                         })
                         .collect();
-                    kv.txn(etcd_client::Txn::new().and_then(ops)).await.unwrap();
+                    let txn = TxnRequest {
+                        success,
+                        ..TxnRequest::default()
+                    };
+                    client.txn(txn).await.unwrap();
                 }
             });
     }
@@ -175,9 +182,11 @@ impl Etcd {
             .build()
             .unwrap()
             .block_on(async move {
-                let mut client = etcd_client::Client::connect([url], None).await.unwrap();
+                let client = Client::connect(&url, &ConnectOptions::default())
+                    .await
+                    .unwrap();
                 for (key, value) in entries {
-                    client.put(key, value, None).await.unwrap();
+                    client.put(put(&key, &value)).await.unwrap();
                     tokio::time::sleep(pause).await;
                 }
             });
@@ -191,8 +200,10 @@ impl Etcd {
             .build()
             .unwrap()
             .block_on(async move {
-                let mut client = etcd_client::Client::connect([url], None).await.unwrap();
-                client.put(key, value, None).await.unwrap();
+                let client = Client::connect(&url, &ConnectOptions::default())
+                    .await
+                    .unwrap();
+                client.put(put(&key, &value)).await.unwrap();
             });
     }
 
@@ -251,6 +262,15 @@ impl Etcd {
 impl Drop for Etcd {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A put of `value` at `key`.
+fn put(key: &str, value: impl AsRef<[u8]>) -> PutRequest {
+    PutRequest {
+        key: key.as_bytes().to_vec(),
+        value: value.as_ref().to_vec(),
+        ..PutRequest::default()
     }
 }
 
