@@ -2,7 +2,9 @@
 //! without its runtime API (`[template.haproxy]`), everything real: etcd, `terad --watch` with
 //! the repository's HAProxy template and `check_cmd = "haproxy -c -f …"`, HAProxy 2.6 in
 //! master-worker mode, HTTP backends on 127.0.0.1, and `packaging/haproxy/reload-haproxy.sh`
-//! as the reload (it returns once HAProxy can take the next one, so none is lost).
+//! as the reload (it returns once HAProxy can take the next one, so none is lost), unspaced
+//! (`reload_interval = "0s"`): each change is awaited with its reload before the next, and
+//! the default spacing would only make the reload way wait up to a second more per change.
 //!
 //! CHANGES membership changes, alternately a server added (its key put) and the oldest one
 //! removed (its key deleted), each awaited before the next (and its reload too). For an addition, the latency from
@@ -124,7 +126,8 @@ fn one_way(changes: usize, hold_every: usize, runtime_api: bool) -> Figures {
     let mut resource = format!(
         "[template]\nsrc = \"haproxy.cfg.tmpl\"\ndest = \"{}\"\nkeys = [\"/proxy\"]\n\
          check_cmd = \"haproxy -c -f {{{{.src}}}}\"\n\
-         reload_cmd = \"echo reload >> {}; {} {}\"\n",
+         reload_cmd = \"echo reload >> {}; {} {}\"\n\
+         reload_interval = \"0s\"\n",
         dest.display(),
         reloads_log.display(),
         root.join("packaging/haproxy/reload-haproxy.sh").display(),
