@@ -45,7 +45,9 @@ mod health;
 pub use catalog::{QueryState, parse as parse_service_answer};
 pub use health::{FailingChecksHandle, HealthFollower};
 
-use super::{BackendError, KeySource, Listing, PrefixPosition, Update, WatchCursor, fingerprint};
+use super::{
+    BackendError, KeySource, Listing, PrefixPosition, SetupError, Update, WatchCursor, fingerprint,
+};
 use crate::config::{Consistency, Secret, Settings};
 use crate::retry::Backoff;
 use crate::store::key_in_scope;
@@ -106,17 +108,19 @@ struct KvPair {
 }
 
 impl ConsulSource {
-    pub fn new(settings: &Settings) -> Result<ConsulSource, String> {
+    pub fn new(settings: &Settings) -> Result<ConsulSource, SetupError> {
         let nodes = settings
             .nodes
             .iter()
             .map(|node| {
-                reqwest::Url::parse(node)
-                    .map_err(|e| format!("invalid node {:?}: {e}", crate::redact::url(node)))
+                reqwest::Url::parse(node).map_err(|source| SetupError::InvalidNode {
+                    node: crate::redact::url(node).into_owned(),
+                    source,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if nodes.is_empty() {
-            return Err("no Consul node given".to_owned());
+            return Err(SetupError::NoNode("Consul"));
         }
         refuse_clear_text(&nodes, settings)?;
         // Plain-HTTP agents (the usual local agent) need no trust store: loading the system's
@@ -137,7 +141,10 @@ impl ConsulSource {
             // A redirect would carry X-Consul-Token to wherever it points; `call` refuses it.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot set up the Consul client: {e}"))?;
+            .map_err(|source| SetupError::Client {
+                backend: "Consul",
+                source,
+            })?;
         let basic_auth = match (&settings.auth.username, &settings.auth.password) {
             (Some(user), password) if settings.auth.basic_auth => Some((
                 user.clone(),
@@ -566,7 +573,7 @@ impl ConsulSource {
 /// Refuses settings that would send a secret in clear text: TLS options (which say the
 /// operator expects TLS) with a plain `http://` node, as the etcd client does; and a token or
 /// password over plain HTTP to anything but loopback (the local agent).
-fn refuse_clear_text(nodes: &[reqwest::Url], settings: &Settings) -> Result<(), String> {
+fn refuse_clear_text(nodes: &[reqwest::Url], settings: &Settings) -> Result<(), SetupError> {
     let tls = &settings.tls;
     let tls_options: Vec<&str> = [
         ("--client-ca-keys", tls.ca.is_some()),
@@ -586,20 +593,18 @@ fn refuse_clear_text(nodes: &[reqwest::Url], settings: &Settings) -> Result<(), 
     };
     for node in nodes.iter().filter(|node| node.scheme() == "http") {
         if !tls_options.is_empty() {
-            return Err(format!(
-                "node {:?} is plain http, but {} {} set: use an https:// node (or drop the TLS options)",
-                node_text(node),
-                tls_options.join(", "),
-                if tls_options.len() == 1 { "is" } else { "are" }
-            ));
+            return Err(SetupError::TlsOptionsOverHttp {
+                node: node_text(node),
+                options: tls_options,
+            });
         }
         if let Some(secret) = secret
             && !is_loopback(node)
         {
-            return Err(format!(
-                "node {:?} is plain http to a host that is not loopback, so {secret} would cross the network in clear text: use an https:// node",
-                node_text(node)
-            ));
+            return Err(SetupError::SecretOverHttp {
+                node: node_text(node),
+                secret,
+            });
         }
     }
     Ok(())
