@@ -9,7 +9,7 @@
 use std::io::Write as _;
 
 use super::builtins::Builtin;
-use super::parse::{Arg, Branch, Callee, Command, Node, Pipe, show};
+use super::node::{Arg, Branch, Callee, Command, Node, Pipe, show};
 use super::value::{ListType, Object, Value};
 use super::{ExecError, Functions, Native, Param, Signature, Template};
 

@@ -5,16 +5,18 @@
 //! The pipeline is the one Go's own package has, lex → parse → exec:
 //!
 //! - `lex`: source → tokens with byte spans (`{{- -}}` trimming, comments).
-//! - `parse`: tokens → trees (the main template and every `define`/`block`).
-//!   Function names are resolved to table indexes here and unknown names rejected, as Go does;
-//!   variables are checked and interned; template calls are linked to their trees.
+//! - `parse`: tokens → trees (the main template and every `define`/`block`), Go's
+//!   `parse/parse.go`. Function names are resolved to table indexes here and unknown names
+//!   rejected, as Go does; variables are checked and interned; template calls are linked to
+//!   their trees. The trees' nodes are `node` (Go's `parse/node.go`).
 //! - `exec`: walks a tree against a [`Value`], writing straight into the output
 //!   buffer. Variables live in one stack, function arguments in another reused buffer, so
 //!   rendering allocates only for the values functions return.
 //! - `value`: [`Value`], Go's values as confd hands them to templates (`memkv.KVPair`,
 //!   `map[string]interface {}`, typed slices, objects with methods), cheap to clone.
-//! - `fmt`: Go's `fmt` printing and `strconv` float formatting, used by actions,
-//!   `print`, `printf` and `println`.
+//! - `fmt`: Go's `fmt` printing, used by actions, `print`, `printf` and `println`;
+//!   `strconv`: Go's reading of literals (`Unquote`, `ParseInt`, `ParseFloat`) and writing of
+//!   quoted strings and floats.
 //! - `builtins`: `and or not len index slice print* eq ne lt le gt ge html js
 //!   urlquery`.
 //! - `isprint`: Go's table of printable characters, for `%q`.
@@ -72,8 +74,10 @@ mod fmt;
 mod isprint;
 mod json;
 mod lex;
+mod node;
 mod parse;
 pub mod services;
+mod strconv;
 pub mod time;
 mod value;
 
@@ -239,7 +243,7 @@ pub struct ExecError {
 pub struct Template {
     name: Arc<str>,
     source: Arc<str>,
-    trees: Vec<parse::Tree>,
+    trees: Vec<node::Tree>,
     main: u32,
     var_names: Vec<Arc<str>>,
     /// The user functions the trees call, to check the table given at execution.
@@ -399,20 +403,18 @@ struct CallFinder<'a> {
 }
 
 impl CallFinder<'_> {
-    fn nodes(&mut self, nodes: &[parse::Node]) {
+    fn nodes(&mut self, nodes: &[node::Node]) {
         for node in nodes {
             match node {
-                parse::Node::Action(pipe) => self.pipe(pipe),
-                parse::Node::If(branch)
-                | parse::Node::Range(branch)
-                | parse::Node::With(branch) => {
+                node::Node::Action(pipe) => self.pipe(pipe),
+                node::Node::If(branch) | node::Node::Range(branch) | node::Node::With(branch) => {
                     self.pipe(&branch.pipe);
                     self.nodes(&branch.list);
                     if let Some(list) = &branch.else_list {
                         self.nodes(list);
                     }
                 }
-                parse::Node::Template {
+                node::Node::Template {
                     pipe: Some(pipe), ..
                 } => self.pipe(pipe),
                 _ => {}
@@ -420,10 +422,10 @@ impl CallFinder<'_> {
         }
     }
 
-    fn pipe(&mut self, pipe: &parse::Pipe) {
+    fn pipe(&mut self, pipe: &node::Pipe) {
         for (i, command) in pipe.cmds.iter().enumerate() {
             let mut args = command.args.iter();
-            if let Some(parse::Arg::Func { pos, name, .. }) = command.args.first()
+            if let Some(node::Arg::Func { pos, name, .. }) = command.args.first()
                 && self.names.contains(&&**name)
             {
                 args.next();
@@ -433,7 +435,7 @@ impl CallFinder<'_> {
                     command.args[1..]
                         .iter()
                         .map(|arg| match arg {
-                            parse::Arg::Str { value, .. } => value.as_str().map(str::to_owned),
+                            node::Arg::Str { value, .. } => value.as_str().map(str::to_owned),
                             _ => None,
                         })
                         .collect()
@@ -448,14 +450,14 @@ impl CallFinder<'_> {
         }
     }
 
-    fn arg(&mut self, arg: &parse::Arg) {
+    fn arg(&mut self, arg: &node::Arg) {
         match arg {
             // A function named as an argument is called with no arguments.
-            parse::Arg::Func { pos, name, .. } if self.names.contains(&&**name) => {
+            node::Arg::Func { pos, name, .. } if self.names.contains(&&**name) => {
                 self.push(*pos, name, Some(Vec::new()));
             }
-            parse::Arg::Chain { node, .. } => self.arg(node),
-            parse::Arg::Pipe(pipe) => self.pipe(pipe),
+            node::Arg::Chain { node, .. } => self.arg(node),
+            node::Arg::Pipe(pipe) => self.pipe(pipe),
             _ => {}
         }
     }
