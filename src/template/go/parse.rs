@@ -1,4 +1,5 @@
-//! The parser: tokens → trees, with Go's grammar, checks and messages.
+//! The parser: tokens → trees, with Go's grammar, checks and messages (Go's
+//! `text/template/parse/parse.go`; the nodes are in `node`, as Go's are in `node.go`).
 //!
 //! One source gives a set of trees: the main one and one per `{{define}}` / `{{block}}`.
 //! Function names are resolved here (an unknown one is an error, as in Go), to indexes into

@@ -6,6 +6,7 @@ use super::super::isprint::is_print;
 use super::super::strconv::{can_backquote, escaped_rune, format_float, quote};
 use super::Printer;
 
+/// The characters in `b` (UTF-8): Go pads to a width in runes, not bytes.
 fn count_runes(b: &[u8]) -> usize {
     b.iter().filter(|&&c| c & 0xC0 != 0x80).count()
 }
