@@ -267,7 +267,9 @@ mod tests {
         Health, HealthQuery, ServiceData, ServiceInput, ServiceSnapshot, StatusFilter,
     };
     use crate::store::KeyStore;
-    use crate::template::{EngineChoice, KeyScope, RenderInput, TemplateRef, Templates};
+    use crate::template::{
+        EngineChoice, KeyScope, RenderError, RenderInput, TemplateRef, Templates,
+    };
 
     fn instance(node: &str, id: &str, address: &str, port: u16, status: Health) -> ServiceInstance {
         ServiceInstance {
@@ -334,7 +336,7 @@ mod tests {
         files: &[(&str, &str, EngineChoice)],
         name: &str,
         snapshot: ServiceSnapshot,
-    ) -> (Result<String, String>, ServiceInput) {
+    ) -> (Result<String, RenderError>, ServiceInput) {
         let dir = tempfile::tempdir().unwrap();
         let refs: Vec<TemplateRef> = files
             .iter()
@@ -364,12 +366,11 @@ mod tests {
         let mut out = Vec::new();
         let result = templates
             .render(template, &input, &mut out)
-            .map(|()| String::from_utf8(out).unwrap())
-            .map_err(|e| e.to_string());
+            .map(|()| String::from_utf8(out).unwrap());
         (result, services)
     }
 
-    fn render(template: &str) -> Result<String, String> {
+    fn render(template: &str) -> Result<String, RenderError> {
         render_files(&[("t", template, EngineChoice::Go)], "t", snapshot()).0
     }
 
@@ -400,9 +401,13 @@ mod tests {
                 .unwrap(),
             "2 *dependency.HealthService 8080 0"
         );
-        let err = render(r#"{{range service "web"}}{{.NodeMeta}}{{end}}"#).unwrap_err();
+        let err = render(r#"{{range service "web"}}{{.NodeMeta}}{{end}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("can't evaluate field NodeMeta"), "{err}");
-        let err = render(r#"{{service "web" "pasing"}}"#).unwrap_err();
+        let err = render(r#"{{service "web" "pasing"}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown status \"pasing\""), "{err}");
     }
 
@@ -417,7 +422,7 @@ mod tests {
             "t",
             ServiceSnapshot::default(),
         );
-        let err = result.unwrap_err();
+        let err = result.unwrap_err().to_string();
         assert!(err.contains("waiting for service data"), "{err}");
         let missing: Vec<String> = services
             .record

@@ -199,8 +199,22 @@ impl TeraEngine {
         // Drop the store reference right away: the runner updates the store in place only when
         // nothing else holds it.
         RENDER_SCOPE.with(|cell| cell.replace(previous));
-        result.map_err(|error| RenderError {
-            message: error.to_string(),
+        result.map_err(|error| {
+            // A report points into the template it is about, which may be an included one.
+            let (template, position) = match error.kind() {
+                ErrorKind::RenderingError(report) if !report.filename().is_empty() => {
+                    let span = report.span();
+                    // Tera's columns are 0-based.
+                    let position = Some((span.start_line, span.start_col + 1));
+                    (report.filename().to_owned(), position)
+                }
+                _ => (template.to_owned(), None),
+            };
+            RenderError {
+                template,
+                position,
+                cause: error.into(),
+            }
         })
     }
 }
