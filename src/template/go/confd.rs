@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use super::{Functions, ListType, Object, Param, Signature, Value};
 use crate::store::LookupError;
 use crate::template::RenderInput;
-use crate::template::confd::{self, IpFamily};
+use crate::template::confd::{self, FunctionErrorKind, IpFamily};
 
 /// What a Go template's functions read: the render's input.
 pub struct GoContext {
@@ -534,10 +534,9 @@ fn parse_bool(_: &GoContext, args: &[Value]) -> Result<Value> {
 fn atoi(_: &GoContext, args: &[Value]) -> Result<Value> {
     let s = text(args, 0);
     confd::atoi("atoi", s).map(Value::Int).map_err(|e| {
-        let why = if e.message.contains("out of range") {
-            "value out of range"
-        } else {
-            "invalid syntax"
+        let why = match e.kind {
+            FunctionErrorKind::OutOfRange { .. } => "value out of range",
+            _ => "invalid syntax",
         };
         format!("strconv.Atoi: parsing {s:?}: {why}")
     })

@@ -78,7 +78,7 @@ fn get(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
 }
 
 fn pattern(kwargs: &Kwargs) -> TeraResult<crate::store::Glob> {
-    confd::pattern(kwargs.must_get::<&str>("pattern")?).map_err(|e| error(e.message))
+    confd::pattern(kwargs.must_get::<&str>("pattern")?).map_err(|e| error(e.kind))
 }
 
 fn gets(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
