@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::confd::GoContext;
 use super::{Functions, ListType, Object, Param, Signature, Template, Value};
 use crate::catalog::{self, CatalogNode, CatalogService, ServiceInstance, ServiceQuery};
-use crate::template::services::{self as functions, FoundCall};
+use crate::template::services::{self as functions, BadCall, FoundCall};
 
 /// The catalog functions, by the names templates call them.
 pub const FUNCTIONS: [&str; 3] = ["service", "services", "nodes"];
@@ -234,7 +234,10 @@ pub fn literal_calls(file: &str, template: &Template) -> Vec<FoundCall> {
                 None => Ok(None),
                 Some(args) => {
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    query_of(function, &args).map_err(|e| format!("{function}: {e}"))
+                    query_of(function, &args).map_err(|error| BadCall {
+                        call: function.to_owned(),
+                        problem: error.into(),
+                    })
                 }
             };
             FoundCall {
@@ -263,10 +266,12 @@ fn query_of(function: &str, args: &[&str]) -> Result<Option<ServiceQuery>, catal
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ServiceError;
     use crate::catalog::{
         Health, HealthQuery, ServiceData, ServiceInput, ServiceSnapshot, StatusFilter,
     };
     use crate::store::KeyStore;
+    use crate::template::services::CallProblem;
     use crate::template::{
         EngineChoice, KeyScope, RenderError, RenderInput, TemplateRef, Templates,
     };
@@ -439,7 +444,7 @@ mod tests {
         let funcs = super::super::engine::GoEngine::default();
         let parsed = funcs.parse("t", template).unwrap();
         let found = literal_calls("t", &parsed);
-        type Summary<'a> = (usize, usize, &'a str, Result<Option<String>, String>);
+        type Summary<'a> = (usize, usize, &'a str, Result<Option<String>, BadCall>);
         let summary: Vec<Summary> = found
             .iter()
             .map(|call| {
@@ -452,6 +457,16 @@ mod tests {
             })
             .collect();
         let some = |s: &str| Ok(Some(s.to_owned()));
+        let pasing = BadCall {
+            call: "service".to_owned(),
+            problem: CallProblem::Query(ServiceError::Invalid(
+                "unknown status \"pasing\"; a status is \"any\" or one of passing, warning, critical, maintenance".to_owned(),
+            )),
+        };
+        assert_eq!(
+            pasing.to_string(),
+            "service: unknown status \"pasing\"; a status is \"any\" or one of passing, warning, critical, maintenance"
+        );
         assert_eq!(
             summary,
             [
@@ -466,12 +481,7 @@ mod tests {
                 ),
                 (3, 48, "service", Ok(None)),
                 (3, 79, "service", Ok(None)),
-                (
-                    3,
-                    90,
-                    "service",
-                    Err("service: unknown status \"pasing\"; a status is \"any\" or one of passing, warning, critical, maintenance".to_owned())
-                ),
+                (3, 90, "service", Err(pasing)),
             ]
         );
     }
