@@ -28,15 +28,15 @@
 //! Functions are plain `fn` pointers registered with a Go-like [`Signature`], so the executor
 //! converts and checks arguments as Go's reflection does (an untyped constant fits an `int` or
 //! `float64` parameter, a `string` parameter rejects an `int` value, variadic tails) and
-//! reports Go's errors. A function returning `Err` stops execution, like a Go function
+//! reports Go's errors. A function returning `Err` (a [`FuncError`]) stops execution, like a Go function
 //! returning `(T, error)`. The render context `C` (terad's view of the store) is passed to every
 //! call; since one [`Functions`] table serves every render, `C` is best an owned type (the
 //! store and the resource's scope behind `Arc`s) rather than one borrowing for a lifetime.
 //!
 //! ```
-//! use terad::template::go::{Functions, Param, Signature, Template, Value};
+//! use terad::template::go::{FuncError, Functions, Param, Signature, Template, Value};
 //!
-//! fn to_upper(_: &(), args: &[Value]) -> Result<Value, String> {
+//! fn to_upper(_: &(), args: &[Value]) -> Result<Value, FuncError> {
 //!     Ok(Value::from(args[0].as_str().unwrap_or_default().to_uppercase()))
 //! }
 //!
@@ -69,6 +69,7 @@
 mod builtins;
 pub mod confd;
 pub mod engine;
+mod error;
 mod exec;
 mod fmt;
 mod isprint;
@@ -87,6 +88,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use error::{BuiltinError, ExecError, ExecErrorKind, FuncError, ParseError};
 pub use exec::MAX_EXEC_DEPTH;
 pub use parse::MAX_PARSE_DEPTH;
 pub use value::{List, ListType, Object, Pair, Value};
@@ -144,8 +146,9 @@ impl Signature {
     }
 }
 
-/// A template function: the render context and the checked arguments.
-pub type Native<C> = fn(&C, &[Value]) -> Result<Value, String>;
+/// A template function: the render context and the checked arguments; an error stops the
+/// execution (`error calling …`).
+pub type Native<C> = fn(&C, &[Value]) -> Result<Value, FuncError>;
 
 struct Entry<C> {
     name: Arc<str>,
@@ -208,34 +211,6 @@ impl<C> Functions<C> {
     fn index_of(&self, name: &str) -> Option<u32> {
         self.index.get(name).copied()
     }
-}
-
-/// A template that does not parse: where, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("template: {name}:{line}:{column}: {message}")]
-pub struct ParseError {
-    /// The template's name.
-    pub name: String,
-    pub line: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-    pub message: String,
-}
-
-/// A failed execution: where, in which template, at which part of the action, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("template: {name}:{line}:{column}: executing {template:?} at <{context}>: {message}")]
-pub struct ExecError {
-    /// The name the source was parsed under.
-    pub name: String,
-    /// The template (main, `define` or `block`) that was executing.
-    pub template: String,
-    pub line: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-    /// The part of the action that failed, as Go shows it (`index .a 5`).
-    pub context: String,
-    pub message: String,
 }
 
 /// A parsed template set: the main template and every `define`/`block` in its source.
@@ -346,10 +321,10 @@ impl Template {
         out: &mut Vec<u8>,
     ) -> Result<(), ExecError> {
         let Some(index) = self.trees.iter().position(|t| &*t.name == name) else {
-            return Err(self.plain_error(format!(
-                "no template {name:?} associated with template {:?}",
-                &*self.name
-            )));
+            return Err(self.plain_error(ExecErrorKind::NoTemplate {
+                name: name.to_owned(),
+                set: self.name.to_string(),
+            }));
         };
         self.execute_tree(index as u32, ctx, funcs, data, out, None)
     }
@@ -365,22 +340,21 @@ impl Template {
     ) -> Result<(), ExecError> {
         for (index, name) in &self.user_funcs {
             if funcs.entries.get(*index as usize).map(|e| &*e.name) != Some(&**name) {
-                return Err(self.plain_error(format!(
-                    "function {name:?} not defined: the template was parsed with another function table"
-                )));
+                return Err(self.plain_error(ExecErrorKind::OtherFunctionTable(name.to_string())));
             }
         }
         exec::execute(self, tree, ctx, funcs, data, out, deadline)
     }
 
-    fn plain_error(&self, message: String) -> ExecError {
+    /// An error of the whole set, before any template executes: at its start.
+    fn plain_error(&self, kind: ExecErrorKind) -> ExecError {
         ExecError {
             name: self.name.to_string(),
             template: self.name.to_string(),
             line: 1,
             column: 1,
             context: String::new(),
-            message,
+            kind: Box::new(kind),
         }
     }
 }

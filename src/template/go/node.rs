@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use super::builtins::Builtin;
 use super::lex::Kind;
-use super::strconv::{Piece, parse_float, parse_int, parse_uint, quoted, unquote_char};
+use super::strconv::{
+    Piece, SyntaxError, parse_float, parse_int, parse_uint, quoted, unquote_char,
+};
 use super::value::Value;
 
 /// A parsed template: its name and its top-level nodes.
@@ -133,29 +135,6 @@ pub(crate) struct Number {
     pub float: Option<f64>,
 }
 
-impl Number {
-    /// Go's `idealConstant`: the value of the constant where any type will do.
-    pub fn ideal(&self) -> Result<Value, String> {
-        let text = &*self.text;
-        let hex_int = text.len() > 2
-            && text.starts_with('0')
-            && matches!(text.as_bytes()[1], b'x' | b'X')
-            && !text.contains(['p', 'P']);
-        let rune = text.starts_with('\'');
-        if let Some(f) = self.float
-            && !hex_int
-            && !rune
-            && text.contains(['.', 'e', 'E', 'p', 'P'])
-        {
-            return Ok(Value::Float(f));
-        }
-        if let Some(i) = self.int {
-            return Ok(Value::Int(i));
-        }
-        Err(format!("{text} overflows int"))
-    }
-}
-
 // ---- rendering nodes back to text, for error contexts (Go's Node.String) ----
 
 pub(crate) struct Show<'a, T: ?Sized> {
@@ -244,8 +223,28 @@ impl std::fmt::Display for Show<'_, Pipe> {
     }
 }
 
+/// A number constant that is not one: the errors of Go's `newNumber`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum NumberError {
+    /// A character constant whose escape is wrong (`'\q'`).
+    #[error(transparent)]
+    Syntax(#[from] SyntaxError),
+    /// More than one character between the quotes (`'ab'`).
+    #[error("malformed character constant: {0}")]
+    MalformedChar(String),
+    /// `1i`: Go's complex numbers have no counterpart here.
+    #[error("complex constants are not supported: {0}")]
+    Complex(String),
+    /// An integer beyond 64 bits, unsigned or not.
+    #[error("integer overflow: {}", quoted(.0))]
+    Overflow(String),
+    /// Neither an integer nor a float (`0x`, `1__0`).
+    #[error("illegal number syntax: {}", quoted(.0))]
+    Illegal(String),
+}
+
 /// Go's `newNumber`.
-pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Number, String> {
+pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Number, NumberError> {
     let mut n = Number {
         text: text.into(),
         int: None,
@@ -254,10 +253,10 @@ pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Number, String> {
     };
     match kind {
         Kind::CharConstant => {
-            let (piece, tail) =
-                unquote_char(&text[1..], '\'').map_err(|()| format!("invalid syntax in {text}"))?;
+            let (piece, tail) = unquote_char(&text[1..], '\'')
+                .map_err(|()| NumberError::Syntax(SyntaxError(text.to_owned())))?;
             if tail != "'" {
-                return Err(format!("malformed character constant: {text}"));
+                return Err(NumberError::MalformedChar(text.to_owned()));
             }
             let code = match piece {
                 Piece::Char(c) => c as u32,
@@ -268,13 +267,13 @@ pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Number, String> {
             n.float = Some(f64::from(code));
             return Ok(n);
         }
-        Kind::Complex => return Err(format!("complex constants are not supported: {text}")),
+        Kind::Complex => return Err(NumberError::Complex(text.to_owned())),
         _ => {}
     }
     if let Some(imaginary) = text.strip_suffix('i')
         && parse_float(imaginary).is_some()
     {
-        return Err(format!("complex constants are not supported: {text}"));
+        return Err(NumberError::Complex(text.to_owned()));
     }
     let u = parse_uint(text);
     n.is_uint = u.is_some();
@@ -288,7 +287,7 @@ pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Number, String> {
         n.float = Some(u as f64);
     } else if let Some(f) = parse_float(text) {
         if !text.contains(['.', 'e', 'E', 'p', 'P']) {
-            return Err(format!("integer overflow: {}", quoted(text)));
+            return Err(NumberError::Overflow(text.to_owned()));
         }
         n.float = Some(f);
         if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
@@ -299,7 +298,7 @@ pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Number, String> {
         }
     }
     if n.int.is_none() && !n.is_uint && n.float.is_none() {
-        return Err(format!("illegal number syntax: {}", quoted(text)));
+        return Err(NumberError::Illegal(text.to_owned()));
     }
     Ok(n)
 }
@@ -308,7 +307,7 @@ pub(crate) fn parse_number(text: &str, kind: Kind) -> Result<Number, String> {
 mod tests {
     use super::*;
 
-    fn number(text: &str) -> Result<(Option<i64>, bool, Option<f64>), String> {
+    fn number(text: &str) -> Result<(Option<i64>, bool, Option<f64>), NumberError> {
         let kind = if text.starts_with('\'') {
             Kind::CharConstant
         } else {
@@ -336,39 +335,13 @@ mod tests {
             number("18446744073709551615"),
             Ok((None, true, Some(18446744073709551615.0)))
         );
+        let error = |text: &str| number(text).unwrap_err().to_string();
         assert_eq!(
-            number("99999999999999999999"),
-            Err("integer overflow: \"99999999999999999999\"".into())
+            error("99999999999999999999"),
+            "integer overflow: \"99999999999999999999\""
         );
-        assert_eq!(
-            number("1__0"),
-            Err("illegal number syntax: \"1__0\"".into())
-        );
-        assert_eq!(number("0x"), Err("illegal number syntax: \"0x\"".into()));
-        assert_eq!(
-            number("'ab'"),
-            Err("malformed character constant: 'ab'".into())
-        );
-    }
-
-    #[test]
-    fn ideal_constants_are_int_unless_written_as_floats() {
-        let ideal = |text: &str| {
-            let kind = if text.starts_with('\'') {
-                Kind::CharConstant
-            } else {
-                Kind::Number
-            };
-            parse_number(text, kind).unwrap().ideal()
-        };
-        assert!(matches!(ideal("3"), Ok(Value::Int(3))));
-        assert!(matches!(ideal("0x1E"), Ok(Value::Int(30))));
-        assert!(matches!(ideal("'x'"), Ok(Value::Int(120))));
-        assert!(matches!(ideal("1e3"), Ok(Value::Float(f)) if f == 1000.0));
-        assert!(matches!(ideal("3.0"), Ok(Value::Float(f)) if f == 3.0));
-        assert_eq!(
-            ideal("18446744073709551615").unwrap_err(),
-            "18446744073709551615 overflows int"
-        );
+        assert_eq!(error("1__0"), "illegal number syntax: \"1__0\"");
+        assert_eq!(error("0x"), "illegal number syntax: \"0x\"");
+        assert_eq!(error("'ab'"), "malformed character constant: 'ab'");
     }
 }

@@ -287,7 +287,8 @@ impl<C> Parser<'_, C> {
         if !matches!(token.kind, Kind::String | Kind::RawString) {
             return Err(self.unexpected(&token, CONTEXT));
         }
-        let name = unquote(token.text(self.src)).map_err(|e| self.error_at(token.start, e))?;
+        let name =
+            unquote(token.text(self.src)).map_err(|e| self.error_at(token.start, e.to_string()))?;
         self.expect(Kind::RightDelim, CONTEXT)?;
         let list = self.nested_list(CONTEXT)?;
         self.add_tree(Arc::from(name), list, token.start)
@@ -422,7 +423,7 @@ impl<C> Parser<'_, C> {
         match token.kind {
             Kind::String | Kind::RawString => unquote(token.text(self.src))
                 .map(Arc::from)
-                .map_err(|e| self.error_at(token.start, e)),
+                .map_err(|e| self.error_at(token.start, e.to_string())),
             _ => Err(self.unexpected(token, context)),
         }
     }
@@ -688,8 +689,8 @@ impl<C> Parser<'_, C> {
             },
             Kind::Bool => Arg::Bool(pos, text == "true"),
             Kind::CharConstant | Kind::Complex | Kind::Number => {
-                let number =
-                    parse_number(text, token.kind).map_err(|e| self.error_at(token.start, e))?;
+                let number = parse_number(text, token.kind)
+                    .map_err(|e| self.error_at(token.start, e.to_string()))?;
                 Arg::Number(pos, Box::new(number))
             }
             Kind::LeftParen => {
@@ -699,7 +700,7 @@ impl<C> Parser<'_, C> {
                 Arg::Pipe(Box::new(pipe))
             }
             Kind::String | Kind::RawString => {
-                let value = unquote(text).map_err(|e| self.error_at(token.start, e))?;
+                let value = unquote(text).map_err(|e| self.error_at(token.start, e.to_string()))?;
                 Arg::Str {
                     pos,
                     end: token.end as u32,

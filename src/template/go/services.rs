@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use super::confd::GoContext;
-use super::{Functions, ListType, Object, Param, Signature, Template, Value};
+use super::{FuncError, Functions, ListType, Object, Param, Signature, Template, Value};
 use crate::catalog::{self, CatalogNode, CatalogService, ServiceInstance, ServiceQuery};
 use crate::template::services::{self as functions, BadCall, FoundCall};
 
@@ -38,13 +38,11 @@ fn strs(args: &[Value]) -> Vec<&str> {
 }
 
 /// `service "[tag.]name[@dc]" ["status,…"]`: the instances, sorted by node, then id.
-fn service(context: &GoContext, args: &[Value]) -> Result<Value, String> {
-    let Some(query) = functions::consul_template_service(&strs(args)).map_err(|e| e.to_string())?
-    else {
+fn service(context: &GoContext, args: &[Value]) -> Result<Value, FuncError> {
+    let Some(query) = functions::consul_template_service(&strs(args))? else {
         return Ok(Value::list(ListType::Any, Vec::new()));
     };
-    let instances =
-        functions::service(&context.input.services, &query).map_err(|e| e.to_string())?;
+    let instances = functions::service(&context.input.services, &query)?;
     Ok(Value::list(
         ListType::Any,
         instances
@@ -55,11 +53,9 @@ fn service(context: &GoContext, args: &[Value]) -> Result<Value, String> {
 }
 
 /// `services ["@dc"]`: the catalog's services, sorted by name.
-fn services(context: &GoContext, args: &[Value]) -> Result<Value, String> {
-    let datacenter = functions::consul_template_datacenter("services", &strs(args))
-        .map_err(|e| e.to_string())?;
-    let services = functions::services(&context.input.services, datacenter.as_deref())
-        .map_err(|e| e.to_string())?;
+fn services(context: &GoContext, args: &[Value]) -> Result<Value, FuncError> {
+    let datacenter = functions::consul_template_datacenter("services", &strs(args))?;
+    let services = functions::services(&context.input.services, datacenter.as_deref())?;
     Ok(Value::list(
         ListType::Any,
         services
@@ -70,11 +66,9 @@ fn services(context: &GoContext, args: &[Value]) -> Result<Value, String> {
 }
 
 /// `nodes ["@dc"]`: the catalog's nodes, sorted by name.
-fn nodes(context: &GoContext, args: &[Value]) -> Result<Value, String> {
-    let datacenter =
-        functions::consul_template_datacenter("nodes", &strs(args)).map_err(|e| e.to_string())?;
-    let nodes = functions::nodes(&context.input.services, datacenter.as_deref())
-        .map_err(|e| e.to_string())?;
+fn nodes(context: &GoContext, args: &[Value]) -> Result<Value, FuncError> {
+    let datacenter = functions::consul_template_datacenter("nodes", &strs(args))?;
+    let nodes = functions::nodes(&context.input.services, datacenter.as_deref())?;
     Ok(Value::list(
         ListType::Any,
         nodes

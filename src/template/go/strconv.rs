@@ -11,9 +11,14 @@ use super::isprint::is_print;
 
 // ---- reading literals ----
 
+/// Go's `strconv.ErrSyntax`: a quoted literal that is not one (the literal, as written).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid syntax in {0}")]
+pub(crate) struct SyntaxError(pub String);
+
 /// Go's `strconv.Unquote` for string and character literals, and raw strings.
-pub(crate) fn unquote(text: &str) -> Result<String, String> {
-    let bad = || format!("invalid syntax in {text}");
+pub(crate) fn unquote(text: &str) -> Result<String, SyntaxError> {
+    let bad = || SyntaxError(text.to_owned());
     if let Some(raw) = text.strip_prefix('`') {
         let raw = raw.strip_suffix('`').ok_or_else(bad)?;
         return Ok(raw.replace('\r', ""));

@@ -35,26 +35,26 @@ fn s(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
-fn add(_: &Store, a: &[Value]) -> Result<Value, String> {
+fn add(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Int(
         a[0].as_int().unwrap_or(0) + a[1].as_int().unwrap_or(0),
     ))
 }
 
-fn split(_: &Store, a: &[Value]) -> Result<Value, String> {
+fn split(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::strings(s(&a[0]).split(s(&a[1]))))
 }
 
-fn to_upper(_: &Store, a: &[Value]) -> Result<Value, String> {
+fn to_upper(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::from(s(&a[0]).to_uppercase()))
 }
 
-fn base(_: &Store, a: &[Value]) -> Result<Value, String> {
+fn base(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
     let path = s(&a[0]);
     Ok(Value::str(path.rsplit('/').next().unwrap_or(path)))
 }
 
-fn join(_: &Store, a: &[Value]) -> Result<Value, String> {
+fn join(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
     let Value::List(list) = &a[0] else {
         return Ok(Value::str(""));
     };
@@ -63,7 +63,7 @@ fn join(_: &Store, a: &[Value]) -> Result<Value, String> {
 }
 
 /// confd's `gets`: the pairs whose key matches a `prefix*` pattern.
-fn gets(store: &Store, a: &[Value]) -> Result<Value, String> {
+fn gets(store: &Store, a: &[Value]) -> Result<Value, FuncError> {
     let pattern = s(&a[0]);
     let prefix = pattern.strip_suffix('*').unwrap_or(pattern);
     Ok(Value::pairs(
@@ -76,34 +76,34 @@ fn gets(store: &Store, a: &[Value]) -> Result<Value, String> {
 }
 
 /// confd's `get`: `(memkv.KVPair, error)`.
-fn get(store: &Store, a: &[Value]) -> Result<Value, String> {
+fn get(store: &Store, a: &[Value]) -> Result<Value, FuncError> {
     let key = s(&a[0]);
     store
         .pairs
         .iter()
         .find(|(k, _)| k == key)
         .map(|(k, v)| Value::pair(k, v))
-        .ok_or_else(|| format!("key does not exist: {key}"))
+        .ok_or_else(|| FuncError::failed(format!("key does not exist: {key}")))
 }
 
 /// confd's `getv(key string, v ...string) (string, error)`.
-fn getv(store: &Store, a: &[Value]) -> Result<Value, String> {
+fn getv(store: &Store, a: &[Value]) -> Result<Value, FuncError> {
     let key = s(&a[0]);
     match store.pairs.iter().find(|(k, _)| k == key) {
         Some((_, v)) => Ok(Value::str(v)),
         None => match a.get(1) {
             Some(default) => Ok(default.clone()),
-            None => Err(format!("key does not exist: {key}")),
+            None => Err(FuncError::failed(format!("key does not exist: {key}"))),
         },
     }
 }
 
-fn json(_: &Store, a: &[Value]) -> Result<Value, String> {
-    let parsed: serde_json::Value = serde_json::from_str(s(&a[0])).map_err(|e| e.to_string())?;
+fn json(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
+    let parsed: serde_json::Value = serde_json::from_str(s(&a[0])).map_err(FuncError::failed)?;
     Ok(Value::from_json(&parsed))
 }
 
-fn seq(_: &Store, a: &[Value]) -> Result<Value, String> {
+fn seq(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
     let (from, to) = (a[0].as_int().unwrap_or(0), a[1].as_int().unwrap_or(0));
     Ok(Value::list(
         ListType::Ints,
@@ -111,18 +111,18 @@ fn seq(_: &Store, a: &[Value]) -> Result<Value, String> {
     ))
 }
 
-fn half(_: &Store, a: &[Value]) -> Result<Value, String> {
+fn half(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
     match a[0] {
         Value::Float(f) => Ok(Value::Float(f / 2.0)),
-        _ => Err("not a float".into()),
+        _ => Err(FuncError::failed("not a float")),
     }
 }
 
-fn fail(_: &Store, _: &[Value]) -> Result<Value, String> {
-    Err("it broke".into())
+fn fail(_: &Store, _: &[Value]) -> Result<Value, FuncError> {
+    Err(FuncError::failed("it broke"))
 }
 
-fn nil(_: &Store, _: &[Value]) -> Result<Value, String> {
+fn nil(_: &Store, _: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Nil)
 }
 
@@ -142,11 +142,11 @@ impl Object for Time {
             _ => None,
         }
     }
-    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, FuncError> {
         match name {
             "Unix" => Ok(Value::Int(self.unix)),
             "Format" if args[0].as_str() == Some("2006-01-02") => Ok(Value::str("2021-03-04")),
-            _ => Err("unsupported layout".into()),
+            _ => Err(FuncError::failed("unsupported layout")),
         }
     }
     fn fmt_v(&self, out: &mut String, _plus: bool) {
@@ -157,7 +157,7 @@ impl Object for Time {
     }
 }
 
-fn datetime(_: &Store, _: &[Value]) -> Result<Value, String> {
+fn datetime(_: &Store, _: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::Object(Arc::new(Time { unix: 1614834367 })))
 }
 
@@ -189,19 +189,26 @@ fn store() -> Store {
     ])
 }
 
+/// Why a template gave no output.
+#[derive(Debug, thiserror::Error)]
+enum Rejected {
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+}
+
 /// Renders `src` with JSON `data` as dot.
-fn render_data(src: &str, data: &str) -> Result<std::string::String, std::string::String> {
+fn render_data(src: &str, data: &str) -> Result<std::string::String, Rejected> {
     let funcs = funcs();
-    let template = Template::parse("t", src, &funcs).map_err(|e| e.to_string())?;
+    let template = Template::parse("t", src, &funcs)?;
     let data = if data.is_empty() {
         Value::Nil
     } else {
         Value::from_json(&serde_json::from_str(data).unwrap())
     };
     let mut out = Vec::new();
-    template
-        .execute(&store(), &funcs, &data, &mut out)
-        .map_err(|e| e.to_string())?;
+    template.execute(&store(), &funcs, &data, &mut out)?;
     Ok(std::string::String::from_utf8(out).unwrap())
 }
 
@@ -213,7 +220,7 @@ fn render(src: &str) -> std::string::String {
 fn render_err(src: &str) -> std::string::String {
     match render_data(src, "") {
         Ok(out) => panic!("{src}: rendered {out:?}"),
-        Err(e) => e,
+        Err(e) => e.to_string(),
     }
 }
 
@@ -401,7 +408,7 @@ fn fields_of_nil_interfaces_fail_as_in_go() {
             "nil pointer evaluating interface {}.x",
         ),
     ] {
-        let got = render_data(src, d).unwrap_err();
+        let got = render_data(src, d).unwrap_err().to_string();
         assert!(got.contains(want), "{src}\n  got: {got}\n want: {want}");
     }
 }
@@ -493,7 +500,10 @@ fn defines_and_blocks() {
     let error = template
         .execute_template("nope", &store(), &funcs, &Value::Nil, &mut out)
         .unwrap_err();
-    assert!(error.message.contains("no template \"nope\""), "{error}");
+    assert!(
+        error.kind.to_string().contains("no template \"nope\""),
+        "{error}"
+    );
     // A template that is only a definition of its own name is that definition.
     let only = Template::parse("t", "{{define \"t\"}}T{{end}}", &funcs).unwrap();
     out.clear();
@@ -504,7 +514,7 @@ fn defines_and_blocks() {
 
 #[test]
 fn functions_shadow_builtins_and_are_checked_at_execution() {
-    fn shout(_: &Store, a: &[Value]) -> Result<Value, String> {
+    fn shout(_: &Store, a: &[Value]) -> Result<Value, FuncError> {
         Ok(Value::from(format!("{}!", s(&a[0]))))
     }
     let mut funcs = funcs();
@@ -522,12 +532,15 @@ fn functions_shadow_builtins_and_are_checked_at_execution() {
         .execute(&store(), &other, &Value::Nil, &mut out)
         .unwrap_err();
     assert!(
-        error.message.contains("function \"len\" not defined"),
+        error
+            .kind
+            .to_string()
+            .contains("function \"len\" not defined"),
         "{error}"
     );
 
     // With functions named break and continue, those are function calls.
-    fn word(_: &Store, _: &[Value]) -> Result<Value, String> {
+    fn word(_: &Store, _: &[Value]) -> Result<Value, FuncError> {
         Ok(Value::str("w"))
     }
     let mut funcs = Functions::<Store>::new();

@@ -68,7 +68,10 @@ fn nesting_and_recursion_limits_keep_the_stack_safe() {
             .execute(&store(), &funcs, &Value::Nil, &mut out)
             .unwrap_err();
         assert!(
-            error.message.contains("exceeded maximum template depth"),
+            error
+                .kind
+                .to_string()
+                .contains("exceeded maximum template depth"),
             "{error}"
         );
     };
