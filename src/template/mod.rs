@@ -6,7 +6,8 @@
 //! - [`go`]: Go's `text/template`, natively, with confd's function map: confd templates render
 //!   unchanged and byte for byte.
 //! - [`services`]: Consul's service catalog (`service`, `services`, `nodes`), engine-neutral.
-//! - [`prepare`]: the second step of loading: the resources' templates, checked against them.
+//! - [`prepare`](mod@prepare): the second step of loading: the resources' templates, checked
+//!   against them.
 //! - [`vet`]: checks of store data before it is interpolated (`host_port`, `safe_name`).
 //!
 //! A template is parsed once, at load; every syntax error of every template is reported at once

@@ -8,7 +8,8 @@
 //!
 //! Template functions need the store, but Tera functions are registered once per engine and get
 //! no user data at call time. The store and the resource's view on it are therefore handed to
-//! them through a thread-local [`RenderScope`] that exists only for the duration of one render.
+//! them through a thread-local (`RENDER_SCOPE`, the render's input) that exists only for the
+//! duration of one render.
 
 mod calls;
 mod filters;
