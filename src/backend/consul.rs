@@ -349,7 +349,7 @@ impl ConsulSource {
 
     /// `GET /v1/status/leader` on node `index` within [`PROBE_TIMEOUT`]: the leader it knows,
     /// if any; the fault when it does not answer or answers with an error.
-    async fn probe(&self, index: usize) -> Result<Option<String>, String> {
+    async fn probe(&self, index: usize) -> Result<Option<String>, NodeFault> {
         let node = &self.nodes[index];
         let request = self.request(&reqwest::Method::GET, node, "status", "leader", &[]);
         match request.timeout(PROBE_TIMEOUT).send().await {
@@ -358,12 +358,11 @@ impl ConsulSource {
                 let leader = body.trim().trim_matches('"');
                 Ok((!leader.is_empty()).then(|| leader.to_owned()))
             }
-            Ok(response) => Err(format!("answered {}", response.status())),
-            Err(error) if error.is_timeout() => Err(format!(
-                "no answer to GET /v1/status/leader within {}s (the node hangs)",
-                PROBE_TIMEOUT.as_secs()
-            )),
-            Err(error) => Err(describe(&error)),
+            Ok(response) => Err(NodeFault::Status(response.status())),
+            Err(error) if error.is_timeout() => Err(NodeFault::Hangs {
+                path: "/v1/status/leader",
+            }),
+            Err(error) => Err(NodeFault::Unreachable(describe(&error))),
         }
     }
 
@@ -371,7 +370,7 @@ impl ConsulSource {
     /// filtered down to nothing (`{}`, whatever the token may read), which an agent answers
     /// from its own memory. `/v1/status/leader`, asked before, is forwarded by a client agent to
     /// a server: 200 idle sidecars on one agent cost the servers 133 RPCs a second for it.
-    async fn alive(&self, index: usize) -> Result<(), String> {
+    async fn alive(&self, index: usize) -> Result<(), NodeFault> {
         let filter = [("filter", "CheckID == \"\"".to_owned())];
         let request = self.request(
             &reqwest::Method::GET,
@@ -383,11 +382,10 @@ impl ConsulSource {
         match request.timeout(PROBE_TIMEOUT).send().await {
             // Any answer, even a refusal, comes from a live agent.
             Ok(_) => Ok(()),
-            Err(error) if error.is_timeout() => Err(format!(
-                "no answer to GET /v1/agent/checks within {}s (the node hangs)",
-                PROBE_TIMEOUT.as_secs()
-            )),
-            Err(error) => Err(describe(&error)),
+            Err(error) if error.is_timeout() => Err(NodeFault::Hangs {
+                path: "/v1/agent/checks",
+            }),
+            Err(error) => Err(NodeFault::Unreachable(describe(&error))),
         }
     }
 
@@ -402,6 +400,7 @@ impl ConsulSource {
                 Ok(()) => *hung = 0,
                 Err(fault) => {
                     *hung += 1;
+                    let fault = fault.to_string();
                     self.node_failed(index, &fault);
                     return format!("{}: {fault}", node_text(&self.nodes[index]));
                 }
@@ -568,6 +567,18 @@ impl ConsulSource {
             }
         }
     }
+}
+
+/// Why a node failed a probe.
+#[derive(Debug, thiserror::Error)]
+enum NodeFault {
+    #[error("answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("no answer to GET {path} within {}s (the node hangs)", PROBE_TIMEOUT.as_secs())]
+    Hangs { path: &'static str },
+    /// The transport's error, with its causes and any password in a URL masked.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 /// Refuses settings that would send a secret in clear text: TLS options (which say the
