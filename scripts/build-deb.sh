@@ -57,6 +57,7 @@ build() {
   if [ "$mode" = build ]; then
     . scripts/release-env.sh
     cargo build --release --locked --bin terad
+    hot_first_report "${CARGO_TARGET_DIR:-target}/release/deps"
   fi
   local binary=${CARGO_TARGET_DIR:-target}/release/terad
   [ -x "$binary" ] || { echo "build-deb: $binary missing; run without --no-build" >&2; exit 1; }

@@ -52,6 +52,7 @@ build() {
   . scripts/release-env.sh
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
     cargo build --release --locked --bin terad --target "$triple"
+  hot_first_report "$target_dir/$triple/release/deps"
   mkdir -p "$out"
   rm -f "$out"/terad-*-linux-*
   install -m 0755 "$target_dir/$triple/release/terad" "$binary"

@@ -11,11 +11,15 @@
 #   - man-db: scripts/build-deb.sh renders the packaged man page with `man -l`
 #   - consul: not packaged for bookworm, so the bullseye package (1.8) is downloaded from the
 #     mirror this machine already uses and unpacked without touching the system's apt lists.
-#   - mdbook: builds the documentation (`mdbook build docs` in .ci/run). Not packaged for Debian
-#     bookworm, so built with `cargo install` (pinned, without its web server, file watcher and
-#     search index: about 4 minutes on 2 cores, once) and installed next to consul.
+#   - mdbook, with --docs only: builds the documentation (`mdbook build docs`, in
+#     scripts/release-checks.sh). Not packaged for Debian bookworm, so built with `cargo install`
+#     (pinned, without its web server, file watcher and search index: about 4 minutes on 2
+#     cores, once) and installed next to consul.
 # Safe to run repeatedly; it skips what is already present.
 set -euo pipefail
+
+docs=false
+if [ "${1:-}" = "--docs" ]; then docs=true; fi
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -71,7 +75,7 @@ fi
 
 MDBOOK_VERSION=0.5.4
 mdbook=$(command -v mdbook || echo "$DEPS_BIN/mdbook")
-if ! { [ -x "$mdbook" ] && [ "$("$mdbook" --version)" = "mdbook v$MDBOOK_VERSION" ]; }; then
+if $docs && ! { [ -x "$mdbook" ] && [ "$("$mdbook" --version)" = "mdbook v$MDBOOK_VERSION" ]; }; then
   echo "install-deps: building mdbook $MDBOOK_VERSION (a few minutes)"
   mdbook_root=$(mktemp -d)
   # Its own temporary target directory, not a shared one: nothing of it is needed afterwards.
@@ -82,4 +86,5 @@ if ! { [ -x "$mdbook" ] && [ "$("$mdbook" --version)" = "mdbook v$MDBOOK_VERSION
   mdbook="$DEPS_BIN/mdbook"
 fi
 
-echo "install-deps: $(protoc --version); $(etcd --version | head -n1); $(haproxy -v | head -n1); $("$(command -v consul || echo "$DEPS_BIN/consul")" version | head -n1); $("$mdbook" --version)"
+echo "install-deps: $(protoc --version); $(etcd --version | head -n1); $(haproxy -v | head -n1); $("$(command -v consul || echo "$DEPS_BIN/consul")" version | head -n1)"
+if $docs; then echo "install-deps: $("$mdbook" --version)"; fi

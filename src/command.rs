@@ -16,8 +16,8 @@ pub enum CommandError {
     #[error("--backend must be etcd or consul: the key has to live in a shared store")]
     NotShared,
     /// The backend settings cannot make a client.
-    #[error("{0}")]
-    Backend(String),
+    #[error(transparent)]
+    Backend(#[from] crate::backend::SetupError),
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("--service reads Consul's health: it needs --backend consul")]
@@ -70,9 +70,7 @@ pub fn configured_service(cli: &Cli, group: &str) -> Option<String> {
 
 /// Runs a subcommand to its end.
 pub async fn run(settings: &Settings, command: &Command) -> Result<(), CommandError> {
-    let coordinator = Coordinator::new(settings)
-        .map_err(CommandError::Backend)?
-        .ok_or(CommandError::NotShared)?;
+    let coordinator = Coordinator::new(settings)?.ok_or(CommandError::NotShared)?;
     match command {
         Command::Register(args) => {
             let plan = RegisterPlan::new(args)?;

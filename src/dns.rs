@@ -19,21 +19,19 @@ pub struct SrvRecord {
 
 /// Looks up `_service._proto.name` (just `name` when service and proto are empty, like Go's
 /// `net.LookupSRV`) with the system's resolver configuration.
-pub fn lookup_srv(service: &str, proto: &str, name: &str) -> Result<Vec<SrvRecord>, String> {
+pub fn lookup_srv(
+    service: &str,
+    proto: &str,
+    name: &str,
+) -> Result<Vec<SrvRecord>, hickory_resolver::net::NetError> {
     let query = if service.is_empty() && proto.is_empty() {
         name.to_owned()
     } else {
         format!("_{service}._{proto}.{name}")
     };
     block_on(async move {
-        let resolver = TokioResolver::builder_tokio()
-            .map_err(|e| e.to_string())?
-            .build()
-            .map_err(|e| e.to_string())?;
-        let lookup = resolver
-            .srv_lookup(query.as_str())
-            .await
-            .map_err(|e| e.to_string())?;
+        let resolver = TokioResolver::builder_tokio()?.build()?;
+        let lookup = resolver.srv_lookup(query.as_str()).await?;
         Ok(lookup
             .answers()
             .iter()

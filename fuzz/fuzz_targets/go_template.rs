@@ -237,7 +237,7 @@ fn render(source: &str, template: &Template) -> (Vec<u8>, Result<(), String>) {
         .execute(&context, funcs(), &Value::Nil, &mut out)
         .map_err(|error| {
             assert_eq!(error.name, NAME);
-            assert_points_into(source, error.line, error.column, &error.message);
+            assert_points_into(source, error.line, error.column, &error.kind.to_string());
             error.to_string()
         });
     (out, result)

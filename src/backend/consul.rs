@@ -45,7 +45,9 @@ mod health;
 pub use catalog::{QueryState, parse as parse_service_answer};
 pub use health::{FailingChecksHandle, HealthFollower};
 
-use super::{BackendError, KeySource, Listing, PrefixPosition, Update, WatchCursor, fingerprint};
+use super::{
+    BackendError, KeySource, Listing, PrefixPosition, SetupError, Update, WatchCursor, fingerprint,
+};
 use crate::config::{Consistency, Secret, Settings};
 use crate::retry::Backoff;
 use crate::store::key_in_scope;
@@ -106,17 +108,19 @@ struct KvPair {
 }
 
 impl ConsulSource {
-    pub fn new(settings: &Settings) -> Result<ConsulSource, String> {
+    pub fn new(settings: &Settings) -> Result<ConsulSource, SetupError> {
         let nodes = settings
             .nodes
             .iter()
             .map(|node| {
-                reqwest::Url::parse(node)
-                    .map_err(|e| format!("invalid node {:?}: {e}", crate::redact::url(node)))
+                reqwest::Url::parse(node).map_err(|source| SetupError::InvalidNode {
+                    node: crate::redact::url(node).into_owned(),
+                    source,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if nodes.is_empty() {
-            return Err("no Consul node given".to_owned());
+            return Err(SetupError::NoNode("Consul"));
         }
         refuse_clear_text(&nodes, settings)?;
         // Plain-HTTP agents (the usual local agent) need no trust store: loading the system's
@@ -137,7 +141,10 @@ impl ConsulSource {
             // A redirect would carry X-Consul-Token to wherever it points; `call` refuses it.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot set up the Consul client: {e}"))?;
+            .map_err(|source| SetupError::Client {
+                backend: "Consul",
+                source,
+            })?;
         let basic_auth = match (&settings.auth.username, &settings.auth.password) {
             (Some(user), password) if settings.auth.basic_auth => Some((
                 user.clone(),
@@ -342,7 +349,7 @@ impl ConsulSource {
 
     /// `GET /v1/status/leader` on node `index` within [`PROBE_TIMEOUT`]: the leader it knows,
     /// if any; the fault when it does not answer or answers with an error.
-    async fn probe(&self, index: usize) -> Result<Option<String>, String> {
+    async fn probe(&self, index: usize) -> Result<Option<String>, NodeFault> {
         let node = &self.nodes[index];
         let request = self.request(&reqwest::Method::GET, node, "status", "leader", &[]);
         match request.timeout(PROBE_TIMEOUT).send().await {
@@ -351,12 +358,11 @@ impl ConsulSource {
                 let leader = body.trim().trim_matches('"');
                 Ok((!leader.is_empty()).then(|| leader.to_owned()))
             }
-            Ok(response) => Err(format!("answered {}", response.status())),
-            Err(error) if error.is_timeout() => Err(format!(
-                "no answer to GET /v1/status/leader within {}s (the node hangs)",
-                PROBE_TIMEOUT.as_secs()
-            )),
-            Err(error) => Err(describe(&error)),
+            Ok(response) => Err(NodeFault::Status(response.status())),
+            Err(error) if error.is_timeout() => Err(NodeFault::Hangs {
+                path: "/v1/status/leader",
+            }),
+            Err(error) => Err(NodeFault::Unreachable(describe(&error))),
         }
     }
 
@@ -364,7 +370,7 @@ impl ConsulSource {
     /// filtered down to nothing (`{}`, whatever the token may read), which an agent answers
     /// from its own memory. `/v1/status/leader`, asked before, is forwarded by a client agent to
     /// a server: 200 idle sidecars on one agent cost the servers 133 RPCs a second for it.
-    async fn alive(&self, index: usize) -> Result<(), String> {
+    async fn alive(&self, index: usize) -> Result<(), NodeFault> {
         let filter = [("filter", "CheckID == \"\"".to_owned())];
         let request = self.request(
             &reqwest::Method::GET,
@@ -376,11 +382,10 @@ impl ConsulSource {
         match request.timeout(PROBE_TIMEOUT).send().await {
             // Any answer, even a refusal, comes from a live agent.
             Ok(_) => Ok(()),
-            Err(error) if error.is_timeout() => Err(format!(
-                "no answer to GET /v1/agent/checks within {}s (the node hangs)",
-                PROBE_TIMEOUT.as_secs()
-            )),
-            Err(error) => Err(describe(&error)),
+            Err(error) if error.is_timeout() => Err(NodeFault::Hangs {
+                path: "/v1/agent/checks",
+            }),
+            Err(error) => Err(NodeFault::Unreachable(describe(&error))),
         }
     }
 
@@ -395,6 +400,7 @@ impl ConsulSource {
                 Ok(()) => *hung = 0,
                 Err(fault) => {
                     *hung += 1;
+                    let fault = fault.to_string();
                     self.node_failed(index, &fault);
                     return format!("{}: {fault}", node_text(&self.nodes[index]));
                 }
@@ -563,10 +569,22 @@ impl ConsulSource {
     }
 }
 
+/// Why a node failed a probe.
+#[derive(Debug, thiserror::Error)]
+enum NodeFault {
+    #[error("answered {0}")]
+    Status(reqwest::StatusCode),
+    #[error("no answer to GET {path} within {}s (the node hangs)", PROBE_TIMEOUT.as_secs())]
+    Hangs { path: &'static str },
+    /// The transport's error, with its causes and any password in a URL masked.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
 /// Refuses settings that would send a secret in clear text: TLS options (which say the
 /// operator expects TLS) with a plain `http://` node, as the etcd client does; and a token or
 /// password over plain HTTP to anything but loopback (the local agent).
-fn refuse_clear_text(nodes: &[reqwest::Url], settings: &Settings) -> Result<(), String> {
+fn refuse_clear_text(nodes: &[reqwest::Url], settings: &Settings) -> Result<(), SetupError> {
     let tls = &settings.tls;
     let tls_options: Vec<&str> = [
         ("--client-ca-keys", tls.ca.is_some()),
@@ -586,20 +604,18 @@ fn refuse_clear_text(nodes: &[reqwest::Url], settings: &Settings) -> Result<(), 
     };
     for node in nodes.iter().filter(|node| node.scheme() == "http") {
         if !tls_options.is_empty() {
-            return Err(format!(
-                "node {:?} is plain http, but {} {} set: use an https:// node (or drop the TLS options)",
-                node_text(node),
-                tls_options.join(", "),
-                if tls_options.len() == 1 { "is" } else { "are" }
-            ));
+            return Err(SetupError::TlsOptionsOverHttp {
+                node: node_text(node),
+                options: tls_options,
+            });
         }
         if let Some(secret) = secret
             && !is_loopback(node)
         {
-            return Err(format!(
-                "node {:?} is plain http to a host that is not loopback, so {secret} would cross the network in clear text: use an https:// node",
-                node_text(node)
-            ));
+            return Err(SetupError::SecretOverHttp {
+                node: node_text(node),
+                secret,
+            });
         }
     }
     Ok(())

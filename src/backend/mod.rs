@@ -145,6 +145,52 @@ pub enum BackendError {
     },
 }
 
+/// Why a client for a backend cannot be built from the settings: a configuration error, found
+/// at start before anything is contacted.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("no {0} node given")]
+    NoNode(&'static str),
+    #[error("invalid node {node:?}: {source}")]
+    InvalidNode {
+        /// With any password masked.
+        node: String,
+        #[source]
+        source: <reqwest::Url as std::str::FromStr>::Err,
+    },
+    #[error("--client-insecure is not supported for etcd: give the CA with --client-ca-keys")]
+    InsecureEtcd,
+    #[error("cannot read {path:?}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// TLS options (which say the operator expects TLS) with a plain `http://` node.
+    #[error(
+        "node {node:?} is plain http, but {} {} set: use an https:// node (or drop the TLS options)",
+        options.join(", "),
+        if options.len() == 1 { "is" } else { "are" }
+    )]
+    TlsOptionsOverHttp {
+        node: String,
+        options: Vec<&'static str>,
+    },
+    /// A token or password over plain HTTP to anything but loopback.
+    #[error(
+        "node {node:?} is plain http to a host that is not loopback, so {secret} would cross the network in clear text: use an https:// node"
+    )]
+    SecretOverHttp { node: String, secret: &'static str },
+    #[error("cannot set up the {backend} client: {source}")]
+    Client {
+        backend: &'static str,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 impl BackendError {
     /// Whether the only way forward is a new listing (as opposed to retrying the watch).
     pub fn needs_relist(&self) -> bool {
@@ -205,7 +251,9 @@ impl Backend {
     /// certificate, credentials over clear text) is a configuration error of `--backend`.
     pub fn connect(settings: &Settings) -> Result<Backend, crate::diagnostic::ConfigErrors> {
         use crate::config::BackendKind;
-        let refused = |message| crate::diagnostic::ConfigError::option("--backend", message).into();
+        let refused = |error: SetupError| {
+            crate::diagnostic::ConfigError::option("--backend", error.to_string()).into()
+        };
         match settings.backend {
             BackendKind::File => Ok(Backend::File(file::FileSource::new(settings.files.clone()))),
             BackendKind::Env => Ok(Backend::Env(env::EnvSource)),

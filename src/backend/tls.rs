@@ -3,6 +3,7 @@
 //!
 //! Verification is on unless `--client-insecure` is given; then a warning is logged at start.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -12,13 +13,48 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 
 use crate::config::TlsSettings;
 
+/// Why the TLS client configuration cannot be built; the files are named.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS set-up: {0}")]
+    Setup(#[source] rustls::Error),
+    #[error("cannot read CA {path:?}: {source}")]
+    ReadCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("unusable CA certificate in {path:?}: {source}")]
+    UnusableCa {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("no certificate found in CA file {0:?}")]
+    EmptyCa(PathBuf),
+    #[error("cannot read client certificate {path:?}: {source}")]
+    ReadCert {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("cannot read client key {path:?}: {source}")]
+    ReadKey {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("unusable client certificate: {0}")]
+    UnusableCert(#[source] rustls::Error),
+}
+
 /// Builds the client configuration: trusted roots from `--client-ca-keys` (or the system's),
 /// a client certificate when one is given.
-pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, String> {
+pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?;
+        .map_err(TlsError::Setup)?;
 
     let builder = if settings.insecure {
         tracing::warn!(
@@ -31,17 +67,20 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, String> {
         let mut roots = RootCertStore::empty();
         match &settings.ca {
             Some(ca) => {
-                let certificates = CertificateDer::pem_file_iter(ca)
-                    .map_err(|e| format!("cannot read CA {ca:?}: {e}"))?;
-                for certificate in certificates {
-                    let certificate =
-                        certificate.map_err(|e| format!("cannot read CA {ca:?}: {e}"))?;
-                    roots
-                        .add(certificate)
-                        .map_err(|e| format!("unusable CA certificate in {ca:?}: {e}"))?;
+                let read = |source| TlsError::ReadCa {
+                    path: ca.clone(),
+                    source,
+                };
+                for certificate in CertificateDer::pem_file_iter(ca).map_err(read)? {
+                    roots.add(certificate.map_err(read)?).map_err(|source| {
+                        TlsError::UnusableCa {
+                            path: ca.clone(),
+                            source,
+                        }
+                    })?;
                 }
                 if roots.is_empty() {
-                    return Err(format!("no certificate found in CA file {ca:?}"));
+                    return Err(TlsError::EmptyCa(ca.clone()));
                 }
             }
             None => {
@@ -57,12 +96,17 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, String> {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("cannot read client certificate {cert:?}: {e}"))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("cannot read client key {key:?}: {e}"))?;
+                .map_err(|source| TlsError::ReadCert {
+                    path: cert.clone(),
+                    source,
+                })?;
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|source| TlsError::ReadKey {
+                path: key.clone(),
+                source,
+            })?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("unusable client certificate: {e}"))
+                .map_err(TlsError::UnusableCert)
         }
         _ => Ok(builder.with_no_client_auth()),
     }

@@ -117,7 +117,7 @@ impl Lease {
 impl Coordinator {
     /// The coordinator for the configured backend; `None` for the file and env backends,
     /// which are not shared between instances.
-    pub fn new(settings: &Settings) -> Result<Option<Coordinator>, String> {
+    pub fn new(settings: &Settings) -> Result<Option<Coordinator>, crate::backend::SetupError> {
         Ok(match settings.backend {
             BackendKind::Etcd => Some(Coordinator::Etcd(Box::new(etcd::EtcdFleet::new(
                 crate::backend::etcd::EtcdSource::new(settings)?,

@@ -9,7 +9,7 @@ use std::net::ToSocketAddrs;
 use base64::Engine as _;
 
 use crate::redact::{describe, preview};
-use crate::store::{Glob, LookupError, View};
+use crate::store::{Glob, GlobError, LookupError, View};
 
 /// A key and its value, as `get` and `gets` return them (confd's `memkv.KVPair`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -20,18 +20,52 @@ pub struct Kv<'a> {
 
 /// A function failed on its argument. Messages name the function; a value that may be a secret
 /// is described by its length, never printed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{function}: {message}")]
+#[derive(Debug, thiserror::Error)]
+#[error("{function}: {kind}")]
 pub struct FunctionError {
     pub function: &'static str,
-    pub message: String,
+    #[source]
+    pub kind: FunctionErrorKind,
 }
 
-fn fail(function: &'static str, message: impl Into<String>) -> FunctionError {
-    FunctionError {
-        function,
-        message: message.into(),
-    }
+/// What was wrong with a function's argument. The argument is `described` (by its length) where
+/// it may be a secret, `previewed` (its start, escaped) where it is a short word.
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionErrorKind {
+    /// A key pattern that does not compile.
+    #[error(transparent)]
+    Pattern(#[from] GlobError),
+    #[error("cannot parse {described}: {source}")]
+    Json {
+        described: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("invalid base64 in {described}: {source}")]
+    Base64 {
+        described: String,
+        #[source]
+        source: base64::DecodeError,
+    },
+    /// Base64 that decodes to bytes that are not text. (The cause is the UTF-8 error alone: the
+    /// decoded bytes may be a secret.)
+    #[error("{described} does not decode to UTF-8 text")]
+    NotUtf8 {
+        described: String,
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    #[error("{previewed} is not a boolean")]
+    NotABoolean { previewed: String },
+    #[error("{previewed} is not an integer")]
+    NotAnInteger { previewed: String },
+    /// An integer beyond 64 bits.
+    #[error("{previewed} is out of range")]
+    OutOfRange { previewed: String },
+}
+
+fn fail(function: &'static str, kind: FunctionErrorKind) -> FunctionError {
+    FunctionError { function, kind }
 }
 
 /// `getv`: the value of one key.
@@ -70,7 +104,7 @@ pub fn exists(view: &View<'_>, key: &str) -> bool {
 
 /// Parses a key pattern (`*`, `?`, `[a-z]`, `\` escapes, as Go's `path.Match`).
 pub fn pattern(text: &str) -> Result<Glob, FunctionError> {
-    Glob::new(text).map_err(|e| fail("gets", e.to_string()))
+    Glob::new(text).map_err(|e| fail("gets", e.into()))
 }
 
 /// `getenv`: the variable's value; an unset or empty variable gives `default` (or "").
@@ -175,8 +209,10 @@ fn clean_path(path: &str) -> String {
 
 /// `json` / `jsonArray`: a JSON document parsed into a value.
 pub fn parse_json(function: &'static str, text: &str) -> Result<serde_json::Value, FunctionError> {
-    serde_json::from_str(text)
-        .map_err(|e| fail(function, format!("cannot parse {}: {e}", describe(text))))
+    serde_json::from_str(text).map_err(|source| {
+        let described = describe(text);
+        fail(function, FunctionErrorKind::Json { described, source })
+    })
 }
 
 pub fn base64_encode(text: &str) -> String {
@@ -187,17 +223,13 @@ pub fn base64_encode(text: &str) -> String {
 pub fn base64_decode(function: &'static str, text: &str) -> Result<String, FunctionError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
-        .map_err(|e| {
-            fail(
-                function,
-                format!("invalid base64 in {}: {e}", describe(text)),
-            )
+        .map_err(|source| {
+            let described = describe(text);
+            fail(function, FunctionErrorKind::Base64 { described, source })
         })?;
-    String::from_utf8(bytes).map_err(|_| {
-        fail(
-            function,
-            format!("{} does not decode to UTF-8 text", describe(text)),
-        )
+    String::from_utf8(bytes).map_err(|e| {
+        let (described, source) = (describe(text), e.utf8_error());
+        fail(function, FunctionErrorKind::NotUtf8 { described, source })
     })
 }
 
@@ -208,7 +240,9 @@ pub fn parse_bool(function: &'static str, text: &str) -> Result<bool, FunctionEr
         "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
         _ => Err(fail(
             function,
-            format!("{} is not a boolean", preview(text)),
+            FunctionErrorKind::NotABoolean {
+                previewed: preview(text),
+            },
         )),
     }
 }
@@ -219,11 +253,16 @@ pub fn atoi(function: &'static str, text: &str) -> Result<i64, FunctionError> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return Err(fail(
             function,
-            format!("{} is not an integer", preview(text)),
+            FunctionErrorKind::NotAnInteger {
+                previewed: preview(text),
+            },
         ));
     }
-    text.parse::<i64>()
-        .map_err(|_| fail(function, format!("{} is out of range", preview(text))))
+    // Digits only, so the one way left to fail is a number beyond 64 bits.
+    text.parse::<i64>().map_err(|_| {
+        let previewed = preview(text);
+        fail(function, FunctionErrorKind::OutOfRange { previewed })
+    })
 }
 
 /// Stable sort by length in characters (confd's `sortByLength` and `sortKVByLength`).
@@ -270,14 +309,14 @@ mod tests {
 
     #[test]
     fn strconv_rules() {
-        assert_eq!(parse_bool("f", "T"), Ok(true));
+        assert!(matches!(parse_bool("f", "T"), Ok(true)));
         assert!(parse_bool("f", "yes").is_err());
-        assert_eq!(atoi("f", "-42"), Ok(-42));
+        assert!(matches!(atoi("f", "-42"), Ok(-42)));
         assert!(atoi("f", "4x").is_err());
         assert!(
             atoi("f", "99999999999999999999")
                 .unwrap_err()
-                .message
+                .to_string()
                 .contains("out of range")
         );
     }

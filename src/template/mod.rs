@@ -6,7 +6,8 @@
 //! - [`go`]: Go's `text/template`, natively, with confd's function map: confd templates render
 //!   unchanged and byte for byte.
 //! - [`services`]: Consul's service catalog (`service`, `services`, `nodes`), engine-neutral.
-//! - [`prepare`]: the second step of loading: the resources' templates, checked against them.
+//! - [`prepare`](mod@prepare): the second step of loading: the resources' templates, checked
+//!   against them.
 //! - [`vet`]: checks of store data before it is interpolated (`host_port`, `safe_name`).
 //!
 //! A template is parsed once, at load; every syntax error of every template is reported at once
@@ -79,11 +80,56 @@ impl RenderInput {
     }
 }
 
-/// A rendering failure: the template report (file:line:column and the message).
+/// A rendering failure: which template, where in it when the engine tells, and why. It
+/// displays as its engine reports it (Go: `template: t.tmpl:3:5: executing "t.tmpl" at <getv
+/// "/a">: error calling getv: …`; Tera: its report with the line it points at).
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{cause}")]
 pub struct RenderError {
-    pub message: String,
+    /// The template file rendered, as resources name it (below `templates/`).
+    pub template: String,
+    /// The line and column (1-based) of the failure, when the engine gives them.
+    pub position: Option<(usize, usize)>,
+    #[source]
+    pub cause: RenderCause,
+}
+
+/// Why a render failed, per engine.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderCause {
+    /// A template that was not loaded: every template a resource names is loaded with the
+    /// configuration, so this is a bug.
+    #[error("template {0:?} was not loaded")]
+    NotLoaded(String),
+    /// A Go template failed executing: a function's error, a missing field, the deadline.
+    /// (The engines' errors are boxed: a `Result` of a render stays small.)
+    #[error(transparent)]
+    Go(Box<go::ExecError>),
+    /// A Tera template failed rendering (Tera gives its causes as text).
+    #[error(transparent)]
+    Tera(Box<::tera::Error>),
+}
+
+impl From<go::ExecError> for RenderCause {
+    fn from(error: go::ExecError) -> RenderCause {
+        RenderCause::Go(Box::new(error))
+    }
+}
+
+impl From<::tera::Error> for RenderCause {
+    fn from(error: ::tera::Error) -> RenderCause {
+        RenderCause::Tera(Box::new(error))
+    }
+}
+
+impl RenderError {
+    pub(crate) fn not_loaded(template: &str) -> RenderError {
+        RenderError {
+            template: template.to_owned(),
+            position: None,
+            cause: RenderCause::NotLoaded(template.to_owned()),
+        }
+    }
 }
 
 /// The loaded templates of every engine, ready to render.

@@ -109,14 +109,14 @@ fn check_service_calls(
                     )
                     .with_key("src"),
                 );
-            } else if let Err(message) = &call.query
+            } else if let Err(bad) = &call.query
                 && reported.insert((path.clone(), call.line, call.column))
             {
                 errors.push(ConfigError {
                     file: Some(path),
                     position: Some((call.line, call.column)),
                     key: None,
-                    message: message.clone(),
+                    message: bad.to_string(),
                 });
             }
         }

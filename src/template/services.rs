@@ -157,7 +157,34 @@ pub struct FoundCall {
     pub function: &'static str,
     /// The query, when every argument is a literal; `None` when one is computed (the query is
     /// then found at render); an error for literal arguments that can never work.
-    pub query: Result<Option<ServiceQuery>, String>,
+    pub query: Result<Option<ServiceQuery>, BadCall>,
+}
+
+/// A catalog call whose literal arguments can never work, found at load.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{call}: {problem}")]
+pub struct BadCall {
+    /// The call as its engine spells it: `service` in Go, `service()` in Tera.
+    pub call: String,
+    #[source]
+    pub problem: CallProblem,
+}
+
+/// What is wrong with a catalog call's literal arguments.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallProblem {
+    /// The catalog refuses the query (a bad name, an unknown status).
+    #[error(transparent)]
+    Query(#[from] ServiceError),
+    /// A keyword argument the function does not take (Tera).
+    #[error("unexpected argument `{0}`")]
+    UnexpectedArgument(String),
+    /// A list given to an argument that takes a string (Tera).
+    #[error("`{0}` takes a string, not a list")]
+    NotAList(String),
+    /// A keyword argument the function needs (Tera).
+    #[error("missing keyword argument `{0}`")]
+    MissingArgument(&'static str),
 }
 
 impl super::Templates {

@@ -55,7 +55,7 @@ use self::api::etcdserverpb::RangeRequest;
 use self::client::{Client, ConnectOptions};
 use self::members::Members;
 
-use super::{BackendError, KeySource, Listing, Update, WatchCursor};
+use super::{BackendError, KeySource, Listing, SetupError, Update, WatchCursor};
 use crate::config::Settings;
 use crate::retry::Backoff;
 use crate::store::key_in_scope;
@@ -110,10 +110,18 @@ impl std::fmt::Debug for EtcdSource {
     }
 }
 
+/// Reads a certificate or key file at start, so that a bad one is reported then.
+fn read(path: &std::path::Path) -> Result<Vec<u8>, SetupError> {
+    std::fs::read(path).map_err(|source| SetupError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 impl EtcdSource {
     /// Prepares a client for the configured nodes, TLS and credentials. Nothing is contacted
     /// yet; certificate files are read here so a bad one is reported at start.
-    pub fn new(settings: &Settings) -> Result<EtcdSource, String> {
+    pub fn new(settings: &Settings) -> Result<EtcdSource, SetupError> {
         // HTTP/2 keep-alive finds a dead connection the watchdog cannot (a member whose host
         // vanished); etcd refuses pings more often than every 5 s (`too_many_pings`).
         let mut options = ConnectOptions {
@@ -133,28 +141,23 @@ impl EtcdSource {
         }
         let tls = &settings.tls;
         if tls.insecure {
-            return Err(
-                "--client-insecure is not supported for etcd: give the CA with --client-ca-keys"
-                    .to_owned(),
-            );
+            return Err(SetupError::InsecureEtcd);
         }
         if tls.ca.is_some() || tls.cert.is_some() {
             let mut config = ClientTlsConfig::new();
             if let Some(ca) = &tls.ca {
-                let pem = std::fs::read(ca).map_err(|e| format!("cannot read {ca:?}: {e}"))?;
+                let pem = read(ca)?;
                 config = config.ca_certificate(Certificate::from_pem(pem));
             }
             if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
-                let cert_pem =
-                    std::fs::read(cert).map_err(|e| format!("cannot read {cert:?}: {e}"))?;
-                let key_pem =
-                    std::fs::read(key).map_err(|e| format!("cannot read {key:?}: {e}"))?;
+                let cert_pem = read(cert)?;
+                let key_pem = read(key)?;
                 config = config.identity(Identity::from_pem(cert_pem, key_pem));
             }
             options.tls = Some(config);
         }
         if settings.nodes.is_empty() {
-            return Err("no etcd node given".to_owned());
+            return Err(SetupError::NoNode("etcd"));
         }
         Ok(EtcdSource {
             endpoints: settings.nodes.clone(),

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::error::BuiltinError;
 use super::fmt::{sprint, sprintf, sprintln};
 use super::value::{List, Value};
 use super::{Param, Signature};
@@ -89,7 +90,7 @@ impl Builtin {
     }
 
     /// Calls the function on checked arguments. (`and` and `or` never get here.)
-    pub fn call(self, args: &[Value]) -> Result<Value, String> {
+    pub fn call(self, args: &[Value]) -> Result<Value, BuiltinError> {
         use Builtin::*;
         match self {
             And | Or => unreachable_and_or(self, args),
@@ -117,7 +118,7 @@ impl Builtin {
 }
 
 /// `and`/`or` as plain functions, should a caller ever get here: the deciding value.
-fn unreachable_and_or(b: Builtin, args: &[Value]) -> Result<Value, String> {
+fn unreachable_and_or(b: Builtin, args: &[Value]) -> Result<Value, BuiltinError> {
     let want = b == Builtin::Or;
     for arg in args {
         if arg.is_true() == want {
@@ -136,38 +137,33 @@ fn printed(f: impl FnOnce(&mut Vec<u8>)) -> Value {
     )
 }
 
-fn length(item: &Value) -> Result<Value, String> {
+fn length(item: &Value) -> Result<Value, BuiltinError> {
     match item {
         Value::Str(s) => Ok(Value::Int(s.len() as i64)),
         Value::List(list) => Ok(Value::Int(list.items.len() as i64)),
         Value::Map(map) => Ok(Value::Int(map.len() as i64)),
         // Go asks reflect for the type of an invalid value and reports its panic.
-        Value::Nil => Err("reflect: call of reflect.Value.Type on zero Value".to_owned()),
-        other => Err(format!("len of type {}", other.type_name())),
+        Value::Nil => Err(BuiltinError::LenOfNil),
+        other => Err(BuiltinError::LenOfType(other.type_name().to_owned())),
     }
 }
 
 /// Go's `indexArg`: an integer index no greater than `cap`.
-fn index_arg(index: &Value, cap: usize) -> Result<usize, String> {
+fn index_arg(index: &Value, cap: usize) -> Result<usize, BuiltinError> {
     let x = match index {
         Value::Int(i) => *i,
-        Value::Nil => return Err("cannot index slice/array with nil".to_owned()),
-        other => {
-            return Err(format!(
-                "cannot index slice/array with type {}",
-                other.type_name()
-            ));
-        }
+        Value::Nil => return Err(BuiltinError::NilIndex),
+        other => return Err(BuiltinError::IndexType(other.type_name().to_owned())),
     };
     if x < 0 || x as u64 > cap as u64 {
-        return Err(format!("index out of range: {x}"));
+        return Err(BuiltinError::IndexOutOfRange(x));
     }
     Ok(x as usize)
 }
 
-fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
+fn index(item: &Value, indexes: &[Value]) -> Result<Value, BuiltinError> {
     if let Value::Nil = item {
-        return Err("index of untyped nil".to_owned());
+        return Err(BuiltinError::IndexOfNil);
     }
     let mut item = item.clone();
     for index in indexes {
@@ -177,59 +173,54 @@ fn index(item: &Value, indexes: &[Value]) -> Result<Value, String> {
                 match list.items.get(x) {
                     Some(v) => v.clone(),
                     // Go's bound check lets len through; reflect then panics.
-                    None => return Err("reflect: slice index out of range".to_owned()),
+                    None => return Err(BuiltinError::SliceIndexOutOfRange),
                 }
             }
             Value::Str(s) => {
                 let x = index_arg(index, s.len())?;
                 match s.as_bytes().get(x) {
                     Some(&b) => Value::Int(i64::from(b)),
-                    None => return Err("reflect: string index out of range".to_owned()),
+                    None => return Err(BuiltinError::StringIndexOutOfRange),
                 }
             }
             Value::Map(map) => match index {
                 Value::Str(key) => map.get(&**key).cloned().unwrap_or_default(),
-                Value::Nil => return Err("value is nil; should be of type string".to_owned()),
-                other => {
-                    return Err(format!(
-                        "value has type {}; should be string",
-                        other.type_name()
-                    ));
-                }
+                Value::Nil => return Err(BuiltinError::NilKey),
+                other => return Err(BuiltinError::KeyType(other.type_name().to_owned())),
             },
-            Value::Nil => return Err("index of nil pointer".to_owned()),
-            other => return Err(format!("can't index item of type {}", other.type_name())),
+            Value::Nil => return Err(BuiltinError::IndexOfNilPointer),
+            other => return Err(BuiltinError::CannotIndex(other.type_name().to_owned())),
         };
     }
     Ok(item)
 }
 
-fn slice(item: &Value, indexes: &[Value]) -> Result<Value, String> {
+fn slice(item: &Value, indexes: &[Value]) -> Result<Value, BuiltinError> {
     if let Value::Nil = item {
-        return Err("slice of untyped nil".to_owned());
+        return Err(BuiltinError::SliceOfNil);
     }
     if indexes.len() > 3 {
-        return Err(format!("too many slice indexes: {}", indexes.len()));
+        return Err(BuiltinError::TooManySliceIndexes(indexes.len()));
     }
     let len = match item {
         Value::Str(s) => {
             if indexes.len() == 3 {
-                return Err("cannot 3-index slice a string".to_owned());
+                return Err(BuiltinError::ThreeIndexString);
             }
             s.len()
         }
         Value::List(list) => list.items.len(),
-        other => return Err(format!("can't slice item of type {}", other.type_name())),
+        other => return Err(BuiltinError::CannotSlice(other.type_name().to_owned())),
     };
     let mut idx = [0, len, len];
     for (i, index) in indexes.iter().enumerate() {
         idx[i] = index_arg(index, len)?;
     }
     if idx[0] > idx[1] {
-        return Err(format!("invalid slice index: {} > {}", idx[0], idx[1]));
+        return Err(BuiltinError::SliceIndexOrder(idx[0], idx[1]));
     }
     if indexes.len() == 3 && idx[1] > idx[2] {
-        return Err(format!("invalid slice index: {} > {}", idx[1], idx[2]));
+        return Err(BuiltinError::SliceIndexOrder(idx[1], idx[2]));
     }
     Ok(match item {
         Value::Str(s) => {
@@ -264,19 +255,16 @@ fn basic_kind(v: &Value) -> Kind {
     }
 }
 
-const BAD_COMPARISON_TYPE: &str = "invalid type for comparison";
-const BAD_COMPARISON: &str = "incompatible types for comparison";
-
-fn eq(arg1: &Value, rest: &[Value]) -> Result<bool, String> {
+fn eq(arg1: &Value, rest: &[Value]) -> Result<bool, BuiltinError> {
     if rest.is_empty() {
-        return Err("missing argument for comparison".to_owned());
+        return Err(BuiltinError::NoComparison);
     }
     let k1 = basic_kind(arg1);
     for arg in rest {
         let k2 = basic_kind(arg);
         let truth = if k1 != k2 {
             if !matches!(arg1, Value::Nil) && !matches!(arg, Value::Nil) {
-                return Err(BAD_COMPARISON.to_owned());
+                return Err(BuiltinError::BadComparison);
             }
             false
         } else {
@@ -296,7 +284,7 @@ fn eq(arg1: &Value, rest: &[Value]) -> Result<bool, String> {
 }
 
 /// `eq` on values that are not basic kinds: nil, structs, lists, maps, objects.
-fn compare_others(a: &Value, b: &Value) -> Result<bool, String> {
+fn compare_others(a: &Value, b: &Value) -> Result<bool, BuiltinError> {
     let a_nil = matches!(a, Value::Nil);
     let b_nil = matches!(b, Value::Nil);
     if a_nil || b_nil {
@@ -306,11 +294,12 @@ fn compare_others(a: &Value, b: &Value) -> Result<bool, String> {
         || (matches!(a, Value::Pair(_) | Value::Object(_))
             && matches!(b, Value::Pair(_) | Value::Object(_)));
     if !same_kind {
-        return Err(format!(
-            "non-comparable types {a}: {}, {}: {b}",
-            a.type_name(),
-            b.type_name()
-        ));
+        return Err(BuiltinError::NonComparableTypes {
+            left: a.to_string(),
+            left_type: a.type_name().to_owned(),
+            right: b.to_string(),
+            right_type: b.type_name().to_owned(),
+        });
     }
     match (a, b) {
         (Value::Pair(x), Value::Pair(y)) => Ok(x == y),
@@ -319,28 +308,31 @@ fn compare_others(a: &Value, b: &Value) -> Result<bool, String> {
         }
         // Two structs of different types are simply unequal.
         (Value::Pair(_), Value::Object(_)) | (Value::Object(_), Value::Pair(_)) => Ok(false),
-        _ => Err(format!("non-comparable type {b}: {}", b.type_name())),
+        _ => Err(BuiltinError::NonComparable {
+            value: b.to_string(),
+            type_name: b.type_name().to_owned(),
+        }),
     }
 }
 
-fn lt(arg1: &Value, arg2: &Value) -> Result<bool, String> {
+fn lt(arg1: &Value, arg2: &Value) -> Result<bool, BuiltinError> {
     let k1 = basic_kind(arg1);
     let k2 = basic_kind(arg2);
     if k1 == Kind::Invalid || k2 == Kind::Invalid {
-        return Err(BAD_COMPARISON_TYPE.to_owned());
+        return Err(BuiltinError::BadComparisonType);
     }
     if k1 != k2 {
-        return Err(BAD_COMPARISON.to_owned());
+        return Err(BuiltinError::BadComparison);
     }
     match (arg1, arg2) {
         (Value::Int(a), Value::Int(b)) => Ok(a < b),
         (Value::Float(a), Value::Float(b)) => Ok(a < b),
         (Value::Str(a), Value::Str(b)) => Ok(a < b),
-        _ => Err(BAD_COMPARISON_TYPE.to_owned()),
+        _ => Err(BuiltinError::BadComparisonType),
     }
 }
 
-fn le(arg1: &Value, arg2: &Value) -> Result<bool, String> {
+fn le(arg1: &Value, arg2: &Value) -> Result<bool, BuiltinError> {
     if lt(arg1, arg2)? {
         return Ok(true);
     }
@@ -439,9 +431,10 @@ mod tests {
     fn comparisons_follow_basic_kinds() {
         let (one, two, half) = (Value::Int(1), Value::Int(2), Value::Float(0.5));
         assert_eq!(eq(&one, &[two.clone(), one.clone()]), Ok(true));
+        // The messages are Go's sentinel errors.
         assert_eq!(
-            eq(&one, std::slice::from_ref(&half)),
-            Err(BAD_COMPARISON.to_owned())
+            eq(&one, std::slice::from_ref(&half)).map_err(|e| e.to_string()),
+            Err("incompatible types for comparison".to_owned())
         );
         assert_eq!(eq(&Value::Nil, std::slice::from_ref(&one)), Ok(false));
         assert_eq!(eq(&Value::Nil, &[Value::Nil]), Ok(true));
@@ -452,10 +445,13 @@ mod tests {
         assert_eq!(lt(&one, &two), Ok(true));
         assert_eq!(le(&two, &two), Ok(true));
         assert_eq!(lt(&Value::str("a"), &Value::str("b")), Ok(true));
-        assert_eq!(lt(&one, &half), Err(BAD_COMPARISON.to_owned()));
         assert_eq!(
-            lt(&Value::Bool(true), &Value::Bool(false)),
-            Err(BAD_COMPARISON_TYPE.to_owned())
+            lt(&one, &half).map_err(|e| e.to_string()),
+            Err("incompatible types for comparison".to_owned())
+        );
+        assert_eq!(
+            lt(&Value::Bool(true), &Value::Bool(false)).map_err(|e| e.to_string()),
+            Err("invalid type for comparison".to_owned())
         );
     }
 
@@ -464,11 +460,11 @@ mod tests {
         let list = Value::strings(["a", "b"]);
         assert_eq!(index(&list, &[Value::Int(1)]).unwrap().as_str(), Some("b"));
         assert_eq!(
-            index(&list, &[Value::Int(3)]).unwrap_err(),
+            index(&list, &[Value::Int(3)]).unwrap_err().to_string(),
             "index out of range: 3"
         );
         assert_eq!(
-            index(&list, &[Value::Int(2)]).unwrap_err(),
+            index(&list, &[Value::Int(2)]).unwrap_err().to_string(),
             "reflect: slice index out of range"
         );
         let map = Value::map([(std::sync::Arc::from("k"), list.clone())]);
@@ -486,7 +482,9 @@ mod tests {
             Some("el")
         );
         assert_eq!(
-            slice(&list, &[Value::Int(2), Value::Int(1)]).unwrap_err(),
+            slice(&list, &[Value::Int(2), Value::Int(1)])
+                .unwrap_err()
+                .to_string(),
             "invalid slice index: 2 > 1"
         );
         let Value::List(tail) = slice(&list, &[Value::Int(1)]).unwrap() else {

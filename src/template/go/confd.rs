@@ -9,17 +9,83 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use super::{Functions, ListType, Object, Param, Signature, Value};
-use crate::store::LookupError;
+use super::json::JsonError;
+use super::{FuncError, Functions, ListType, Object, Param, Signature, Value};
+use crate::store::{Glob, GlobError, LookupError};
 use crate::template::RenderInput;
-use crate::template::confd::{self, IpFamily};
+use crate::template::confd::{self, FunctionErrorKind, IpFamily};
 
 /// What a Go template's functions read: the render's input.
 pub struct GoContext {
     pub input: RenderInput,
 }
 
-type Result<T> = std::result::Result<T, String>;
+/// What confd's functions return: a value, or why the function failed.
+type Result<T> = std::result::Result<T, FuncError>;
+
+/// The failures of confd's functions themselves, with the messages its Go functions give (a
+/// failed lookup is a [`LookupError`], the catalog's a [`crate::catalog::ServiceError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfdError {
+    /// memkv's `ErrNotExist`: `get`, or `getv` without a default, of a key the store lacks.
+    #[error("key does not exist: {0}")]
+    KeyNotFound(String),
+    /// Go's `path.ErrBadPattern`, for a pattern `gets` or `getvs` cannot compile.
+    #[error("syntax error in pattern")]
+    BadPattern(#[source] GlobError),
+    /// `json`, `jsonArray`.
+    #[error(transparent)]
+    Json(#[from] JsonError),
+    /// `map` with an odd number of arguments.
+    #[error("invalid map call")]
+    OddMapArguments,
+    /// `map` with a key that is not a string.
+    #[error("map keys must be strings")]
+    MapKeyNotString,
+    /// `base64Decode`: Go's `base64.CorruptInputError`, the offset of the first bad byte.
+    #[error("illegal base64 data at input byte {offset}")]
+    Base64 {
+        offset: usize,
+        #[source]
+        source: base64::DecodeError,
+    },
+    /// `parseBool`, `atoi`: Go's `*strconv.NumError` (its input quoted as confd's Go does).
+    #[error("strconv.{function}: parsing {input:?}: {reason}")]
+    Strconv {
+        function: &'static str,
+        input: String,
+        reason: StrconvReason,
+    },
+    /// `div` or `mod` by zero: the panic Go's runtime reports.
+    #[error("runtime error: integer divide by zero")]
+    DivideByZero,
+    /// `seq` of more numbers than a template sensibly asks for.
+    #[error("seq: {0} numbers is too many")]
+    TooManyNumbers(i64),
+    /// `hostPort`, `safeName` (terad's own): the value is not what a directive takes. The
+    /// subject is the key, or the value described by its length: never the value itself.
+    #[error("{subject} is not {what}: {why}")]
+    Refused {
+        subject: String,
+        what: &'static str,
+        why: &'static str,
+    },
+}
+
+/// Go's `strconv.ErrSyntax` and `strconv.ErrRange`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StrconvReason {
+    #[error("invalid syntax")]
+    Syntax,
+    #[error("value out of range")]
+    Range,
+}
+
+impl From<ConfdError> for FuncError {
+    fn from(error: ConfdError) -> FuncError {
+        FuncError::failed(error)
+    }
+}
 
 const STRING: &[Param] = &[Param::String];
 const STRING2: &[Param] = &[Param::String, Param::String];
@@ -113,7 +179,7 @@ fn safe_name(_: &GoContext, args: &[Value]) -> Result<Value> {
 
 fn vetted(
     args: &[Value],
-    what: &str,
+    what: &'static str,
     check: fn(&str) -> std::result::Result<(), &'static str>,
 ) -> Result<Value> {
     let value = text(args, 0);
@@ -124,7 +190,7 @@ fn vetted(
                 Some(key) => format!("the value of key {key:?}"),
                 None => crate::redact::describe(value),
             };
-            Err(format!("{subject} is not {what}: {why}"))
+            Err(ConfdError::Refused { subject, what, why }.into())
         }
     }
 }
@@ -206,7 +272,7 @@ fn out_of_scope(ctx: &GoContext, error: &LookupError) {
 }
 
 /// A lookup as confd answers it: `Ok(None)` for a key confd would not have.
-fn lookup<'a>(ctx: &'a GoContext, key: &str) -> Result<Option<&'a str>> {
+fn lookup<'a>(ctx: &'a GoContext, key: &str) -> std::result::Result<Option<&'a str>, LookupError> {
     match confd::getv(&ctx.input.view(), key) {
         Ok(value) => Ok(Some(value)),
         Err(LookupError::Missing { .. }) => Ok(None),
@@ -214,12 +280,12 @@ fn lookup<'a>(ctx: &'a GoContext, key: &str) -> Result<Option<&'a str>> {
             out_of_scope(ctx, &error);
             Ok(None)
         }
-        Err(error) => Err(error.to_string()),
+        Err(error) => Err(error),
     }
 }
 
-fn missing(key: &str) -> String {
-    format!("key does not exist: {key}")
+fn missing(key: &str) -> FuncError {
+    ConfdError::KeyNotFound(key.to_owned()).into()
 }
 
 fn getv(ctx: &GoContext, args: &[Value]) -> Result<Value> {
@@ -244,13 +310,13 @@ fn get(ctx: &GoContext, args: &[Value]) -> Result<Value> {
 
 /// Pairs matching a pattern; an out-of-scope pattern matches nothing, as in confd.
 fn matching<'a>(ctx: &'a GoContext, pattern: &str) -> Result<Vec<(&'a str, &'a str)>> {
-    let glob = confd::pattern(pattern).map_err(|_| "syntax error in pattern".to_owned())?;
+    let glob = Glob::new(pattern).map_err(ConfdError::BadPattern)?;
     let view = ctx.input.view();
     if let Err(error) = view.check_pattern(&glob) {
         out_of_scope(ctx, &error);
         return Ok(Vec::new());
     }
-    view.glob(&glob).map_err(|e| e.to_string())
+    Ok(view.glob(&glob)?)
 }
 
 fn gets(ctx: &GoContext, args: &[Value]) -> Result<Value> {
@@ -267,13 +333,13 @@ fn getvs(ctx: &GoContext, args: &[Value]) -> Result<Value> {
 }
 
 fn ls(ctx: &GoContext, args: &[Value]) -> Result<Value> {
-    let names = ctx.input.view().list(text(args, 0), true);
-    names.map(Value::strings).map_err(|e| e.to_string())
+    let names = ctx.input.view().list(text(args, 0), true)?;
+    Ok(Value::strings(names))
 }
 
 fn lsdir(ctx: &GoContext, args: &[Value]) -> Result<Value> {
-    let names = ctx.input.view().list_dirs(text(args, 0), true);
-    names.map(Value::strings).map_err(|e| e.to_string())
+    let names = ctx.input.view().list_dirs(text(args, 0), true)?;
+    Ok(Value::strings(names))
 }
 
 fn exists(ctx: &GoContext, args: &[Value]) -> Result<Value> {
@@ -299,33 +365,38 @@ fn split(_: &GoContext, args: &[Value]) -> Result<Value> {
 }
 
 /// Parses JSON as Go's `json.Unmarshal` would see it: its syntax error first.
-fn parse_json(text: &str) -> Result<serde_json::Value> {
+fn parse_json(text: &str) -> std::result::Result<serde_json::Value, JsonError> {
     if let Some(error) = super::json::syntax_error(text) {
-        return Err(error);
+        return Err(JsonError::Syntax(error));
     }
-    serde_json::from_str(text).map_err(|e| format!("json: {e} ({})", crate::redact::describe(text)))
+    serde_json::from_str(text).map_err(|source| JsonError::Decode {
+        source,
+        described: crate::redact::describe(text),
+    })
 }
 
 fn json(_: &GoContext, args: &[Value]) -> Result<Value> {
-    match parse_json(text(args, 0))? {
+    match parse_json(text(args, 0)).map_err(ConfdError::Json)? {
         parsed @ serde_json::Value::Object(_) => Ok(Value::from_json(&parsed)),
         // A JSON null leaves Go's map nil: it prints `map[]`.
         serde_json::Value::Null => Ok(Value::map([])),
-        other => Err(format!(
-            "json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
-            json_kind(&other)
-        )),
+        other => Err(ConfdError::Json(JsonError::Unmarshal {
+            found: json_kind(&other),
+            into: "map[string]interface {}",
+        })
+        .into()),
     }
 }
 
 fn json_array(_: &GoContext, args: &[Value]) -> Result<Value> {
-    match parse_json(text(args, 0))? {
+    match parse_json(text(args, 0)).map_err(ConfdError::Json)? {
         parsed @ serde_json::Value::Array(_) => Ok(Value::from_json(&parsed)),
         serde_json::Value::Null => Ok(Value::list(ListType::Any, Vec::new())),
-        other => Err(format!(
-            "json: cannot unmarshal {} into Go value of type []interface {{}}",
-            json_kind(&other)
-        )),
+        other => Err(ConfdError::Json(JsonError::Unmarshal {
+            found: json_kind(&other),
+            into: "[]interface {}",
+        })
+        .into()),
     }
 }
 
@@ -343,12 +414,12 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 /// confd's `CreateMap`: alternating string keys and values of any type.
 fn create_map(_: &GoContext, args: &[Value]) -> Result<Value> {
     if !args.len().is_multiple_of(2) {
-        return Err("invalid map call".to_owned());
+        return Err(ConfdError::OddMapArguments.into());
     }
     let mut entries = Vec::with_capacity(args.len() / 2);
     for pair in args.chunks(2) {
         let Some(key) = pair[0].as_str() else {
-            return Err("map keys must be strings".to_owned());
+            return Err(ConfdError::MapKeyNotString.into());
         };
         entries.push((Arc::from(key), pair[1].clone()));
     }
@@ -513,14 +584,15 @@ fn base64_decode(_: &GoContext, args: &[Value]) -> Result<Value> {
     use base64::Engine as _;
     match base64::engine::general_purpose::STANDARD.decode(encoded) {
         Ok(bytes) => Ok(Value::from(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(base64::DecodeError::InvalidByte(at, _))
-        | Err(base64::DecodeError::InvalidLastSymbol { offset: at, .. }) => {
-            Err(format!("illegal base64 data at input byte {at}"))
+        Err(source) => {
+            let offset = match source {
+                base64::DecodeError::InvalidByte(at, _)
+                | base64::DecodeError::InvalidLastSymbol { offset: at, .. } => at,
+                // A wrong length: Go reports the start of the incomplete last quantum.
+                _ => encoded.len() - encoded.len() % 4,
+            };
+            Err(ConfdError::Base64 { offset, source }.into())
         }
-        Err(_) => Err(format!(
-            "illegal base64 data at input byte {}",
-            encoded.len() - encoded.len() % 4
-        )),
     }
 }
 
@@ -528,18 +600,30 @@ fn parse_bool(_: &GoContext, args: &[Value]) -> Result<Value> {
     let s = text(args, 0);
     confd::parse_bool("parseBool", s)
         .map(Value::Bool)
-        .map_err(|_| format!("strconv.ParseBool: parsing {s:?}: invalid syntax"))
+        .map_err(|_| {
+            let reason = StrconvReason::Syntax;
+            ConfdError::Strconv {
+                function: "ParseBool",
+                input: s.to_owned(),
+                reason,
+            }
+            .into()
+        })
 }
 
 fn atoi(_: &GoContext, args: &[Value]) -> Result<Value> {
     let s = text(args, 0);
     confd::atoi("atoi", s).map(Value::Int).map_err(|e| {
-        let why = if e.message.contains("out of range") {
-            "value out of range"
-        } else {
-            "invalid syntax"
+        let reason = match e.kind {
+            FunctionErrorKind::OutOfRange { .. } => StrconvReason::Range,
+            _ => StrconvReason::Syntax,
         };
-        format!("strconv.Atoi: parsing {s:?}: {why}")
+        ConfdError::Strconv {
+            function: "Atoi",
+            input: s.to_owned(),
+            reason,
+        }
+        .into()
     })
 }
 
@@ -585,12 +669,12 @@ fn div(_: &GoContext, args: &[Value]) -> Result<Value> {
         .checked_div(int(args, 1))
         .or_else(|| (int(args, 1) == -1).then(|| int(args, 0).wrapping_neg()))
         .map(Value::Int)
-        .ok_or_else(|| "runtime error: integer divide by zero".to_owned())
+        .ok_or_else(|| ConfdError::DivideByZero.into())
 }
 
 fn modulo(_: &GoContext, args: &[Value]) -> Result<Value> {
     match int(args, 1) {
-        0 => Err("runtime error: integer divide by zero".to_owned()),
+        0 => Err(ConfdError::DivideByZero.into()),
         -1 => Ok(Value::Int(0)),
         b => Ok(Value::Int(int(args, 0) % b)),
     }
@@ -604,7 +688,7 @@ fn seq(_: &GoContext, args: &[Value]) -> Result<Value> {
     // A template asking for billions of numbers is a mistake, not a request.
     const MAX: i64 = 10_000_000;
     if last - first >= MAX {
-        return Err(format!("seq: {} numbers is too many", last - first + 1));
+        return Err(ConfdError::TooManyNumbers(last - first + 1).into());
     }
     Ok(Value::list(
         ListType::Ints,

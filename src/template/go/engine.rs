@@ -75,9 +75,7 @@ impl GoEngine {
         out: &mut Vec<u8>,
     ) -> Result<(), RenderError> {
         let Some(template) = self.templates.get(name) else {
-            return Err(RenderError {
-                message: format!("template {name:?} was not loaded"),
-            });
+            return Err(RenderError::not_loaded(name));
         };
         let context = GoContext {
             input: input.clone(),
@@ -89,7 +87,9 @@ impl GoEngine {
             None => template.execute(&context, &self.funcs, &Value::Nil, out),
         };
         executed.map_err(|error| RenderError {
-            message: error.to_string(),
+            template: name.to_owned(),
+            position: Some((error.line, error.column)),
+            cause: error.into(),
         })
     }
 }

@@ -9,9 +9,10 @@
 use std::io::Write as _;
 
 use super::builtins::Builtin;
-use super::parse::{Arg, Branch, Callee, Command, Node, Pipe, show};
+use super::error::{ExecError, ExecErrorKind, FuncError};
+use super::node::{Arg, Branch, Callee, Command, Node, Number, Pipe, show};
 use super::value::{ListType, Object, Value};
-use super::{ExecError, Functions, Native, Param, Signature, Template};
+use super::{Functions, Native, Param, Signature, Template};
 
 /// How deep templates may nest at execution: template calls plus `if`, `with` and `range`
 /// blocks. (Go allows 100 000 template calls; this bound keeps the stack safe.)
@@ -124,6 +125,28 @@ pub(crate) fn execute<C>(
     }
 }
 
+/// Go's `idealConstant`: the value of a number constant where any type will do, an `int`
+/// unless it is written as a float.
+fn ideal(n: &Number) -> Result<Value, ExecErrorKind> {
+    let text = &*n.text;
+    let hex_int = text.len() > 2
+        && text.starts_with('0')
+        && matches!(text.as_bytes()[1], b'x' | b'X')
+        && !text.contains(['p', 'P']);
+    let rune = text.starts_with('\'');
+    if let Some(f) = n.float
+        && !hex_int
+        && !rune
+        && text.contains(['.', 'e', 'E', 'p', 'P'])
+    {
+        return Ok(Value::Float(f));
+    }
+    if let Some(i) = n.int {
+        return Ok(Value::Int(i));
+    }
+    Err(ExecErrorKind::ConstantOverflow(text.to_owned()))
+}
+
 fn can_be_nil(param: Param) -> bool {
     matches!(
         param,
@@ -144,7 +167,7 @@ fn nil_of(param: Param) -> Value {
 impl<'a, C> State<'a, C> {
     // ---- errors ----
 
-    fn error(&self, at: At<'_>, message: String) -> Flow {
+    fn error(&self, at: At<'_>, kind: ExecErrorKind) -> Flow {
         let src = &*self.t.source;
         let names = &self.t.var_names;
         let (pos, context) = match at {
@@ -159,17 +182,14 @@ impl<'a, C> State<'a, C> {
             line,
             column,
             context,
-            message,
+            kind: Box::new(kind),
         }))
     }
 
     fn enter(&mut self, pos: u32, what: &str) -> R<()> {
         self.depth += 1;
         if self.depth > MAX_EXEC_DEPTH {
-            return Err(self.error(
-                At::Text(pos, what),
-                format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})"),
-            ));
+            return Err(self.error(At::Text(pos, what), ExecErrorKind::TooDeep(MAX_EXEC_DEPTH)));
         }
         self.step(pos, what)
     }
@@ -186,10 +206,7 @@ impl<'a, C> State<'a, C> {
         }
         self.steps = 0;
         if std::time::Instant::now() >= deadline {
-            return Err(self.error(
-                At::Text(pos, what),
-                "stopped: the render took longer than its time budget".to_owned(),
-            ));
+            return Err(self.error(At::Text(pos, what), ExecErrorKind::Deadline));
         }
         Ok(())
     }
@@ -301,7 +318,7 @@ impl<'a, C> State<'a, C> {
                 );
                 return Err(self.error(
                     At::Text(branch.pos, &context),
-                    format!("range can't iterate over {other}"),
+                    ExecErrorKind::RangeOver(other.to_string()),
                 ));
             }
         };
@@ -370,14 +387,14 @@ impl<'a, C> State<'a, C> {
             let context = context();
             return Err(self.error(
                 At::Text(pos, &context),
-                format!("template {name:?} not defined"),
+                ExecErrorKind::TemplateNotDefined(name.to_owned()),
             ));
         };
         if self.depth >= MAX_EXEC_DEPTH {
             let context = context();
             return Err(self.error(
                 At::Text(pos, &context),
-                format!("exceeded maximum template depth ({MAX_EXEC_DEPTH})"),
+                ExecErrorKind::TooDeep(MAX_EXEC_DEPTH),
             ));
         }
         let new_dot = match pipe {
@@ -411,10 +428,12 @@ impl<'a, C> State<'a, C> {
                 return Ok((var.value.clone(), var.in_interface));
             }
         }
-        Err(self.error(
-            at,
-            format!("undefined variable: {}", self.t.var_names[id as usize]),
-        ))
+        Err(self.undefined(id, at))
+    }
+
+    fn undefined(&self, id: u32, at: At<'_>) -> Flow {
+        let name = self.t.var_names[id as usize].to_string();
+        self.error(at, ExecErrorKind::UndefinedVariable(name))
     }
 
     fn set_var(&mut self, id: u32, value: Value, at: At<'_>) -> R<()> {
@@ -426,10 +445,7 @@ impl<'a, C> State<'a, C> {
                 return Ok(());
             }
         }
-        Err(self.error(
-            at,
-            format!("undefined variable: {}", self.t.var_names[id as usize]),
-        ))
+        Err(self.undefined(id, at))
     }
 
     // ---- pipelines and commands ----
@@ -457,10 +473,7 @@ impl<'a, C> State<'a, C> {
                 return Ok(());
             };
             let text = show(first, &self.t.source, &self.t.var_names).to_string();
-            return Err(self.error(
-                At::Arg(first),
-                format!("can't give argument to non-function {text}"),
-            ));
+            return Err(self.error(At::Arg(first), ExecErrorKind::NotAFunction(text)));
         }
         Ok(())
     }
@@ -488,10 +501,8 @@ impl<'a, C> State<'a, C> {
                 match first {
                     Arg::Bool(_, b) => Ok(Value::Bool(*b)),
                     Arg::Dot(_) => Ok(dot.clone()),
-                    Arg::Nil(_) => {
-                        Err(self.error(At::Arg(first), "nil is not a command".to_owned()))
-                    }
-                    Arg::Number(_, n) => n.ideal().map_err(|e| self.error(At::Arg(first), e)),
+                    Arg::Nil(_) => Err(self.error(At::Arg(first), ExecErrorKind::NilCommand)),
+                    Arg::Number(_, n) => ideal(n).map_err(|e| self.error(At::Arg(first), e)),
                     Arg::Str { value, .. } => Ok(value.clone()),
                     _ => unreachable!("handled above"),
                 }
@@ -528,10 +539,7 @@ impl<'a, C> State<'a, C> {
     ) -> R<Value> {
         if let Arg::Nil(_) = inner {
             let text = show(node, &self.t.source, &self.t.var_names).to_string();
-            return Err(self.error(
-                At::Arg(node),
-                format!("indirection through explicit nil in {text}"),
-            ));
+            return Err(self.error(At::Arg(node), ExecErrorKind::NilIndirection(text)));
         }
         let receiver = self.eval_arg(dot, Param::Any, inner)?;
         self.eval_field_chain(dot, (receiver, false), node, fields, args, final_value)
@@ -574,7 +582,7 @@ impl<'a, C> State<'a, C> {
             Value::Nil if in_interface => {
                 return Err(self.error(
                     At::Arg(node),
-                    format!("nil pointer evaluating interface {{}}.{name}"),
+                    ExecErrorKind::NilInterfaceField(name.to_owned()),
                 ));
             }
             Value::Nil => return Ok(Value::Nil),
@@ -582,7 +590,7 @@ impl<'a, C> State<'a, C> {
                 if has_args {
                     return Err(self.error(
                         At::Arg(node),
-                        format!("{name} is not a method but has arguments"),
+                        ExecErrorKind::KeyWithArguments(name.to_owned()),
                     ));
                 }
                 return Ok(map.get(name).cloned().unwrap_or_default());
@@ -597,7 +605,7 @@ impl<'a, C> State<'a, C> {
                     if has_args {
                         return Err(self.error(
                             At::Arg(node),
-                            format!("{name} has arguments but cannot be invoked as function"),
+                            ExecErrorKind::FieldWithArguments(name.to_owned()),
                         ));
                     }
                     return Ok(Value::Str(field.clone()));
@@ -631,7 +639,7 @@ impl<'a, C> State<'a, C> {
                     if has_args {
                         return Err(self.error(
                             At::Arg(node),
-                            format!("{name} has arguments but cannot be invoked as function"),
+                            ExecErrorKind::FieldWithArguments(name.to_owned()),
                         ));
                     }
                     return Ok(value);
@@ -639,16 +647,17 @@ impl<'a, C> State<'a, C> {
             }
             _ => {}
         }
+        let type_name = if in_interface {
+            "interface {}"
+        } else {
+            receiver.type_name()
+        };
         Err(self.error(
             At::Arg(node),
-            format!(
-                "can't evaluate field {name} in type {}",
-                if in_interface {
-                    "interface {}"
-                } else {
-                    receiver.type_name()
-                }
-            ),
+            ExecErrorKind::NoField {
+                field: name.to_owned(),
+                type_name: type_name.to_owned(),
+            },
         ))
     }
 
@@ -697,7 +706,12 @@ impl<'a, C> State<'a, C> {
         if rest.len() + usize::from(final_value.is_some()) < 1 {
             return Err(self.error(
                 At::Arg(node),
-                format!("wrong number of args for {name}: want at least 1 got 0"),
+                ExecErrorKind::ArgCount {
+                    function: name.to_owned(),
+                    want: 1,
+                    got: 0,
+                    variadic: true,
+                },
             ));
         }
         let mut value = Value::Nil;
@@ -728,11 +742,13 @@ impl<'a, C> State<'a, C> {
             if num_in < params.len() {
                 return Err(self.error(
                     call.at_name,
-                    format!(
-                        "wrong number of args for {name}: want at least {} got {}",
-                        params.len(),
-                        rest.len()
-                    ),
+                    ExecErrorKind::ArgCount {
+                        function: name.to_owned(),
+                        want: params.len(),
+                        // As Go: the arguments written, a piped value not counted.
+                        got: rest.len(),
+                        variadic: true,
+                    },
                 ));
             }
             params.len()
@@ -740,10 +756,12 @@ impl<'a, C> State<'a, C> {
             if num_in != params.len() {
                 return Err(self.error(
                     call.at_name,
-                    format!(
-                        "wrong number of args for {name}: want {} got {num_in}",
-                        params.len()
-                    ),
+                    ExecErrorKind::ArgCount {
+                        function: name.to_owned(),
+                        want: params.len(),
+                        got: num_in,
+                        variadic: false,
+                    },
                 ));
             }
             rest.len()
@@ -754,7 +772,7 @@ impl<'a, C> State<'a, C> {
             .and_then(|()| {
                 let args = &self.args[base..];
                 let result = match call.target {
-                    Target::Builtin(b) => b.call(args),
+                    Target::Builtin(b) => b.call(args).map_err(FuncError::from),
                     Target::User(i) => {
                         let function: Native<C> = self.funcs.entries[i].function;
                         function(self.ctx, args)
@@ -762,7 +780,10 @@ impl<'a, C> State<'a, C> {
                     Target::Method(object, method) => object.call(method, args),
                     Target::PairsLen(len) => Ok(Value::Int(len as i64)),
                 };
-                result.map_err(|e| self.error(call.at_call, format!("error calling {name}: {e}")))
+                result.map_err(|error| {
+                    let function = name.to_owned();
+                    self.error(call.at_call, ExecErrorKind::Call { function, error })
+                })
             });
         self.args.truncate(base);
         result
@@ -808,10 +829,7 @@ impl<'a, C> State<'a, C> {
                 if can_be_nil(param) {
                     return Ok(nil_of(param));
                 }
-                return Err(self.error(
-                    At::Arg(arg),
-                    format!("cannot assign nil to {}", param.type_name()),
-                ));
+                return Err(self.error(At::Arg(arg), ExecErrorKind::NilArgument(param.type_name())));
             }
             Arg::Field { fields, .. } => self.eval_field_chain(
                 dot,
@@ -840,7 +858,7 @@ impl<'a, C> State<'a, C> {
     fn eval_literal(&self, param: Param, arg: &Arg) -> R<Value> {
         let fits = match (param, arg) {
             (Param::Any, Arg::Number(_, n)) => {
-                return n.ideal().map_err(|e| self.error(At::Arg(arg), e));
+                return ideal(n).map_err(|e| self.error(At::Arg(arg), e));
             }
             (Param::Any | Param::Bool, Arg::Bool(_, b)) => Some(Value::Bool(*b)),
             (Param::Any | Param::String, Arg::Str { value, .. }) => Some(value.clone()),
@@ -851,15 +869,23 @@ impl<'a, C> State<'a, C> {
         if let Some(value) = fits {
             return Ok(value);
         }
-        let text = show(arg, &self.t.source, &self.t.var_names).to_string();
-        let message = match param {
-            Param::Bool => format!("expected bool; found {text}"),
-            Param::Int => format!("expected integer; found {text}"),
-            Param::Float => format!("expected float; found {text}"),
-            Param::String => format!("expected string; found {text}"),
-            other => format!("can't handle {text} for arg of type {}", other.type_name()),
+        let constant = show(arg, &self.t.source, &self.t.var_names).to_string();
+        let expected = match param {
+            Param::Bool => "bool",
+            Param::Int => "integer",
+            Param::Float => "float",
+            Param::String => "string",
+            other => {
+                let param = other.type_name();
+                return Err(
+                    self.error(At::Arg(arg), ExecErrorKind::ConstantFor { constant, param })
+                );
+            }
         };
-        Err(self.error(At::Arg(arg), message))
+        Err(self.error(
+            At::Arg(arg),
+            ExecErrorKind::ConstantType { expected, constant },
+        ))
     }
 
     /// Go's `validateType`: may `value` be passed as `param`?
@@ -869,9 +895,7 @@ impl<'a, C> State<'a, C> {
                 if can_be_nil(param) {
                     return Ok(nil_of(param));
                 }
-                return Err(
-                    self.error(at, format!("invalid value; expected {}", param.type_name()))
-                );
+                return Err(self.error(at, ExecErrorKind::NoValue(param.type_name())));
             }
             (_, Param::Any)
             | (Value::Str(_), Param::String)
@@ -891,11 +915,38 @@ impl<'a, C> State<'a, C> {
         }
         Err(self.error(
             at,
-            format!(
-                "wrong type for value; expected {}; got {}",
-                param.type_name(),
-                value.type_name()
-            ),
+            ExecErrorKind::ArgType {
+                expected: param.type_name(),
+                got: value.type_name().to_owned(),
+            },
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::lex::Kind;
+    use super::super::node::parse_number;
+    use super::*;
+
+    #[test]
+    fn ideal_constants_are_int_unless_written_as_floats() {
+        let ideal = |text: &str| {
+            let kind = if text.starts_with('\'') {
+                Kind::CharConstant
+            } else {
+                Kind::Number
+            };
+            ideal(&parse_number(text, kind).unwrap())
+        };
+        assert!(matches!(ideal("3"), Ok(Value::Int(3))));
+        assert!(matches!(ideal("0x1E"), Ok(Value::Int(30))));
+        assert!(matches!(ideal("'x'"), Ok(Value::Int(120))));
+        assert!(matches!(ideal("1e3"), Ok(Value::Float(f)) if f == 1000.0));
+        assert!(matches!(ideal("3.0"), Ok(Value::Float(f)) if f == 3.0));
+        assert_eq!(
+            ideal("18446744073709551615").unwrap_err().to_string(),
+            "18446744073709551615 overflows int"
+        );
     }
 }

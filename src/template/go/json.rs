@@ -1,9 +1,50 @@
-//! The syntax errors Go's `encoding/json` reports, for confd's `json` and `jsonArray`: a
-//! template author sees the message confd would have shown (`invalid character '}' looking for
-//! beginning of value`). Go checks the whole document before decoding, so these come first.
+//! The errors Go's `encoding/json` reports, for confd's `json` and `jsonArray`: a template
+//! author sees the message confd would have shown (`invalid character '}' looking for beginning
+//! of value`). Go checks the whole document's syntax before decoding, so these come first.
 
-/// Go's message for malformed JSON in `text`; `None` when it is well-formed.
-pub fn syntax_error(text: &str) -> Option<String> {
+/// Why confd's `json` or `jsonArray` refused a document, as Go's `encoding/json` says it.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    /// Malformed JSON: Go's scanner reports it before decoding anything.
+    #[error(transparent)]
+    Syntax(#[from] JsonSyntaxError),
+    /// Well-formed JSON that serde refuses (a number out of its range, nesting deeper than it
+    /// allows); the document is described by its length, as it may be a secret.
+    #[error("json: {source} ({described})")]
+    Decode {
+        #[source]
+        source: serde_json::Error,
+        described: String,
+    },
+    /// Go's `*json.UnmarshalTypeError`: a document of another kind than the function returns
+    /// (`found` is JSON's name for it: `array`, `string`, …; `into` the Go type).
+    #[error("json: cannot unmarshal {found} into Go value of type {into}")]
+    Unmarshal {
+        found: &'static str,
+        into: &'static str,
+    },
+}
+
+/// Go's `*json.SyntaxError`: what was wrong where the scan stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonSyntaxError {
+    #[error("unexpected end of JSON input")]
+    UnexpectedEnd,
+    /// A character that cannot come here; `context` says where the scanner was
+    /// (`looking for beginning of value`, `after object key`, …).
+    #[error("invalid character {} {context}", quote(*.found))]
+    InvalidCharacter { found: char, context: &'static str },
+    /// A character that breaks `true`, `false` or `null`.
+    #[error("invalid character {} in literal {literal} (expecting {})", quote(*.found), quote(*.expected))]
+    InLiteral {
+        found: char,
+        literal: &'static str,
+        expected: char,
+    },
+}
+
+/// Go's error for malformed JSON in `text`; `None` when it is well-formed.
+pub fn syntax_error(text: &str) -> Option<JsonSyntaxError> {
     let mut scanner = Scanner {
         chars: text.chars().collect(),
         at: 0,
@@ -16,7 +57,7 @@ struct Scanner {
     at: usize,
 }
 
-type Scan = Result<(), String>;
+type Scan = Result<(), JsonSyntaxError>;
 
 /// Go's `quoteChar`.
 fn quote(c: char) -> String {
@@ -29,8 +70,6 @@ fn quote(c: char) -> String {
         }
     }
 }
-
-const EOF: &str = "unexpected end of JSON input";
 
 impl Scanner {
     fn peek(&self) -> Option<char> {
@@ -49,8 +88,8 @@ impl Scanner {
         }
     }
 
-    fn invalid(c: char, context: &str) -> String {
-        format!("invalid character {} {context}", quote(c))
+    fn invalid(found: char, context: &'static str) -> JsonSyntaxError {
+        JsonSyntaxError::InvalidCharacter { found, context }
     }
 
     fn document(&mut self) -> Scan {
@@ -65,7 +104,7 @@ impl Scanner {
     fn value(&mut self) -> Scan {
         self.space();
         match self.bump() {
-            None => Err(EOF.to_owned()),
+            None => Err(JsonSyntaxError::UnexpectedEnd),
             Some('{') => self.object(),
             Some('[') => self.array(),
             Some('"') => self.string(),
@@ -86,7 +125,7 @@ impl Scanner {
         loop {
             self.space();
             match self.bump() {
-                None => return Err(EOF.to_owned()),
+                None => return Err(JsonSyntaxError::UnexpectedEnd),
                 Some('"') => self.string()?,
                 Some(c) => {
                     return Err(Self::invalid(
@@ -97,14 +136,14 @@ impl Scanner {
             }
             self.space();
             match self.bump() {
-                None => return Err(EOF.to_owned()),
+                None => return Err(JsonSyntaxError::UnexpectedEnd),
                 Some(':') => {}
                 Some(c) => return Err(Self::invalid(c, "after object key")),
             }
             self.value()?;
             self.space();
             match self.bump() {
-                None => return Err(EOF.to_owned()),
+                None => return Err(JsonSyntaxError::UnexpectedEnd),
                 Some(',') => {}
                 Some('}') => return Ok(()),
                 Some(c) => return Err(Self::invalid(c, "after object key:value pair")),
@@ -122,7 +161,7 @@ impl Scanner {
             self.value()?;
             self.space();
             match self.bump() {
-                None => return Err(EOF.to_owned()),
+                None => return Err(JsonSyntaxError::UnexpectedEnd),
                 Some(',') => {}
                 Some(']') => return Ok(()),
                 Some(c) => return Err(Self::invalid(c, "after array element")),
@@ -133,15 +172,15 @@ impl Scanner {
     fn string(&mut self) -> Scan {
         loop {
             match self.bump() {
-                None => return Err(EOF.to_owned()),
+                None => return Err(JsonSyntaxError::UnexpectedEnd),
                 Some('"') => return Ok(()),
                 Some('\\') => match self.bump() {
-                    None => return Err(EOF.to_owned()),
+                    None => return Err(JsonSyntaxError::UnexpectedEnd),
                     Some('"' | '\\' | '/' | 'b' | 'f' | 'n' | 'r' | 't') => {}
                     Some('u') => {
                         for _ in 0..4 {
                             match self.bump() {
-                                None => return Err(EOF.to_owned()),
+                                None => return Err(JsonSyntaxError::UnexpectedEnd),
                                 Some(c) if c.is_ascii_hexdigit() => {}
                                 Some(c) => {
                                     return Err(Self::invalid(
@@ -169,9 +208,9 @@ impl Scanner {
     }
 
     /// Requires one digit next; `context` names where.
-    fn digit(&mut self, context: &str) -> Scan {
+    fn digit(&mut self, context: &'static str) -> Scan {
         match self.bump() {
-            None => Err(EOF.to_owned()),
+            None => Err(JsonSyntaxError::UnexpectedEnd),
             Some('0'..='9') => Ok(()),
             Some(c) => Err(Self::invalid(c, context)),
         }
@@ -180,7 +219,7 @@ impl Scanner {
     fn number(&mut self, first: char) -> Scan {
         let first = if first == '-' {
             match self.bump() {
-                None => return Err(EOF.to_owned()),
+                None => return Err(JsonSyntaxError::UnexpectedEnd),
                 Some(c @ '0'..='9') => c,
                 Some(c) => return Err(Self::invalid(c, "in numeric literal")),
             }
@@ -206,16 +245,17 @@ impl Scanner {
         Ok(())
     }
 
-    fn literal(&mut self, word: &str) -> Scan {
+    fn literal(&mut self, word: &'static str) -> Scan {
         for expected in word.chars().skip(1) {
             match self.bump() {
-                None => return Err(EOF.to_owned()),
+                None => return Err(JsonSyntaxError::UnexpectedEnd),
                 Some(c) if c == expected => {}
-                Some(c) => {
-                    return Err(Self::invalid(
-                        c,
-                        &format!("in literal {word} (expecting {})", quote(expected)),
-                    ));
+                Some(found) => {
+                    return Err(JsonSyntaxError::InLiteral {
+                        found,
+                        literal: word,
+                        expected,
+                    });
                 }
             }
         }
@@ -266,7 +306,8 @@ mod tests {
                 "invalid character '\\'' looking for beginning of value",
             ),
         ] {
-            assert_eq!(syntax_error(text).as_deref(), Some(want), "{text:?}");
+            let error = syntax_error(text).map(|e| e.to_string());
+            assert_eq!(error.as_deref(), Some(want), "{text:?}");
         }
         for good in [
             "{}",

@@ -90,10 +90,10 @@ impl Token {
                 let mut out = Vec::new();
                 if text.chars().count() > 10 {
                     let short: String = text.chars().take(10).collect();
-                    super::fmt::quote(&mut out, &short, false);
+                    super::strconv::quote(&mut out, &short, false);
                     out.extend_from_slice(b"...");
                 } else {
-                    super::fmt::quote(&mut out, text, false);
+                    super::strconv::quote(&mut out, text, false);
                 }
                 String::from_utf8_lossy(&out).into_owned()
             }
@@ -532,7 +532,7 @@ impl<'s> Lexer<'s> {
 
     fn bad_number(&mut self) -> Next {
         let mut quoted = Vec::new();
-        super::fmt::quote(&mut quoted, &self.src[self.start..self.pos], false);
+        super::strconv::quote(&mut quoted, &self.src[self.start..self.pos], false);
         self.error(format!(
             "bad number syntax: {}",
             String::from_utf8_lossy(&quoted)

@@ -5,16 +5,18 @@
 //! The pipeline is the one Go's own package has, lex → parse → exec:
 //!
 //! - `lex`: source → tokens with byte spans (`{{- -}}` trimming, comments).
-//! - `parse`: tokens → trees (the main template and every `define`/`block`).
-//!   Function names are resolved to table indexes here and unknown names rejected, as Go does;
-//!   variables are checked and interned; template calls are linked to their trees.
+//! - `parse`: tokens → trees (the main template and every `define`/`block`), Go's
+//!   `parse/parse.go`. Function names are resolved to table indexes here and unknown names
+//!   rejected, as Go does; variables are checked and interned; template calls are linked to
+//!   their trees. The trees' nodes are `node` (Go's `parse/node.go`).
 //! - `exec`: walks a tree against a [`Value`], writing straight into the output
 //!   buffer. Variables live in one stack, function arguments in another reused buffer, so
 //!   rendering allocates only for the values functions return.
 //! - `value`: [`Value`], Go's values as confd hands them to templates (`memkv.KVPair`,
 //!   `map[string]interface {}`, typed slices, objects with methods), cheap to clone.
-//! - `fmt`: Go's `fmt` printing and `strconv` float formatting, used by actions,
-//!   `print`, `printf` and `println`.
+//! - `fmt`: Go's `fmt` printing, used by actions, `print`, `printf` and `println`;
+//!   `strconv`: Go's reading of literals (`Unquote`, `ParseInt`, `ParseFloat`) and writing of
+//!   quoted strings and floats.
 //! - `builtins`: `and or not len index slice print* eq ne lt le gt ge html js
 //!   urlquery`.
 //! - `isprint`: Go's table of printable characters, for `%q`.
@@ -26,15 +28,15 @@
 //! Functions are plain `fn` pointers registered with a Go-like [`Signature`], so the executor
 //! converts and checks arguments as Go's reflection does (an untyped constant fits an `int` or
 //! `float64` parameter, a `string` parameter rejects an `int` value, variadic tails) and
-//! reports Go's errors. A function returning `Err` stops execution, like a Go function
+//! reports Go's errors. A function returning `Err` (a [`FuncError`]) stops execution, like a Go function
 //! returning `(T, error)`. The render context `C` (terad's view of the store) is passed to every
 //! call; since one [`Functions`] table serves every render, `C` is best an owned type (the
 //! store and the resource's scope behind `Arc`s) rather than one borrowing for a lifetime.
 //!
 //! ```
-//! use terad::template::go::{Functions, Param, Signature, Template, Value};
+//! use terad::template::go::{FuncError, Functions, Param, Signature, Template, Value};
 //!
-//! fn to_upper(_: &(), args: &[Value]) -> Result<Value, String> {
+//! fn to_upper(_: &(), args: &[Value]) -> Result<Value, FuncError> {
 //!     Ok(Value::from(args[0].as_str().unwrap_or_default().to_uppercase()))
 //! }
 //!
@@ -67,13 +69,16 @@
 mod builtins;
 pub mod confd;
 pub mod engine;
+mod error;
 mod exec;
 mod fmt;
 mod isprint;
 mod json;
 mod lex;
+mod node;
 mod parse;
 pub mod services;
+mod strconv;
 pub mod time;
 mod value;
 
@@ -83,6 +88,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use error::{BuiltinError, ExecError, ExecErrorKind, FuncError, ParseError};
 pub use exec::MAX_EXEC_DEPTH;
 pub use parse::MAX_PARSE_DEPTH;
 pub use value::{List, ListType, Object, Pair, Value};
@@ -140,8 +146,9 @@ impl Signature {
     }
 }
 
-/// A template function: the render context and the checked arguments.
-pub type Native<C> = fn(&C, &[Value]) -> Result<Value, String>;
+/// A template function: the render context and the checked arguments; an error stops the
+/// execution (`error calling …`).
+pub type Native<C> = fn(&C, &[Value]) -> Result<Value, FuncError>;
 
 struct Entry<C> {
     name: Arc<str>,
@@ -206,40 +213,12 @@ impl<C> Functions<C> {
     }
 }
 
-/// A template that does not parse: where, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("template: {name}:{line}:{column}: {message}")]
-pub struct ParseError {
-    /// The template's name.
-    pub name: String,
-    pub line: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-    pub message: String,
-}
-
-/// A failed execution: where, in which template, at which part of the action, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("template: {name}:{line}:{column}: executing {template:?} at <{context}>: {message}")]
-pub struct ExecError {
-    /// The name the source was parsed under.
-    pub name: String,
-    /// The template (main, `define` or `block`) that was executing.
-    pub template: String,
-    pub line: usize,
-    /// 1-based, in characters.
-    pub column: usize,
-    /// The part of the action that failed, as Go shows it (`index .a 5`).
-    pub context: String,
-    pub message: String,
-}
-
 /// A parsed template set: the main template and every `define`/`block` in its source.
 /// Parse once, execute many times, from any thread.
 pub struct Template {
     name: Arc<str>,
     source: Arc<str>,
-    trees: Vec<parse::Tree>,
+    trees: Vec<node::Tree>,
     main: u32,
     var_names: Vec<Arc<str>>,
     /// The user functions the trees call, to check the table given at execution.
@@ -342,10 +321,10 @@ impl Template {
         out: &mut Vec<u8>,
     ) -> Result<(), ExecError> {
         let Some(index) = self.trees.iter().position(|t| &*t.name == name) else {
-            return Err(self.plain_error(format!(
-                "no template {name:?} associated with template {:?}",
-                &*self.name
-            )));
+            return Err(self.plain_error(ExecErrorKind::NoTemplate {
+                name: name.to_owned(),
+                set: self.name.to_string(),
+            }));
         };
         self.execute_tree(index as u32, ctx, funcs, data, out, None)
     }
@@ -361,22 +340,21 @@ impl Template {
     ) -> Result<(), ExecError> {
         for (index, name) in &self.user_funcs {
             if funcs.entries.get(*index as usize).map(|e| &*e.name) != Some(&**name) {
-                return Err(self.plain_error(format!(
-                    "function {name:?} not defined: the template was parsed with another function table"
-                )));
+                return Err(self.plain_error(ExecErrorKind::OtherFunctionTable(name.to_string())));
             }
         }
         exec::execute(self, tree, ctx, funcs, data, out, deadline)
     }
 
-    fn plain_error(&self, message: String) -> ExecError {
+    /// An error of the whole set, before any template executes: at its start.
+    fn plain_error(&self, kind: ExecErrorKind) -> ExecError {
         ExecError {
             name: self.name.to_string(),
             template: self.name.to_string(),
             line: 1,
             column: 1,
             context: String::new(),
-            message,
+            kind: Box::new(kind),
         }
     }
 }
@@ -399,20 +377,18 @@ struct CallFinder<'a> {
 }
 
 impl CallFinder<'_> {
-    fn nodes(&mut self, nodes: &[parse::Node]) {
+    fn nodes(&mut self, nodes: &[node::Node]) {
         for node in nodes {
             match node {
-                parse::Node::Action(pipe) => self.pipe(pipe),
-                parse::Node::If(branch)
-                | parse::Node::Range(branch)
-                | parse::Node::With(branch) => {
+                node::Node::Action(pipe) => self.pipe(pipe),
+                node::Node::If(branch) | node::Node::Range(branch) | node::Node::With(branch) => {
                     self.pipe(&branch.pipe);
                     self.nodes(&branch.list);
                     if let Some(list) = &branch.else_list {
                         self.nodes(list);
                     }
                 }
-                parse::Node::Template {
+                node::Node::Template {
                     pipe: Some(pipe), ..
                 } => self.pipe(pipe),
                 _ => {}
@@ -420,10 +396,10 @@ impl CallFinder<'_> {
         }
     }
 
-    fn pipe(&mut self, pipe: &parse::Pipe) {
+    fn pipe(&mut self, pipe: &node::Pipe) {
         for (i, command) in pipe.cmds.iter().enumerate() {
             let mut args = command.args.iter();
-            if let Some(parse::Arg::Func { pos, name, .. }) = command.args.first()
+            if let Some(node::Arg::Func { pos, name, .. }) = command.args.first()
                 && self.names.contains(&&**name)
             {
                 args.next();
@@ -433,7 +409,7 @@ impl CallFinder<'_> {
                     command.args[1..]
                         .iter()
                         .map(|arg| match arg {
-                            parse::Arg::Str { value, .. } => value.as_str().map(str::to_owned),
+                            node::Arg::Str { value, .. } => value.as_str().map(str::to_owned),
                             _ => None,
                         })
                         .collect()
@@ -448,14 +424,14 @@ impl CallFinder<'_> {
         }
     }
 
-    fn arg(&mut self, arg: &parse::Arg) {
+    fn arg(&mut self, arg: &node::Arg) {
         match arg {
             // A function named as an argument is called with no arguments.
-            parse::Arg::Func { pos, name, .. } if self.names.contains(&&**name) => {
+            node::Arg::Func { pos, name, .. } if self.names.contains(&&**name) => {
                 self.push(*pos, name, Some(Vec::new()));
             }
-            parse::Arg::Chain { node, .. } => self.arg(node),
-            parse::Arg::Pipe(pipe) => self.pipe(pipe),
+            node::Arg::Chain { node, .. } => self.arg(node),
+            node::Arg::Pipe(pipe) => self.pipe(pipe),
             _ => {}
         }
     }

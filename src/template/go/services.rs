@@ -14,9 +14,9 @@
 use std::sync::Arc;
 
 use super::confd::GoContext;
-use super::{Functions, ListType, Object, Param, Signature, Template, Value};
+use super::{FuncError, Functions, ListType, Object, Param, Signature, Template, Value};
 use crate::catalog::{self, CatalogNode, CatalogService, ServiceInstance, ServiceQuery};
-use crate::template::services::{self as functions, FoundCall};
+use crate::template::services::{self as functions, BadCall, FoundCall};
 
 /// The catalog functions, by the names templates call them.
 pub const FUNCTIONS: [&str; 3] = ["service", "services", "nodes"];
@@ -38,13 +38,11 @@ fn strs(args: &[Value]) -> Vec<&str> {
 }
 
 /// `service "[tag.]name[@dc]" ["status,…"]`: the instances, sorted by node, then id.
-fn service(context: &GoContext, args: &[Value]) -> Result<Value, String> {
-    let Some(query) = functions::consul_template_service(&strs(args)).map_err(|e| e.to_string())?
-    else {
+fn service(context: &GoContext, args: &[Value]) -> Result<Value, FuncError> {
+    let Some(query) = functions::consul_template_service(&strs(args))? else {
         return Ok(Value::list(ListType::Any, Vec::new()));
     };
-    let instances =
-        functions::service(&context.input.services, &query).map_err(|e| e.to_string())?;
+    let instances = functions::service(&context.input.services, &query)?;
     Ok(Value::list(
         ListType::Any,
         instances
@@ -55,11 +53,9 @@ fn service(context: &GoContext, args: &[Value]) -> Result<Value, String> {
 }
 
 /// `services ["@dc"]`: the catalog's services, sorted by name.
-fn services(context: &GoContext, args: &[Value]) -> Result<Value, String> {
-    let datacenter = functions::consul_template_datacenter("services", &strs(args))
-        .map_err(|e| e.to_string())?;
-    let services = functions::services(&context.input.services, datacenter.as_deref())
-        .map_err(|e| e.to_string())?;
+fn services(context: &GoContext, args: &[Value]) -> Result<Value, FuncError> {
+    let datacenter = functions::consul_template_datacenter("services", &strs(args))?;
+    let services = functions::services(&context.input.services, datacenter.as_deref())?;
     Ok(Value::list(
         ListType::Any,
         services
@@ -70,11 +66,9 @@ fn services(context: &GoContext, args: &[Value]) -> Result<Value, String> {
 }
 
 /// `nodes ["@dc"]`: the catalog's nodes, sorted by name.
-fn nodes(context: &GoContext, args: &[Value]) -> Result<Value, String> {
-    let datacenter =
-        functions::consul_template_datacenter("nodes", &strs(args)).map_err(|e| e.to_string())?;
-    let nodes = functions::nodes(&context.input.services, datacenter.as_deref())
-        .map_err(|e| e.to_string())?;
+fn nodes(context: &GoContext, args: &[Value]) -> Result<Value, FuncError> {
+    let datacenter = functions::consul_template_datacenter("nodes", &strs(args))?;
+    let nodes = functions::nodes(&context.input.services, datacenter.as_deref())?;
     Ok(Value::list(
         ListType::Any,
         nodes
@@ -234,7 +228,10 @@ pub fn literal_calls(file: &str, template: &Template) -> Vec<FoundCall> {
                 None => Ok(None),
                 Some(args) => {
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    query_of(function, &args).map_err(|e| format!("{function}: {e}"))
+                    query_of(function, &args).map_err(|error| BadCall {
+                        call: function.to_owned(),
+                        problem: error.into(),
+                    })
                 }
             };
             FoundCall {
@@ -263,11 +260,15 @@ fn query_of(function: &str, args: &[&str]) -> Result<Option<ServiceQuery>, catal
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ServiceError;
     use crate::catalog::{
         Health, HealthQuery, ServiceData, ServiceInput, ServiceSnapshot, StatusFilter,
     };
     use crate::store::KeyStore;
-    use crate::template::{EngineChoice, KeyScope, RenderInput, TemplateRef, Templates};
+    use crate::template::services::CallProblem;
+    use crate::template::{
+        EngineChoice, KeyScope, RenderError, RenderInput, TemplateRef, Templates,
+    };
 
     fn instance(node: &str, id: &str, address: &str, port: u16, status: Health) -> ServiceInstance {
         ServiceInstance {
@@ -334,7 +335,7 @@ mod tests {
         files: &[(&str, &str, EngineChoice)],
         name: &str,
         snapshot: ServiceSnapshot,
-    ) -> (Result<String, String>, ServiceInput) {
+    ) -> (Result<String, RenderError>, ServiceInput) {
         let dir = tempfile::tempdir().unwrap();
         let refs: Vec<TemplateRef> = files
             .iter()
@@ -364,12 +365,11 @@ mod tests {
         let mut out = Vec::new();
         let result = templates
             .render(template, &input, &mut out)
-            .map(|()| String::from_utf8(out).unwrap())
-            .map_err(|e| e.to_string());
+            .map(|()| String::from_utf8(out).unwrap());
         (result, services)
     }
 
-    fn render(template: &str) -> Result<String, String> {
+    fn render(template: &str) -> Result<String, RenderError> {
         render_files(&[("t", template, EngineChoice::Go)], "t", snapshot()).0
     }
 
@@ -400,9 +400,13 @@ mod tests {
                 .unwrap(),
             "2 *dependency.HealthService 8080 0"
         );
-        let err = render(r#"{{range service "web"}}{{.NodeMeta}}{{end}}"#).unwrap_err();
+        let err = render(r#"{{range service "web"}}{{.NodeMeta}}{{end}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("can't evaluate field NodeMeta"), "{err}");
-        let err = render(r#"{{service "web" "pasing"}}"#).unwrap_err();
+        let err = render(r#"{{service "web" "pasing"}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown status \"pasing\""), "{err}");
     }
 
@@ -417,7 +421,7 @@ mod tests {
             "t",
             ServiceSnapshot::default(),
         );
-        let err = result.unwrap_err();
+        let err = result.unwrap_err().to_string();
         assert!(err.contains("waiting for service data"), "{err}");
         let missing: Vec<String> = services
             .record
@@ -434,7 +438,7 @@ mod tests {
         let funcs = super::super::engine::GoEngine::default();
         let parsed = funcs.parse("t", template).unwrap();
         let found = literal_calls("t", &parsed);
-        type Summary<'a> = (usize, usize, &'a str, Result<Option<String>, String>);
+        type Summary<'a> = (usize, usize, &'a str, Result<Option<String>, BadCall>);
         let summary: Vec<Summary> = found
             .iter()
             .map(|call| {
@@ -447,6 +451,16 @@ mod tests {
             })
             .collect();
         let some = |s: &str| Ok(Some(s.to_owned()));
+        let pasing = BadCall {
+            call: "service".to_owned(),
+            problem: CallProblem::Query(ServiceError::Invalid(
+                "unknown status \"pasing\"; a status is \"any\" or one of passing, warning, critical, maintenance".to_owned(),
+            )),
+        };
+        assert_eq!(
+            pasing.to_string(),
+            "service: unknown status \"pasing\"; a status is \"any\" or one of passing, warning, critical, maintenance"
+        );
         assert_eq!(
             summary,
             [
@@ -461,12 +475,7 @@ mod tests {
                 ),
                 (3, 48, "service", Ok(None)),
                 (3, 79, "service", Ok(None)),
-                (
-                    3,
-                    90,
-                    "service",
-                    Err("service: unknown status \"pasing\"; a status is \"any\" or one of passing, warning, critical, maintenance".to_owned())
-                ),
+                (3, 90, "service", Err(pasing)),
             ]
         );
     }

@@ -3,7 +3,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{Object, Param, Signature, Value};
+use super::{FuncError, Object, Param, Signature, Value};
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -429,7 +429,7 @@ impl Object for Time {
         })
     }
 
-    fn call(&self, name: &str, args: &[Value]) -> Result<Value, String> {
+    fn call(&self, name: &str, args: &[Value]) -> Result<Value, FuncError> {
         Ok(match name {
             "Format" => Value::from(self.format(args[0].as_str().unwrap_or_default())),
             "Unix" => Value::Int(self.unix),
@@ -448,7 +448,12 @@ impl Object for Time {
             "UTC" => Value::Object(std::sync::Arc::new(Time::utc(self.unix, self.nanos))),
             "Local" => Value::Object(std::sync::Arc::new(Time::local(self.unix, self.nanos))),
             "String" => Value::from(self.to_string()),
-            other => return Err(format!("time.Time has no method {other}")),
+            other => {
+                return Err(FuncError::NoMethod {
+                    type_name: "time.Time".to_owned(),
+                    method: other.to_owned(),
+                });
+            }
         })
     }
 

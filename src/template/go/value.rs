@@ -80,6 +80,7 @@ pub struct Pair {
 }
 
 use super::Signature;
+use super::error::FuncError;
 
 /// A value with Go fields and methods, such as the `time.Time` confd's `datetime` returns.
 pub trait Object: Send + Sync {
@@ -96,8 +97,11 @@ pub trait Object: Send + Sync {
     }
     /// Calls a method [`Object::method`] announced, with arguments already checked against its
     /// signature. An `Err` stops execution, as a Go method returning an error does.
-    fn call(&self, name: &str, _args: &[Value]) -> Result<Value, String> {
-        Err(format!("{} has no method {name}", self.type_name()))
+    fn call(&self, name: &str, _args: &[Value]) -> Result<Value, FuncError> {
+        Err(FuncError::NoMethod {
+            type_name: self.type_name().to_owned(),
+            method: name.to_owned(),
+        })
     }
     /// How `%v` prints the value (`plus` is `%+v`). For a type with a `String` method this is
     /// what `String` returns.

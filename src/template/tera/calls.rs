@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use crate::catalog::ServiceQuery;
-use crate::template::services::{self, FoundCall, StatusArg};
+use crate::template::services::{self, BadCall, CallProblem, FoundCall, StatusArg};
 
 /// The catalog functions.
 const FUNCTIONS: [&str; 3] = ["service", "services", "nodes"];
@@ -122,7 +122,7 @@ enum Before<'a> {
     Literal,
 }
 
-type TagCall = (usize, &'static str, Result<Option<ServiceQuery>, String>);
+type TagCall = (usize, &'static str, Result<Option<ServiceQuery>, BadCall>);
 
 /// The calls in one tag's text: (offset in the tag, function, query).
 fn scan_tag(tag: &str) -> Vec<TagCall> {
@@ -156,11 +156,11 @@ fn scan_tag(tag: &str) -> Vec<TagCall> {
                 Some(function) if callable && bytes.get(next) == Some(&b'(') => {
                     let (args, end) = arguments(tag, next + 1);
                     let query = args.map(|args| query_of(function, &args)).transpose();
-                    found.push((
-                        start,
-                        *function,
-                        query.map_err(|e| format!("{function}(): {e}")),
-                    ));
+                    let query = query.map_err(|problem| BadCall {
+                        call: format!("{function}()"),
+                        problem,
+                    });
+                    found.push((start, *function, query));
                     i = end;
                     before = Before::Punct(b')');
                 }
@@ -286,7 +286,7 @@ fn close_paren(bytes: &[u8], from: usize) -> usize {
 }
 
 /// The query of a call with literal arguments, checked as the function will check it.
-fn query_of(function: &str, args: &[(&str, Literal<'_>)]) -> Result<ServiceQuery, String> {
+fn query_of(function: &str, args: &[(&str, Literal<'_>)]) -> Result<ServiceQuery, CallProblem> {
     let allowed: &[&str] = match function {
         "service" => &["name", "tag", "status", "datacenter"],
         _ => &["datacenter"],
@@ -295,7 +295,7 @@ fn query_of(function: &str, args: &[(&str, Literal<'_>)]) -> Result<ServiceQuery
     let mut status = None;
     for (name, value) in args {
         if !allowed.contains(name) {
-            return Err(format!("unexpected argument `{name}`"));
+            return Err(CallProblem::UnexpectedArgument((*name).to_owned()));
         }
         match (name, value) {
             (&"status", Literal::Text(t)) => status = Some(StatusArg::One(t)),
@@ -303,7 +303,7 @@ fn query_of(function: &str, args: &[(&str, Literal<'_>)]) -> Result<ServiceQuery
             (_, Literal::Text(t)) => {
                 text.insert(*name, *t);
             }
-            (_, Literal::List(_)) => return Err(format!("`{name}` takes a string, not a list")),
+            (_, Literal::List(_)) => return Err(CallProblem::NotAList((*name).to_owned())),
         }
     }
     let datacenter = text.get("datacenter").copied();
@@ -311,10 +311,13 @@ fn query_of(function: &str, args: &[(&str, Literal<'_>)]) -> Result<ServiceQuery
         "service" => {
             let name = text
                 .get("name")
-                .ok_or_else(|| "missing keyword argument `name`".to_owned())?;
-            services::health_query(name, text.get("tag").copied(), status, datacenter)
-                .map(ServiceQuery::Health)
-                .map_err(|e| e.to_string())
+                .ok_or(CallProblem::MissingArgument("name"))?;
+            Ok(ServiceQuery::Health(services::health_query(
+                name,
+                text.get("tag").copied(),
+                status,
+                datacenter,
+            )?))
         }
         "services" => Ok(ServiceQuery::Services {
             datacenter: datacenter.map(str::to_owned),
@@ -394,7 +397,10 @@ mod tests {
         let found = queries(
             "{{ service(name=\"web\", status=\"pasing\") }}{{ service(nam=\"web\") }}{{ service() }}",
         );
-        let errors: Vec<String> = found.into_iter().map(|f| f.2.unwrap_err()).collect();
+        let errors: Vec<String> = found
+            .into_iter()
+            .map(|f| f.2.unwrap_err().to_string())
+            .collect();
         assert!(
             errors[0].contains("unknown status \"pasing\""),
             "{errors:?}"

@@ -208,21 +208,21 @@ fn atoi(value: &str, kwargs: Kwargs, _: &State) -> TeraResult<Value> {
 
 #[cfg(test)]
 mod tests {
-    use crate::template::Templates;
     use crate::template::tera::tests::{render_with, tera_ref};
+    use crate::template::{RenderError, Templates};
 
-    fn render(template: &str) -> Result<String, String> {
+    fn render(template: &str) -> Result<String, RenderError> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t"), template).unwrap();
-        let engine = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
-        render_with(&engine, "t", &[]).map_err(|e| e.to_string())
+        let engine = Templates::load(dir.path(), &[tera_ref("t")]).expect("the template loads");
+        render_with(&engine, "t", &[])
     }
 
-    fn render_store(template: &str, pairs: &[(&str, &str)]) -> Result<String, String> {
+    fn render_store(template: &str, pairs: &[(&str, &str)]) -> Result<String, RenderError> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t"), template).unwrap();
-        let engine = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
-        render_with(&engine, "t", pairs).map_err(|e| e.to_string())
+        let engine = Templates::load(dir.path(), &[tera_ref("t")]).expect("the template loads");
+        render_with(&engine, "t", pairs)
     }
 
     #[test]
@@ -244,7 +244,7 @@ mod tests {
         let bad_value = [("/proxy/frontend/web", "10.0.0.1:80\n  stats enable")];
         let bad_name = [("/proxy/frontend/web ssl", "10.0.0.1:80")];
         for template in [PAIR, TEXT] {
-            let err = render_store(template, &bad_value).unwrap_err();
+            let err = render_store(template, &bad_value).unwrap_err().to_string();
             assert!(
                 err.contains(
                     "host_port: the value of key \"/proxy/frontend/web\" is not host:port"
@@ -252,7 +252,7 @@ mod tests {
                 "{err}"
             );
             assert!(!err.contains("stats enable"), "{err}");
-            let err = render_store(template, &bad_name).unwrap_err();
+            let err = render_store(template, &bad_name).unwrap_err().to_string();
             assert!(
                 err.contains(
                     "safe_name: the value of key \"/proxy/frontend/web ssl\" is not a safe name"
@@ -265,9 +265,12 @@ mod tests {
             "{% for kv in gets(pattern=\"/a/*\") %}{{ kv | host_port(key=kv.key) }}{% endfor %}",
             &[("/a/b", "h:1")],
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("host_port"), "{err}");
-        let err = render_store("{{ 80 | host_port }}", &[]).unwrap_err();
+        let err = render_store("{{ 80 | host_port }}", &[])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("host_port: expected a string or a key/value pair from gets"),
             "{err}"
@@ -299,6 +302,7 @@ mod tests {
         assert!(
             render("{{ \"a\" | split(x=\",\") }}")
                 .unwrap_err()
+                .to_string()
                 .contains("unexpected argument `x`")
         );
     }
@@ -315,7 +319,7 @@ mod tests {
             render("{{ '{\"a\": [1, true]}' | json | to_json }}").unwrap(),
             "{\"a\":[1,true]}"
         );
-        let err = render("{{ '{broken' | json }}").unwrap_err();
+        let err = render("{{ '{broken' | json }}").unwrap_err().to_string();
         assert!(
             err.contains("json: cannot parse a value of 7 bytes"),
             "{err}"
@@ -335,11 +339,13 @@ mod tests {
         assert!(
             render("{{ \"***\" | base64_decode }}")
                 .unwrap_err()
+                .to_string()
                 .contains("invalid base64 in a value of 3 bytes")
         );
         assert!(
             render("{{ \"/w==\" | base64_decode }}")
                 .unwrap_err()
+                .to_string()
                 .contains("does not decode to UTF-8")
         );
     }
@@ -359,6 +365,7 @@ mod tests {
         assert!(
             render("{{ [1] | sort_by_length }}")
                 .unwrap_err()
+                .to_string()
                 .contains("expected strings or maps")
         );
     }
@@ -372,17 +379,20 @@ mod tests {
         assert!(
             render("{{ \"yes\" | parse_bool }}")
                 .unwrap_err()
+                .to_string()
                 .contains("parse_bool: \"yes\" is not a boolean")
         );
         assert_eq!(render("{{ \"-42\" | atoi + 2 }}").unwrap(), "-40");
         assert!(
             render("{{ \"4x\" | atoi }}")
                 .unwrap_err()
+                .to_string()
                 .contains("atoi: \"4x\" is not an integer")
         );
         assert!(
             render("{{ \"99999999999999999999\" | atoi }}")
                 .unwrap_err()
+                .to_string()
                 .contains("out of range")
         );
     }

@@ -78,7 +78,7 @@ fn get(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
 }
 
 fn pattern(kwargs: &Kwargs) -> TeraResult<crate::store::Glob> {
-    confd::pattern(kwargs.must_get::<&str>("pattern")?).map_err(|e| error(e.message))
+    confd::pattern(kwargs.must_get::<&str>("pattern")?).map_err(|e| error(e.kind))
 }
 
 fn gets(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
@@ -223,14 +223,14 @@ fn nodes(kwargs: Kwargs, _: &State) -> TeraResult<Value> {
 
 #[cfg(test)]
 mod tests {
-    use crate::template::Templates;
     use crate::template::tera::tests::{render_with, tera_ref};
+    use crate::template::{RenderError, Templates};
 
-    fn render(template: &str, pairs: &[(&str, &str)]) -> Result<String, String> {
+    fn render(template: &str, pairs: &[(&str, &str)]) -> Result<String, RenderError> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t"), template).unwrap();
-        let engine = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
-        render_with(&engine, "t", pairs).map_err(|e| e.to_string())
+        let engine = Templates::load(dir.path(), &[tera_ref("t")]).expect("the template loads");
+        render_with(&engine, "t", pairs)
     }
 
     /// Renders with only `keys` in the resource's scope.
@@ -238,13 +238,13 @@ mod tests {
         template: &str,
         keys: &[&str],
         pairs: &[(&str, &str)],
-    ) -> Result<String, String> {
+    ) -> Result<String, RenderError> {
         use std::sync::Arc;
 
         use crate::template::{KeyScope, RenderInput};
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t"), template).unwrap();
-        let templates = Templates::load(dir.path(), &[tera_ref("t")]).map_err(|e| e.to_string())?;
+        let templates = Templates::load(dir.path(), &[tera_ref("t")]).expect("the template loads");
         let input = RenderInput {
             store: Arc::new(
                 pairs
@@ -261,9 +261,7 @@ mod tests {
             services: Default::default(),
         };
         let mut out = Vec::new();
-        templates
-            .render(&tera_ref("t"), &input, &mut out)
-            .map_err(|e| e.to_string())?;
+        templates.render(&tera_ref("t"), &input, &mut out)?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -278,7 +276,9 @@ mod tests {
             "{{ get(key=\"/other/port\") }}",
             "{{ getv(key=\"/other/missing\", default=\"80\") }}",
         ] {
-            let err = render_scoped(template, &["/proxy"], pairs).unwrap_err();
+            let err = render_scoped(template, &["/proxy"], pairs)
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("is outside this resource's keys [\"/proxy\"]; add it to `keys`"),
                 "{template}: {err}"
@@ -289,7 +289,8 @@ mod tests {
             &["/proxy"],
             pairs,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("pattern \"/other/*\" is outside this resource's keys"),
             "{err}"
@@ -322,7 +323,10 @@ mod tests {
     /// catalog's services and nodes; returns the output and the queries the render made.
     fn render_services(
         template: &str,
-    ) -> (Result<String, String>, Vec<crate::catalog::ServiceQuery>) {
+    ) -> (
+        Result<String, RenderError>,
+        Vec<crate::catalog::ServiceQuery>,
+    ) {
         use std::sync::Arc;
 
         use crate::catalog::*;
@@ -380,8 +384,7 @@ mod tests {
         let mut out = Vec::new();
         let result = templates
             .render(&tera_ref("t"), &input, &mut out)
-            .map(|()| String::from_utf8(out).unwrap())
-            .map_err(|e| e.to_string());
+            .map(|()| String::from_utf8(out).unwrap());
         (result, input.services.record.used().into_iter().collect())
     }
 
@@ -427,7 +430,7 @@ mod tests {
             ),
         ] {
             let (out, _) = render_services(template);
-            let err = out.unwrap_err();
+            let err = out.unwrap_err().to_string();
             assert!(err.contains(want), "{template}: {err}");
         }
         let (_, used) =
@@ -460,19 +463,23 @@ mod tests {
             render("{{ getv(key=\"/nope\", default=8080) }}", UPSTREAM).unwrap(),
             "8080"
         );
-        let err = render("a\n  {{ getv(key=\"/app/missing\") }}", UPSTREAM).unwrap_err();
+        let err = render("a\n  {{ getv(key=\"/app/missing\") }}", UPSTREAM)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("key \"/app/missing\" not found"), "{err}");
         assert!(err.contains("t:2:"), "error names the line: {err}");
     }
 
     #[test]
     fn unknown_arguments_are_errors() {
-        let err = render("{{ getv(k=\"/app/name\") }}", UPSTREAM).unwrap_err();
+        let err = render("{{ getv(k=\"/app/name\") }}", UPSTREAM)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("getv() got unexpected argument `k`; it takes `key`, `default`"),
             "{err}"
         );
-        let err = render("{{ getv() }}", UPSTREAM).unwrap_err();
+        let err = render("{{ getv() }}", UPSTREAM).unwrap_err().to_string();
         assert!(err.contains("Missing keyword argument `key`"), "{err}");
     }
 
@@ -486,6 +493,7 @@ mod tests {
         assert!(
             render("{{ get(key=\"/x\") }}", UPSTREAM)
                 .unwrap_err()
+                .to_string()
                 .contains("key \"/x\" not found")
         );
     }
@@ -507,7 +515,9 @@ mod tests {
         assert_eq!(out.unwrap(), "10.0.0.1:80,10.0.0.2:80,10.0.0.9:80");
         let out = render("{{ gets(pattern=\"/nothing/*\") | length }}", UPSTREAM);
         assert_eq!(out.unwrap(), "0");
-        let err = render("{{ gets(pattern=\"/app/[\") }}", UPSTREAM).unwrap_err();
+        let err = render("{{ gets(pattern=\"/app/[\") }}", UPSTREAM)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("invalid key pattern \"/app/[\""), "{err}");
     }
 

@@ -8,7 +8,8 @@
 //!
 //! Template functions need the store, but Tera functions are registered once per engine and get
 //! no user data at call time. The store and the resource's view on it are therefore handed to
-//! them through a thread-local [`RenderScope`] that exists only for the duration of one render.
+//! them through a thread-local (`RENDER_SCOPE`, the render's input) that exists only for the
+//! duration of one render.
 
 mod calls;
 mod filters;
@@ -199,8 +200,22 @@ impl TeraEngine {
         // Drop the store reference right away: the runner updates the store in place only when
         // nothing else holds it.
         RENDER_SCOPE.with(|cell| cell.replace(previous));
-        result.map_err(|error| RenderError {
-            message: error.to_string(),
+        result.map_err(|error| {
+            // A report points into the template it is about, which may be an included one.
+            let (template, position) = match error.kind() {
+                ErrorKind::RenderingError(report) if !report.filename().is_empty() => {
+                    let span = report.span();
+                    // Tera's columns are 0-based.
+                    let position = Some((span.start_line, span.start_col + 1));
+                    (report.filename().to_owned(), position)
+                }
+                _ => (template.to_owned(), None),
+            };
+            RenderError {
+                template,
+                position,
+                cause: error.into(),
+            }
         })
     }
 }
