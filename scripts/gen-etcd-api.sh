@@ -90,10 +90,17 @@ protoc --include_imports --include_source_info -I "$proto" \
 cargo run --quiet --manifest-path "$work/gen/Cargo.toml" -- "$work/etcd.desc" "$work/out"
 
 for generated in "$work"/out/*.rs; do
-  name=$(basename "$generated")
+  name=$(basename "$generated" .rs)
   # Formatted before the header goes on: rustfmt leaves files marked @generated alone.
   rustfmt --edition 2024 "$generated"
-  { echo "$HEADER"; cat "$generated"; } >"$work/api/$name"
+  # The messages in <package>.rs, the client stubs (from the first "Generated client
+  # implementations") in <package>_clients.rs: api/mod.rs includes both into the package's
+  # module, and neither file grows past a reader's patience.
+  awk -v header="$HEADER" -v messages="$work/api/$name.rs" -v clients="$work/api/${name}_clients.rs" '
+    BEGIN { out = messages; print header > out }
+    /^\/\/\/ Generated client implementations\.$/ && out == messages { out = clients; print header > out }
+    { print > out }
+  ' "$generated"
 done
 
 if $check; then

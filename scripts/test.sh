@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (etcd, Consul, HAProxy), then checks
-# formatting and lints, then runs every test against real services. About 11 minutes cold on 2
-# cores (docs/src/development.md#the-test-command says how it was measured).
+# formatting and lints, then runs every test against real services. 6 minutes cold on 2 cores,
+# plus about a minute to install the packages on a fresh machine (docs/src/development.md, "The
+# test suite", says how it was measured).
 #
 # What takes longer runs after it in .ci/run, on every submission: scripts/release-checks.sh
 # (the static binary and its tests in a chroot, the .deb, fuzzing, the book, the etcd stubs).
