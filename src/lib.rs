@@ -110,10 +110,13 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn exit_code(&self) -> u8 {
+    /// The exit status under `rules`: a configuration error exits 2 as terad and 1 as confd; a
+    /// command line that cannot be parsed exits 2 either way, as Go's flag package does.
+    pub fn exit_code(&self, rules: &cli::Rules) -> u8 {
         match self {
-            Failure::Config(_) | Failure::Flag(_) => EXIT_CONFIG,
-            Failure::Command(error) if error.is_configuration() => EXIT_CONFIG,
+            Failure::Flag(_) => EXIT_CONFIG,
+            Failure::Config(_) => rules.config_error_exit,
+            Failure::Command(error) if error.is_configuration() => rules.config_error_exit,
             Failure::Signals(_)
             | Failure::WatchConfig(_)
             | Failure::Listen { .. }

@@ -205,7 +205,8 @@ fn a_symlink_named_confd_is_the_whole_migration() {
             .arg(fx.path("keys.yaml")),
         LIMIT,
     );
-    assert_eq!(output.status.code(), Some(2));
+    // A configuration error exits 1 as confd, which ends every failure with log.Fatal.
+    assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("/etc/confd/conf.d: cannot read resource directory"),
         "{}",
@@ -283,5 +284,59 @@ fn the_confd_example_renders_the_same_file_as_the_tera_example() {
             "-onetime -noop -backend file -file examples/haproxy-keys.yaml -confdir examples/confd"
         ),
         "the README's quick start shows the confd way"
+    );
+}
+
+/// confd's exit statuses: 1 for every failure, 2 only for a command line Go's flag package
+/// cannot parse; and `-version` in confd's shape, on standard output, exiting 0.
+#[test]
+fn as_confd_every_failure_exits_1_and_the_version_has_confds_shape() {
+    let fx = fixture();
+    let bin = tempfile::tempdir().unwrap();
+    let confd = bin.path().join("confd");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_terad"), &confd).unwrap();
+    let keys = fx.path("keys.yaml");
+    let onetime = |extra: &[&str]| {
+        let mut command = bare(&confd);
+        command
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(&keys)
+            .arg("-confdir")
+            .arg(fx.root())
+            .args(extra);
+        run(&mut command, LIMIT)
+    };
+    // Configuration errors: a bad value, a refused confd setting.
+    for extra in [&["-log-level", "loud"][..], &["-srv-domain", "example.com"]] {
+        let output = onetime(extra);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("configuration error"), "{extra:?}");
+    }
+    // A render that fails.
+    fx.template("app.tmpl", "{{ getv \"/app/missing\" }}\n");
+    assert_eq!(onetime(&[]).status.code(), Some(1));
+    // A command line that cannot be parsed: 2, as Go's flag package exits.
+    assert_eq!(onetime(&["-onetim"]).status.code(), Some(2));
+    // terad's own name keeps 2 for a configuration error.
+    let output = run(fx.onetime().args(["--log-level", "loud"]), LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+
+    for flag in ["-version", "--version"] {
+        let output = run(bare(&confd).arg(flag), LIMIT);
+        assert!(output.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("confd 0.17.0-terad (terad {})\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+    let output = run(terad().arg("-version"), LIMIT);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("terad {}\n", env!("CARGO_PKG_VERSION"))
     );
 }

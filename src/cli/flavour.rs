@@ -1,0 +1,78 @@
+//! The name terad runs under, and every behaviour that differs between terad's own name and
+//! `confd`. The differences are decided here, in [`Flavour::rules`], and nowhere else: the code
+//! that acts on one reads its field of [`Rules`], never the flavour, so the full list of what
+//! changes under the name `confd` is this file.
+
+use std::ffi::OsStr;
+use std::path::Path;
+
+/// The name terad runs under, which picks its defaults ([`super::defaults`]) and its [`Rules`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Flavour {
+    #[default]
+    Terad,
+    /// Run as `confd` (a symlink or a copy): confd's confdir and configuration file, so that
+    /// `ln -s terad /usr/bin/confd` is the whole migration.
+    Confd,
+}
+
+impl Flavour {
+    /// From the program name (`argv[0]`): `confd` when its file name is `confd`.
+    pub fn from_program(program: &OsStr) -> Flavour {
+        match Path::new(program).file_name() {
+            Some(name) if name == "confd" => Flavour::Confd,
+            _ => Flavour::Terad,
+        }
+    }
+
+    /// What this name changes: as `confd` terad does what confd does, so that a confdir, a unit
+    /// file and a script written for confd keep working.
+    pub fn rules(self) -> Rules {
+        match self {
+            Flavour::Terad => Rules {
+                program: "terad",
+                version: env!("CARGO_PKG_VERSION"),
+                config_error_exit: crate::EXIT_CONFIG,
+            },
+            Flavour::Confd => Rules {
+                program: "confd",
+                version: CONFD_VERSION,
+                // confd ends every failure with log.Fatal, which exits 1.
+                config_error_exit: crate::EXIT_FAILURE,
+            },
+        }
+    }
+}
+
+/// What `confd -version` prints after the name: the confd release whose behaviour terad follows
+/// (its last, built with Go 1.19), marked as terad's, then terad's own version. Scripts that
+/// read confd's version (`confd -version | cut -d' ' -f2`) get a version they can compare.
+pub const CONFD_VERSION: &str = concat!("0.17.0-terad (terad ", env!("CARGO_PKG_VERSION"), ")");
+
+/// Everything that differs between terad's own name and `confd`; see [`Flavour::rules`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// The program's name in `--version` and `--help`.
+    pub program: &'static str,
+    /// What `--version` prints after the name.
+    pub version: &'static str,
+    /// The exit status of a configuration error. A command line that cannot be parsed exits 2
+    /// in both flavours, as Go's flag package does.
+    pub config_error_exit: u8,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_has_confds_shape_under_its_name() {
+        assert_eq!(Flavour::Terad.rules().version, env!("CARGO_PKG_VERSION"));
+        let confd = Flavour::Confd.rules();
+        assert_eq!(confd.program, "confd");
+        assert_eq!(
+            confd.version,
+            format!("0.17.0-terad (terad {})", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
