@@ -16,6 +16,15 @@ pub struct Config {
     pub templates: Templates,
 }
 
+impl Config {
+    /// Logs every warning of the load.
+    pub fn log_warnings(&self) {
+        for warning in &self.settings.warnings {
+            warning.log();
+        }
+    }
+}
+
 /// Loads settings, resources and templates, reporting every problem at once.
 pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
     let crate::config::Loaded {

@@ -25,18 +25,26 @@ impl Flavour {
         }
     }
 
-    /// What this name changes: as `confd` terad does what confd does, so that a confdir, a unit
-    /// file and a script written for confd keep working.
+    /// What this name changes. Under its own name terad is strict (a contradiction or a typo is
+    /// an error that stops it); as `confd` it does what confd does, so that a confdir, a unit
+    /// file and a script written for confd keep working, and says so in a warning where confd's
+    /// way is surprising.
     pub fn rules(self) -> Rules {
         match self {
             Flavour::Terad => Rules {
                 program: "terad",
                 version: env!("CARGO_PKG_VERSION"),
+                onetime_with_watch: OnetimeWithWatch::Refused,
+                warn_file_contradicting_flags: false,
+                confd_environment: false,
                 config_error_exit: crate::EXIT_CONFIG,
             },
             Flavour::Confd => Rules {
                 program: "confd",
                 version: CONFD_VERSION,
+                onetime_with_watch: OnetimeWithWatch::Onetime,
+                warn_file_contradicting_flags: true,
+                confd_environment: true,
                 // confd ends every failure with log.Fatal, which exits 1.
                 config_error_exit: crate::EXIT_FAILURE,
             },
@@ -56,9 +64,28 @@ pub struct Rules {
     pub program: &'static str,
     /// What `--version` prints after the name.
     pub version: &'static str,
+    /// `--onetime` together with `--watch`.
+    pub onetime_with_watch: OnetimeWithWatch,
+    /// Warn, once per setting, when the configuration file sets a value the command line
+    /// overrides: the command line wins in both flavours, but confd let the file win.
+    pub warn_file_contradicting_flags: bool,
+    /// Read confd's own environment variables: `CONFD_CLIENT_CAKEYS`, `CONFD_CLIENT_CERT`,
+    /// `CONFD_CLIENT_KEY` (below the configuration file, as confd) and `ETCDCTL_PEERS` (the
+    /// nodes of the `etcd` backend when none is given).
+    pub confd_environment: bool,
     /// The exit status of a configuration error. A command line that cannot be parsed exits 2
     /// in both flavours, as Go's flag package does.
     pub config_error_exit: u8,
+}
+
+/// `--onetime` together with `--watch`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnetimeWithWatch {
+    /// A configuration error: the two ask for opposite things.
+    Refused,
+    /// A one-shot run, with a warning. confd checks `-onetime` first and never looks at
+    /// `-watch`; its own integration suite passes both.
+    Onetime,
 }
 
 #[cfg(test)]

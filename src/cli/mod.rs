@@ -11,7 +11,7 @@ pub mod confd_args;
 pub mod defaults;
 mod flavour;
 
-pub use self::flavour::{Flavour, Rules};
+pub use self::flavour::{Flavour, OnetimeWithWatch, Rules};
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -24,6 +24,7 @@ pub mod settings;
 mod tests;
 mod validate;
 pub mod value;
+pub mod warning;
 
 pub use crate::cli::defaults::{
     CONFD_CONFDIR, CONFD_CONFIG_FILE, ConfigFiles, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CONFDIR,
@@ -33,6 +34,7 @@ pub use crate::diagnostic::{ConfigError, ConfigErrors, line_and_column};
 pub use crate::logging::LogFormat;
 pub use resource::{EngineChoice, Resource, TemplateRef, load_resources, parse_mode};
 pub use settings::*;
+pub use warning::Warning;
 
 use crate::cli::Cli;
 

@@ -10,8 +10,9 @@ use super::layer::{ConfdOnly, Credential, Layer, Source};
 use super::resource::EngineChoice;
 use super::settings::*;
 use super::value::ValueError;
-use crate::cli::Cli;
+use super::warning::Warning;
 use crate::cli::defaults::Defaults;
+use crate::cli::{Cli, OnetimeWithWatch, Rules};
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::logging::LogFormat;
 
@@ -22,6 +23,7 @@ impl Settings {
     pub fn load(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigErrors> {
         let mut errors = ConfigErrors::default();
         let defaults = Defaults::of(cli.flavour);
+        let rules = cli.flavour.rules();
         let mut command_line = Layer::command_line(cli);
         let lookup = ConfigFileLookup::run(
             cli.config_file.as_deref(),
@@ -29,7 +31,19 @@ impl Settings {
             &defaults,
             &mut errors,
         );
+        let mut warnings = Vec::new();
         let mut file = lookup.layer;
+        if rules.warn_file_contradicting_flags
+            && let Some(path) = &lookup.path
+        {
+            warnings.extend(command_line.overrides(&file).into_iter().map(|field| {
+                Warning::FileOverridden {
+                    flag: flag_of(field),
+                    key: field,
+                    file: path.clone(),
+                }
+            }));
+        }
         let confd_only = [
             (
                 Source::CommandLine,
@@ -40,19 +54,44 @@ impl Settings {
                 std::mem::take(&mut file.confd_only),
             ),
         ];
-        let combined = command_line.combine(file).combine(Layer::environment(env));
+        let mut combined = command_line
+            .combine(file)
+            .combine(Layer::environment(&env, rules.confd_environment));
+        // confd's etcd backend takes its nodes from etcdctl's variable when none are given.
+        if rules.confd_environment
+            && combined.nodes.is_none()
+            && combined.backend.as_deref().unwrap_or(defaults.backend) == "etcd"
+        {
+            combined.nodes = env("ETCDCTL_PEERS")
+                .filter(|peers| !peers.is_empty())
+                .map(|peers| peers.split(',').map(str::to_owned).collect());
+        }
         let mut check = Validation {
             defaults: &defaults,
+            rules,
             config_file: lookup.path.as_deref(),
             candidates: &lookup.candidates,
             errors,
+            warnings,
         };
         let mut settings = check.settings(combined, cli.command.is_some());
         settings.ignored = check.confd_only(confd_only, settings.backend);
         let errors = check.errors;
+        settings.warnings = check.warnings;
         settings.config_file = lookup.path;
         settings.config_candidates = lookup.candidates;
         errors.into_result(settings)
+    }
+}
+
+/// The command-line flag of a layer's setting, for messages.
+fn flag_of(field: &str) -> String {
+    match field {
+        "nodes" => "--node".to_owned(),
+        "files" => "--file".to_owned(),
+        "password" => "--password or --password-file".to_owned(),
+        "auth_token" => "--auth-token or --auth-token-file".to_owned(),
+        other => format!("--{}", other.replace('_', "-")),
     }
 }
 
@@ -101,11 +140,13 @@ impl ConfigFileLookup {
 /// Validation of the combined layer: every value parsed and checked, every problem recorded.
 struct Validation<'a> {
     defaults: &'a Defaults,
+    rules: Rules,
     /// The configuration file, to report its own keys (`scheme`, `[coordination]`) against it.
     config_file: Option<&'a Path>,
     /// Where a configuration file was looked for.
     candidates: &'a [PathBuf],
     errors: ConfigErrors,
+    warnings: Vec<Warning>,
 }
 
 impl Validation<'_> {
@@ -373,6 +414,8 @@ impl Validation<'_> {
             shutdown_timeout,
             exec,
             ignored: Vec::new(),
+            warnings: Vec::new(),
+            rules: self.rules,
             instance: instance.unwrap_or_else(default_instance),
             coordination,
         }
@@ -415,7 +458,11 @@ impl Validation<'_> {
         let interval = interval.filter(|secs| *secs > 0).map(Duration::from_secs);
         match (onetime.unwrap_or(false), watch.unwrap_or(false)) {
             (true, true) => {
-                self.option_error("--onetime", "cannot be combined with --watch; choose one");
+                match self.rules.onetime_with_watch {
+                    OnetimeWithWatch::Refused => self
+                        .option_error("--onetime", "cannot be combined with --watch; choose one"),
+                    OnetimeWithWatch::Onetime => self.warnings.push(Warning::OnetimeOverWatch),
+                }
                 Mode::Onetime
             }
             (true, false) => Mode::Onetime,

@@ -22,7 +22,10 @@ impl Runtime {
         notify_systemd_reloading();
         info!("reloading the configuration");
         let config = match setup::load(cli) {
-            Ok(config) => config,
+            Ok(config) => {
+                config.log_warnings();
+                config
+            }
             Err(errors) => {
                 for error in &errors.0 {
                     error!(error = %error, "configuration error");
@@ -59,6 +62,7 @@ impl Runtime {
             settings,
             resources,
             templates,
+            ..
         } = config;
         let diff = Diff::new(self, &settings, &resources);
         // New workers start with the new options and instance name.

@@ -340,3 +340,81 @@ fn as_confd_every_failure_exits_1_and_the_version_has_confds_shape() {
         format!("terad {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+/// A link named `confd` to the terad binary, in a directory of its own.
+fn confd_link() -> (tempfile::TempDir, std::path::PathBuf) {
+    let bin = tempfile::tempdir().unwrap();
+    let confd = bin.path().join("confd");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_terad"), &confd).unwrap();
+    (bin, confd)
+}
+
+/// confd's own integration suite runs `confd --onetime … --watch`: confd runs once.
+#[test]
+fn as_confd_onetime_with_watch_runs_once_and_says_so() {
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    let output = run(
+        bare(&confd)
+            .args(["--onetime", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml"))
+            .arg("--confdir")
+            .arg(fx.root())
+            .arg("--watch"),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    let log = stderr(&output);
+    assert!(
+        log.lines().any(|line| line.contains("WARN")
+            && line.contains("kind=\"onetime_over_watch\"")
+            && line.contains("--onetime and --watch are both set: running once")),
+        "{log}"
+    );
+    // Under its own name, terad refuses the contradiction.
+    let output = run(fx.onetime().arg("--watch"), LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("cannot be combined with --watch"));
+}
+
+/// confd let its confd.toml override the command line; terad lets the command line win, and
+/// as confd says so once for each setting the file contradicts.
+#[test]
+fn as_confd_each_flag_that_overrides_confd_toml_is_warned_once() {
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    let config = fx.write(
+        "confd.toml",
+        &format!(
+            "backend = \"file\"\nfile = [\"{}\"]\nnoop = true\nlog-level = \"info\"\n",
+            fx.path("keys.yaml").display()
+        ),
+    );
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-noop=false", "-log-level", "debug", "-confdir"])
+            .arg(fx.root())
+            .arg("-config-file")
+            .arg(&config),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // -noop=false won: the file was written.
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    let log = stderr(&output);
+    for (flag, key) in [("--noop", "noop"), ("--log-level", "log_level")] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("kind=\"file_overridden\"") && line.contains(flag))
+            .collect();
+        assert_eq!(lines.len(), 1, "{flag}: {log}");
+        assert!(
+            lines[0].contains(&format!(
+                "{flag} on the command line overrides \"{key}\" in {}",
+                config.display()
+            )),
+            "{log}"
+        );
+    }
+}
