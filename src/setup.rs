@@ -4,7 +4,7 @@
 //! together, so an operator fixes everything in one go.
 
 use crate::cli::Cli;
-use crate::config::{Resource, Settings};
+use crate::config::{Resource, Settings, Warning};
 use crate::diagnostic::ConfigErrors;
 use crate::template::Templates;
 
@@ -14,12 +14,15 @@ pub struct Config {
     pub settings: Settings,
     pub resources: Vec<Resource>,
     pub templates: Templates,
+    /// What the resource files were accepted with; the settings' own are in
+    /// [`Settings::warnings`].
+    pub warnings: Vec<Warning>,
 }
 
 impl Config {
-    /// Logs every warning of the load.
+    /// Logs every warning of the load, the settings' first.
     pub fn log_warnings(&self) {
-        for warning in &self.settings.warnings {
+        for warning in self.settings.warnings.iter().chain(&self.warnings) {
             warning.log();
         }
     }
@@ -31,6 +34,7 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
         settings,
         mut resources,
         mut errors,
+        warnings,
     } = crate::config::load(cli)?;
     let templates = crate::template::prepare(&settings, &mut resources, &mut errors);
     match templates {
@@ -38,6 +42,7 @@ pub fn load(cli: &Cli) -> Result<Config, ConfigErrors> {
             settings,
             resources,
             templates,
+            warnings,
         }),
         _ => Err(errors),
     }

@@ -35,6 +35,7 @@ impl Flavour {
                 program: "terad",
                 version: env!("CARGO_PKG_VERSION"),
                 onetime_with_watch: OnetimeWithWatch::Refused,
+                unknown_keys: UnknownKeys::Refused,
                 warn_file_contradicting_flags: false,
                 confd_environment: false,
                 config_error_exit: crate::EXIT_CONFIG,
@@ -43,6 +44,7 @@ impl Flavour {
                 program: "confd",
                 version: CONFD_VERSION,
                 onetime_with_watch: OnetimeWithWatch::Onetime,
+                unknown_keys: UnknownKeys::Warned,
                 warn_file_contradicting_flags: true,
                 confd_environment: true,
                 // confd ends every failure with log.Fatal, which exits 1.
@@ -66,6 +68,8 @@ pub struct Rules {
     pub version: &'static str,
     /// `--onetime` together with `--watch`.
     pub onetime_with_watch: OnetimeWithWatch,
+    /// Keys that nothing reads in a `conf.d` file or in the configuration file.
+    pub unknown_keys: UnknownKeys,
     /// Warn, once per setting, when the configuration file sets a value the command line
     /// overrides: the command line wins in both flavours, but confd let the file win.
     pub warn_file_contradicting_flags: bool,
@@ -86,6 +90,17 @@ pub enum OnetimeWithWatch {
     /// A one-shot run, with a warning. confd checks `-onetime` first and never looks at
     /// `-watch`; its own integration suite passes both.
     Onetime,
+}
+
+/// Keys that nothing reads in a `conf.d` file or in the configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnknownKeys {
+    /// A configuration error naming the key and the valid ones: a typo (`reload-cmd`) must not
+    /// silently drop a setting.
+    Refused,
+    /// A warning naming the key and the valid ones, and the file loads without it: confd ignores
+    /// keys it does not know, so a typo or a newer confd's key never stopped it.
+    Warned,
 }
 
 #[cfg(test)]

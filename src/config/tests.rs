@@ -685,3 +685,34 @@ fn as_confd_confds_environment_variables_are_read_below_the_file() {
     assert_eq!(settings.tls.cert, None);
     assert_eq!(settings.nodes, ["https://127.0.0.1:2379"]);
 }
+
+#[test]
+fn as_confd_an_unknown_key_in_confd_toml_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("confd.toml"),
+        "backend = \"env\"\nlog_levle = \"debug\"\n",
+    )
+    .unwrap();
+    let settings = Settings::load(&as_confd(dir.path(), &[]), no_env).unwrap();
+    assert_eq!(settings.backend, BackendKind::Env);
+    let [
+        Warning::UnknownKey {
+            key,
+            line,
+            suggestion,
+            valid,
+            ..
+        },
+    ] = settings.warnings.as_slice()
+    else {
+        panic!("{:?}", settings.warnings);
+    };
+    assert_eq!((key.as_str(), *line), ("log_levle", 2));
+    assert_eq!(suggestion.as_deref(), Some("log-level"));
+    assert!(valid.contains(&"log-level") && valid.contains(&"sync-only"));
+    let mut terad = as_confd(dir.path(), &[]);
+    terad.flavour = crate::cli::Flavour::Terad;
+    let errors = Settings::load(&terad, no_env).unwrap_err().to_string();
+    assert!(errors.contains("unknown field `log_levle`"), "{errors}");
+}

@@ -29,9 +29,10 @@ impl Settings {
             cli.config_file.as_deref(),
             command_line.confdir.as_deref().unwrap_or(&defaults.confdir),
             &defaults,
+            rules,
             &mut errors,
         );
-        let mut warnings = Vec::new();
+        let mut warnings = lookup.warnings;
         let mut file = lookup.layer;
         if rules.warn_file_contradicting_flags
             && let Some(path) = &lookup.path
@@ -100,6 +101,8 @@ struct ConfigFileLookup {
     path: Option<PathBuf>,
     candidates: Vec<PathBuf>,
     layer: Layer,
+    /// Keys of the file ignored under confd's rule.
+    warnings: Vec<Warning>,
 }
 
 impl ConfigFileLookup {
@@ -109,6 +112,7 @@ impl ConfigFileLookup {
         explicit: Option<&Path>,
         confdir: &Path,
         defaults: &Defaults,
+        rules: Rules,
         errors: &mut ConfigErrors,
     ) -> ConfigFileLookup {
         let candidates = match explicit {
@@ -119,13 +123,13 @@ impl ConfigFileLookup {
             Some(path) => Some(path.to_owned()),
             None => candidates.iter().find(|path| path.is_file()).cloned(),
         };
-        let layer = match &path {
-            None => Layer::default(),
-            Some(path) => match RawConfigFile::read(path) {
-                Ok(raw) => raw.into_layer(),
+        let (layer, warnings) = match &path {
+            None => (Layer::default(), Vec::new()),
+            Some(path) => match RawConfigFile::read(path, rules.unknown_keys) {
+                Ok((raw, warnings)) => (raw.into_layer(), warnings),
                 Err(error) => {
                     errors.push(error);
-                    Layer::default()
+                    (Layer::default(), Vec::new())
                 }
             },
         };
@@ -133,6 +137,7 @@ impl ConfigFileLookup {
             path,
             candidates,
             layer,
+            warnings,
         }
     }
 }

@@ -14,6 +14,24 @@ pub enum Warning {
         "--onetime and --watch are both set: running once, as confd does (it never watches in a one-shot run)"
     )]
     OnetimeOverWatch,
+    /// A key nothing reads in a conf.d file or the configuration file; the file loaded without
+    /// it.
+    #[error(
+        "{}:{line}: unknown key {key:?}{} ignored, as confd ignores it{}; valid keys: {}",
+        file.display(),
+        table.map(|table| format!(" in [{table}]")).unwrap_or_default(),
+        suggestion.as_ref().map(|s| format!("; did you mean {s:?}?")).unwrap_or_default(),
+        valid.join(", ")
+    )]
+    UnknownKey {
+        file: PathBuf,
+        line: usize,
+        /// The table holding the key, `None` at the top level.
+        table: Option<&'static str>,
+        key: String,
+        suggestion: Option<String>,
+        valid: Vec<&'static str>,
+    },
     /// A setting of the configuration file that the command line overrides.
     #[error(
         "{flag} on the command line overrides {key:?} in {}: the command line wins, where confd let \
@@ -32,6 +50,7 @@ impl Warning {
     pub fn log(&self) {
         let kind = match self {
             Warning::OnetimeOverWatch => "onetime_over_watch",
+            Warning::UnknownKey { .. } => "unknown_key",
             Warning::FileOverridden { .. } => "file_overridden",
         };
         warn!(kind, "{self}");
@@ -43,16 +62,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn messages_name_the_setting_and_the_difference() {
-        let overridden = Warning::FileOverridden {
-            flag: "--noop".into(),
-            key: "noop",
-            file: PathBuf::from("/etc/confd/confd.toml"),
+    fn messages_name_the_key_and_the_way_out() {
+        let unknown = Warning::UnknownKey {
+            file: PathBuf::from("/etc/confd/conf.d/app.toml"),
+            line: 4,
+            table: Some("template"),
+            key: "reload-cmd".into(),
+            suggestion: Some("reload_cmd".into()),
+            valid: vec!["src", "dest", "reload_cmd"],
         };
         assert_eq!(
-            overridden.to_string(),
-            "--noop on the command line overrides \"noop\" in /etc/confd/confd.toml: the command \
-             line wins, where confd let the file win"
+            unknown.to_string(),
+            "/etc/confd/conf.d/app.toml:4: unknown key \"reload-cmd\" in [template] ignored, as \
+             confd ignores it; did you mean \"reload_cmd\"?; valid keys: src, dest, reload_cmd"
         );
     }
 }

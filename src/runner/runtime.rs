@@ -47,6 +47,7 @@ impl Runtime {
             settings,
             resources,
             templates,
+            ..
         } = config;
         // Built for every shared store, whether or not a resource is coordinated now: a
         // configuration reload may add `[template.coordination]`, and a coordinated resource

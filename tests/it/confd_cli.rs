@@ -418,3 +418,70 @@ fn as_confd_each_flag_that_overrides_confd_toml_is_warned_once() {
         );
     }
 }
+
+/// confd ignores keys it does not know, in conf.d and in confd.toml; as confd, terad warns
+/// naming the key and the valid ones and goes on. Its own name stays strict.
+#[test]
+fn as_confd_unknown_keys_are_warned_and_the_rest_loads() {
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload-cmd = \"false\"\n",
+            fx.path("out/app.conf").display()
+        ),
+    );
+    let config = fx.write(
+        "confd.toml",
+        &format!(
+            "backend = \"file\"\nfile = [\"{}\"]\nnewer_confd_key = true\n",
+            fx.path("keys.yaml").display()
+        ),
+    );
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-confdir"])
+            .arg(fx.root())
+            .arg("-config-file")
+            .arg(&config),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    let log = stderr(&output);
+    let warned = |needle: &str| {
+        log.lines()
+            .any(|line| line.contains("kind=\"unknown_key\"") && line.contains(needle))
+    };
+    assert!(
+        warned(&format!(
+            "{}:5: unknown key \"reload-cmd\" in [template] ignored, as confd ignores it; did \
+             you mean \"reload_cmd\"?; valid keys: src, engine, dest, keys, prefix, mode, uid",
+            fx.path("conf.d/app.toml").display()
+        )),
+        "{log}"
+    );
+    assert!(
+        warned(&format!(
+            "{}:3: unknown key \"newer_confd_key\" ignored",
+            config.display()
+        )),
+        "{log}"
+    );
+
+    let output = run(
+        terad()
+            .args(["-onetime", "-confdir"])
+            .arg(fx.root())
+            .arg("-config-file")
+            .arg(&config),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown field `newer_confd_key`"),
+        "{}",
+        stderr(&output)
+    );
+}

@@ -24,12 +24,28 @@ impl Fixture {
     }
 
     fn load(&self, prefix: &str) -> Result<Vec<Resource>, ConfigErrors> {
+        let reading = Reading {
+            global_prefix: prefix,
+            ..Reading::terad()
+        };
+        self.load_as(reading).map(|(resources, _)| resources)
+    }
+
+    /// Under `reading`, with the warnings.
+    fn load_as(&self, reading: Reading<'_>) -> Result<(Vec<Resource>, Vec<String>), ConfigErrors> {
+        let mut warnings = Vec::new();
         let (resources, errors) = load_resources(
             &self.dir.path().join("conf.d"),
             &self.dir.path().join("templates"),
-            prefix,
+            reading,
+            &mut warnings,
         );
-        errors.into_result(resources)
+        let root = format!("{}/", self.dir.path().display());
+        let warnings = warnings
+            .iter()
+            .map(|w| w.to_string().replace(&root, ""))
+            .collect();
+        errors.into_result((resources, warnings))
     }
 
     fn errors(&self) -> Vec<String> {
@@ -383,6 +399,48 @@ fn template_links_may_not_leave_the_templates_directory() {
     let errors = fx.errors();
     assert!(
         errors[0].contains("outside the templates directory"),
+        "{errors:?}"
+    );
+}
+
+fn confd(global_prefix: &str) -> Reading<'_> {
+    Reading {
+        global_prefix,
+        rules: crate::cli::Flavour::Confd.rules(),
+    }
+}
+
+#[test]
+fn as_confd_unknown_keys_are_warnings_naming_the_valid_ones() {
+    let fx = Fixture::new();
+    fx.resource(
+        "app.toml",
+        "version = 2\n[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\nkeys = [\"/db\"]\n\
+         reload-cmd = \"true\"\nfuture_key = 1\n",
+    );
+    let (resources, warnings) = fx.load_as(confd("")).unwrap();
+    assert_eq!(resources.len(), 1);
+    assert_eq!(resources[0].reload_cmd, None);
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with(
+            "conf.d/app.toml:1: unknown key \"version\" ignored, as confd ignores it; valid keys: \
+             template"
+        ),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings[1].starts_with(
+            "conf.d/app.toml:6: unknown key \"reload-cmd\" in [template] ignored, as confd ignores \
+             it; did you mean \"reload_cmd\"?; valid keys: src, engine, dest, keys, prefix, mode,"
+        ),
+        "{warnings:#?}"
+    );
+    assert!(warnings[2].contains("\"future_key\""), "{warnings:#?}");
+    // terad's own format stays strict.
+    let errors = fx.errors();
+    assert!(
+        errors[0].contains("unknown field `future_key`"),
         "{errors:?}"
     );
 }

@@ -4,8 +4,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::raw::RawTemplate;
 use super::{
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RENDER_TIMEOUT, EngineChoice, Resource,
-    TemplateRef,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RENDER_TIMEOUT, EngineChoice, Reading,
+    Resource, TemplateRef,
 };
 use crate::config::duration::duration_key;
 use crate::config::value::ValueError;
@@ -33,7 +33,7 @@ pub(super) fn validate(
     text: &str,
     raw: RawTemplate,
     templates_dir: &Path,
-    global_prefix: &str,
+    reading: Reading<'_>,
 ) -> Result<Resource, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let mut error = |key: &str, span: Option<std::ops::Range<usize>>, message: String| {
@@ -95,7 +95,7 @@ pub(super) fn validate(
                 }
             });
     let resource_prefix = raw.prefix.as_ref().map_or("", |p| p.get_ref().as_str());
-    let prefix = join_key(&[global_prefix, resource_prefix]);
+    let prefix = join_key(&[reading.global_prefix, resource_prefix]);
     let mut keys = Vec::new();
     if let Some(raw_keys) = &raw.keys {
         for key in raw_keys.get_ref() {
