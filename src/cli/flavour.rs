@@ -35,6 +35,7 @@ impl Flavour {
                 program: "terad",
                 version: env!("CARGO_PKG_VERSION"),
                 onetime_with_watch: OnetimeWithWatch::Refused,
+                global_prefix: GlobalPrefix::Joined,
                 unknown_keys: UnknownKeys::Refused,
                 warn_file_contradicting_flags: false,
                 confd_environment: false,
@@ -44,6 +45,7 @@ impl Flavour {
                 program: "confd",
                 version: CONFD_VERSION,
                 onetime_with_watch: OnetimeWithWatch::Onetime,
+                global_prefix: GlobalPrefix::Replaces,
                 unknown_keys: UnknownKeys::Warned,
                 warn_file_contradicting_flags: true,
                 confd_environment: true,
@@ -68,6 +70,8 @@ pub struct Rules {
     pub version: &'static str,
     /// `--onetime` together with `--watch`.
     pub onetime_with_watch: OnetimeWithWatch,
+    /// How the global `--prefix` combines with a resource's own `prefix`.
+    pub global_prefix: GlobalPrefix,
     /// Keys that nothing reads in a `conf.d` file or in the configuration file.
     pub unknown_keys: UnknownKeys,
     /// Warn, once per setting, when the configuration file sets a value the command line
@@ -90,6 +94,16 @@ pub enum OnetimeWithWatch {
     /// A one-shot run, with a warning. confd checks `-onetime` first and never looks at
     /// `-watch`; its own integration suite passes both.
     Onetime,
+}
+
+/// How the global `--prefix` (or the configuration file's `prefix`) combines with a resource's
+/// own `prefix`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GlobalPrefix {
+    /// The global prefix goes in front of the resource's: `/prod` and `app` read `/prod/app`.
+    Joined,
+    /// A global prefix, when set, replaces the resource's (confd: `if config.Prefix != ""`).
+    Replaces,
 }
 
 /// Keys that nothing reads in a `conf.d` file or in the configuration file.

@@ -11,7 +11,7 @@ pub mod confd_args;
 pub mod defaults;
 mod flavour;
 
-pub use self::flavour::{Flavour, OnetimeWithWatch, Rules, UnknownKeys};
+pub use self::flavour::{Flavour, GlobalPrefix, OnetimeWithWatch, Rules, UnknownKeys};
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -111,3 +111,54 @@ fn confds_environment_variables_reach_a_tls_etcd() {
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(!fx.path("out/app.conf").exists());
 }
+
+/// confd's global prefix replaces a resource's own `prefix`: a confdir whose resources name a
+/// prefix for development and run with `-prefix /production` reads `/production/…` only.
+#[test]
+fn a_global_prefix_replaces_the_resources_prefix_as_in_confd() {
+    let etcd = Etcd::start();
+    etcd.put("/production/upstream/a", "10.0.0.1:80");
+    etcd.put("/development/upstream/a", "127.0.0.1:80");
+    etcd.put("/production/development/upstream/a", "joined");
+    let fx = Fixture::new();
+    upstreams(&fx, &fx.path("out/app.conf"), "prefix = \"/development\"\n");
+    let confd = ConfdBinary::new();
+
+    let output = run(
+        onetime(&confd, &fx).args(["-backend", "etcdv3", "-node", &etcd.url()]),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "a=127.0.0.1:80\n");
+
+    for prefix in [&["-prefix", "/production"][..], &["-prefix=production"]] {
+        let output = run(
+            onetime(&confd, &fx)
+                .args(["-backend", "etcdv3", "-node", &etcd.url()])
+                .args(prefix),
+            LIMIT,
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(fx.read("out/app.conf"), "a=10.0.0.1:80\n", "{prefix:?}");
+    }
+    // The same prefix from confd.toml.
+    fx.write("confd.toml", "prefix = \"/production\"\n");
+    std::fs::remove_file(fx.path("out/app.conf")).unwrap();
+    let output = run(
+        onetime(&confd, &fx).args(["-backend", "etcdv3", "-node", &etcd.url()]),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "a=10.0.0.1:80\n");
+
+    // terad's own name joins the two.
+    let output = run(
+        fx.terad()
+            .args(["--onetime", "--config-file"])
+            .arg(fx.path("confd.toml"))
+            .args(["--backend", "etcd", "--node", &etcd.url()]),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "a=joined\n");
+}

@@ -411,6 +411,30 @@ fn confd(global_prefix: &str) -> Reading<'_> {
 }
 
 #[test]
+fn as_confd_a_global_prefix_replaces_the_resources_own() {
+    let fx = Fixture::new();
+    fx.resource(
+        "app.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\nprefix = \"/app\"\nkeys = [\"/db\"]\n",
+    );
+    fx.resource(
+        "bare.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/b\"\nkeys = [\"/db\"]\n",
+    );
+    let (resources, _) = fx.load_as(confd("/production")).unwrap();
+    assert_eq!(resources[0].prefix, "/production");
+    assert_eq!(resources[0].keys, ["/production/db"]);
+    assert_eq!(resources[1].prefix, "/production");
+    // Without a global prefix, the resource's own (with the leading slash confd adds).
+    let (resources, _) = fx.load_as(confd("")).unwrap();
+    assert_eq!(resources[0].prefix, "/app");
+    assert_eq!(resources[0].keys, ["/app/db"]);
+    assert_eq!(resources[1].prefix, "/");
+    // terad's own rule joins them.
+    assert_eq!(fx.load("/production").unwrap()[0].prefix, "/production/app");
+}
+
+#[test]
 fn as_confd_unknown_keys_are_warnings_naming_the_valid_ones() {
     let fx = Fixture::new();
     fx.resource(

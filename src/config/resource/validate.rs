@@ -7,6 +7,7 @@ use super::{
     DEFAULT_CHECK_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RENDER_TIMEOUT, EngineChoice, Reading,
     Resource, TemplateRef,
 };
+use crate::cli::GlobalPrefix;
 use crate::config::duration::duration_key;
 use crate::config::value::ValueError;
 use crate::diagnostic::{ConfigError, ConfigErrors};
@@ -95,7 +96,14 @@ pub(super) fn validate(
                 }
             });
     let resource_prefix = raw.prefix.as_ref().map_or("", |p| p.get_ref().as_str());
-    let prefix = join_key(&[reading.global_prefix, resource_prefix]);
+    let prefix = match reading.rules.global_prefix {
+        GlobalPrefix::Joined => join_key(&[reading.global_prefix, resource_prefix]),
+        // confd: `if config.Prefix != "" { tr.Prefix = config.Prefix }`.
+        GlobalPrefix::Replaces if !reading.global_prefix.is_empty() => {
+            join_key(&[reading.global_prefix])
+        }
+        GlobalPrefix::Replaces => join_key(&[resource_prefix]),
+    };
     let mut keys = Vec::new();
     if let Some(raw_keys) = &raw.keys {
         for key in raw_keys.get_ref() {
