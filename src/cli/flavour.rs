@@ -38,6 +38,7 @@ impl Flavour {
                 global_prefix: GlobalPrefix::Joined,
                 unknown_keys: UnknownKeys::Refused,
                 warn_file_contradicting_flags: false,
+                warn_decimal_mode: false,
                 confd_environment: false,
                 config_error_exit: crate::EXIT_CONFIG,
             },
@@ -48,6 +49,7 @@ impl Flavour {
                 global_prefix: GlobalPrefix::Replaces,
                 unknown_keys: UnknownKeys::Warned,
                 warn_file_contradicting_flags: true,
+                warn_decimal_mode: true,
                 confd_environment: true,
                 // confd ends every failure with log.Fatal, which exits 1.
                 config_error_exit: crate::EXIT_FAILURE,
@@ -77,6 +79,8 @@ pub struct Rules {
     /// Warn, once per setting, when the configuration file sets a value the command line
     /// overrides: the command line wins in both flavours, but confd let the file win.
     pub warn_file_contradicting_flags: bool,
+    /// Warn about a `mode` such as `"644"`, which confd reads as a decimal number.
+    pub warn_decimal_mode: bool,
     /// Read confd's own environment variables: `CONFD_CLIENT_CAKEYS`, `CONFD_CLIENT_CERT`,
     /// `CONFD_CLIENT_KEY` (below the configuration file, as confd) and `ETCDCTL_PEERS` (the
     /// nodes of the `etcd` backend when none is given).

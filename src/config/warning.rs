@@ -43,6 +43,21 @@ pub enum Warning {
         key: &'static str,
         file: PathBuf,
     },
+    /// A `mode` of digits without a leading zero, which confd parses as a decimal number.
+    #[error(
+        "{}:{line}: mode {mode:?} is read as octal {terad:04o}; confd reads it as the decimal number \
+         {mode} and writes permissions {confd:04o}; write \"0{mode}\" to mean {terad:04o} to both",
+        file.display()
+    )]
+    DecimalMode {
+        file: PathBuf,
+        line: usize,
+        mode: String,
+        /// The mode terad applies.
+        terad: u32,
+        /// The permission bits confd applied.
+        confd: u32,
+    },
 }
 
 impl Warning {
@@ -52,6 +67,7 @@ impl Warning {
             Warning::OnetimeOverWatch => "onetime_over_watch",
             Warning::UnknownKey { .. } => "unknown_key",
             Warning::FileOverridden { .. } => "file_overridden",
+            Warning::DecimalMode { .. } => "decimal_mode",
         };
         warn!(kind, "{self}");
     }
@@ -75,6 +91,18 @@ mod tests {
             unknown.to_string(),
             "/etc/confd/conf.d/app.toml:4: unknown key \"reload-cmd\" in [template] ignored, as \
              confd ignores it; did you mean \"reload_cmd\"?; valid keys: src, dest, reload_cmd"
+        );
+        let mode = Warning::DecimalMode {
+            file: PathBuf::from("a.toml"),
+            line: 3,
+            mode: "644".into(),
+            terad: 0o644,
+            confd: 0o204,
+        };
+        assert_eq!(
+            mode.to_string(),
+            "a.toml:3: mode \"644\" is read as octal 0644; confd reads it as the decimal number 644 \
+             and writes permissions 0204; write \"0644\" to mean 0644 to both"
         );
     }
 }

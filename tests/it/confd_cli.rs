@@ -485,3 +485,47 @@ fn as_confd_unknown_keys_are_warned_and_the_rest_loads() {
         stderr(&output)
     );
 }
+
+/// `mode = "644"` is the decimal number 644 to confd (permissions 0204); terad keeps reading it
+/// as octal 0644 and, as confd, says that confd would not.
+#[test]
+fn as_confd_a_mode_confd_reads_as_decimal_is_written_as_octal_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nmode = \"644\"\n",
+            fx.path("out/app.conf").display()
+        ),
+    );
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(fx.path("keys.yaml"))
+            .arg("-confdir")
+            .arg(fx.root()),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mode = std::fs::metadata(fx.path("out/app.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o644);
+    let log = stderr(&output);
+    assert!(
+        log.lines()
+            .any(|line| {
+                line.contains("kind=\"decimal_mode\"")
+            && line.contains(
+                "mode \"644\" is read as octal 0644; confd reads it as the decimal number 644 and \
+                 writes permissions 0204; write \"0644\" to mean 0644 to both"
+            )
+            }),
+        "{log}"
+    );
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert!(!stderr(&output).contains("decimal"), "{}", stderr(&output));
+}

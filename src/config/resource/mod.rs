@@ -281,5 +281,13 @@ pub fn parse_resource_as(
         converted
     })?;
     warnings.extend(ignored);
-    validate(name, file, text, raw.template, templates_dir, reading)
+    validate(
+        name,
+        file,
+        text,
+        raw.template,
+        templates_dir,
+        reading,
+        warnings,
+    )
 }

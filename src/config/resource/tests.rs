@@ -468,3 +468,24 @@ fn as_confd_unknown_keys_are_warnings_naming_the_valid_ones() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn as_confd_a_mode_confd_reads_as_decimal_is_read_as_octal_with_a_warning() {
+    let fx = Fixture::new();
+    for (name, mode) in [("a", "644"), ("b", "0644"), ("c", "0o755"), ("d", "0")] {
+        fx.resource(
+            &format!("{name}.toml"),
+            &format!("[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/{name}\"\nmode = \"{mode}\"\n"),
+        );
+    }
+    let (resources, warnings) = fx.load_as(confd("")).unwrap();
+    assert_eq!(resources[0].mode, Some(0o644));
+    assert_eq!(
+        warnings,
+        [
+            "conf.d/a.toml:4: mode \"644\" is read as octal 0644; confd reads it as the decimal number \
+          644 and writes permissions 0204; write \"0644\" to mean 0644 to both"
+        ]
+    );
+    assert!(fx.load_as(Reading::terad()).unwrap().1.is_empty());
+}

@@ -10,6 +10,7 @@ use super::{
 use crate::cli::GlobalPrefix;
 use crate::config::duration::duration_key;
 use crate::config::value::ValueError;
+use crate::config::warning::Warning;
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::process::CommandLine;
 use crate::store::{Glob, ValuePolicy, join_key};
@@ -35,6 +36,7 @@ pub(super) fn validate(
     raw: RawTemplate,
     templates_dir: &Path,
     reading: Reading<'_>,
+    warnings: &mut Vec<Warning>,
 ) -> Result<Resource, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let mut error = |key: &str, span: Option<std::ops::Range<usize>>, message: String| {
@@ -132,7 +134,20 @@ pub(super) fn validate(
         .mode
         .as_ref()
         .and_then(|mode| match parse_mode(mode.get_ref()) {
-            Ok(mode) => Some(mode),
+            Ok(parsed) => {
+                if reading.rules.warn_decimal_mode
+                    && let Some(confd) = confd_decimal_mode(mode.get_ref())
+                {
+                    warnings.push(Warning::DecimalMode {
+                        file: file.to_owned(),
+                        line: crate::diagnostic::line_and_column(text, mode.span().start).0,
+                        mode: mode.get_ref().clone(),
+                        terad: parsed,
+                        confd,
+                    });
+                }
+                Some(parsed)
+            }
             Err(message) => {
                 error("mode", Some(mode.span()), message.to_string());
                 None
@@ -334,6 +349,16 @@ pub fn parse_mode(text: &str) -> Result<u32, ValueError> {
         return Err(ValueError::ModeRange(text.to_owned()));
     }
     Ok(mode)
+}
+
+/// The permissions confd applies for a `mode` it reads as a decimal number, when it does: Go's
+/// `strconv.ParseUint(mode, 0, 32)` reads digits without a leading `0` (or a `0x`, `0o`, `0b`
+/// prefix) as decimal, and `os.Chmod` keeps the low nine bits, so `"644"` becomes 0204.
+fn confd_decimal_mode(text: &str) -> Option<u32> {
+    let decimal = text.starts_with(|c: char| ('1'..='9').contains(&c))
+        && text.bytes().all(|b| b.is_ascii_digit());
+    let value: u32 = text.parse().ok().filter(|_| decimal)?;
+    Some(value & 0o777)
 }
 
 /// Checks that `src` names a file inside `templates_dir` and returns its name there.
