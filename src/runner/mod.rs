@@ -94,7 +94,8 @@ pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> R
         warn!(template = %template, "the template calls datetime: every render differs, so every render rewrites the file and reloads");
     }
     let options = sync_options(&config.settings);
-    if !options.noop {
+    // With --keep-stage-file the stage files of earlier runs are what the user asked to keep.
+    if !options.noop && !options.keep_stage_file {
         for resource in &config.resources {
             for stale in crate::fs::remove_stale_stage_files(&resource.dest) {
                 info!(resource = %resource.name, path = %stale.display(), "removed a stage file left by an earlier run");

@@ -516,16 +516,96 @@ fn as_confd_a_mode_confd_reads_as_decimal_is_written_as_octal_with_a_warning() {
     assert_eq!(mode & 0o7777, 0o644);
     let log = stderr(&output);
     assert!(
-        log.lines()
-            .any(|line| {
-                line.contains("kind=\"decimal_mode\"")
+        log.lines().any(|line| {
+            line.contains("kind=\"decimal_mode\"")
             && line.contains(
                 "mode \"644\" is read as octal 0644; confd reads it as the decimal number 644 and \
                  writes permissions 0204; write \"0644\" to mean 0644 to both"
             )
-            }),
+        }),
         "{log}"
     );
     let output = run(&mut fx.onetime(), LIMIT);
     assert!(!stderr(&output).contains("decimal"), "{}", stderr(&output));
+}
+
+/// `-keep-stage-file` keeps every stage file, as confd: an unchanged render's and a rejected
+/// one's, each with its path in the log, and a later run does not delete them.
+#[test]
+fn keep_stage_file_keeps_every_stage_file_and_logs_its_path() {
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    let stage_files = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(fx.path("out"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".app.conf.")
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let keep = || {
+        let output = run(
+            bare(&confd)
+                .args(["-onetime", "-keep-stage-file", "-backend", "file", "-file"])
+                .arg(fx.path("keys.yaml"))
+                .arg("-confdir")
+                .arg(fx.root()),
+            LIMIT,
+        );
+        (output.status.code(), stderr(&output))
+    };
+    // The first render is committed: its stage file became the destination.
+    let (status, _) = keep();
+    assert_eq!(status, Some(0));
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    assert!(stage_files().is_empty());
+    // Unchanged: the stage file of what would have been written stays, named in the log.
+    let (status, log) = keep();
+    assert_eq!(status, Some(0));
+    let kept = stage_files();
+    assert_eq!(kept.len(), 1, "{log}");
+    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), "name=demo\n");
+    assert!(
+        log.lines().any(|line| line.contains("kept the stage file")
+            && line.contains(&format!("path={}", kept[0].display()))),
+        "{log}"
+    );
+    // Rejected by check_cmd: kept too, and the earlier one was not cleaned up.
+    fx.write("keys.yaml", "app:\n  name: other\n");
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\ncheck_cmd = \"false\"\n",
+            fx.path("out/app.conf").display()
+        ),
+    );
+    let (status, log) = keep();
+    assert_eq!(status, Some(1), "{log}");
+    let now = stage_files();
+    assert_eq!(now.len(), 2, "{log}");
+    assert!(now.contains(&kept[0]));
+    let rejected = now.iter().find(|path| **path != kept[0]).unwrap();
+    assert_eq!(std::fs::read_to_string(rejected).unwrap(), "name=other\n");
+    assert!(
+        log.contains(&format!("path={}", rejected.display())),
+        "{log}"
+    );
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    // Without the flag, the crash clean-up at start removes them.
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(fx.path("keys.yaml"))
+            .arg("-confdir")
+            .arg(fx.root()),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stage_files().is_empty(), "{}", stderr(&output));
 }
