@@ -162,3 +162,266 @@ fn a_global_prefix_replaces_the_resources_prefix_as_in_confd() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(fx.read("out/app.conf"), "a=joined\n");
 }
+
+// confd's own integration suite (`integration/` in confd's repository): one confdir of five
+// resources, four backends loaded with the same keys, one confd command line per backend, and
+// four expected files compared byte for byte (`integration/expect/check.sh`). The test below
+// states the same facts in terad's test harness: the same resources and templates, the same
+// keys, the same command lines (only the destinations move from /tmp/confd-*.conf into the
+// test's own directory, so that the backends can run in parallel), the same expected bytes, and
+// confd's exit status 0, which the suite's Makefile requires.
+
+/// The keys every backend is loaded with (etcdv3, consul and env; the file backend has them as
+/// YAML), except `/nested/…`, which only consul has.
+const SUITE_KEYS: &[(&str, &str)] = &[
+    ("/key", "foobar"),
+    ("/database/host", "127.0.0.1"),
+    ("/database/password", "p@sSw0rd"),
+    ("/database/port", "3306"),
+    ("/database/username", "confd"),
+    ("/upstream/app1", "10.0.1.10:8080"),
+    ("/upstream/app2", "10.0.1.11:8080"),
+    ("/prefix/database/host", "127.0.0.1"),
+    ("/prefix/database/password", "p@sSw0rd"),
+    ("/prefix/database/port", "3306"),
+    ("/prefix/database/username", "confd"),
+    ("/prefix/upstream/app1", "10.0.1.10:8080"),
+    ("/prefix/upstream/app2", "10.0.1.11:8080"),
+];
+
+const SUITE_DATABASE_KEYS: [&str; 4] = [
+    "/database/host",
+    "/database/password",
+    "/database/port",
+    "/database/username",
+];
+
+/// What `integration/expect/basic.conf` holds (for both the basic and the manykeys resource).
+const EXPECT_BASIC: &str = "hostname: localhost\n[database]\nhost=127.0.0.1\n\
+                            password=p@sSw0rd\nport=3306\nusername=confd\n";
+/// `integration/expect/exists-test.conf`.
+const EXPECT_EXISTS: &str = "value: foobar\n";
+
+/// The nginx server block both iteration templates end with.
+const SERVER_BLOCK: &str = "server {
+    server_name  www.example.com;
+    location / {
+        proxy_pass        http://app;
+        proxy_redirect    off;
+        proxy_set_header  Host             $host;
+        proxy_set_header  X-Real-IP        $remote_addr;
+        proxy_set_header  X-Forwarded-For  $proxy_add_x_forwarded_for;
+   }
+}
+";
+
+/// `integration/expect/iteration.conf`.
+fn expect_iteration() -> String {
+    format!(
+        "upstream app {{\n  server 10.0.1.10:8080;\n  server 10.0.1.11:8080;\n}}\n\n{SERVER_BLOCK}"
+    )
+}
+
+/// `integration/confdir`: the five resources and four templates, destinations in `out/`.
+fn suite_confdir() -> Fixture {
+    let fx = Fixture::new();
+    fx.template(
+        "basic.conf.tmpl",
+        "hostname: {{ getenv \"HOSTNAME\" }}\n[database]\nhost={{ getv \"/database/host\" }}\n\
+         password={{ getv \"/database/password\" }}\nport={{ getv \"/database/port\" }}\n\
+         username={{ getv \"/database/username\" }}\n",
+    );
+    fx.template(
+        "exists-test.conf.tmpl",
+        "{{ if exists \"/key\" }}value: {{ getv \"/key\" }}{{ end }}\n\
+         {{- if exists \"/doesnotexist\" }}This line will not be printed value: {{ getv \"/key\" }}{{ end }}\n",
+    );
+    fx.template(
+        "iteration.conf.tmpl",
+        &format!(
+            "upstream app {{\n{{{{- range gets \"/upstream/*\" }}}}\n  server {{{{ .Value }}}};\n\
+             {{{{- end }}}}\n}}\n\n{SERVER_BLOCK}"
+        ),
+    );
+    fx.template(
+        "nested.conf.tmpl",
+        &format!(
+            "upstream app {{\n{{{{ range gets \"/nested/*\" }}}}\n  {{{{ range gets .Key }}}}\n    \
+             server {{{{ .Value }}}};\n  {{{{ end }}}}\n{{{{ end }}}}\n}}\n\n{SERVER_BLOCK}"
+        ),
+    );
+    let resource = |name: &str, src: &str, dest: &str, keys: &[&str]| {
+        let keys: Vec<String> = keys.iter().map(|key| format!("  \"{key}\",")).collect();
+        fx.resource(
+            &format!("{name}.toml"),
+            &format!(
+                "[template]\nmode = \"0644\"\nsrc = \"{src}\"\ndest = \"{}\"\nkeys = [\n{}\n]\n",
+                fx.path(&format!("out/{dest}")).display(),
+                keys.join("\n")
+            ),
+        );
+    };
+    resource(
+        "basic",
+        "basic.conf.tmpl",
+        "confd-basic-test.conf",
+        &SUITE_DATABASE_KEYS,
+    );
+    resource(
+        "exists",
+        "exists-test.conf.tmpl",
+        "confd-exists-test.conf",
+        &["/key"],
+    );
+    resource(
+        "iteration",
+        "iteration.conf.tmpl",
+        "confd-iteration-test.conf",
+        &["/upstream"],
+    );
+    // The same four keys, 48 times over.
+    let many: Vec<&str> = SUITE_DATABASE_KEYS.repeat(48);
+    resource(
+        "manykeys",
+        "basic.conf.tmpl",
+        "confd-manykeys-test.conf",
+        &many,
+    );
+    resource(
+        "nested",
+        "nested.conf.tmpl",
+        "confd-nested-test.conf",
+        &["/nested"],
+    );
+    fx
+}
+
+/// Runs one backend's command line of the suite as `confd` in the suite's working directory and
+/// checks what `integration/expect/check.sh` checks.
+fn run_suite_backend(fx: &Fixture, args: &[String], env: &[(String, String)]) {
+    let confd = ConfdBinary::new();
+    let mut command = confd.command();
+    command
+        .current_dir(fx.root())
+        .env("HOSTNAME", "localhost")
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .args(args);
+    let output = run(&mut command, LIMIT);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        stderr(&output)
+    );
+    for (file, expected) in [
+        ("confd-basic-test.conf", EXPECT_BASIC.to_owned()),
+        ("confd-exists-test.conf", EXPECT_EXISTS.to_owned()),
+        ("confd-iteration-test.conf", expect_iteration()),
+        ("confd-manykeys-test.conf", EXPECT_BASIC.to_owned()),
+    ] {
+        assert_eq!(
+            fx.read(&format!("out/{file}")),
+            expected,
+            "{file} ({args:?}):\n{}",
+            stderr(&output)
+        );
+    }
+}
+
+fn suite_args(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+#[test]
+fn confds_integration_suite_etcdv3() {
+    let etcd = Etcd::start();
+    for (key, value) in SUITE_KEYS {
+        etcd.put(key, value);
+    }
+    let fx = suite_confdir();
+    let node = etcd.url();
+    run_suite_backend(
+        &fx,
+        &suite_args(&format!(
+            "--onetime --log-level debug --confdir {} --backend etcdv3 --node {node} --watch",
+            fx.root().display()
+        )),
+        &[],
+    );
+}
+
+#[test]
+fn confds_integration_suite_consul() {
+    let consul = crate::support::consul::Consul::start_dev(false);
+    for (key, value) in SUITE_KEYS {
+        consul.put(key, value);
+    }
+    consul.put("/nested/east/app1", "10.0.1.10:8080");
+    consul.put("/nested/west/app2", "10.0.1.11:8080");
+    consul.put("/prefix/nested/east/app1", "10.0.1.10:8080");
+    consul.put("/prefix/nested/west/app2", "10.0.1.11:8080");
+    let fx = suite_confdir();
+    run_suite_backend(
+        &fx,
+        &suite_args(&format!(
+            "--onetime --log-level debug --confdir {} --backend consul --node {}",
+            fx.root().display(),
+            consul.address()
+        )),
+        &[],
+    );
+}
+
+#[test]
+fn confds_integration_suite_file() {
+    let fx = suite_confdir();
+    fx.write(
+        "backends1/1.yaml",
+        "key: foobar\ndatabase:\n  host: 127.0.0.1\n  password: p@sSw0rd\n  port: \"3306\"\n  \
+         username: confd\n",
+    );
+    fx.write(
+        "backends1/2.yaml",
+        "upstream:\n  app1: 10.0.1.10:8080\n  app2: 10.0.1.11:8080\n",
+    );
+    fx.write(
+        "backends2/1.yaml",
+        "nested:\n  app1: 10.0.1.10:8080\n  app2: 10.0.1.11:8080\n",
+    );
+    fx.write(
+        "backends2/2.yaml",
+        "prefix:\n  database:\n    host: 127.0.0.1\n    password: p@sSw0rd\n    port: \"3306\"\n    \
+         username: confd\n  upstream:\n    app1: 10.0.1.10:8080\n    app2: 10.0.1.11:8080\n",
+    );
+    // Relative directories, as the suite gives them.
+    run_suite_backend(
+        &fx,
+        &suite_args(&format!(
+            "--onetime --log-level debug --confdir {} --backend file --file backends1/ --file \
+             backends2/ --watch",
+            fx.root().display()
+        )),
+        &[],
+    );
+}
+
+#[test]
+fn confds_integration_suite_env() {
+    let fx = suite_confdir();
+    let env: Vec<(String, String)> = SUITE_KEYS
+        .iter()
+        .map(|(key, value)| {
+            let name = key.trim_start_matches('/').replace('/', "_").to_uppercase();
+            (name, (*value).to_owned())
+        })
+        .collect();
+    assert!(env.iter().any(|(name, _)| name == "PREFIX_DATABASE_HOST"));
+    run_suite_backend(
+        &fx,
+        &suite_args(&format!(
+            "--onetime --log-level debug --confdir {} --interval 5 --backend env",
+            fx.root().display()
+        )),
+        &env,
+    );
+}
