@@ -40,6 +40,7 @@ impl Flavour {
                 warn_file_contradicting_flags: false,
                 warn_decimal_mode: false,
                 confd_environment: false,
+                explicit_config_file_required: true,
                 config_error_exit: crate::EXIT_CONFIG,
             },
             Flavour::Confd => Rules {
@@ -51,6 +52,8 @@ impl Flavour {
                 warn_file_contradicting_flags: true,
                 warn_decimal_mode: true,
                 confd_environment: true,
+                // confd: `if os.IsNotExist(err) { log.Debug("Skipping confd config file.") }`.
+                explicit_config_file_required: false,
                 // confd ends every failure with log.Fatal, which exits 1.
                 config_error_exit: crate::EXIT_FAILURE,
             },
@@ -85,6 +88,9 @@ pub struct Rules {
     /// `CONFD_CLIENT_KEY` (below the configuration file, as confd) and `ETCDCTL_PEERS` (the
     /// nodes of the `etcd` backend when none is given).
     pub confd_environment: bool,
+    /// Whether a `--config-file` that does not exist is an error; confd skips it, as it skips
+    /// its default `/etc/confd/confd.toml`.
+    pub explicit_config_file_required: bool,
     /// The exit status of a configuration error. A command line that cannot be parsed exits 2
     /// in both flavours, as Go's flag package does.
     pub config_error_exit: u8,

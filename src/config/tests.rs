@@ -716,3 +716,16 @@ fn as_confd_an_unknown_key_in_confd_toml_is_a_warning() {
     let errors = Settings::load(&terad, no_env).unwrap_err().to_string();
     assert!(errors.contains("unknown field `log_levle`"), "{errors}");
 }
+
+#[test]
+fn as_confd_a_config_file_that_does_not_exist_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = as_confd(dir.path(), &[]);
+    let settings = Settings::load(&cli, no_env).unwrap();
+    assert_eq!(settings.config_file, None);
+    assert_eq!(settings.config_candidates, [dir.path().join("confd.toml")]);
+    let mut terad = cli;
+    terad.flavour = crate::cli::Flavour::Terad;
+    let errors = Settings::load(&terad, no_env).unwrap_err().to_string();
+    assert!(errors.contains("cannot read"), "{errors}");
+}

@@ -106,8 +106,9 @@ struct ConfigFileLookup {
 }
 
 impl ConfigFileLookup {
-    /// An explicit `--config-file` must exist; otherwise the first of the flavour's candidates
-    /// that exists is read (terad: `terad.toml`, then `confd.toml`, in the confdir).
+    /// An explicit `--config-file` must exist (as confd, it is skipped when it does not);
+    /// otherwise the first of the flavour's candidates that exists is read (terad: `terad.toml`,
+    /// then `confd.toml`, in the confdir).
     fn run(
         explicit: Option<&Path>,
         confdir: &Path,
@@ -120,8 +121,10 @@ impl ConfigFileLookup {
             None => defaults.config_files.candidates(confdir),
         };
         let path = match explicit {
-            Some(path) => Some(path.to_owned()),
-            None => candidates.iter().find(|path| path.is_file()).cloned(),
+            Some(path) if rules.explicit_config_file_required || path.exists() => {
+                Some(path.to_owned())
+            }
+            _ => candidates.iter().find(|path| path.is_file()).cloned(),
         };
         let (layer, warnings) = match &path {
             None => (Layer::default(), Vec::new()),
