@@ -91,7 +91,7 @@ pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> R
         info!(template = %chosen.template, engine = chosen.engine.name(), how, "template engine");
     }
     for template in &config.templates.time_dependent {
-        warn!(template = %template, "the template calls datetime: every render differs, so every render rewrites the file and reloads");
+        warn!(template = %template, "the template prints the time of day (datetime beyond the date): every render differs, so every render rewrites the file and reloads");
     }
     let options = sync_options(&config.settings);
     // With --keep-stage-file the stage files of earlier runs are what the user asked to keep.

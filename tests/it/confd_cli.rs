@@ -609,3 +609,29 @@ fn keep_stage_file_keeps_every_stage_file_and_logs_its_path() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stage_files().is_empty(), "{}", stderr(&output));
 }
+
+/// The `datetime` warning ("every render differs") only for a template that prints the time of
+/// day, not for one that prints the year or the date.
+#[test]
+fn the_datetime_warning_only_when_the_output_follows_the_clock() {
+    for (template, warned) in [
+        (
+            "# (c) {{ datetime.Year }} {{ getv \"/app/name\" }}\n",
+            false,
+        ),
+        ("{{ (datetime).Format \"2006-01-02\" }}\n", false),
+        ("{{ datetime.Format \"15:04:05\" }}\n", true),
+        ("{{ datetime }}\n", true),
+    ] {
+        let fx = fixture();
+        fx.template("app.tmpl", template);
+        let output = run(&mut fx.onetime(), LIMIT);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let log = stderr(&output);
+        assert_eq!(
+            log.contains("every render differs"),
+            warned,
+            "{template}: {log}"
+        );
+    }
+}

@@ -65,6 +65,7 @@
 //! of a Go program running the same cases through `text/template`.
 
 mod builtins;
+mod clock;
 pub mod confd;
 pub mod engine;
 mod exec;
