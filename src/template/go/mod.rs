@@ -75,6 +75,7 @@ mod json;
 mod lex;
 mod parse;
 pub mod services;
+mod sort;
 pub mod time;
 mod value;
 
