@@ -35,6 +35,9 @@ fn run() -> Result<ExitCode, Failure> {
         return subcommand(&cli, command);
     }
     let config = terad::setup::load(&cli)?;
+    if let Some(errors) = config.nothing_to_run() {
+        return Err(errors.into());
+    }
     terad::logging::init(config.settings.log_level, config.settings.log_format);
     config.settings.log_origin();
     // A sidecar needs little parallelism; two workers keep the footprint small on big hosts.

@@ -45,6 +45,7 @@ pub struct Metrics {
     group_halted: Family<Labels, Gauge>,
     slots_lost: Family<Labels, Counter>,
     behind: Family<Labels, Gauge>,
+    broken: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -70,6 +71,7 @@ impl Metrics {
             group_halted: Family::default(),
             slots_lost: Family::default(),
             behind: Family::default(),
+            broken: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -167,6 +169,11 @@ impl Metrics {
             "1 while a resource's last sync or reload failed and is being retried: its file or service is behind the store",
             metrics.behind.clone(),
         );
+        registry.register(
+            "resource_broken",
+            "1 while a resource is left out because its template cannot be used (a syntax error, an unknown function); the other resources run",
+            metrics.broken.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -218,6 +225,8 @@ struct Health {
     held: BTreeMap<String, String>,
     /// Resources whose last sync or reload failed: their file (or service) is behind the store.
     behind: BTreeSet<String>,
+    /// Resource name → why its template cannot be used.
+    broken: BTreeMap<String, String>,
     /// Since when the backend has been failing; `None` while it answers.
     failing_since: Option<Instant>,
 }
@@ -239,6 +248,7 @@ impl Telemetry {
                 synced: BTreeMap::new(),
                 held: BTreeMap::new(),
                 behind: BTreeSet::new(),
+                broken: BTreeMap::new(),
                 failing_since: None,
             }),
             ready_timeout,
@@ -434,6 +444,19 @@ impl Telemetry {
         }
     }
 
+    /// The resources left out because their templates cannot be used, with why (at start and
+    /// after each configuration reload; an empty list clears them).
+    pub fn set_broken(&self, broken: &[(String, String)]) {
+        self.metrics.broken.clear();
+        for (name, _) in broken {
+            self.metrics.broken.get_or_create(&resource(name)).set(1);
+        }
+        let mut health = self.health.lock().expect("health lock");
+        health.broken = broken.iter().cloned().collect();
+        drop(health);
+        self.update_ready();
+    }
+
     /// The empty-store guard holds `name` back (`Some(reason)`) or no longer does.
     pub fn held(&self, name: &str, reason: Option<String>) {
         let mut health = self.health.lock().expect("health lock");
@@ -465,6 +488,9 @@ impl Telemetry {
         }
         for (name, reason) in &health.held {
             reasons.push(format!("{name}: {reason}"));
+        }
+        for (name, reason) in &health.broken {
+            reasons.push(format!("{name}: its template cannot be used: {reason}"));
         }
         for name in &health.behind {
             reasons.push(format!(

@@ -79,6 +79,9 @@ pub struct RunContext {
 /// Runs the configured mode until it completes (one-shot) or `shutdown` is cancelled.
 pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> RunOutcome {
     config.log_warnings();
+    for broken in &config.broken {
+        broken.log();
+    }
     for key in &config.settings.ignored {
         warn!(key = %key, "confd setting ignored: terad does not use it");
     }

@@ -24,6 +24,10 @@ impl Runtime {
         let config = match setup::load(cli) {
             Ok(config) => {
                 config.log_warnings();
+                for broken in &config.broken {
+                    broken.log();
+                }
+                self.telemetry.set_broken(&config.broken_reasons());
                 config
             }
             Err(errors) => {
@@ -37,6 +41,26 @@ impl Runtime {
                 return Reconfigured::Kept;
             }
         };
+        // A running resource whose template broke keeps its last good template: the reload is
+        // not applied (a new resource with a broken template is only left out).
+        let running_broken: Vec<&str> = config
+            .broken
+            .iter()
+            .map(|broken| broken.resource.as_str())
+            .filter(|name| {
+                self.scheduler
+                    .slots
+                    .iter()
+                    .any(|slot| slot.resource.name == *name)
+            })
+            .collect();
+        if !running_broken.is_empty() || config.resources.is_empty() {
+            error!(
+                resources = crate::logging::json(&running_broken),
+                "the template of a running resource cannot be used; the configuration reload is not applied and the running configuration stays"
+            );
+            return Reconfigured::Kept;
+        }
         if !config.settings.same_backend(&self.settings) {
             return match crate::backend::Backend::connect(&config.settings) {
                 Ok(backend) => Reconfigured::NewBackend(Box::new(config), backend),

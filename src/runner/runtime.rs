@@ -38,11 +38,13 @@ pub(super) struct Runtime {
     pub(super) workers: Workers,
     /// Consul's catalog queries the templates make, and their answers.
     pub(super) catalog: Catalog,
-    telemetry: Arc<Telemetry>,
+    pub(super) telemetry: Arc<Telemetry>,
 }
 
 impl Runtime {
     pub(super) fn new(config: Config, backend: &Backend, context: &RunContext) -> Runtime {
+        // Resources left out for their templates, shown by /ready and the metric.
+        context.telemetry.set_broken(&config.broken_reasons());
         let Config {
             settings,
             resources,

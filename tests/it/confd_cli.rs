@@ -635,3 +635,19 @@ fn the_datetime_warning_only_when_the_output_follows_the_clock() {
         );
     }
 }
+
+/// A watching run whose every resource has a broken template has nothing to serve: a
+/// configuration error, as before (2, or 1 as confd).
+#[test]
+fn a_watching_run_whose_every_template_is_broken_does_not_start() {
+    let fx = fixture();
+    fx.template("app.tmpl", "{{ range nosuchfunc \"/app/*\" }}{{ end }}\n");
+    let output = run(
+        fx.terad()
+            .args(["--watch", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("nosuchfunc"), "{}", stderr(&output));
+}

@@ -425,3 +425,108 @@ fn confds_integration_suite_env() {
         &env,
     );
 }
+
+/// A template that cannot be used (a syntax error, an unknown function) takes only its resource
+/// out of a watching run: the others are served, and the broken one is named in the log, by
+/// `/ready` and by `terad_resource_broken`, at start and after a configuration reload.
+#[test]
+fn a_broken_template_takes_only_its_resource_out_of_a_watching_run() {
+    use crate::support::{Daemon, free_port, http_get, wait_for};
+    let etcd = Etcd::start();
+    etcd.put("/upstream/a", "10.0.0.1:80");
+    let fx = Fixture::new();
+    upstreams(&fx, &fx.path("out/app.conf"), "");
+    fx.template(
+        "broken.tmpl",
+        "{{ range nosuchfunc \"/upstream/*\" }}{{ end }}\n",
+    );
+    fx.resource(
+        "broken.toml",
+        &format!(
+            "[template]\nsrc = \"broken.tmpl\"\ndest = \"{}\"\nkeys = [\"/upstream\"]\n",
+            fx.path("out/broken.conf").display()
+        ),
+    );
+    fx.write("confd.toml", "");
+    let confd = ConfdBinary::new();
+    let port = free_port();
+    let mut command = confd.command();
+    command
+        .args([
+            "-watch",
+            "-backend",
+            "etcdv3",
+            "-node",
+            &etcd.url(),
+            "-confdir",
+        ])
+        .arg(fx.root())
+        .arg("-config-file")
+        .arg(fx.path("confd.toml"))
+        .args(["-listen", &format!("127.0.0.1:{port}")]);
+    let daemon = Daemon::start(&mut command, fx.path("confd.log"));
+    let limit = Duration::from_secs(30);
+    wait_for("the valid resource", limit, || {
+        fx.read("out/app.conf") == "a=10.0.0.1:80\n"
+    });
+    etcd.put("/upstream/b", "10.0.0.2:80");
+    wait_for("the valid resource to follow the store", limit, || {
+        fx.read("out/app.conf") == "a=10.0.0.1:80\nb=10.0.0.2:80\n"
+    });
+    assert!(!fx.path("out/broken.conf").exists());
+    let log = daemon.log();
+    assert!(
+        log.lines().any(|line| line.contains("ERROR")
+            && line.contains("resource=broken")
+            && line.contains("nosuchfunc")
+            && line.contains("its template cannot be used")),
+        "{log}"
+    );
+    let (status, body) = http_get(port, "/ready").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("broken: its template cannot be used:") && body.contains("nosuchfunc"),
+        "{body}"
+    );
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("terad_resource_broken{resource=\"broken\"} 1"),
+        "{metrics}"
+    );
+
+    // Fixed, and the configuration reloaded: the resource runs, nothing is broken any more.
+    fx.template(
+        "broken.tmpl",
+        "{{ range gets \"/upstream/*\" }}{{ .Value }} {{ end }}\n",
+    );
+    let pid = nix::unistd::Pid::from_raw(daemon.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for("the fixed resource", limit, || {
+        fx.read("out/broken.conf") == "10.0.0.1:80 10.0.0.2:80 \n"
+    });
+    wait_for("ready", limit, || {
+        http_get(port, "/ready").is_some_and(|(status, _)| status == 200)
+    });
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(!metrics.contains("terad_resource_broken{"), "{metrics}");
+
+    // Broken again while it runs: the reload is not applied, the last good template stays.
+    fx.template("broken.tmpl", "{{ if }}\n");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    wait_for("the reload to be refused", limit, || {
+        daemon
+            .log()
+            .contains("the configuration reload is not applied")
+    });
+    etcd.put("/upstream/c", "10.0.0.3:80");
+    wait_for("the last good template to render the change", limit, || {
+        fx.read("out/broken.conf") == "10.0.0.1:80 10.0.0.2:80 10.0.0.3:80 \n"
+    });
+    let (status, body) = http_get(port, "/ready").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("broken: its template cannot be used:"),
+        "{body}"
+    );
+    drop(daemon);
+}
