@@ -167,6 +167,14 @@ pub async fn run(
         .map_err(Failure::Signals)?;
     if settings.watch_config {
         signal::watch_configuration(&settings, control_tx).map_err(Failure::WatchConfig)?;
+    } else if settings.mode != config::Mode::Onetime
+        && let Err(error) = signal::watch_templates(&settings, control_tx)
+    {
+        tracing::warn!(
+            templates = %settings.templates_dir().display(),
+            error = %error,
+            "cannot follow the templates directory; an edited template is used after SIGHUP"
+        );
     }
     let server = match settings.listen {
         Some(address) => Some(

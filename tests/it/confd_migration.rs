@@ -530,3 +530,76 @@ fn a_broken_template_takes_only_its_resource_out_of_a_watching_run() {
     );
     drop(daemon);
 }
+
+/// confd reads a template at every render, so an edit goes live without a signal: terad
+/// follows its templates directory in a watching run, validates an edited template before
+/// using it, and keeps the last good one when an edit is broken.
+#[test]
+fn an_edited_template_goes_live_without_a_signal_and_a_broken_edit_keeps_the_last_good_one() {
+    use crate::support::{Daemon, free_port, http_get, wait_for};
+    let etcd = Etcd::start();
+    etcd.put("/upstream/a", "10.0.0.1:80");
+    let fx = Fixture::new();
+    upstreams(&fx, &fx.path("out/app.conf"), "");
+    fx.write("confd.toml", "");
+    let confd = ConfdBinary::new();
+    let port = free_port();
+    let mut command = confd.command();
+    command
+        .args([
+            "-watch",
+            "-backend",
+            "etcdv3",
+            "-node",
+            &etcd.url(),
+            "-confdir",
+        ])
+        .arg(fx.root())
+        .arg("-config-file")
+        .arg(fx.path("confd.toml"))
+        .args(["-listen", &format!("127.0.0.1:{port}")]);
+    let daemon = Daemon::start(&mut command, fx.path("confd.log"));
+    let limit = Duration::from_secs(30);
+    wait_for("the first render", limit, || {
+        fx.read("out/app.conf") == "a=10.0.0.1:80\n"
+    });
+
+    // An edit, written as an editor does (a new file renamed over the old).
+    let edit = |body: &str| {
+        let temporary = fx.path("templates/.upstreams.tmpl.swp");
+        std::fs::write(&temporary, body).unwrap();
+        std::fs::rename(&temporary, fx.path("templates/upstreams.tmpl")).unwrap();
+    };
+    edit("{{ range gets \"/upstream/*\" }}server {{ .Value }};\n{{ end }}");
+    wait_for("the edited template", limit, || {
+        fx.read("out/app.conf") == "server 10.0.0.1:80;\n"
+    });
+
+    // A broken edit: reported, and the last good template keeps rendering.
+    edit("{{ range gets \"/upstream/*\" }}server {{ .Value }\n");
+    wait_for("the broken edit to be reported", limit, || {
+        http_get(port, "/ready").is_some_and(|(status, body)| {
+            status == 503 && body.contains("app: its template cannot be used:")
+        })
+    });
+    etcd.put("/upstream/b", "10.0.0.2:80");
+    wait_for("the last good template to render the change", limit, || {
+        fx.read("out/app.conf") == "server 10.0.0.1:80;\nserver 10.0.0.2:80;\n"
+    });
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("terad_resource_broken{resource=\"app\"} 1"),
+        "{metrics}"
+    );
+
+    // Repaired: used, and nothing is reported any more.
+    edit("{{ range gets \"/upstream/*\" }}{{ .Value }} {{ end }}\n");
+    wait_for("the repaired template", limit, || {
+        fx.read("out/app.conf") == "10.0.0.1:80 10.0.0.2:80 \n"
+    });
+    wait_for("ready", limit, || {
+        http_get(port, "/ready").is_some_and(|(status, _)| status == 200)
+    });
+    let log = daemon.log();
+    assert!(log.contains("templates changed; reloading"), "{log}");
+}
