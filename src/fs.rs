@@ -537,11 +537,18 @@ impl StagedFile {
 }
 
 impl Drop for StagedFile {
+    /// A stage file not committed is removed, or with `--keep-stage-file` kept, and its path
+    /// logged so that it can be found (confd logs "Keeping staged file").
     fn drop(&mut self) {
         if let Some(file) = self.file.take()
             && self.keep
+            && file.keep().is_ok()
         {
-            let _ = file.keep();
+            tracing::info!(
+                path = %self.path.display(),
+                dest = %self.dest.display(),
+                "kept the stage file (--keep-stage-file)"
+            );
         }
     }
 }

@@ -110,10 +110,13 @@ pub enum Failure {
 }
 
 impl Failure {
-    pub fn exit_code(&self) -> u8 {
+    /// The exit status under `rules`: a configuration error exits 2 as terad and 1 as confd; a
+    /// command line that cannot be parsed exits 2 either way, as Go's flag package does.
+    pub fn exit_code(&self, rules: &cli::Rules) -> u8 {
         match self {
-            Failure::Config(_) | Failure::Flag(_) => EXIT_CONFIG,
-            Failure::Command(error) if error.is_configuration() => EXIT_CONFIG,
+            Failure::Flag(_) => EXIT_CONFIG,
+            Failure::Config(_) => rules.config_error_exit,
+            Failure::Command(error) if error.is_configuration() => rules.config_error_exit,
             Failure::Signals(_)
             | Failure::WatchConfig(_)
             | Failure::Listen { .. }
@@ -164,6 +167,14 @@ pub async fn run(
         .map_err(Failure::Signals)?;
     if settings.watch_config {
         signal::watch_configuration(&settings, control_tx).map_err(Failure::WatchConfig)?;
+    } else if settings.mode != config::Mode::Onetime
+        && let Err(error) = signal::watch_templates(&settings, control_tx)
+    {
+        tracing::warn!(
+            templates = %settings.templates_dir().display(),
+            error = %error,
+            "cannot follow the templates directory; an edited template is used after SIGHUP"
+        );
     }
     let server = match settings.listen {
         Some(address) => Some(

@@ -1,18 +1,21 @@
 use std::process::ExitCode;
 
 use terad::Failure;
-use terad::cli::ParseError;
+use terad::cli::{Flavour, ParseError};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     // Before anything else: it may fork, which is only safe while there is one thread.
     terad::signal::become_init_if_pid1();
     tune_allocator();
+    let flavour = std::env::args_os()
+        .next()
+        .map_or(Flavour::Terad, |program| Flavour::from_program(&program));
     match run() {
         Ok(status) => status,
         Err(failure) => {
             eprintln!("terad: {}", chain(&failure));
-            ExitCode::from(failure.exit_code())
+            ExitCode::from(failure.exit_code(&flavour.rules()))
         }
     }
 }
@@ -32,6 +35,9 @@ fn run() -> Result<ExitCode, Failure> {
         return subcommand(&cli, command);
     }
     let config = terad::setup::load(&cli)?;
+    if let Some(errors) = config.nothing_to_run() {
+        return Err(errors.into());
+    }
     terad::logging::init(config.settings.log_level, config.settings.log_format);
     config.settings.log_origin();
     // A sidecar needs little parallelism; two workers keep the footprint small on big hosts.

@@ -95,13 +95,6 @@ pub fn watch_configuration(
     settings: &Settings,
     control: mpsc::Sender<Control>,
 ) -> notify::Result<()> {
-    use notify::{RecursiveMode, Watcher};
-    let (tx, mut events) = mpsc::unbounded_channel();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            let _ = tx.send(());
-        }
-    })?;
     let mut watched: Vec<PathBuf> = vec![settings.conf_d(), settings.templates_dir()];
     if let Some(file) = &settings.config_file {
         watched.push(match file.parent() {
@@ -109,7 +102,35 @@ pub fn watch_configuration(
             _ => PathBuf::from("."),
         });
     }
-    for path in &watched {
+    watch_for_reload(&watched, control, "configuration files changed; reloading")
+}
+
+/// Without `--watch-config`, a daemon run still follows its templates: confd reads a template at
+/// every render, so an edit goes live without a signal. Here an edit asks for a configuration
+/// reload (debounced as above), which validates the template before it is used: a broken edit
+/// keeps the last good template and is reported ([`crate::setup::Broken`]).
+pub fn watch_templates(settings: &Settings, control: mpsc::Sender<Control>) -> notify::Result<()> {
+    watch_for_reload(
+        &[settings.templates_dir()],
+        control,
+        "templates changed; reloading",
+    )
+}
+
+/// Sends [`Control::Reload`] after changes below `paths` settle for 200 ms.
+fn watch_for_reload(
+    paths: &[PathBuf],
+    control: mpsc::Sender<Control>,
+    message: &'static str,
+) -> notify::Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.as_ref().is_ok_and(|event| !event.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })?;
+    for path in paths {
         watcher.watch(path, RecursiveMode::Recursive)?;
     }
     tokio::spawn(async move {
@@ -119,7 +140,7 @@ pub fn watch_configuration(
             while let Ok(Some(())) =
                 tokio::time::timeout(Duration::from_millis(200), events.recv()).await
             {}
-            info!("configuration files changed; reloading");
+            info!("{message}");
             if control.send(Control::Reload).await.is_err() {
                 return;
             }

@@ -47,6 +47,7 @@ pub struct Metrics {
     behind: Family<Labels, Gauge>,
     haproxy_runtime_changes: Family<Labels, Counter>,
     haproxy_runtime_fallbacks: Family<Labels, Counter>,
+    broken: Family<Labels, Gauge>,
 }
 
 impl Metrics {
@@ -74,6 +75,7 @@ impl Metrics {
             behind: Family::default(),
             haproxy_runtime_changes: Family::default(),
             haproxy_runtime_fallbacks: Family::default(),
+            broken: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -181,6 +183,11 @@ impl Metrics {
             "Changes that took the reload path after the runtime API failed, by resource and reason (unreachable, timeout, refused, unexpected, mismatch; uncommitted: applied, but the file could not be written)",
             metrics.haproxy_runtime_fallbacks.clone(),
         );
+        registry.register(
+            "resource_broken",
+            "1 while a resource is left out because its template cannot be used (a syntax error, an unknown function); the other resources run",
+            metrics.broken.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -232,6 +239,8 @@ struct Health {
     held: BTreeMap<String, String>,
     /// Resources whose last sync or reload failed: their file (or service) is behind the store.
     behind: BTreeSet<String>,
+    /// Resource name → why its template cannot be used.
+    broken: BTreeMap<String, String>,
     /// Since when the backend has been failing; `None` while it answers.
     failing_since: Option<Instant>,
 }
@@ -253,6 +262,7 @@ impl Telemetry {
                 synced: BTreeMap::new(),
                 held: BTreeMap::new(),
                 behind: BTreeSet::new(),
+                broken: BTreeMap::new(),
                 failing_since: None,
             }),
             ready_timeout,
@@ -468,6 +478,19 @@ impl Telemetry {
         }
     }
 
+    /// The resources left out because their templates cannot be used, with why (at start and
+    /// after each configuration reload; an empty list clears them).
+    pub fn set_broken(&self, broken: &[(String, String)]) {
+        self.metrics.broken.clear();
+        for (name, _) in broken {
+            self.metrics.broken.get_or_create(&resource(name)).set(1);
+        }
+        let mut health = self.health.lock().expect("health lock");
+        health.broken = broken.iter().cloned().collect();
+        drop(health);
+        self.update_ready();
+    }
+
     /// The empty-store guard holds `name` back (`Some(reason)`) or no longer does.
     pub fn held(&self, name: &str, reason: Option<String>) {
         let mut health = self.health.lock().expect("health lock");
@@ -499,6 +522,9 @@ impl Telemetry {
         }
         for (name, reason) in &health.held {
             reasons.push(format!("{name}: {reason}"));
+        }
+        for (name, reason) in &health.broken {
+            reasons.push(format!("{name}: its template cannot be used: {reason}"));
         }
         for name in &health.behind {
             reasons.push(format!(

@@ -22,7 +22,8 @@ pub struct SyncOptions {
     pub noop: bool,
     /// Write changes, but run neither check_cmd nor reload_cmd.
     pub sync_only: bool,
-    /// Keep stage files that were not committed.
+    /// Keep every stage file that was not committed, an unchanged render's too, and log its
+    /// path.
     pub keep_stage_file: bool,
 }
 
@@ -247,6 +248,12 @@ fn prepare(resource: &Resource, content: &[u8], options: SyncOptions) -> Result<
         && current.content == content
         && attributes_match(current, &attributes)
     {
+        if options.keep_stage_file && !options.noop {
+            // confd stages every render and compares the stage file with the destination, so
+            // --keep-stage-file keeps one for an unchanged render too: what it would have
+            // written, for inspection. Dropped at once, it stays and its path is logged.
+            fs::stage(&target, content, attributes, false, true)?;
+        }
         return Ok(Staging::Unchanged);
     }
     if options.noop {

@@ -183,7 +183,7 @@ pub fn translate(args: Vec<OsString>, command: &clap::Command) -> Result<Vec<OsS
 }
 
 /// Levenshtein distance, for suggestions among a few dozen short names.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -9,9 +9,12 @@
 
 pub mod confd_args;
 pub mod defaults;
+mod flavour;
 
-use std::ffi::{OsStr, OsString};
-use std::path::{Path, PathBuf};
+pub use self::flavour::{Flavour, GlobalPrefix, OnetimeWithWatch, Rules, UnknownKeys};
+
+use std::ffi::OsString;
+use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -290,26 +293,6 @@ pub struct ConfdOnlyArgs {
     pub user_id: Option<String>,
 }
 
-/// The name terad runs under, which picks its defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Flavour {
-    #[default]
-    Terad,
-    /// Run as `confd` (a symlink or a copy): confd's confdir and configuration file, so that
-    /// `ln -s terad /usr/bin/confd` is the whole migration.
-    Confd,
-}
-
-impl Flavour {
-    /// From the program name (`argv[0]`): `confd` when its file name is `confd`.
-    pub fn from_program(program: &OsStr) -> Flavour {
-        match Path::new(program).file_name() {
-            Some(name) if name == "confd" => Flavour::Confd,
-            _ => Flavour::Terad,
-        }
-    }
-}
-
 /// What `--generate` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Generate {
@@ -357,7 +340,9 @@ pub enum ParseError {
 
 /// The command with each option's default, for `flavour`, shown as `[default: …]` in its help.
 pub fn command(flavour: Flavour) -> clap::Command {
-    let mut command = Cli::command();
+    let rules = flavour.rules();
+    // `--version` prints "NAME VERSION": confd's shape under its name.
+    let mut command = Cli::command().name(rules.program).version(rules.version);
     for (id, default) in Defaults::of(flavour).shown() {
         command = command.mut_arg(id, |arg| {
             let suffix = format!("[default: {default}]");
@@ -446,6 +431,7 @@ pub struct RegisterArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::OsStr;
 
     fn help(flavour: Flavour) -> String {
         command(flavour).render_long_help().to_string()

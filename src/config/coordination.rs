@@ -16,7 +16,7 @@ pub const DEFAULT_HEALTH_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_HEALTH_RETRIES: u32 = 3;
 
 /// A `[coordination]` table as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCoordination {
     group: Option<Spanned<String>>,

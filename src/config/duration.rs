@@ -12,7 +12,7 @@ use super::value::ValueError;
 pub type Report<'a> = dyn FnMut(&str, Option<std::ops::Range<usize>>, String) + 'a;
 
 /// A duration written as a string (`"500ms"`, `"2m"`) or as whole seconds.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum DurationValue {
     Seconds(u64),

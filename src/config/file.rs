@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Deserializer};
 
 use super::layer::{ConfdOnly, Credential, Layer};
+use super::unknown;
+use super::warning::Warning;
+use crate::cli::UnknownKeys;
 use crate::diagnostic::{ConfigError, from_toml_error};
 
 #[derive(Debug, Default, Deserialize)]
@@ -184,10 +187,19 @@ impl OneOrMany {
 }
 
 impl RawConfigFile {
-    pub fn read(path: &Path) -> Result<RawConfigFile, ConfigError> {
+    /// Reads the file; under confd's rule a key it does not know is a warning, not an error.
+    pub fn read(
+        path: &Path,
+        unknown_keys: UnknownKeys,
+    ) -> Result<(RawConfigFile, Vec<Warning>), ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| ConfigError::in_file(path, format!("cannot read: {error}")))?;
-        toml::from_str(&text).map_err(|error| from_toml_error(path, &text, &error))
+        let top = unknown::Table {
+            name: None,
+            valid: unknown::fields_of::<RawConfigFile>(),
+        };
+        unknown::parse(path, &text, unknown_keys, &[top])
+            .map_err(|error| from_toml_error(path, &text, &error))
     }
 
     /// This file as a settings layer. confd's keys for what terad does not do are set aside
@@ -348,12 +360,15 @@ mod tests {
         ] {
             let path = dir.path().join("terad.toml");
             std::fs::write(&path, text).unwrap();
-            let error = RawConfigFile::read(&path).unwrap_err().to_string();
+            let error = RawConfigFile::read(&path, UnknownKeys::Refused)
+                .unwrap_err()
+                .to_string();
             assert!(!error.contains(value), "{error}");
             assert!(error.contains("expected a string"), "{error}");
         }
         std::fs::write(dir.path().join("ok.toml"), "password = \"x\"\n").unwrap();
-        let raw = RawConfigFile::read(&dir.path().join("ok.toml")).unwrap();
+        let (raw, _) =
+            RawConfigFile::read(&dir.path().join("ok.toml"), UnknownKeys::Refused).unwrap();
         assert_eq!(raw.password.as_deref(), Some("x"));
     }
 }

@@ -59,6 +59,20 @@ macro_rules! layer {
                     confd_only: ConfdOnly::default(),
                 }
             }
+
+            /// The settings both `self` and `lower` set, to different values: where
+            /// [`Layer::combine`] lets `self` override `lower`.
+            pub fn overrides(&self, lower: &Layer) -> Vec<&'static str> {
+                let mut names = Vec::new();
+                $(
+                    if let (Some(high), Some(low)) = (&self.$field, &lower.$field)
+                        && high != low
+                    {
+                        names.push(stringify!($field));
+                    }
+                )*
+                names
+            }
         }
     };
 }
@@ -197,10 +211,16 @@ impl Layer {
     }
 
     /// The variables every Consul tool reads, below the configuration file: the token, or the
-    /// file holding it. Empty values are unset.
-    pub fn environment(env: impl Fn(&str) -> Option<String>) -> Layer {
+    /// file holding it. With `confd`, also confd's own (`CONFD_CLIENT_CAKEYS`,
+    /// `CONFD_CLIENT_CERT`, `CONFD_CLIENT_KEY`), which confd reads after its file and uses only
+    /// where neither the file nor a flag set the value. Empty values are unset.
+    pub fn environment(env: impl Fn(&str) -> Option<String>, confd: bool) -> Layer {
         let set = |name: &str| env(name).filter(|value| !value.is_empty());
+        let confd_path = |name: &str| confd.then(|| set(name)).flatten().map(PathBuf::from);
         Layer {
+            client_ca_keys: confd_path("CONFD_CLIENT_CAKEYS"),
+            client_cert: confd_path("CONFD_CLIENT_CERT"),
+            client_key: confd_path("CONFD_CLIENT_KEY"),
             auth_token: set("CONSUL_HTTP_TOKEN").map(Credential::Value).or_else(|| {
                 set("CONSUL_HTTP_TOKEN_FILE").map(|path| Credential::File {
                     path: PathBuf::from(path),

@@ -24,8 +24,10 @@ pub mod resource;
 pub mod settings;
 #[cfg(test)]
 mod tests;
+mod unknown;
 mod validate;
 pub mod value;
+pub mod warning;
 
 pub use crate::cli::defaults::{
     CONFD_CONFDIR, CONFD_CONFIG_FILE, ConfigFiles, DEFAULT_BACKEND_TIMEOUT, DEFAULT_CONFDIR,
@@ -35,6 +37,7 @@ pub use crate::diagnostic::{ConfigError, ConfigErrors, line_and_column};
 pub use crate::logging::LogFormat;
 pub use resource::{EngineChoice, Resource, TemplateRef, load_resources, parse_mode};
 pub use settings::*;
+pub use warning::Warning;
 
 use crate::cli::Cli;
 
@@ -45,16 +48,25 @@ pub struct Loaded {
     pub settings: Settings,
     pub resources: Vec<Resource>,
     pub errors: ConfigErrors,
+    /// What the resource files were accepted with (the settings' own are in
+    /// [`Settings::warnings`]).
+    pub warnings: Vec<Warning>,
 }
 
 /// Loads settings and resources. `Err` when the settings themselves are wrong (there is nothing
 /// to check the resources against); the resources' own problems come back in [`Loaded::errors`].
 pub fn load(cli: &Cli) -> Result<Loaded, ConfigErrors> {
     let settings = Settings::load(cli, |name| std::env::var(name).ok())?;
+    let mut warnings = Vec::new();
+    let reading = resource::Reading {
+        global_prefix: &settings.prefix,
+        rules: settings.rules,
+    };
     let (mut resources, mut errors) = load_resources(
         &settings.conf_d(),
         &settings.templates_dir(),
-        &settings.prefix,
+        reading,
+        &mut warnings,
     );
     for resource in &mut resources {
         resource.template.engine = resource.engine.unwrap_or(settings.template_engine);
@@ -95,5 +107,6 @@ pub fn load(cli: &Cli) -> Result<Loaded, ConfigErrors> {
         settings,
         resources,
         errors,
+        warnings,
     })
 }

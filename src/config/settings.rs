@@ -193,6 +193,10 @@ pub struct Settings {
     /// confd settings (from a confd.toml or confd's flags) that terad accepts but does not use,
     /// for a warning.
     pub ignored: Vec<String>,
+    /// What loading the settings accepted with a warning (logged at start and on reload).
+    pub warnings: Vec<super::Warning>,
+    /// What differs under the name terad runs under.
+    pub rules: crate::cli::Rules,
     /// This instance's name in coordination slots and halt markers.
     pub instance: String,
     /// The coordination of resources that have no `[template.coordination]` of their own.

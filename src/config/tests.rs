@@ -534,3 +534,198 @@ fn the_default_endpoint_says_why_it_was_used() {
         Settings::load(&in_dir(dir.path(), &["--node", "10.0.0.1:2379"]), no_env).unwrap();
     assert_eq!(settings.endpoint_note, None);
 }
+
+/// `cli(args)` run under the name `confd`, with `dir` as its confdir and `dir/confd.toml` as
+/// its configuration file.
+fn as_confd(dir: &Path, args: &[&str]) -> Cli {
+    let config = dir.join("confd.toml");
+    let mut all = vec![
+        "--confdir",
+        dir.to_str().unwrap(),
+        "--config-file",
+        config.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    let mut cli = cli(&all);
+    cli.flavour = crate::cli::Flavour::Confd;
+    cli
+}
+
+#[test]
+fn as_confd_onetime_with_watch_runs_once_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("confd.toml"), "").unwrap();
+    let settings =
+        Settings::load(&as_confd(dir.path(), &["--onetime", "--watch"]), no_env).unwrap();
+    assert_eq!(settings.mode, Mode::Onetime);
+    assert_eq!(settings.warnings, [Warning::OnetimeOverWatch]);
+    // Also when the file asks for the watch.
+    std::fs::write(dir.path().join("confd.toml"), "watch = true\n").unwrap();
+    let settings = Settings::load(&as_confd(dir.path(), &["--onetime"]), no_env).unwrap();
+    assert_eq!(settings.mode, Mode::Onetime);
+    assert!(settings.warnings.contains(&Warning::OnetimeOverWatch));
+    // terad's own name refuses it.
+    assert!(Settings::load(&cli(&["--onetime", "--watch"]), no_env).is_err());
+}
+
+#[test]
+fn as_confd_each_setting_the_command_line_overrides_in_the_file_is_warned_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("confd.toml");
+    std::fs::write(
+        &file,
+        "noop = false\ninterval = 60\nsync-only = true\nlog-level = \"info\"\nnodes = [\"a:2379\"]\nprefix = \"/same\"\n",
+    )
+    .unwrap();
+    let args = [
+        "-noop",
+        "-interval",
+        "5",
+        "-sync-only=false",
+        "-log-level",
+        "debug",
+        "-node",
+        "b:2379",
+        "-prefix",
+        "/same",
+    ];
+    let mut cli = crate::cli::try_parse_from(
+        [
+            "confd",
+            "-confdir",
+            dir.path().to_str().unwrap(),
+            "-config-file",
+        ]
+        .into_iter()
+        .chain([file.to_str().unwrap()])
+        .chain(args),
+    )
+    .unwrap();
+    let settings = Settings::load(&cli, no_env).unwrap();
+    // The command line wins.
+    assert!(settings.noop);
+    assert_eq!(
+        settings.mode,
+        Mode::Poll {
+            interval: Duration::from_secs(5)
+        }
+    );
+    assert_eq!(settings.nodes, ["http://b:2379"]);
+    let warned: Vec<(String, &str)> = settings
+        .warnings
+        .iter()
+        .map(|warning| match warning {
+            Warning::FileOverridden { flag, key, file: f } => {
+                assert_eq!(f, &file);
+                (flag.clone(), *key)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            ("--interval".to_owned(), "interval"),
+            ("--node".to_owned(), "nodes"),
+            ("--noop".to_owned(), "noop"),
+            ("--sync-only".to_owned(), "sync_only"),
+            ("--log-level".to_owned(), "log_level"),
+        ]
+    );
+    assert_eq!(
+        settings.warnings[0].to_string(),
+        format!(
+            "--interval on the command line overrides \"interval\" in {}: the command line wins, \
+             where confd let the file win",
+            file.display()
+        )
+    );
+    // terad's own name: its documented precedence, no warning.
+    cli.flavour = crate::cli::Flavour::Terad;
+    assert!(Settings::load(&cli, no_env).unwrap().warnings.is_empty());
+}
+
+#[test]
+fn as_confd_confds_environment_variables_are_read_below_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = |name: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, "").unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let (ca, cert, key, file_ca) = (pem("ca.pem"), pem("c.pem"), pem("k.pem"), pem("f.pem"));
+    std::fs::write(
+        dir.path().join("confd.toml"),
+        format!("client_cakeys = \"{file_ca}\"\n"),
+    )
+    .unwrap();
+    let env = |name: &str| match name {
+        "CONFD_CLIENT_CAKEYS" => Some(ca.clone()),
+        "CONFD_CLIENT_CERT" => Some(cert.clone()),
+        "CONFD_CLIENT_KEY" => Some(key.clone()),
+        "ETCDCTL_PEERS" => Some("http://p1:2379,http://p2:2379".to_owned()),
+        _ => None,
+    };
+    let settings = Settings::load(&as_confd(dir.path(), &[]), env).unwrap();
+    // The file wins over CONFD_CLIENT_CAKEYS, as in confd.
+    assert_eq!(settings.tls.ca.as_deref(), Some(Path::new(&file_ca)));
+    assert_eq!(settings.tls.cert.as_deref(), Some(Path::new(&cert)));
+    assert_eq!(settings.tls.key.as_deref(), Some(Path::new(&key)));
+    assert_eq!(settings.nodes, ["http://p1:2379", "http://p2:2379"]);
+    // ETCDCTL_PEERS is the etcd backend's only, and only when no node is given.
+    let settings =
+        Settings::load(&as_confd(dir.path(), &["--node", "http://n:2379"]), env).unwrap();
+    assert_eq!(settings.nodes, ["http://n:2379"]);
+    let settings = Settings::load(&as_confd(dir.path(), &["--backend", "etcdv3"]), env).unwrap();
+    assert_eq!(settings.nodes, ["https://127.0.0.1:2379"]);
+    // terad's own name reads none of them.
+    let mut terad = as_confd(dir.path(), &[]);
+    terad.flavour = crate::cli::Flavour::Terad;
+    let settings = Settings::load(&terad, env).unwrap();
+    assert_eq!(settings.tls.cert, None);
+    assert_eq!(settings.nodes, ["https://127.0.0.1:2379"]);
+}
+
+#[test]
+fn as_confd_an_unknown_key_in_confd_toml_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("confd.toml"),
+        "backend = \"env\"\nlog_levle = \"debug\"\n",
+    )
+    .unwrap();
+    let settings = Settings::load(&as_confd(dir.path(), &[]), no_env).unwrap();
+    assert_eq!(settings.backend, BackendKind::Env);
+    let [
+        Warning::UnknownKey {
+            key,
+            line,
+            suggestion,
+            valid,
+            ..
+        },
+    ] = settings.warnings.as_slice()
+    else {
+        panic!("{:?}", settings.warnings);
+    };
+    assert_eq!((key.as_str(), *line), ("log_levle", 2));
+    assert_eq!(suggestion.as_deref(), Some("log-level"));
+    assert!(valid.contains(&"log-level") && valid.contains(&"sync-only"));
+    let mut terad = as_confd(dir.path(), &[]);
+    terad.flavour = crate::cli::Flavour::Terad;
+    let errors = Settings::load(&terad, no_env).unwrap_err().to_string();
+    assert!(errors.contains("unknown field `log_levle`"), "{errors}");
+}
+
+#[test]
+fn as_confd_a_config_file_that_does_not_exist_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = as_confd(dir.path(), &[]);
+    let settings = Settings::load(&cli, no_env).unwrap();
+    assert_eq!(settings.config_file, None);
+    assert_eq!(settings.config_candidates, [dir.path().join("confd.toml")]);
+    let mut terad = cli;
+    terad.flavour = crate::cli::Flavour::Terad;
+    let errors = Settings::load(&terad, no_env).unwrap_err().to_string();
+    assert!(errors.contains("cannot read"), "{errors}");
+}

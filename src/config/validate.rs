@@ -10,8 +10,9 @@ use super::layer::{ConfdOnly, Credential, Layer, Source};
 use super::resource::EngineChoice;
 use super::settings::*;
 use super::value::ValueError;
-use crate::cli::Cli;
+use super::warning::Warning;
 use crate::cli::defaults::Defaults;
+use crate::cli::{Cli, OnetimeWithWatch, Rules};
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::logging::LogFormat;
 
@@ -22,14 +23,28 @@ impl Settings {
     pub fn load(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigErrors> {
         let mut errors = ConfigErrors::default();
         let defaults = Defaults::of(cli.flavour);
+        let rules = cli.flavour.rules();
         let mut command_line = Layer::command_line(cli);
         let lookup = ConfigFileLookup::run(
             cli.config_file.as_deref(),
             command_line.confdir.as_deref().unwrap_or(&defaults.confdir),
             &defaults,
+            rules,
             &mut errors,
         );
+        let mut warnings = lookup.warnings;
         let mut file = lookup.layer;
+        if rules.warn_file_contradicting_flags
+            && let Some(path) = &lookup.path
+        {
+            warnings.extend(command_line.overrides(&file).into_iter().map(|field| {
+                Warning::FileOverridden {
+                    flag: flag_of(field),
+                    key: field,
+                    file: path.clone(),
+                }
+            }));
+        }
         let confd_only = [
             (
                 Source::CommandLine,
@@ -40,19 +55,44 @@ impl Settings {
                 std::mem::take(&mut file.confd_only),
             ),
         ];
-        let combined = command_line.combine(file).combine(Layer::environment(env));
+        let mut combined = command_line
+            .combine(file)
+            .combine(Layer::environment(&env, rules.confd_environment));
+        // confd's etcd backend takes its nodes from etcdctl's variable when none are given.
+        if rules.confd_environment
+            && combined.nodes.is_none()
+            && combined.backend.as_deref().unwrap_or(defaults.backend) == "etcd"
+        {
+            combined.nodes = env("ETCDCTL_PEERS")
+                .filter(|peers| !peers.is_empty())
+                .map(|peers| peers.split(',').map(str::to_owned).collect());
+        }
         let mut check = Validation {
             defaults: &defaults,
+            rules,
             config_file: lookup.path.as_deref(),
             candidates: &lookup.candidates,
             errors,
+            warnings,
         };
         let mut settings = check.settings(combined, cli.command.is_some());
         settings.ignored = check.confd_only(confd_only, settings.backend);
         let errors = check.errors;
+        settings.warnings = check.warnings;
         settings.config_file = lookup.path;
         settings.config_candidates = lookup.candidates;
         errors.into_result(settings)
+    }
+}
+
+/// The command-line flag of a layer's setting, for messages.
+fn flag_of(field: &str) -> String {
+    match field {
+        "nodes" => "--node".to_owned(),
+        "files" => "--file".to_owned(),
+        "password" => "--password or --password-file".to_owned(),
+        "auth_token" => "--auth-token or --auth-token-file".to_owned(),
+        other => format!("--{}", other.replace('_', "-")),
     }
 }
 
@@ -61,15 +101,19 @@ struct ConfigFileLookup {
     path: Option<PathBuf>,
     candidates: Vec<PathBuf>,
     layer: Layer,
+    /// Keys of the file ignored under confd's rule.
+    warnings: Vec<Warning>,
 }
 
 impl ConfigFileLookup {
-    /// An explicit `--config-file` must exist; otherwise the first of the flavour's candidates
-    /// that exists is read (terad: `terad.toml`, then `confd.toml`, in the confdir).
+    /// An explicit `--config-file` must exist (as confd, it is skipped when it does not);
+    /// otherwise the first of the flavour's candidates that exists is read (terad: `terad.toml`,
+    /// then `confd.toml`, in the confdir).
     fn run(
         explicit: Option<&Path>,
         confdir: &Path,
         defaults: &Defaults,
+        rules: Rules,
         errors: &mut ConfigErrors,
     ) -> ConfigFileLookup {
         let candidates = match explicit {
@@ -77,16 +121,18 @@ impl ConfigFileLookup {
             None => defaults.config_files.candidates(confdir),
         };
         let path = match explicit {
-            Some(path) => Some(path.to_owned()),
-            None => candidates.iter().find(|path| path.is_file()).cloned(),
+            Some(path) if rules.explicit_config_file_required || path.exists() => {
+                Some(path.to_owned())
+            }
+            _ => candidates.iter().find(|path| path.is_file()).cloned(),
         };
-        let layer = match &path {
-            None => Layer::default(),
-            Some(path) => match RawConfigFile::read(path) {
-                Ok(raw) => raw.into_layer(),
+        let (layer, warnings) = match &path {
+            None => (Layer::default(), Vec::new()),
+            Some(path) => match RawConfigFile::read(path, rules.unknown_keys) {
+                Ok((raw, warnings)) => (raw.into_layer(), warnings),
                 Err(error) => {
                     errors.push(error);
-                    Layer::default()
+                    (Layer::default(), Vec::new())
                 }
             },
         };
@@ -94,6 +140,7 @@ impl ConfigFileLookup {
             path,
             candidates,
             layer,
+            warnings,
         }
     }
 }
@@ -101,11 +148,13 @@ impl ConfigFileLookup {
 /// Validation of the combined layer: every value parsed and checked, every problem recorded.
 struct Validation<'a> {
     defaults: &'a Defaults,
+    rules: Rules,
     /// The configuration file, to report its own keys (`scheme`, `[coordination]`) against it.
     config_file: Option<&'a Path>,
     /// Where a configuration file was looked for.
     candidates: &'a [PathBuf],
     errors: ConfigErrors,
+    warnings: Vec<Warning>,
 }
 
 impl Validation<'_> {
@@ -386,6 +435,8 @@ impl Validation<'_> {
             shutdown_timeout,
             exec,
             ignored: Vec::new(),
+            warnings: Vec::new(),
+            rules: self.rules,
             instance: instance.unwrap_or_else(default_instance),
             coordination,
         }
@@ -428,7 +479,11 @@ impl Validation<'_> {
         let interval = interval.filter(|secs| *secs > 0).map(Duration::from_secs);
         match (onetime.unwrap_or(false), watch.unwrap_or(false)) {
             (true, true) => {
-                self.option_error("--onetime", "cannot be combined with --watch; choose one");
+                match self.rules.onetime_with_watch {
+                    OnetimeWithWatch::Refused => self
+                        .option_error("--onetime", "cannot be combined with --watch; choose one"),
+                    OnetimeWithWatch::Onetime => self.warnings.push(Warning::OnetimeOverWatch),
+                }
                 Mode::Onetime
             }
             (true, false) => Mode::Onetime,

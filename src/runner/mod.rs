@@ -78,6 +78,10 @@ pub struct RunContext {
 
 /// Runs the configured mode until it completes (one-shot) or `shutdown` is cancelled.
 pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> RunOutcome {
+    config.log_warnings();
+    for broken in &config.broken {
+        broken.log();
+    }
     for key in &config.settings.ignored {
         warn!(key = %key, "confd setting ignored: terad does not use it");
     }
@@ -90,10 +94,11 @@ pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> R
         info!(template = %chosen.template, engine = chosen.engine.name(), how, "template engine");
     }
     for template in &config.templates.time_dependent {
-        warn!(template = %template, "the template calls datetime: every render differs, so every render rewrites the file and reloads");
+        warn!(template = %template, "the template prints the time of day (datetime beyond the date): every render differs, so every render rewrites the file and reloads");
     }
     let options = sync_options(&config.settings);
-    if !options.noop {
+    // With --keep-stage-file the stage files of earlier runs are what the user asked to keep.
+    if !options.noop && !options.keep_stage_file {
         for resource in &config.resources {
             for stale in crate::fs::remove_stale_stage_files(&resource.dest) {
                 info!(resource = %resource.name, path = %stale.display(), "removed a stage file left by an earlier run");

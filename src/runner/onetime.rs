@@ -36,6 +36,7 @@ pub(super) async fn onetime(
         settings,
         resources,
         templates,
+        ..
     } = config;
     let templates = Arc::new(templates);
     let options = sync_options(&settings);

@@ -22,7 +22,14 @@ impl Runtime {
         notify_systemd_reloading();
         info!("reloading the configuration");
         let config = match setup::load(cli) {
-            Ok(config) => config,
+            Ok(config) => {
+                config.log_warnings();
+                for broken in &config.broken {
+                    broken.log();
+                }
+                self.telemetry.set_broken(&config.broken_reasons());
+                config
+            }
             Err(errors) => {
                 for error in &errors.0 {
                     error!(error = %error, "configuration error");
@@ -34,6 +41,26 @@ impl Runtime {
                 return Reconfigured::Kept;
             }
         };
+        // A running resource whose template broke keeps its last good template: the reload is
+        // not applied (a new resource with a broken template is only left out).
+        let running_broken: Vec<&str> = config
+            .broken
+            .iter()
+            .map(|broken| broken.resource.as_str())
+            .filter(|name| {
+                self.scheduler
+                    .slots
+                    .iter()
+                    .any(|slot| slot.resource.name == *name)
+            })
+            .collect();
+        if !running_broken.is_empty() || config.resources.is_empty() {
+            error!(
+                resources = crate::logging::json(&running_broken),
+                "the template of a running resource cannot be used; the configuration reload is not applied and the running configuration stays"
+            );
+            return Reconfigured::Kept;
+        }
         if !config.settings.same_backend(&self.settings) {
             return match crate::backend::Backend::connect(&config.settings) {
                 Ok(backend) => Reconfigured::NewBackend(Box::new(config), backend),
@@ -59,6 +86,7 @@ impl Runtime {
             settings,
             resources,
             templates,
+            ..
         } = config;
         let diff = Diff::new(self, &settings, &resources);
         // New workers start with the new options and instance name.

@@ -38,15 +38,18 @@ pub(super) struct Runtime {
     pub(super) workers: Workers,
     /// Consul's catalog queries the templates make, and their answers.
     pub(super) catalog: Catalog,
-    telemetry: Arc<Telemetry>,
+    pub(super) telemetry: Arc<Telemetry>,
 }
 
 impl Runtime {
     pub(super) fn new(config: Config, backend: &Backend, context: &RunContext) -> Runtime {
+        // Resources left out for their templates, shown by /ready and the metric.
+        context.telemetry.set_broken(&config.broken_reasons());
         let Config {
             settings,
             resources,
             templates,
+            ..
         } = config;
         // Built for every shared store, whether or not a resource is coordinated now: a
         // configuration reload may add `[template.coordination]`, and a coordinated resource

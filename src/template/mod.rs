@@ -141,7 +141,8 @@ pub struct Templates {
     resolved: BTreeMap<String, EngineKind>,
     /// Every template's engine, for the start-up log and `--noop`.
     pub chosen: Vec<EngineChosen>,
-    /// Go templates that call `datetime`: each render differs, so each render writes.
+    /// Go templates whose output follows the clock (`datetime` beyond the date): each render
+    /// differs, so each render writes.
     pub time_dependent: Vec<String>,
     templates_dir: PathBuf,
 }
@@ -203,7 +204,7 @@ impl Templates {
             };
             match go.parse(name, &source) {
                 Ok(template) => {
-                    if template.calls().any(|f| f == "datetime") {
+                    if template.follows_the_clock() {
                         time_dependent.push(name.clone());
                     }
                     go.insert(name, template);

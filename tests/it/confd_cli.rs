@@ -205,7 +205,8 @@ fn a_symlink_named_confd_is_the_whole_migration() {
             .arg(fx.path("keys.yaml")),
         LIMIT,
     );
-    assert_eq!(output.status.code(), Some(2));
+    // A configuration error exits 1 as confd, which ends every failure with log.Fatal.
+    assert_eq!(output.status.code(), Some(1));
     assert!(
         stderr(&output).contains("/etc/confd/conf.d: cannot read resource directory"),
         "{}",
@@ -283,5 +284,374 @@ fn the_confd_example_renders_the_same_file_as_the_tera_example() {
             "-onetime -noop -backend file -file examples/haproxy-keys.yaml -confdir examples/confd"
         ),
         "the README's quick start shows the confd way"
+    );
+}
+
+/// confd's exit statuses: 1 for every failure, 2 only for a command line Go's flag package
+/// cannot parse; and `-version` in confd's shape, on standard output, exiting 0.
+#[test]
+fn as_confd_every_failure_exits_1_and_the_version_has_confds_shape() {
+    let fx = fixture();
+    let bin = tempfile::tempdir().unwrap();
+    let confd = bin.path().join("confd");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_terad"), &confd).unwrap();
+    let keys = fx.path("keys.yaml");
+    let onetime = |extra: &[&str]| {
+        let mut command = bare(&confd);
+        command
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(&keys)
+            .arg("-confdir")
+            .arg(fx.root())
+            .args(extra);
+        run(&mut command, LIMIT)
+    };
+    // Configuration errors: a bad value, a refused confd setting.
+    for extra in [&["-log-level", "loud"][..], &["-srv-domain", "example.com"]] {
+        let output = onetime(extra);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{extra:?}: {}",
+            stderr(&output)
+        );
+        assert!(stderr(&output).contains("configuration error"), "{extra:?}");
+    }
+    // A render that fails.
+    fx.template("app.tmpl", "{{ getv \"/app/missing\" }}\n");
+    assert_eq!(onetime(&[]).status.code(), Some(1));
+    // A command line that cannot be parsed: 2, as Go's flag package exits.
+    assert_eq!(onetime(&["-onetim"]).status.code(), Some(2));
+    // terad's own name keeps 2 for a configuration error.
+    let output = run(fx.onetime().args(["--log-level", "loud"]), LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+
+    for flag in ["-version", "--version"] {
+        let output = run(bare(&confd).arg(flag), LIMIT);
+        assert!(output.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            format!("confd 0.17.0-terad (terad {})\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+    let output = run(terad().arg("-version"), LIMIT);
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        format!("terad {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// A link named `confd` to the terad binary, in a directory of its own.
+fn confd_link() -> (tempfile::TempDir, std::path::PathBuf) {
+    let bin = tempfile::tempdir().unwrap();
+    let confd = bin.path().join("confd");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_terad"), &confd).unwrap();
+    (bin, confd)
+}
+
+/// confd's own integration suite runs `confd --onetime … --watch`: confd runs once.
+#[test]
+fn as_confd_onetime_with_watch_runs_once_and_says_so() {
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    let output = run(
+        bare(&confd)
+            .args(["--onetime", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml"))
+            .arg("--confdir")
+            .arg(fx.root())
+            .arg("--watch"),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    let log = stderr(&output);
+    assert!(
+        log.lines().any(|line| line.contains("WARN")
+            && line.contains("kind=\"onetime_over_watch\"")
+            && line.contains("--onetime and --watch are both set: running once")),
+        "{log}"
+    );
+    // Under its own name, terad refuses the contradiction.
+    let output = run(fx.onetime().arg("--watch"), LIMIT);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("cannot be combined with --watch"));
+}
+
+/// confd let its confd.toml override the command line; terad lets the command line win, and
+/// as confd says so once for each setting the file contradicts.
+#[test]
+fn as_confd_each_flag_that_overrides_confd_toml_is_warned_once() {
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    let config = fx.write(
+        "confd.toml",
+        &format!(
+            "backend = \"file\"\nfile = [\"{}\"]\nnoop = true\nlog-level = \"info\"\n",
+            fx.path("keys.yaml").display()
+        ),
+    );
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-noop=false", "-log-level", "debug", "-confdir"])
+            .arg(fx.root())
+            .arg("-config-file")
+            .arg(&config),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    // -noop=false won: the file was written.
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    let log = stderr(&output);
+    for (flag, key) in [("--noop", "noop"), ("--log-level", "log_level")] {
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|line| line.contains("kind=\"file_overridden\"") && line.contains(flag))
+            .collect();
+        assert_eq!(lines.len(), 1, "{flag}: {log}");
+        assert!(
+            lines[0].contains(&format!(
+                "{flag} on the command line overrides \"{key}\" in {}",
+                config.display()
+            )),
+            "{log}"
+        );
+    }
+}
+
+/// confd ignores keys it does not know, in conf.d and in confd.toml; as confd, terad warns
+/// naming the key and the valid ones and goes on. Its own name stays strict.
+#[test]
+fn as_confd_unknown_keys_are_warned_and_the_rest_loads() {
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nreload-cmd = \"false\"\n",
+            fx.path("out/app.conf").display()
+        ),
+    );
+    let config = fx.write(
+        "confd.toml",
+        &format!(
+            "backend = \"file\"\nfile = [\"{}\"]\nnewer_confd_key = true\n",
+            fx.path("keys.yaml").display()
+        ),
+    );
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-confdir"])
+            .arg(fx.root())
+            .arg("-config-file")
+            .arg(&config),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    let log = stderr(&output);
+    let warned = |needle: &str| {
+        log.lines()
+            .any(|line| line.contains("kind=\"unknown_key\"") && line.contains(needle))
+    };
+    assert!(
+        warned(&format!(
+            "{}:5: unknown key \"reload-cmd\" in [template] ignored, as confd ignores it; did \
+             you mean \"reload_cmd\"?; valid keys: src, engine, dest, keys, prefix, mode, uid",
+            fx.path("conf.d/app.toml").display()
+        )),
+        "{log}"
+    );
+    assert!(
+        warned(&format!(
+            "{}:3: unknown key \"newer_confd_key\" ignored",
+            config.display()
+        )),
+        "{log}"
+    );
+
+    let output = run(
+        terad()
+            .args(["-onetime", "-confdir"])
+            .arg(fx.root())
+            .arg("-config-file")
+            .arg(&config),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("unknown field `newer_confd_key`"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// `mode = "644"` is the decimal number 644 to confd (permissions 0204); terad keeps reading it
+/// as octal 0644 and, as confd, says that confd would not.
+#[test]
+fn as_confd_a_mode_confd_reads_as_decimal_is_written_as_octal_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\nmode = \"644\"\n",
+            fx.path("out/app.conf").display()
+        ),
+    );
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(fx.path("keys.yaml"))
+            .arg("-confdir")
+            .arg(fx.root()),
+        LIMIT,
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mode = std::fs::metadata(fx.path("out/app.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o644);
+    let log = stderr(&output);
+    assert!(
+        log.lines().any(|line| {
+            line.contains("kind=\"decimal_mode\"")
+            && line.contains(
+                "mode \"644\" is read as octal 0644; confd reads it as the decimal number 644 and \
+                 writes permissions 0204; write \"0644\" to mean 0644 to both"
+            )
+        }),
+        "{log}"
+    );
+    let output = run(&mut fx.onetime(), LIMIT);
+    assert!(!stderr(&output).contains("decimal"), "{}", stderr(&output));
+}
+
+/// `-keep-stage-file` keeps every stage file, as confd: an unchanged render's and a rejected
+/// one's, each with its path in the log, and a later run does not delete them.
+#[test]
+fn keep_stage_file_keeps_every_stage_file_and_logs_its_path() {
+    let fx = fixture();
+    let (_bin, confd) = confd_link();
+    let stage_files = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(fx.path("out"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                path.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(".app.conf.")
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let keep = || {
+        let output = run(
+            bare(&confd)
+                .args(["-onetime", "-keep-stage-file", "-backend", "file", "-file"])
+                .arg(fx.path("keys.yaml"))
+                .arg("-confdir")
+                .arg(fx.root()),
+            LIMIT,
+        );
+        (output.status.code(), stderr(&output))
+    };
+    // The first render is committed: its stage file became the destination.
+    let (status, _) = keep();
+    assert_eq!(status, Some(0));
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    assert!(stage_files().is_empty());
+    // Unchanged: the stage file of what would have been written stays, named in the log.
+    let (status, log) = keep();
+    assert_eq!(status, Some(0));
+    let kept = stage_files();
+    assert_eq!(kept.len(), 1, "{log}");
+    assert_eq!(std::fs::read_to_string(&kept[0]).unwrap(), "name=demo\n");
+    assert!(
+        log.lines().any(|line| line.contains("kept the stage file")
+            && line.contains(&format!("path={}", kept[0].display()))),
+        "{log}"
+    );
+    // Rejected by check_cmd: kept too, and the earlier one was not cleaned up.
+    fx.write("keys.yaml", "app:\n  name: other\n");
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nkeys = [\"/app\"]\ncheck_cmd = \"false\"\n",
+            fx.path("out/app.conf").display()
+        ),
+    );
+    let (status, log) = keep();
+    assert_eq!(status, Some(1), "{log}");
+    let now = stage_files();
+    assert_eq!(now.len(), 2, "{log}");
+    assert!(now.contains(&kept[0]));
+    let rejected = now.iter().find(|path| **path != kept[0]).unwrap();
+    assert_eq!(std::fs::read_to_string(rejected).unwrap(), "name=other\n");
+    assert!(
+        log.contains(&format!("path={}", rejected.display())),
+        "{log}"
+    );
+    assert_eq!(fx.read("out/app.conf"), "name=demo\n");
+    // Without the flag, the crash clean-up at start removes them.
+    let output = run(
+        bare(&confd)
+            .args(["-onetime", "-backend", "file", "-file"])
+            .arg(fx.path("keys.yaml"))
+            .arg("-confdir")
+            .arg(fx.root()),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stage_files().is_empty(), "{}", stderr(&output));
+}
+
+/// The `datetime` warning ("every render differs") only for a template that prints the time of
+/// day, not for one that prints the year or the date.
+#[test]
+fn the_datetime_warning_only_when_the_output_follows_the_clock() {
+    for (template, warned) in [
+        (
+            "# (c) {{ datetime.Year }} {{ getv \"/app/name\" }}\n",
+            false,
+        ),
+        ("{{ (datetime).Format \"2006-01-02\" }}\n", false),
+        ("{{ datetime.Format \"15:04:05\" }}\n", true),
+        ("{{ datetime }}\n", true),
+    ] {
+        let fx = fixture();
+        fx.template("app.tmpl", template);
+        let output = run(&mut fx.onetime(), LIMIT);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let log = stderr(&output);
+        assert_eq!(
+            log.contains("every render differs"),
+            warned,
+            "{template}: {log}"
+        );
+    }
+}
+
+/// A watching run whose every resource has a broken template has nothing to serve: a
+/// configuration error, as before (2, or 1 as confd).
+#[test]
+fn a_watching_run_whose_every_template_is_broken_does_not_start() {
+    let fx = fixture();
+    fx.template("app.tmpl", "{{ range nosuchfunc \"/app/*\" }}{{ end }}\n");
+    let output = run(
+        fx.terad()
+            .args(["--watch", "--backend", "file", "--file"])
+            .arg(fx.path("keys.yaml")),
+        LIMIT,
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("nosuchfunc"),
+        "{}",
+        stderr(&output)
     );
 }

@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod cluster_faults;
 mod confd_cli;
+mod confd_migration;
 mod conformance;
 mod consul;
 mod entrypoint;

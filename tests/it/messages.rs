@@ -102,7 +102,9 @@ fn the_readme_says_what_the_test_command_does_and_what_ci_runs_after_it() {
     }
 }
 
-/// "Coming from confd" starts with the symlink, right after the quick start and how to install.
+/// "Coming from confd" starts with the symlink, right after the quick start and how to install:
+/// made where confd is installed, to wherever terad is (a bare `ln -s terad /usr/bin/confd`
+/// assumed both were in /usr/bin and made a link relative to it).
 #[test]
 fn the_readme_tells_confd_users_that_a_symlink_is_the_migration() {
     let readme = readme();
@@ -118,12 +120,18 @@ fn the_readme_tells_confd_users_that_a_symlink_is_the_migration() {
     let confd = readme.find("\n## Coming from confd").expect("the section");
     let body = &readme[confd..];
     let first_block = body.find("```sh").unwrap();
+    let block: Vec<&str> = body[first_block..]
+        .lines()
+        .skip(1)
+        .take_while(|line| !line.starts_with("```"))
+        .collect();
     assert!(
-        body[first_block..]
-            .lines()
-            .nth(1)
-            .unwrap()
-            .starts_with("ln -s "),
-        "the symlink first"
+        block
+            .iter()
+            .any(|line| line.starts_with("confd=$(command -v confd)"))
+            && block
+                .iter()
+                .any(|line| line.starts_with("sudo ln -s \"$(command -v terad)\" \"$confd\"")),
+        "the symlink first, where confd is: {block:?}"
     );
 }

@@ -15,9 +15,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use self::raw::RawResourceFile;
+use self::raw::{RawResourceFile, RawTemplate};
 pub use self::validate::parse_mode;
 use self::validate::{normalize, unquoted_mode, validate};
+use super::unknown;
+use super::warning::Warning;
+use crate::cli::Rules;
 use crate::diagnostic::{ConfigError, ConfigErrors, from_toml_error};
 use crate::process::CommandLine;
 use crate::store::ValuePolicy;
@@ -120,13 +123,33 @@ pub struct Resource {
     pub haproxy: Option<crate::config::haproxy::HaproxyRuntime>,
 }
 
-/// Reads every resource below `confdir/conf.d`, validating each against `templates_dir` and the
-/// global key `prefix`. Returns the valid resources together with every problem across all files
-/// (the caller still checks the valid resources' templates, so all errors surface in one run).
+/// How resource files are read: the global key prefix, and the rules of the name terad runs
+/// under (how that prefix combines with a resource's, whether an unknown key is an error).
+#[derive(Debug, Clone, Copy)]
+pub struct Reading<'a> {
+    pub global_prefix: &'a str,
+    pub rules: Rules,
+}
+
+impl Reading<'_> {
+    /// terad's own rules with no global prefix.
+    pub fn terad() -> Reading<'static> {
+        Reading {
+            global_prefix: "",
+            rules: crate::cli::Flavour::Terad.rules(),
+        }
+    }
+}
+
+/// Reads every resource below `confdir/conf.d`, validating each against `templates_dir` and
+/// `reading`. Returns the valid resources together with every problem across all files (the
+/// caller still checks the valid resources' templates, so all errors surface in one run); what
+/// was accepted with a warning is added to `warnings`.
 pub fn load_resources(
     conf_d: &Path,
     templates_dir: &Path,
-    global_prefix: &str,
+    reading: Reading<'_>,
+    warnings: &mut Vec<Warning>,
 ) -> (Vec<Resource>, ConfigErrors) {
     let mut errors = ConfigErrors::default();
     let files = match find_resource_files(conf_d) {
@@ -139,7 +162,7 @@ pub fn load_resources(
     }
     let mut resources = Vec::new();
     for file in &files {
-        match load_resource(conf_d, file, templates_dir, global_prefix) {
+        match load_resource(conf_d, file, templates_dir, reading, warnings) {
             Ok(resource) => resources.push(resource),
             Err(file_errors) => errors.extend(file_errors),
         }
@@ -203,7 +226,8 @@ fn load_resource(
     conf_d: &Path,
     file: &Path,
     templates_dir: &Path,
-    global_prefix: &str,
+    reading: Reading<'_>,
+    warnings: &mut Vec<Warning>,
 ) -> Result<Resource, ConfigErrors> {
     let text = std::fs::read_to_string(file)
         .map_err(|error| ConfigError::in_file(file, format!("cannot read: {error}")))?;
@@ -213,10 +237,11 @@ fn load_resource(
         .with_extension("")
         .to_string_lossy()
         .into_owned();
-    parse_resource(name, file, &text, templates_dir, global_prefix)
+    parse_resource_as(name, file, &text, templates_dir, reading, warnings)
 }
 
-/// Parses and validates one resource file's text (`file` is only used in messages).
+/// Parses and validates one resource file's text under terad's own rules (`file` is only used in
+/// messages).
 pub fn parse_resource(
     name: String,
     file: &Path,
@@ -224,7 +249,34 @@ pub fn parse_resource(
     templates_dir: &Path,
     global_prefix: &str,
 ) -> Result<Resource, ConfigErrors> {
-    let raw: RawResourceFile = toml::from_str(text).map_err(|error| {
+    let reading = Reading {
+        global_prefix,
+        ..Reading::terad()
+    };
+    parse_resource_as(name, file, text, templates_dir, reading, &mut Vec::new())
+}
+
+/// Parses and validates one resource file's text under `reading`.
+pub fn parse_resource_as(
+    name: String,
+    file: &Path,
+    text: &str,
+    templates_dir: &Path,
+    reading: Reading<'_>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Resource, ConfigErrors> {
+    let tables = [
+        unknown::Table {
+            name: None,
+            valid: unknown::fields_of::<RawResourceFile>(),
+        },
+        unknown::Table {
+            name: Some("template"),
+            valid: unknown::fields_of::<RawTemplate>(),
+        },
+    ];
+    let parsed = unknown::parse(file, text, reading.rules.unknown_keys, &tables);
+    let (raw, ignored): (RawResourceFile, _) = parsed.map_err(|error| {
         let mut converted = from_toml_error(file, text, &error);
         if let Some(hint) = error
             .span()
@@ -234,5 +286,14 @@ pub fn parse_resource(
         }
         converted
     })?;
-    validate(name, file, text, raw.template, templates_dir, global_prefix)
+    warnings.extend(ignored);
+    validate(
+        name,
+        file,
+        text,
+        raw.template,
+        templates_dir,
+        reading,
+        warnings,
+    )
 }

@@ -24,12 +24,28 @@ impl Fixture {
     }
 
     fn load(&self, prefix: &str) -> Result<Vec<Resource>, ConfigErrors> {
+        let reading = Reading {
+            global_prefix: prefix,
+            ..Reading::terad()
+        };
+        self.load_as(reading).map(|(resources, _)| resources)
+    }
+
+    /// Under `reading`, with the warnings.
+    fn load_as(&self, reading: Reading<'_>) -> Result<(Vec<Resource>, Vec<String>), ConfigErrors> {
+        let mut warnings = Vec::new();
         let (resources, errors) = load_resources(
             &self.dir.path().join("conf.d"),
             &self.dir.path().join("templates"),
-            prefix,
+            reading,
+            &mut warnings,
         );
-        errors.into_result(resources)
+        let root = format!("{}/", self.dir.path().display());
+        let warnings = warnings
+            .iter()
+            .map(|w| w.to_string().replace(&root, ""))
+            .collect();
+        errors.into_result((resources, warnings))
     }
 
     fn errors(&self) -> Vec<String> {
@@ -385,6 +401,93 @@ fn template_links_may_not_leave_the_templates_directory() {
         errors[0].contains("outside the templates directory"),
         "{errors:?}"
     );
+}
+
+fn confd(global_prefix: &str) -> Reading<'_> {
+    Reading {
+        global_prefix,
+        rules: crate::cli::Flavour::Confd.rules(),
+    }
+}
+
+#[test]
+fn as_confd_a_global_prefix_replaces_the_resources_own() {
+    let fx = Fixture::new();
+    fx.resource(
+        "app.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\nprefix = \"/app\"\nkeys = [\"/db\"]\n",
+    );
+    fx.resource(
+        "bare.toml",
+        "[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/b\"\nkeys = [\"/db\"]\n",
+    );
+    let (resources, _) = fx.load_as(confd("/production")).unwrap();
+    assert_eq!(resources[0].prefix, "/production");
+    assert_eq!(resources[0].keys, ["/production/db"]);
+    assert_eq!(resources[1].prefix, "/production");
+    // Without a global prefix, the resource's own (with the leading slash confd adds).
+    let (resources, _) = fx.load_as(confd("")).unwrap();
+    assert_eq!(resources[0].prefix, "/app");
+    assert_eq!(resources[0].keys, ["/app/db"]);
+    assert_eq!(resources[1].prefix, "/");
+    // terad's own rule joins them.
+    assert_eq!(fx.load("/production").unwrap()[0].prefix, "/production/app");
+}
+
+#[test]
+fn as_confd_unknown_keys_are_warnings_naming_the_valid_ones() {
+    let fx = Fixture::new();
+    fx.resource(
+        "app.toml",
+        "version = 2\n[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/a\"\nkeys = [\"/db\"]\n\
+         reload-cmd = \"true\"\nfuture_key = 1\n",
+    );
+    let (resources, warnings) = fx.load_as(confd("")).unwrap();
+    assert_eq!(resources.len(), 1);
+    assert_eq!(resources[0].reload_cmd, None);
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert!(
+        warnings[0].starts_with(
+            "conf.d/app.toml:1: unknown key \"version\" ignored, as confd ignores it; valid keys: \
+             template"
+        ),
+        "{warnings:#?}"
+    );
+    assert!(
+        warnings[1].starts_with(
+            "conf.d/app.toml:6: unknown key \"reload-cmd\" in [template] ignored, as confd ignores \
+             it; did you mean \"reload_cmd\"?; valid keys: src, engine, dest, keys, prefix, mode,"
+        ),
+        "{warnings:#?}"
+    );
+    assert!(warnings[2].contains("\"future_key\""), "{warnings:#?}");
+    // terad's own format stays strict.
+    let errors = fx.errors();
+    assert!(
+        errors[0].contains("unknown field `future_key`"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn as_confd_a_mode_confd_reads_as_decimal_is_read_as_octal_with_a_warning() {
+    let fx = Fixture::new();
+    for (name, mode) in [("a", "644"), ("b", "0644"), ("c", "0o755"), ("d", "0")] {
+        fx.resource(
+            &format!("{name}.toml"),
+            &format!("[template]\nsrc = \"app.tmpl\"\ndest = \"/tmp/{name}\"\nmode = \"{mode}\"\n"),
+        );
+    }
+    let (resources, warnings) = fx.load_as(confd("")).unwrap();
+    assert_eq!(resources[0].mode, Some(0o644));
+    assert_eq!(
+        warnings,
+        [
+            "conf.d/a.toml:4: mode \"644\" is read as octal 0644; confd reads it as the decimal number \
+          644 and writes permissions 0204; write \"0644\" to mean 0644 to both"
+        ]
+    );
+    assert!(fx.load_as(Reading::terad()).unwrap().1.is_empty());
 }
 
 #[test]

@@ -4,11 +4,13 @@ use std::path::{Component, Path, PathBuf};
 
 use super::raw::RawTemplate;
 use super::{
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RENDER_TIMEOUT, EngineChoice, Resource,
-    TemplateRef,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_RELOAD_TIMEOUT, DEFAULT_RENDER_TIMEOUT, EngineChoice, Reading,
+    Resource, TemplateRef,
 };
+use crate::cli::GlobalPrefix;
 use crate::config::duration::{duration_key, parse_duration};
 use crate::config::value::ValueError;
+use crate::config::warning::Warning;
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::process::CommandLine;
 use crate::store::{Glob, ValuePolicy, join_key};
@@ -33,7 +35,8 @@ pub(super) fn validate(
     text: &str,
     raw: RawTemplate,
     templates_dir: &Path,
-    global_prefix: &str,
+    reading: Reading<'_>,
+    warnings: &mut Vec<Warning>,
 ) -> Result<Resource, ConfigErrors> {
     let mut errors = ConfigErrors::default();
     let mut error = |key: &str, span: Option<std::ops::Range<usize>>, message: String| {
@@ -95,7 +98,14 @@ pub(super) fn validate(
                 }
             });
     let resource_prefix = raw.prefix.as_ref().map_or("", |p| p.get_ref().as_str());
-    let prefix = join_key(&[global_prefix, resource_prefix]);
+    let prefix = match reading.rules.global_prefix {
+        GlobalPrefix::Joined => join_key(&[reading.global_prefix, resource_prefix]),
+        // confd: `if config.Prefix != "" { tr.Prefix = config.Prefix }`.
+        GlobalPrefix::Replaces if !reading.global_prefix.is_empty() => {
+            join_key(&[reading.global_prefix])
+        }
+        GlobalPrefix::Replaces => join_key(&[resource_prefix]),
+    };
     let mut keys = Vec::new();
     if let Some(raw_keys) = &raw.keys {
         for key in raw_keys.get_ref() {
@@ -124,7 +134,20 @@ pub(super) fn validate(
         .mode
         .as_ref()
         .and_then(|mode| match parse_mode(mode.get_ref()) {
-            Ok(mode) => Some(mode),
+            Ok(parsed) => {
+                if reading.rules.warn_decimal_mode
+                    && let Some(confd) = confd_decimal_mode(mode.get_ref())
+                {
+                    warnings.push(Warning::DecimalMode {
+                        file: file.to_owned(),
+                        line: crate::diagnostic::line_and_column(text, mode.span().start).0,
+                        mode: mode.get_ref().clone(),
+                        terad: parsed,
+                        confd,
+                    });
+                }
+                Some(parsed)
+            }
             Err(message) => {
                 error("mode", Some(mode.span()), message.to_string());
                 None
@@ -346,6 +369,16 @@ pub fn parse_mode(text: &str) -> Result<u32, ValueError> {
         return Err(ValueError::ModeRange(text.to_owned()));
     }
     Ok(mode)
+}
+
+/// The permissions confd applies for a `mode` it reads as a decimal number, when it does: Go's
+/// `strconv.ParseUint(mode, 0, 32)` reads digits without a leading `0` (or a `0x`, `0o`, `0b`
+/// prefix) as decimal, and `os.Chmod` keeps the low nine bits, so `"644"` becomes 0204.
+fn confd_decimal_mode(text: &str) -> Option<u32> {
+    let decimal = text.starts_with(|c: char| ('1'..='9').contains(&c))
+        && text.bytes().all(|b| b.is_ascii_digit());
+    let value: u32 = text.parse().ok().filter(|_| decimal)?;
+    Some(value & 0o777)
 }
 
 /// Checks that `src` names a file inside `templates_dir` and returns its name there.

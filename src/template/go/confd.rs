@@ -642,13 +642,14 @@ fn reverse(_: &GoContext, args: &[Value]) -> Result<Value> {
     }
 }
 
-/// By byte length (Go's `len`), ties in their order.
+/// By byte length (Go's `len`), with Go's unstable `sort.Sort`, so ties come out as in confd.
 fn sort_by_length(_: &GoContext, args: &[Value]) -> Result<Value> {
     let mut items = match &args[0] {
         Value::List(list) => list.items.clone(),
         _ => Vec::new(),
     };
-    confd::sort_by_length(&mut items, |v| v.as_str().map_or(0, str::len));
+    let len = |v: &Value| v.as_str().map_or(0, str::len);
+    super::sort::sort(&mut items, |a, b| len(a) < len(b));
     Ok(Value::list(ListType::Strings, items))
 }
 
@@ -657,10 +658,11 @@ fn sort_kv_by_length(_: &GoContext, args: &[Value]) -> Result<Value> {
         Value::List(list) => list.items.clone(),
         _ => Vec::new(),
     };
-    confd::sort_by_length(&mut items, |v| match v {
+    let len = |v: &Value| match v {
         Value::Pair(pair) => pair.key.len(),
         _ => 0,
-    });
+    };
+    super::sort::sort(&mut items, |a, b| len(a) < len(b));
     Ok(Value::list(ListType::PairSlice, items))
 }
 

@@ -67,6 +67,7 @@
 //! of a Go program running the same cases through `text/template`.
 
 mod builtins;
+mod clock;
 pub mod confd;
 pub mod engine;
 mod error;
@@ -78,6 +79,7 @@ mod lex;
 mod node;
 mod parse;
 pub mod services;
+mod sort;
 mod strconv;
 pub mod time;
 mod value;
