@@ -72,12 +72,7 @@ use crate::runner::RunOutcome;
 use crate::setup::Config;
 use crate::telemetry::Telemetry;
 
-/// Exit status when every resource synced.
-pub const EXIT_OK: u8 = 0;
-/// Exit status when a resource failed or the backend could not be read.
-pub const EXIT_FAILURE: u8 = 1;
-/// Exit status for configuration errors; nothing was written.
-pub const EXIT_CONFIG: u8 = 2;
+pub use crate::cli::{EXIT_CONFIG, EXIT_FAILURE, EXIT_OK};
 
 /// Why terad could not run; `main` prints it with its causes and exits with
 /// [`Failure::exit_code`].

@@ -41,7 +41,7 @@ impl Flavour {
                 warn_decimal_mode: false,
                 confd_environment: false,
                 explicit_config_file_required: true,
-                config_error_exit: crate::EXIT_CONFIG,
+                config_error_exit: super::EXIT_CONFIG,
             },
             Flavour::Confd => Rules {
                 program: "confd",
@@ -55,7 +55,7 @@ impl Flavour {
                 // confd: `if os.IsNotExist(err) { log.Debug("Skipping confd config file.") }`.
                 explicit_config_file_required: false,
                 // confd ends every failure with log.Fatal, which exits 1.
-                config_error_exit: crate::EXIT_FAILURE,
+                config_error_exit: super::EXIT_FAILURE,
             },
         }
     }

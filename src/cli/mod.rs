@@ -21,6 +21,13 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use self::defaults::Defaults;
 
+/// Exit status when every resource synced.
+pub const EXIT_OK: u8 = 0;
+/// Exit status when a resource failed or the backend could not be read.
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit status for configuration errors; nothing was written.
+pub const EXIT_CONFIG: u8 = 2;
+
 /// terad renders configuration files from etcd, Consul, files or the environment with Tera
 /// templates, validates them with a check command, swaps them in atomically and reloads the
 /// service.
