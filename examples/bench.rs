@@ -637,9 +637,9 @@ fn pss_kb(pid: u32) -> (u64, u64) {
 fn watch_bench(kind: &str, sizes: &[usize]) {
     let terad = terad_binary();
     println!(
-        "| servers | one-shot median | put → file p50 | p99 | (put RPC alone p50) | RSS while watching (max sampled) | RSS peak (VmHWM) | reloads for 200 updates |"
+        "| servers | one-shot median | put → file p50 | p99 | (put RPC alone p50) | RSS while watching (max sampled) | RSS peak (VmHWM) | reloads for 200 updates | reloads for 200 updates over 1 s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     // One runtime for every client call: a client's connection lives on the runtime it was
     // made on.
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -758,16 +758,40 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
             std::thread::sleep(Duration::from_millis(5));
         }
         std::thread::sleep(Duration::from_secs(2));
-        let burst_reloads = std::fs::read_to_string(&reloads)
-            .unwrap_or_default()
-            .lines()
-            .count()
-            - before;
+        let count_reloads = || {
+            std::fs::read_to_string(&reloads)
+                .unwrap_or_default()
+                .lines()
+                .count()
+        };
+        let burst_reloads = count_reloads() - before;
+
+        // The same 200 updates spread over 1 s (one every 5 ms): each may find the last one
+        // written and its reload done, which is how a stream of registrations becomes a
+        // reload storm without spacing (issue 27: 197 reloads).
+        let before = count_reloads();
+        let started = Instant::now();
+        for i in 0..200u32 {
+            let key = format!("/proxy/frontend/web-{:06}", i as usize % servers);
+            last = format!("172.17.{}.{}:7000", i / 250, i % 250);
+            store.put(&runtime, &key, &last);
+            let due = started + Duration::from_millis(5 * u64::from(i + 1));
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
+        while !std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&last)) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "spread burst not applied"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let spread_reloads = count_reloads() - before;
 
         let _ = daemon.kill();
         let _ = daemon.wait();
         println!(
-            "| {servers} | {} | {} | {} | ({}) | {:.1} MiB | {:.1} MiB | {burst_reloads} |",
+            "| {servers} | {} | {} | {} | ({}) | {:.1} MiB | {:.1} MiB | {burst_reloads} | {spread_reloads} |",
             ms(percentile(&onetime, 50)),
             ms(percentile(&latencies, 50)),
             ms(percentile(&latencies, 99)),
