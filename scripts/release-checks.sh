@@ -22,6 +22,20 @@ cargo nextest run --locked --all-targets --no-fail-fast -E 'test(/^static_binary
 
 ./scripts/build-deb.sh
 
+# `man terad` from the installed package. Only where installing is harmless: CI, as root, on a
+# fresh machine (the package's scripts tolerate a system without systemd). The package is
+# removed again.
+if [ "$(id -u)" -eq 0 ] && [ "${CI:-}" = true ]; then
+  deb=$(ls target/debian/terad_*.deb | head -n1)
+  dpkg -i "$deb" >/dev/null
+  if ! MANWIDTH=100 man terad 2>/dev/null | grep -q -- '--onetime'; then
+    echo "release-checks: man terad, from the installed $deb, does not document --onetime" >&2
+    exit 1
+  fi
+  echo "release-checks: man terad works from the installed $deb"
+  dpkg -r terad >/dev/null
+fi
+
 ./scripts/fuzz.sh 20
 
 mdbook build docs
