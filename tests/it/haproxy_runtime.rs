@@ -4,8 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use terad::haproxy::{
@@ -13,7 +11,7 @@ use terad::haproxy::{
 };
 
 use crate::support::free_port;
-use crate::support::haproxy::{Haproxy, NamedBackend, http_get};
+use crate::support::haproxy::{Haproxy, NamedBackend, Traffic, http_get};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -150,12 +148,6 @@ fn wait_answer_from(port: u16, name: &str, context: &dyn Fn() -> String) {
     }
 }
 
-#[derive(Default)]
-struct Traffic {
-    ok: usize,
-    failures: Vec<String>,
-}
-
 #[test]
 fn twenty_membership_changes_under_traffic_need_no_reload() {
     let backends: Vec<NamedBackend> = (0..6)
@@ -177,22 +169,7 @@ fn twenty_membership_changes_under_traffic_need_no_reload() {
     wait_answer_from(setup.port, "b1", &context);
 
     // A client sends requests one after the other, a new connection each, all along.
-    let traffic = Arc::new(Mutex::new(Traffic::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = {
-        let (traffic, stop, port) = (traffic.clone(), stop.clone(), setup.port);
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            while !stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
-                let answer = http_get(port);
-                let mut traffic = traffic.lock().unwrap();
-                match answer {
-                    Ok((200, body)) if body.starts_with('b') => traffic.ok += 1,
-                    other => traffic.failures.push(format!("{other:?}")),
-                }
-            }
-        })
-    };
+    let traffic = Traffic::start(setup.port, Duration::from_secs(120));
 
     // (what, server, Some(backend) to add or re-point it, None to remove it)
     let steps: [(&str, Option<usize>); 20] = [
@@ -272,9 +249,7 @@ fn twenty_membership_changes_under_traffic_need_no_reload() {
             wait_answer_from(setup.port, &format!("b{at}"), &context);
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    client.join().unwrap();
-    let traffic = traffic.lock().unwrap();
+    let traffic = traffic.stop();
     assert_eq!((added, repointed, removed), (8, 6, 6));
     assert!(
         traffic.failures.is_empty(),

@@ -356,3 +356,58 @@ pub fn http_get(port: u16) -> Result<(u16, String), String> {
         .ok_or_else(|| format!("no status line: {head:?}"))?;
     Ok((status, body.to_owned()))
 }
+
+/// A client sending requests through HAProxy one after the other, a new connection each, for as
+/// long as it runs (at most `limit`): what a membership change must not disturb.
+pub struct Traffic {
+    counts: Arc<std::sync::Mutex<Counts>>,
+    stop: Arc<AtomicBool>,
+    client: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the client saw: requests answered 200 by a backend, and every other outcome.
+#[derive(Debug, Default, Clone)]
+pub struct Counts {
+    pub ok: usize,
+    pub failures: Vec<String>,
+}
+
+impl Traffic {
+    pub fn start(port: u16, limit: Duration) -> Traffic {
+        let counts = Arc::new(std::sync::Mutex::new(Counts::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let client = {
+            let (counts, stop) = (Arc::clone(&counts), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                while !stop.load(Ordering::SeqCst) && started.elapsed() < limit {
+                    let answer = http_get(port);
+                    let mut counts = counts.lock().unwrap();
+                    match answer {
+                        Ok((200, body)) if body.starts_with('b') => counts.ok += 1,
+                        other => counts.failures.push(format!("{other:?}")),
+                    }
+                }
+            })
+        };
+        Traffic {
+            counts,
+            stop,
+            client: Some(client),
+        }
+    }
+
+    /// What the client has seen so far.
+    pub fn counts(&self) -> Counts {
+        self.counts.lock().unwrap().clone()
+    }
+
+    /// Stops the client and returns what it saw.
+    pub fn stop(mut self) -> Counts {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(client) = self.client.take() {
+            client.join().unwrap();
+        }
+        self.counts()
+    }
+}
