@@ -133,19 +133,29 @@ impl Visit for EscapingVisitor<'_> {
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        let mut text = value.to_string();
-        let mut source = value.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        self.write_field(field.name(), format_args!("{text}"));
+        self.write_field(field.name(), format_args!("{}", chain(value)));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.write_field(field.name(), format_args!("{value:?}"));
     }
+}
+
+/// An error and its causes on one line, as `cannot listen on 127.0.0.1:80: Address in use`: how
+/// terad prints every error it did not word itself. A cause whose text the message already
+/// quotes is not repeated (many errors both name their source and print it).
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Writes `text` with control characters escaped (see [`EscapedFields`]).

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(status) => status,
         Err(failure) => {
-            eprintln!("terad: {}", chain(&failure));
+            eprintln!("terad: {}", terad::logging::chain(&failure));
             ExitCode::from(failure.exit_code(&flavour.rules()))
         }
     }
@@ -71,23 +71,6 @@ fn subcommand(cli: &terad::cli::Cli, command: &terad::cli::Command) -> Result<Ex
         .map_err(Failure::Runtime)?;
     runtime.block_on(terad::command::run(&settings, &command))?;
     Ok(ExitCode::from(terad::EXIT_OK))
-}
-
-/// The error and its causes on one line, as `cannot listen on 127.0.0.1:80: Address in use`.
-/// A cause whose text the message already quotes is not repeated: some errors of dependencies
-/// both name their source and print it.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// glibc's malloc gives each thread that allocates its own arena and keeps freed memory in it;

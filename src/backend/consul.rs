@@ -727,14 +727,7 @@ fn entries(prefix: &str, pairs: Vec<KvPair>) -> Vec<(String, String)> {
 
 /// A transport error with its cause, credentials in a URL masked.
 fn describe(error: &reqwest::Error) -> String {
-    let mut text = crate::redact::urls_in(&error.to_string()).into_owned();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::redact::urls_in(&crate::logging::chain(error)).into_owned()
 }
 
 impl KeySource for ConsulSource {

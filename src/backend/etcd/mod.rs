@@ -465,17 +465,7 @@ fn no_answer(timeout: Duration) -> String {
 
 /// A transport error with its cause: tonic's own text is only "transport error".
 fn describe(error: &client::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::logging::chain(error)
 }
 
 /// Whether a request failed because its response exceeded a message size limit.
