@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 
 /// The health of one instance: the worst of its checks, as Consul's own tools aggregate them
 /// (maintenance over critical over warning over passing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
+    #[default]
     Passing,
     Warning,
     Critical,
@@ -305,7 +306,7 @@ impl fmt::Display for ServiceQuery {
 }
 
 /// One instance of a service, as `service()` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceInstance {
     pub id: String,
     pub name: String,
@@ -316,6 +317,42 @@ pub struct ServiceInstance {
     pub tags: Vec<String>,
     pub meta: BTreeMap<String, String>,
     pub status: Health,
+    /// What consul-template's `service` shows besides (`.NodeID .NodeAddress .NodeMeta
+    /// .NodeTaggedAddresses .ServiceTaggedAddresses .Checks`). Not serialized: Tera's
+    /// `service()` keeps the fields it always had.
+    #[serde(skip)]
+    pub node_detail: NodeDetail,
+    /// The service's tagged addresses (`lan`, `wan`, …), with their ports.
+    #[serde(skip)]
+    pub tagged_addresses: BTreeMap<String, (String, u16)>,
+    /// The instance's checks and its node's, as Consul lists them. Only a one-shot run reads
+    /// them all; watch mode follows failing checks alone, so it lists those.
+    #[serde(skip)]
+    pub checks: Vec<HealthCheck>,
+}
+
+/// A node as the health endpoint describes it with each instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeDetail {
+    pub id: String,
+    pub address: String,
+    pub datacenter: String,
+    pub tagged_addresses: BTreeMap<String, String>,
+    pub meta: BTreeMap<String, String>,
+}
+
+/// One health check of an instance or of its node (consul-template's `api.HealthCheck`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub node: String,
+    pub check_id: String,
+    pub name: String,
+    pub status: String,
+    pub notes: String,
+    pub output: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub service_tags: Vec<String>,
 }
 
 /// One service of the catalog, as `services()` returns it.
@@ -327,10 +364,14 @@ pub struct CatalogService {
 }
 
 /// One node of the catalog, as `nodes()` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CatalogNode {
     pub node: String,
     pub address: String,
+    /// What consul-template's `nodes` shows besides (`.ID .Datacenter .TaggedAddresses
+    /// .Meta`); not serialized, as for instances.
+    #[serde(skip)]
+    pub detail: NodeDetail,
 }
 
 /// What one query returned, sorted so that a render is stable.
@@ -549,6 +590,7 @@ mod tests {
             tags: Vec::new(),
             meta: BTreeMap::new(),
             status,
+            ..Default::default()
         }
     }
 

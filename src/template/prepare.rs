@@ -33,6 +33,7 @@ pub fn prepare(
             resource.template.engine = match templates.engine_of(&resource.template) {
                 EngineKind::Tera => EngineChoice::Tera,
                 EngineKind::Go => EngineChoice::Go,
+                EngineKind::ConsulTemplate => EngineChoice::ConsulTemplate,
             };
         }
         check_service_calls(settings, resources, templates, errors);

@@ -193,6 +193,7 @@ impl super::Templates {
         match self.engine_of(template) {
             super::EngineKind::Tera => self.tera.service_calls(&template.name),
             super::EngineKind::Go => self.go.service_calls(&template.name),
+            super::EngineKind::ConsulTemplate => self.consul_template.service_calls(&template.name),
         }
     }
 }
@@ -215,6 +216,7 @@ mod tests {
             tags: Vec::new(),
             meta: BTreeMap::new(),
             status,
+            ..Default::default()
         }
     }
 

@@ -28,7 +28,8 @@ use super::{
 };
 use crate::backend::BackendError;
 use crate::catalog::{
-    CatalogNode, Health, HealthQuery, ServiceData, ServiceInstance, ServiceQuery, StatusFilter,
+    CatalogNode, Health, HealthCheck, HealthQuery, NodeDetail, ServiceData, ServiceInstance,
+    ServiceQuery, StatusFilter,
 };
 
 /// Where a followed query stands: the index to block on and the last answer reported.
@@ -61,6 +62,46 @@ struct NodeEntry {
     node: String,
     #[serde(default)]
     address: String,
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(default)]
+    datacenter: String,
+    #[serde(default)]
+    tagged_addresses: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    meta: Option<BTreeMap<String, String>>,
+}
+
+impl NodeEntry {
+    fn detail(&mut self) -> NodeDetail {
+        NodeDetail {
+            id: std::mem::take(&mut self.id),
+            address: self.address.clone(),
+            datacenter: std::mem::take(&mut self.datacenter),
+            tagged_addresses: self.tagged_addresses.take().unwrap_or_default(),
+            meta: self.meta.take().unwrap_or_default(),
+        }
+    }
+}
+
+/// A service's tagged address: `{"Address": "…", "Port": 80}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct TaggedAddress {
+    #[serde(default)]
+    pub(super) address: String,
+    #[serde(default)]
+    pub(super) port: u16,
+}
+
+/// The tagged addresses of a service, as the catalog keeps them.
+pub(super) fn tagged_addresses(
+    raw: Option<BTreeMap<String, TaggedAddress>>,
+) -> BTreeMap<String, (String, u16)> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|(name, tagged)| (name, (tagged.address, tagged.port)))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +118,8 @@ struct ServiceEntry {
     meta: Option<BTreeMap<String, String>>,
     #[serde(default)]
     port: u16,
+    #[serde(default)]
+    tagged_addresses: Option<BTreeMap<String, TaggedAddress>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +129,20 @@ struct CheckEntry {
     check_id: String,
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    output: String,
+    #[serde(rename = "ServiceID", default)]
+    service_id: String,
+    #[serde(default)]
+    service_name: String,
+    #[serde(default)]
+    service_tags: Option<Vec<String>>,
 }
 
 impl ConsulSource {
@@ -289,7 +346,8 @@ pub fn parse(query: &ServiceQuery, body: &[u8]) -> Result<ServiceData, serde_jso
             ServiceData::nodes(
                 nodes
                     .into_iter()
-                    .map(|n| CatalogNode {
+                    .map(|mut n| CatalogNode {
+                        detail: n.detail(),
                         node: n.node,
                         address: n.address,
                     })
@@ -299,19 +357,38 @@ pub fn parse(query: &ServiceQuery, body: &[u8]) -> Result<ServiceData, serde_jso
     })
 }
 
-fn instance(entry: HealthEntry) -> ServiceInstance {
+fn instance(mut entry: HealthEntry) -> ServiceInstance {
     let status = Health::aggregate(
         entry
             .checks
             .iter()
             .map(|check| (check.check_id.as_str(), check.status.as_str())),
     );
+    let node_detail = entry.node.detail();
     let address = if entry.service.address.is_empty() {
         entry.node.address
     } else {
         entry.service.address
     };
+    let checks = entry
+        .checks
+        .into_iter()
+        .map(|check| HealthCheck {
+            node: check.node,
+            check_id: check.check_id,
+            name: check.name,
+            status: check.status,
+            notes: check.notes,
+            output: check.output,
+            service_id: check.service_id,
+            service_name: check.service_name,
+            service_tags: check.service_tags.unwrap_or_default(),
+        })
+        .collect();
     ServiceInstance {
+        node_detail,
+        tagged_addresses: tagged_addresses(entry.service.tagged_addresses),
+        checks,
         id: entry.service.id,
         name: entry.service.service,
         node: entry.node.node,
@@ -402,11 +479,20 @@ mod tests {
             ServiceData::Nodes(vec![
                 CatalogNode {
                     node: "a".into(),
-                    address: "10.0.0.1".into()
+                    address: "10.0.0.1".into(),
+                    detail: NodeDetail {
+                        address: "10.0.0.1".into(),
+                        ..Default::default()
+                    },
                 },
                 CatalogNode {
                     node: "b".into(),
-                    address: "10.0.0.2".into()
+                    address: "10.0.0.2".into(),
+                    detail: NodeDetail {
+                        id: "x".into(),
+                        address: "10.0.0.2".into(),
+                        ..Default::default()
+                    },
                 },
             ])
         );

@@ -7,9 +7,13 @@
 //!
 //! Besides confd's map, templates have consul-template's `service`, `services` and `nodes`
 //! ([`super::services`]); the literal calls of each file are found when it is inserted.
+//!
+//! [`GoEngine::consul_template`] is the same engine with consul-template's function map
+//! ([`super::ct`]) instead of confd's: a third dialect, chosen per resource.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::confd::{GoContext, functions};
 use super::services;
@@ -20,8 +24,9 @@ use crate::template::{RenderError, RenderInput};
 
 /// The parsed Go templates, by name below `templates/`.
 pub struct GoEngine {
-    funcs: Functions<GoContext>,
-    templates: HashMap<String, Template>,
+    /// Shared with each render's context, for consul-template's `executeTemplate`.
+    funcs: Arc<Functions<GoContext>>,
+    templates: HashMap<String, Arc<Template>>,
     /// The catalog calls of each template, found at insert.
     service_calls: HashMap<String, Vec<FoundCall>>,
 }
@@ -38,15 +43,24 @@ impl Default for GoEngine {
     fn default() -> Self {
         let mut funcs = functions();
         services::register(&mut funcs);
-        GoEngine {
-            funcs,
-            templates: HashMap::new(),
-            service_calls: HashMap::new(),
-        }
+        GoEngine::with(funcs)
     }
 }
 
 impl GoEngine {
+    /// The engine with consul-template's function map.
+    pub fn consul_template() -> GoEngine {
+        GoEngine::with(super::ct::functions())
+    }
+
+    fn with(funcs: Functions<GoContext>) -> GoEngine {
+        GoEngine {
+            funcs: Arc::new(funcs),
+            templates: HashMap::new(),
+            service_calls: HashMap::new(),
+        }
+    }
+
     /// Parses `source` as the template `name` (below `templates/`). Errors name the file by
     /// its base name, as confd's do (`template: haproxy.cfg.tmpl:9: …`).
     pub fn parse(&self, name: &str, source: &str) -> Result<Template, ParseError> {
@@ -57,7 +71,7 @@ impl GoEngine {
     pub fn insert(&mut self, name: &str, template: Template) {
         self.service_calls
             .insert(name.to_owned(), services::literal_calls(name, &template));
-        self.templates.insert(name.to_owned(), template);
+        self.templates.insert(name.to_owned(), Arc::new(template));
     }
 
     /// The calls of `service`, `services` and `nodes` in the template `name`.
@@ -77,9 +91,8 @@ impl GoEngine {
         let Some(template) = self.templates.get(name) else {
             return Err(RenderError::not_loaded(name));
         };
-        let context = GoContext {
-            input: input.clone(),
-        };
+        let mut context = GoContext::new(input.clone());
+        context.set = Some((Arc::clone(template), Arc::clone(&self.funcs)));
         let executed = match deadline {
             Some(deadline) => {
                 template.execute_before(deadline, &context, &self.funcs, &Value::Nil, out)
