@@ -277,15 +277,24 @@ pub enum ServiceQuery {
     Services { datacenter: Option<String> },
     /// `nodes()`: `/v1/catalog/nodes`.
     Nodes { datacenter: Option<String> },
+    /// consul-template's `node`: one node and its services, `/v1/catalog/node/<name>`; with
+    /// no name, the node of the agent terad talks to.
+    Node {
+        name: Option<String>,
+        datacenter: Option<String>,
+    },
+    /// consul-template's `datacenters`: `/v1/catalog/datacenters`.
+    Datacenters,
 }
 
 impl ServiceQuery {
     pub fn datacenter(&self) -> Option<&str> {
         match self {
             ServiceQuery::Health(query) => query.datacenter.as_deref(),
-            ServiceQuery::Services { datacenter } | ServiceQuery::Nodes { datacenter } => {
-                datacenter.as_deref()
-            }
+            ServiceQuery::Services { datacenter }
+            | ServiceQuery::Nodes { datacenter }
+            | ServiceQuery::Node { datacenter, .. } => datacenter.as_deref(),
+            ServiceQuery::Datacenters => None,
         }
     }
 }
@@ -296,6 +305,17 @@ impl fmt::Display for ServiceQuery {
             ServiceQuery::Health(query) => return query.fmt(f),
             ServiceQuery::Services { datacenter } => ("the catalog's services", datacenter),
             ServiceQuery::Nodes { datacenter } => ("the catalog's nodes", datacenter),
+            ServiceQuery::Node { name, datacenter } => {
+                match name {
+                    Some(name) => write!(f, "node {name:?}")?,
+                    None => f.write_str("the agent's node")?,
+                }
+                if let Some(dc) = datacenter {
+                    write!(f, " (datacenter {dc:?})")?;
+                }
+                return Ok(());
+            }
+            ServiceQuery::Datacenters => return f.write_str("the catalog's datacenters"),
         };
         f.write_str(what)?;
         if let Some(dc) = dc {
@@ -374,12 +394,36 @@ pub struct CatalogNode {
     pub detail: NodeDetail,
 }
 
+/// One node with the services registered on it, as consul-template's `node` returns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeServices {
+    pub node: CatalogNode,
+    /// Sorted by service name, then id.
+    pub services: Vec<NodeService>,
+}
+
+/// A service registered on a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeService {
+    pub id: String,
+    pub service: String,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub port: u16,
+    pub address: String,
+    pub enable_tag_override: bool,
+}
+
 /// What one query returned, sorted so that a render is stable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServiceData {
     Instances(Vec<ServiceInstance>),
     Services(Vec<CatalogService>),
     Nodes(Vec<CatalogNode>),
+    /// A node and its services; `None` when the catalog has no such node.
+    Node(Option<Box<NodeServices>>),
+    /// The datacenters' names, sorted.
+    Datacenters(Vec<String>),
 }
 
 impl ServiceData {
@@ -419,6 +463,8 @@ impl ServiceData {
             ServiceData::Instances(items) => items.len(),
             ServiceData::Services(items) => items.len(),
             ServiceData::Nodes(items) => items.len(),
+            ServiceData::Node(node) => node.as_ref().map_or(0, |node| node.services.len()),
+            ServiceData::Datacenters(items) => items.len(),
         }
     }
 

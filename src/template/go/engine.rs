@@ -29,6 +29,9 @@ pub struct GoEngine {
     templates: HashMap<String, Arc<Template>>,
     /// The catalog calls of each template, found at insert.
     service_calls: HashMap<String, Vec<FoundCall>>,
+    /// How the dialect finds a template's catalog calls (confd's map has consul-template's
+    /// catalog functions with terad's own argument checks).
+    find_service_calls: fn(&str, &Template) -> Vec<FoundCall>,
 }
 
 impl std::fmt::Debug for GoEngine {
@@ -43,21 +46,25 @@ impl Default for GoEngine {
     fn default() -> Self {
         let mut funcs = functions();
         services::register(&mut funcs);
-        GoEngine::with(funcs)
+        GoEngine::with(funcs, services::literal_calls)
     }
 }
 
 impl GoEngine {
     /// The engine with consul-template's function map.
     pub fn consul_template() -> GoEngine {
-        GoEngine::with(super::ct::functions())
+        GoEngine::with(super::ct::functions(), super::ct::catalog::literal_calls)
     }
 
-    fn with(funcs: Functions<GoContext>) -> GoEngine {
+    fn with(
+        funcs: Functions<GoContext>,
+        find_service_calls: fn(&str, &Template) -> Vec<FoundCall>,
+    ) -> GoEngine {
         GoEngine {
             funcs: Arc::new(funcs),
             templates: HashMap::new(),
             service_calls: HashMap::new(),
+            find_service_calls,
         }
     }
 
@@ -70,7 +77,7 @@ impl GoEngine {
 
     pub fn insert(&mut self, name: &str, template: Template) {
         self.service_calls
-            .insert(name.to_owned(), services::literal_calls(name, &template));
+            .insert(name.to_owned(), (self.find_service_calls)(name, &template));
         self.templates.insert(name.to_owned(), Arc::new(template));
     }
 

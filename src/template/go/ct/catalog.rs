@@ -7,19 +7,23 @@
 //! - `services ["@dc"]`: `*dependency.CatalogSnippet`s (`.Name .Tags`) sorted by name.
 //! - `nodes ["@dc"]`: `*dependency.Node`s (`.ID .Node .Address .Datacenter .TaggedAddresses
 //!   .Meta`) sorted by name.
+//! - `node ["name"] ["@dc"]`: a `*dependency.CatalogNode` (`.Node`, `.Services` sorted by
+//!   service then ID), the agent's own node without a name.
+//! - `datacenters [ignoreInaccessible]`: the datacenters' names, sorted.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{CtError, Result};
+use crate::catalog::ServiceError;
 use crate::catalog::{
-    CatalogNode, CatalogService, HealthCheck, HealthQuery, ServiceInstance, ServiceQuery,
-    StatusFilter,
+    CatalogNode, CatalogService, HealthCheck, HealthQuery, NodeService, NodeServices,
+    ServiceInstance, ServiceQuery, StatusFilter,
 };
 use crate::template::go::confd::GoContext;
 use crate::template::go::services::fmt_struct;
-use crate::template::go::{Functions, ListType, Object, Param, Signature, Value};
-use crate::template::services as shared;
+use crate::template::go::{Functions, ListType, Object, Param, Signature, Template, Value};
+use crate::template::services::{self as shared, BadCall, CallProblem, FoundCall};
 
 /// The Go type of `service`'s answer.
 pub const HEALTH_SERVICES: &str = "[]*dependency.HealthService";
@@ -30,7 +34,114 @@ pub(super) fn register(f: &mut Functions<GoContext>) {
     let strings = Signature::new(&[], Some(Param::String));
     f.register("service", strings, service)
         .register("services", strings, services)
-        .register("nodes", strings, nodes);
+        .register("nodes", strings, nodes)
+        .register("node", strings, node)
+        .register(
+            "datacenters",
+            Signature::new(&[], Some(Param::Bool)),
+            datacenters,
+        );
+}
+
+/// `node`'s arguments joined: `[name][@dc]`, consul-template's `catalog.node`.
+pub fn node_query(args: &[&str]) -> std::result::Result<ServiceQuery, CtError> {
+    let joined = args.concat();
+    let (name, datacenter) = match joined.split_once('@') {
+        Some((name, dc)) => (name, Some(dc)),
+        None => (joined.as_str(), None),
+    };
+    let dotted = |text: &str| text.chars().all(|c| word(c) || "-.".contains(c));
+    if !dotted(name) || datacenter.is_some_and(|dc| dc.is_empty() || !dotted(dc)) {
+        return Err(CtError::InvalidFormat {
+            what: "catalog.node",
+            input: joined.clone(),
+        });
+    }
+    Ok(ServiceQuery::Node {
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        datacenter: datacenter.map(str::to_owned),
+    })
+}
+
+fn node(context: &GoContext, args: &[Value]) -> Result<Value> {
+    let ServiceQuery::Node { name, datacenter } = node_query(&strs(args))? else {
+        unreachable!("node_query makes node queries")
+    };
+    let found = shared::node(
+        &context.input.services,
+        name.as_deref(),
+        datacenter.as_deref(),
+    )?;
+    // consul-template hands out an empty `CatalogNode` for a node the catalog lacks.
+    Ok(Value::Object(Arc::new(NodeDetail(
+        found.cloned().unwrap_or_default(),
+        found.is_some(),
+    ))))
+}
+
+fn datacenters(context: &GoContext, args: &[Value]) -> Result<Value> {
+    if args.len() > 1 {
+        return Err(CtError::ArgumentCount {
+            function: "datacenters",
+            expected: "0 or 1",
+            got: args.len(),
+        }
+        .into());
+    }
+    // Whether to leave out datacenters that cannot be read: terad's agent answers for every
+    // one it lists, so the flag changes nothing here.
+    Ok(Value::strings(shared::datacenters(
+        &context.input.services,
+    )?))
+}
+
+/// The catalog functions, by the names templates call them.
+pub const FUNCTIONS: [&str; 5] = ["service", "services", "nodes", "node", "datacenters"];
+
+/// The catalog calls of a parsed template (`file` below `templates/`), with their queries when
+/// every argument is a string literal: watched before the first render.
+pub fn literal_calls(file: &str, template: &Template) -> Vec<FoundCall> {
+    template
+        .find_calls(&FUNCTIONS)
+        .into_iter()
+        .map(|call| {
+            let function = FUNCTIONS
+                .into_iter()
+                .find(|f| *f == &*call.function)
+                .unwrap_or("service");
+            let query = match &call.literal_args {
+                None => Ok(None),
+                Some(args) => {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    query_of(function, &args).map_err(|error| BadCall {
+                        call: function.to_owned(),
+                        problem: CallProblem::Query(ServiceError::Invalid(error.to_string())),
+                    })
+                }
+            };
+            FoundCall {
+                template: file.to_owned(),
+                line: call.line,
+                column: call.column,
+                function,
+                query,
+            }
+        })
+        .collect()
+}
+
+fn query_of(function: &str, args: &[&str]) -> std::result::Result<Option<ServiceQuery>, CtError> {
+    Ok(match function {
+        "service" => service_query(args)?,
+        "services" => Some(ServiceQuery::Services {
+            datacenter: datacenter_of("catalog.services", args)?,
+        }),
+        "nodes" => Some(ServiceQuery::Nodes {
+            datacenter: datacenter_of("catalog.nodes", args)?,
+        }),
+        "node" => Some(node_query(args)?),
+        _ => Some(ServiceQuery::Datacenters),
+    })
 }
 
 fn word(c: char) -> bool {
@@ -384,6 +495,85 @@ impl Object for CatalogSnippet {
             ("Name", Value::str(&self.0.name)),
             ("Tags", sorted(&self.0.tags)),
         ]
+    }
+
+    fn fmt_v(&self, out: &mut String, plus: bool) {
+        fmt_struct(out, plus, &self.fields());
+    }
+}
+
+/// consul-template's `*dependency.CatalogNode`: `.Node` (a `*dependency.Node`, nil for a node
+/// the catalog lacks) and `.Services`.
+struct NodeDetail(NodeServices, bool);
+
+impl Object for NodeDetail {
+    fn type_name(&self) -> &str {
+        "*dependency.CatalogNode"
+    }
+
+    fn field(&self, name: &str) -> Option<Value> {
+        match name {
+            "Node" if self.1 => Some(Value::Object(Arc::new(Node(self.0.node.clone())))),
+            "Node" => Some(Value::Nil),
+            "Services" => Some(objects(
+                "[]*dependency.CatalogNodeService",
+                self.0
+                    .services
+                    .iter()
+                    .map(|service| Value::Object(Arc::new(NodeServiceObject(service.clone()))))
+                    .collect(),
+            )),
+            _ => None,
+        }
+    }
+
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        ["Node", "Services"]
+            .iter()
+            .map(|name| (*name, self.field(name).unwrap_or_default()))
+            .collect()
+    }
+
+    fn fmt_v(&self, out: &mut String, plus: bool) {
+        fmt_struct(out, plus, &self.fields());
+    }
+}
+
+/// consul-template's `*dependency.CatalogNodeService`.
+struct NodeServiceObject(NodeService);
+
+impl Object for NodeServiceObject {
+    fn type_name(&self) -> &str {
+        "*dependency.CatalogNodeService"
+    }
+
+    fn field(&self, name: &str) -> Option<Value> {
+        let service = &self.0;
+        Some(match name {
+            "ID" => Value::str(&service.id),
+            "Service" => Value::str(&service.service),
+            "Tags" => sorted(&service.tags),
+            "Meta" => string_map(&service.meta),
+            "Port" => Value::Int(i64::from(service.port)),
+            "Address" => Value::str(&service.address),
+            "EnableTagOverride" => Value::Bool(service.enable_tag_override),
+            _ => return None,
+        })
+    }
+
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        [
+            "ID",
+            "Service",
+            "Tags",
+            "Meta",
+            "Port",
+            "Address",
+            "EnableTagOverride",
+        ]
+        .iter()
+        .map(|name| (*name, self.field(name).unwrap_or_default()))
+        .collect()
     }
 
     fn fmt_v(&self, out: &mut String, plus: bool) {

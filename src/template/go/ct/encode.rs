@@ -341,7 +341,8 @@ fn toml_table(
     map: &std::collections::BTreeMap<std::sync::Arc<str>, Value>,
     path: &mut Vec<String>,
 ) -> std::result::Result<(), String> {
-    let indent = "  ".repeat(path.len().saturating_sub(1));
+    // A table's keys are indented one step more than its header.
+    let indent = "  ".repeat(path.len());
     for (key, value) in map.iter() {
         if is_table(value) || matches!(value, Value::Nil) {
             continue;

@@ -302,6 +302,14 @@ fn execute_template(context: &GoContext, args: &[Value]) -> Result<Value> {
     let Some((template, funcs)) = &context.set else {
         return Err(CtError::Plain("executeTemplate: no template set".to_owned()).into());
     };
+    if !template.templates().any(|defined| defined == name) {
+        return Err(CtError::Plain(format!(
+            "template: no template {} associated with template {}",
+            quoted(name),
+            quoted(template.name())
+        ))
+        .into());
+    }
     let mut out = Vec::new();
     template
         .execute_template(name, context, funcs, &dot, &mut out)
@@ -376,9 +384,12 @@ fn looping(_: &GoContext, args: &[Value]) -> Result<Value> {
 
 fn compile(pattern: &str) -> Result<regex::Regex> {
     regex::Regex::new(pattern).map_err(|error| {
+        // The words are the regex crate's, not Go's: only the start is the same.
+        let last = error.to_string();
+        let reason = last.lines().last().unwrap_or_default().trim();
         CtError::Plain(format!(
             "error parsing regexp: {}",
-            error.to_string().lines().last().unwrap_or_default().trim()
+            reason.strip_prefix("error: ").unwrap_or(reason)
         ))
         .into()
     })
@@ -618,7 +629,7 @@ impl Op {
 /// consul-template's `%q (%T)` of an operand it cannot use.
 fn unknown_type(op: Op, value: &Value) -> FuncError {
     let shown = match value {
-        Value::Nil => "%!q(<invalid reflect.Value>)".to_owned(),
+        Value::Nil => "<invalid reflect.Value>".to_owned(),
         other => {
             let mut out = Vec::new();
             crate::template::go::fmt::sprintf(&mut out, "%q", std::slice::from_ref(other));

@@ -152,6 +152,7 @@ pub fn literal_reads(template: &Template) -> Vec<FoundRead> {
 
 /// The value at `path`, `None` when the store has no such key.
 fn read(context: &GoContext, path: &str) -> Result<Option<String>> {
+    let path = path.strip_prefix('/').unwrap_or(path);
     match context.input.view().lookup(&format!("/{path}")) {
         Ok(value) => Ok(Some(value.to_owned())),
         Err(LookupError::Missing { .. }) => Ok(None),
@@ -208,9 +209,15 @@ fn list(context: &GoContext, args: &[Value], listing: Listing) -> Result<Value> 
     let prefix = parse_path(Read::Prefix, input)?;
     let view = context.input.view();
     let mut pairs = Vec::new();
-    for (relative, value) in view.text_prefixed(&format!("/{prefix}"))? {
+    // Consul drops one more leading `/` of what it is asked (`ls "/"` lists the root); the
+    // pairs' keys lose the prefix as written.
+    let query = prefix.strip_prefix('/').unwrap_or(&prefix);
+    for (relative, value) in view.text_prefixed(&format!("/{query}"))? {
         let path = &relative[1..];
-        let key = path[prefix.len()..].trim_start_matches('/');
+        let key = path
+            .strip_prefix(prefix.as_str())
+            .unwrap_or(path)
+            .trim_start_matches('/');
         let keep = match listing {
             Listing::Ls | Listing::SafeLs => !key.is_empty() && !key.contains('/'),
             Listing::Tree | Listing::SafeTree => !key.rsplit('/').next().unwrap_or("").is_empty(),
