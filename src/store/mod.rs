@@ -381,6 +381,27 @@ impl<'a> View<'a> {
         Ok(found)
     }
 
+    /// Whether the resource watches everything at or below `path` (relative): a listing of
+    /// something it does not watch would be silently incomplete, so it is an error instead.
+    pub fn covers(&self, path: &str) -> Result<(), LookupError> {
+        let absolute = self.absolute(path.trim_end_matches('/'));
+        let absolute = if absolute.is_empty() { "/" } else { &absolute };
+        if key_in_scope(self.prefix, absolute)
+            && self
+                .scopes
+                .iter()
+                .any(|scope| key_in_scope(scope, absolute))
+        {
+            Ok(())
+        } else {
+            Err(LookupError::OutOfScope {
+                what: "prefix",
+                key: path.to_owned(),
+                keys: self.relative_scopes(),
+            })
+        }
+    }
+
     /// Visible entries at or below `path` (relative), in key order, with relative keys.
     fn under(&self, path: &str) -> impl Iterator<Item = &'a str> + use<'a> {
         let view = *self;

@@ -262,6 +262,19 @@ impl Templates {
         }
     }
 
+    /// The KV reads of a consul-template template (`key`, `ls`, `tree`, …), found at load;
+    /// none for the other dialects, whose resources list their `keys`.
+    pub fn kv_reads(&self, template: &TemplateRef) -> Vec<go::ct::kv::FoundRead> {
+        match self.engine_of(template) {
+            EngineKind::ConsulTemplate => self
+                .consul_template
+                .template(&template.name)
+                .map(go::ct::kv::literal_reads)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The engine that renders `template`.
     pub fn engine_of(&self, template: &TemplateRef) -> EngineKind {
         match template.engine {

@@ -6,6 +6,8 @@
 //! the output must be the same bytes, or the render must fail where consul-template failed,
 //! with the same message on the same line, writing nothing.
 //!
+//! The resources list no `keys`: what a consul-template template reads is found in it.
+//!
 //! The places where terad deliberately differs are listed in [`DIFFERENCES`] with the reason;
 //! a case there is still run, and must behave as the table says.
 
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::consul::{self, Consul};
-use crate::support::{Fixture, run, stderr};
+use crate::support::{Daemon, Fixture, free_port, http_get, run, stderr, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -111,7 +113,8 @@ fn run_case(dir: &Path, consul: &Consul, env: &[(String, String)]) -> Result<(),
     fx.resource(
         "case.toml",
         &format!(
-            "[template]\nsrc = \"template.tmpl\"\ndest = \"{}\"\nengine = \"consul-template\"\nkeys = [\"/\"]\n",
+            // No `keys`: what the template reads is found in it.
+            "[template]\nsrc = \"template.tmpl\"\ndest = \"{}\"\nengine = \"consul-template\"\n",
             dest.display()
         ),
     );
@@ -248,5 +251,114 @@ fn every_consul_template_case_renders_what_consul_template_rendered_or_fails_whe
         failures.len(),
         dirs.len(),
         failures.join("\n\n")
+    );
+}
+
+/// A consul-template resource with a template `body` and no `keys`.
+fn ct_fixture(body: &str) -> Fixture {
+    let fx = Fixture::new();
+    fx.template("app.tmpl", body);
+    let dest = fx.path("out/app.conf");
+    fx.resource(
+        "app.toml",
+        &format!(
+            "[template]\nsrc = \"app.tmpl\"\ndest = \"{}\"\nengine = \"consul-template\"\n",
+            dest.display()
+        ),
+    );
+    fx
+}
+
+/// consul-template's most reported trap is a `key` that does not exist: it waits without a
+/// word. A one-shot terad waits for it too, then fails naming it.
+#[test]
+fn a_missing_key_fails_a_one_shot_run_naming_the_key_after_its_timeout() {
+    let consul = Consul::start_dev(false);
+    consul.put("app/name", "shop");
+    let fx = ct_fixture("{{ key \"app/name\" }} {{ key \"app/missing\" }}\n");
+    let started = std::time::Instant::now();
+    let output = run(
+        &mut consul::terad(&fx, &consul, &["--onetime", "--backend-timeout", "2s"]),
+        LIMIT,
+    );
+    let log = stderr(&output);
+    assert!(!output.status.success(), "{log}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "waited for the key first"
+    );
+    assert!(log.contains("app/missing"), "names the key: {log}");
+    assert!(!fx.path("out/app.conf").exists());
+
+    // Written while a run waits: the run renders it.
+    let mut command = consul::terad(&fx, &consul, &["--onetime", "--backend-timeout", "20s"]);
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    consul.put("app/missing", "here");
+    let output = crate::support::wait_output(child, LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "shop here\n");
+}
+
+/// Watching, a missing key holds the resource back with its name in `/ready`, and the file is
+/// rendered when the key appears; the KV paths were found in the template (no `keys`).
+#[test]
+fn a_watching_run_names_the_missing_key_in_ready_and_renders_when_it_appears() {
+    let consul = Consul::start_dev(false);
+    consul.put("app/servers/a", "10.0.0.1:80");
+    let fx = ct_fixture(
+        "{{ range ls \"app/servers\" }}server {{ .Key }} {{ .Value }}\n{{ end }}port {{ key \"app/port\" }}\n",
+    );
+    let port = free_port();
+    let daemon = Daemon::start(
+        &mut consul::terad(
+            &fx,
+            &consul,
+            &["--watch", "--listen", &format!("127.0.0.1:{port}")],
+        ),
+        fx.path("terad.log"),
+    );
+    wait_for("/ready to name the key", LIMIT, || {
+        http_get(port, "/ready")
+            .is_some_and(|(status, body)| status == 503 && body.contains("\"app/port\""))
+    });
+    assert!(!fx.path("out/app.conf").exists());
+    consul.put("app/port", "8080");
+    wait_for("the render once the key exists", LIMIT, || {
+        fx.read("out/app.conf") == "server a 10.0.0.1:80\nport 8080\n"
+    });
+    consul.put("app/servers/b", "10.0.0.2:80");
+    wait_for("ls to follow its prefix", LIMIT, || {
+        fx.read("out/app.conf") == "server a 10.0.0.1:80\nserver b 10.0.0.2:80\nport 8080\n"
+    });
+    wait_for("ready", LIMIT, || {
+        http_get(port, "/ready").is_some_and(|(status, _)| status == 200)
+    });
+    let log = daemon.log();
+    assert!(
+        log.contains("waiting for a key the template reads") && log.contains("app/port"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("ERROR"),
+        "a missing key is a wait, not an error: {log}"
+    );
+}
+
+/// Vault, Nomad, Connect and `plugin` are refused at start, with file, line and column.
+#[test]
+fn functions_terad_does_not_provide_are_refused_at_start() {
+    let consul = Consul::start_dev(false);
+    let fx = ct_fixture("ok\n{{ with secret \"secret/db\" }}{{ .Data.password }}{{ end }}\n");
+    let output = run(&mut consul::terad(&fx, &consul, &["--onetime"]), LIMIT);
+    let log = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        log.contains("app.tmpl:2:9") && log.contains("function \"secret\" reads Vault"),
+        "{log}"
     );
 }

@@ -81,6 +81,11 @@ impl GoEngine {
         self.templates.insert(name.to_owned(), Arc::new(template));
     }
 
+    /// The parsed template `name`, if it was loaded.
+    pub fn template(&self, name: &str) -> Option<&Template> {
+        self.templates.get(name).map(|template| &**template)
+    }
+
     /// The calls of `service`, `services` and `nodes` in the template `name`.
     pub fn service_calls(&self, name: &str) -> Vec<FoundCall> {
         self.service_calls.get(name).cloned().unwrap_or_default()

@@ -212,6 +212,7 @@ fn list(context: &GoContext, args: &[Value], listing: Listing) -> Result<Value> 
     // Consul drops one more leading `/` of what it is asked (`ls "/"` lists the root); the
     // pairs' keys lose the prefix as written.
     let query = prefix.strip_prefix('/').unwrap_or(&prefix);
+    view.covers(&watched_prefix(Read::Prefix, query))?;
     for (relative, value) in view.text_prefixed(&format!("/{query}"))? {
         let path = &relative[1..];
         let key = path

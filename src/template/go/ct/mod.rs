@@ -150,6 +150,40 @@ pub fn unsupported_calls(file: &str, template: &Template) -> Vec<ParseError> {
         .collect()
 }
 
+/// What a failed render of consul-template's dialect waits for in the KV store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Awaited {
+    /// A key `key` read that does not exist (or an empty `safeLs`/`safeTree` prefix): the
+    /// render is repeated when it appears. The path as the template wrote it, without `/`.
+    Key(String),
+    /// A path computed at render that the resource does not watch yet (absolute below the
+    /// resource's prefix, as the view names it): watched, then rendered again.
+    Unwatched(String),
+}
+
+/// What the failed render `error` waits for, if it failed for want of KV data.
+pub fn awaited(error: &crate::template::RenderError) -> Option<Awaited> {
+    use super::ExecErrorKind;
+    use crate::store::LookupError;
+    let crate::template::RenderCause::Go(exec) = &error.cause else {
+        return None;
+    };
+    let ExecErrorKind::Call { error, .. } = &*exec.kind else {
+        return None;
+    };
+    match error {
+        FuncError::Failed(failure) => match failure.downcast_ref::<CtError>()? {
+            CtError::MissingKey(path) => Some(Awaited::Key(path.clone())),
+            CtError::EmptyPrefix { prefix, .. } => Some(Awaited::Key(prefix.clone())),
+            _ => None,
+        },
+        FuncError::Lookup(LookupError::OutOfScope { key, .. }) => {
+            Some(Awaited::Unwatched(key.clone()))
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn text(args: &[Value], i: usize) -> &str {
     args.get(i).and_then(Value::as_str).unwrap_or_default()
 }
