@@ -36,8 +36,23 @@ pub(super) fn register(f: &mut Functions<GoContext>) {
     .register("parseYAML", s(&[Param::String], None), parse_yaml);
 }
 
-fn wrapped(function: &'static str, message: String) -> crate::template::go::FuncError {
-    CtError::Wrapped { function, message }.into()
+/// A value an encoder cannot write, as Go's encoders say it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// `encoding/json` of a NaN or an infinity.
+    #[error("json: unsupported value: {0}")]
+    Json(String),
+    /// BurntSushi's `toml` of a value TOML has no place for.
+    #[error("toml: unsupported type: {0}")]
+    Toml(String),
+}
+
+fn wrapped(function: &'static str, error: EncodeError) -> crate::template::go::FuncError {
+    CtError::Wrapped {
+        function,
+        message: error.to_string(),
+    }
+    .into()
 }
 
 /// The reason of an I/O error as Go words it (`no such file or directory`).
@@ -73,13 +88,12 @@ fn json_string(out: &mut String, s: &str) {
 
 /// Go's `encoding/json` float: `%f`-like unless very small or large, then an exponent
 /// without a leading zero (`1e-07` becomes `1e-7`).
-fn json_float(out: &mut String, f: f64) -> std::result::Result<(), String> {
+fn json_float(out: &mut String, f: f64) -> std::result::Result<(), EncodeError> {
     if !f.is_finite() {
         let mut shown = Vec::new();
         crate::template::go::strconv::format_float(&mut shown, f, b'g', -1);
-        return Err(format!(
-            "json: unsupported value: {}",
-            String::from_utf8_lossy(&shown)
+        return Err(EncodeError::Json(
+            String::from_utf8_lossy(&shown).into_owned(),
         ));
     }
     let abs = f.abs();
@@ -112,7 +126,7 @@ fn json(
     value: &Value,
     indent: Option<&str>,
     depth: usize,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), EncodeError> {
     let entries: Vec<(String, Value)> = match value {
         Value::Nil => {
             out.push_str("null");
@@ -301,7 +315,7 @@ fn toml_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn toml_inline(out: &mut String, value: &Value) -> std::result::Result<(), String> {
+fn toml_inline(out: &mut String, value: &Value) -> std::result::Result<(), EncodeError> {
     match value {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => {
@@ -327,7 +341,7 @@ fn toml_inline(out: &mut String, value: &Value) -> std::result::Result<(), Strin
             }
             out.push(']');
         }
-        other => return Err(format!("toml: unsupported type: {}", other.type_name())),
+        other => return Err(EncodeError::Toml(other.type_name().to_owned())),
     }
     Ok(())
 }
@@ -340,7 +354,7 @@ fn toml_table(
     out: &mut String,
     map: &std::collections::BTreeMap<std::sync::Arc<str>, Value>,
     path: &mut Vec<String>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), EncodeError> {
     // A table's keys are indented one step more than its header.
     let indent = "  ".repeat(path.len());
     for (key, value) in map.iter() {

@@ -124,7 +124,7 @@ pub struct FoundRead {
     pub column: usize,
     pub function: String,
     /// The path, when the argument is a literal; an error for one that can never work.
-    pub path: std::result::Result<Option<String>, String>,
+    pub path: std::result::Result<Option<String>, CtError>,
 }
 
 /// The KV calls of a parsed template.
@@ -135,9 +135,7 @@ pub fn literal_reads(template: &Template) -> Vec<FoundRead> {
         .map(|call| {
             let path = match call.literal_args.as_deref() {
                 Some([first, ..]) if first.is_empty() => Ok(None),
-                Some([first, ..]) => parse_path(Read::of(&call.function), first)
-                    .map(Some)
-                    .map_err(|error| error.to_string()),
+                Some([first, ..]) => parse_path(Read::of(&call.function), first).map(Some),
                 _ => Ok(None),
             };
             FoundRead {

@@ -29,7 +29,7 @@ use super::confd::GoContext;
 use super::{FuncError, Functions, Object, Param, ParseError, Signature, Template, Value};
 
 /// Why one of consul-template's functions failed, as consul-template words it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CtError {
     /// A dependency string that does not parse (`kv.get: invalid format: "a@"`).
     #[error("{what}: invalid format: {}", super::strconv::quoted(.input))]
