@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex};
 
 /// The health of one instance: the worst of its checks, as Consul's own tools aggregate them
 /// (maintenance over critical over warning over passing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
+    #[default]
     Passing,
     Warning,
     Critical,
@@ -276,15 +277,24 @@ pub enum ServiceQuery {
     Services { datacenter: Option<String> },
     /// `nodes()`: `/v1/catalog/nodes`.
     Nodes { datacenter: Option<String> },
+    /// consul-template's `node`: one node and its services, `/v1/catalog/node/<name>`; with
+    /// no name, the node of the agent terad talks to.
+    Node {
+        name: Option<String>,
+        datacenter: Option<String>,
+    },
+    /// consul-template's `datacenters`: `/v1/catalog/datacenters`.
+    Datacenters,
 }
 
 impl ServiceQuery {
     pub fn datacenter(&self) -> Option<&str> {
         match self {
             ServiceQuery::Health(query) => query.datacenter.as_deref(),
-            ServiceQuery::Services { datacenter } | ServiceQuery::Nodes { datacenter } => {
-                datacenter.as_deref()
-            }
+            ServiceQuery::Services { datacenter }
+            | ServiceQuery::Nodes { datacenter }
+            | ServiceQuery::Node { datacenter, .. } => datacenter.as_deref(),
+            ServiceQuery::Datacenters => None,
         }
     }
 }
@@ -295,6 +305,17 @@ impl fmt::Display for ServiceQuery {
             ServiceQuery::Health(query) => return query.fmt(f),
             ServiceQuery::Services { datacenter } => ("the catalog's services", datacenter),
             ServiceQuery::Nodes { datacenter } => ("the catalog's nodes", datacenter),
+            ServiceQuery::Node { name, datacenter } => {
+                match name {
+                    Some(name) => write!(f, "node {name:?}")?,
+                    None => f.write_str("the agent's node")?,
+                }
+                if let Some(dc) = datacenter {
+                    write!(f, " (datacenter {dc:?})")?;
+                }
+                return Ok(());
+            }
+            ServiceQuery::Datacenters => return f.write_str("the catalog's datacenters"),
         };
         f.write_str(what)?;
         if let Some(dc) = dc {
@@ -305,7 +326,7 @@ impl fmt::Display for ServiceQuery {
 }
 
 /// One instance of a service, as `service()` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceInstance {
     pub id: String,
     pub name: String,
@@ -316,6 +337,42 @@ pub struct ServiceInstance {
     pub tags: Vec<String>,
     pub meta: BTreeMap<String, String>,
     pub status: Health,
+    /// What consul-template's `service` shows besides (`.NodeID .NodeAddress .NodeMeta
+    /// .NodeTaggedAddresses .ServiceTaggedAddresses .Checks`). Not serialized: Tera's
+    /// `service()` keeps the fields it always had.
+    #[serde(skip)]
+    pub node_detail: NodeDetail,
+    /// The service's tagged addresses (`lan`, `wan`, …), with their ports.
+    #[serde(skip)]
+    pub tagged_addresses: BTreeMap<String, (String, u16)>,
+    /// The instance's checks and its node's, as Consul lists them. Only a one-shot run reads
+    /// them all; watch mode follows failing checks alone, so it lists those.
+    #[serde(skip)]
+    pub checks: Vec<HealthCheck>,
+}
+
+/// A node as the health endpoint describes it with each instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeDetail {
+    pub id: String,
+    pub address: String,
+    pub datacenter: String,
+    pub tagged_addresses: BTreeMap<String, String>,
+    pub meta: BTreeMap<String, String>,
+}
+
+/// One health check of an instance or of its node (consul-template's `api.HealthCheck`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub node: String,
+    pub check_id: String,
+    pub name: String,
+    pub status: String,
+    pub notes: String,
+    pub output: String,
+    pub service_id: String,
+    pub service_name: String,
+    pub service_tags: Vec<String>,
 }
 
 /// One service of the catalog, as `services()` returns it.
@@ -327,10 +384,34 @@ pub struct CatalogService {
 }
 
 /// One node of the catalog, as `nodes()` returns it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CatalogNode {
     pub node: String,
     pub address: String,
+    /// What consul-template's `nodes` shows besides (`.ID .Datacenter .TaggedAddresses
+    /// .Meta`); not serialized, as for instances.
+    #[serde(skip)]
+    pub detail: NodeDetail,
+}
+
+/// One node with the services registered on it, as consul-template's `node` returns it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeServices {
+    pub node: CatalogNode,
+    /// Sorted by service name, then id.
+    pub services: Vec<NodeService>,
+}
+
+/// A service registered on a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeService {
+    pub id: String,
+    pub service: String,
+    pub tags: Vec<String>,
+    pub meta: BTreeMap<String, String>,
+    pub port: u16,
+    pub address: String,
+    pub enable_tag_override: bool,
 }
 
 /// What one query returned, sorted so that a render is stable.
@@ -339,6 +420,10 @@ pub enum ServiceData {
     Instances(Vec<ServiceInstance>),
     Services(Vec<CatalogService>),
     Nodes(Vec<CatalogNode>),
+    /// A node and its services; `None` when the catalog has no such node.
+    Node(Option<Box<NodeServices>>),
+    /// The datacenters' names, sorted.
+    Datacenters(Vec<String>),
 }
 
 impl ServiceData {
@@ -378,6 +463,8 @@ impl ServiceData {
             ServiceData::Instances(items) => items.len(),
             ServiceData::Services(items) => items.len(),
             ServiceData::Nodes(items) => items.len(),
+            ServiceData::Node(node) => node.as_ref().map_or(0, |node| node.services.len()),
+            ServiceData::Datacenters(items) => items.len(),
         }
     }
 
@@ -549,6 +636,7 @@ mod tests {
             tags: Vec::new(),
             meta: BTreeMap::new(),
             status,
+            ..Default::default()
         }
     }
 

@@ -229,9 +229,7 @@ fn assert_points_into(source: &str, line: usize, column: usize, message: &str) {
 }
 
 fn render(source: &str, template: &Template) -> (Vec<u8>, Result<(), String>) {
-    let context = GoContext {
-        input: input().clone(),
-    };
+    let context = GoContext::new(input().clone());
     let mut out = Vec::new();
     let result = template
         .execute(&context, funcs(), &Value::Nil, &mut out)

@@ -296,6 +296,7 @@ fn print_pending_change(
     let label = resource.dest.display().to_string();
     let engine = match resource.template.engine {
         crate::template::EngineChoice::Go => "go",
+        crate::template::EngineChoice::ConsulTemplate => "consul-template",
         _ => "tera",
     };
     let _ = writeln!(

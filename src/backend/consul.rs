@@ -197,6 +197,10 @@ impl ConsulSource {
             // Each key segment is percent-encoded on its own: keys may hold spaces or unicode.
             if !key.is_empty() {
                 segments.extend(key.split('/'));
+            } else if endpoint == "kv" {
+                // The root of the KV store is `/v1/kv/`: Consul answers `/v1/kv` with a
+                // redirect, which is never followed.
+                segments.push("");
             }
         }
         {

@@ -112,8 +112,9 @@ pub struct Cli {
     pub log_format: Option<String>,
 
     /// The template language of resources that do not name one (`engine` in `[template]`):
-    /// go (confd's templates), tera, or auto (decided per template file: a template that
-    /// parses only as Go is Go).
+    /// go (confd's templates), consul-template (Go templates with consul-template's
+    /// functions), tera, or auto (decided per template file: a template that parses only as
+    /// Go is Go; consul-template is never guessed).
     #[arg(long, env = "TERAD_TEMPLATE_ENGINE", value_name = "ENGINE")]
     pub template_engine: Option<String>,
 

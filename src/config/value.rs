@@ -25,7 +25,7 @@ pub enum ValueError {
     ModeDigits(String),
     #[error("invalid mode {0:?}: above 07777, the largest file mode")]
     ModeRange(String),
-    #[error("unknown template engine {0:?}: use \"auto\", \"go\" or \"tera\"")]
+    #[error("unknown template engine {0:?}: use \"auto\", \"go\", \"consul-template\" or \"tera\"")]
     Engine(String),
     #[error("an empty node")]
     EmptyNode,

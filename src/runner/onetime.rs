@@ -19,10 +19,90 @@ use crate::fleet::Fleet;
 use crate::setup::Config;
 use crate::store::KeyStore;
 use crate::template::RenderInput;
+use crate::template::go::ct::awaited;
 
 /// How many times a resource renders at most, each time finding catalog queries it did not know
 /// of (a service whose name comes from a service whose name comes from a key, …).
 const MAX_ROUNDS: usize = 8;
+
+/// One-shot runs of consul-template templates: what their KV reads wait for.
+mod kv {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tracing::{info, warn};
+
+    use crate::backend::merge_prefixes;
+    use crate::config::Resource;
+    use crate::dependency::Dependency;
+    use crate::store::{KeyStore, join_key, key_in_scope};
+    use crate::template::go::ct::Awaited;
+    use crate::template::go::ct::kv::{Read, watched_prefix};
+
+    /// How often a one-shot run reads a missing key's prefix again while it waits.
+    const POLL: Duration = Duration::from_millis(500);
+
+    /// Takes in what a failed render waits for: a path computed at render becomes one of the
+    /// resource's keys, a missing key is waited for until `timeout` after it was first missed.
+    /// Returns the prefixes to read again, or `None` when the render must fail.
+    pub(super) async fn await_data(
+        awaited: Awaited,
+        resource: &mut Arc<Resource>,
+        dependencies: &mut Vec<Dependency>,
+        deadline: &mut Option<tokio::time::Instant>,
+        timeout: Duration,
+        rounds: usize,
+    ) -> Option<Vec<String>> {
+        match awaited {
+            Awaited::Unwatched(path) if rounds < super::MAX_ROUNDS => {
+                let key = join_key(&[&resource.prefix, &path]);
+                let key = if key.is_empty() { "/".to_owned() } else { key };
+                info!(resource = %resource.name, key = %key, "the template reads a key its resource does not watch yet; reading it");
+                let resource = Arc::make_mut(resource);
+                resource.keys.push(key.clone());
+                dependencies.push(Dependency::Prefix(key.clone()));
+                Some(vec![key])
+            }
+            Awaited::Unwatched(_) => None,
+            Awaited::Key(path) => {
+                let now = tokio::time::Instant::now();
+                let until = *deadline.get_or_insert_with(|| {
+                    info!(resource = %resource.name, key = %path, "waiting for a key the template reads");
+                    now + timeout
+                });
+                if now >= until {
+                    warn!(resource = %resource.name, key = %path, waited_s = timeout.as_secs_f64(), "gave up waiting for a key the template reads");
+                    return None;
+                }
+                tokio::time::sleep(POLL.min(until - now)).await;
+                let watched = watched_prefix(Read::Prefix, &path);
+                let prefix = join_key(&[&resource.prefix, &watched]);
+                Some(merge_prefixes(resource.keys.iter().filter(|key| {
+                    key_in_scope(if prefix.is_empty() { "/" } else { &prefix }, key)
+                        || key_in_scope(key, &prefix)
+                })))
+            }
+        }
+    }
+
+    /// Puts a new listing of `prefixes` into the store.
+    pub(super) fn merge_listing(
+        store: &mut Arc<KeyStore>,
+        prefixes: &[String],
+        entries: Vec<(String, String)>,
+    ) {
+        let store = Arc::make_mut(store);
+        for prefix in prefixes {
+            store.replace_subtree(
+                prefix,
+                entries
+                    .iter()
+                    .filter(|(key, _)| key_in_scope(prefix, key))
+                    .cloned(),
+            );
+        }
+    }
+}
 
 /// `--onetime`: list once (retrying an unreachable backend up to the backend timeout), render and
 /// apply every resource in order, run each distinct reload once, and report whether all
@@ -57,7 +137,7 @@ pub(super) async fn onetime(
     else {
         return RunOutcome::Failed;
     };
-    let store = Arc::new(listing.entries.into_iter().collect::<KeyStore>());
+    let mut store = Arc::new(listing.entries.into_iter().collect::<KeyStore>());
     // Consul's catalog: each query a template makes is read once, before the render when the
     // template writes it out, or when a render asks for it (and the resource renders again).
     let catalog = match &backend {
@@ -77,7 +157,9 @@ pub(super) async fn onetime(
     });
     let mut failed = 0;
     for (id, resource) in resources.into_iter().enumerate() {
-        let resource = Arc::new(resource);
+        let mut resource = Arc::new(resource);
+        // A missing key a consul-template template reads is waited for until then.
+        let mut key_deadline: Option<tokio::time::Instant> = None;
         let actions = Action::for_resource(&resource, settings.sync_only, None);
         // One-shot reloads run once each, at the end: nothing to space.
         let member = groups.join(id, &resource.name, actions, Duration::ZERO);
@@ -133,6 +215,34 @@ pub(super) async fn onetime(
                 // Services found by the render (a name read from a key): read them, again.
                 Err(_) if !record.missing().is_empty() && rounds < MAX_ROUNDS => {
                     dependencies.extend(record.missing().into_iter().map(Dependency::Service));
+                }
+                Err(RenderFailure::Template(err)) if awaited(&err).is_some() => {
+                    let waited = kv::await_data(
+                        awaited(&err).expect("checked"),
+                        &mut resource,
+                        &mut dependencies,
+                        &mut key_deadline,
+                        settings.backend_timeout,
+                        rounds,
+                    )
+                    .await;
+                    let Some(prefixes) = waited else {
+                        error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "render failed; destination left unchanged");
+                        break None;
+                    };
+                    let deadline = tokio::time::Instant::now() + settings.backend_timeout;
+                    let Some(listing) = list_with_retry(
+                        &mut backend,
+                        &prefixes,
+                        Some(deadline),
+                        &context.shutdown,
+                        &context.telemetry,
+                    )
+                    .await
+                    else {
+                        return RunOutcome::Failed;
+                    };
+                    kv::merge_listing(&mut store, &prefixes, listing.entries);
                 }
                 Err(err) => {
                     error!(resource = %resource.name, dest = %resource.dest.display(), error = %err, "render failed; destination left unchanged");

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use super::guard::Guard;
 use super::services::Catalog;
@@ -25,7 +25,11 @@ use crate::dependency::{Dependency, DependencyIndex};
 use crate::quiescence::Quiescence;
 use crate::store::KeyStore;
 use crate::telemetry::Telemetry;
+use crate::template::go::ct::{Awaited, awaited};
 use crate::template::{KeyScope, RenderInput, Templates};
+
+/// How long a resource waits for a missing key its template reads before a warning says so.
+const KEY_WAIT_WARNING: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long the event loop holds changes back for a running render (see [`Scheduler::stalls`]).
 const STALL_LIMIT: std::time::Duration = std::time::Duration::from_millis(200);
@@ -46,6 +50,9 @@ pub(super) struct Slot {
     guard: Guard,
     /// The resource waits for the first answer to a catalog query it uses (logged once).
     awaiting_services: bool,
+    /// The missing key a consul-template template's `key` waits for, shared with the timer
+    /// that warns when the wait lasts.
+    awaiting_key: Arc<std::sync::Mutex<Option<String>>>,
     /// True while a render of this resource runs on the blocking pool, including one that
     /// overran its budget and was abandoned: a resource never renders twice at once.
     busy: Arc<AtomicBool>,
@@ -80,6 +87,7 @@ impl Slot {
             debounce: Quiescence::default(),
             guard: Guard::default(),
             awaiting_services: false,
+            awaiting_key: Arc::default(),
             busy: Arc::default(),
         }
     }
@@ -335,9 +343,29 @@ impl Scheduler {
             return;
         };
         let waiting = self.found_services(position, &services, sources.catalog);
+        let awaited_key = match &result {
+            Err(RenderFailure::Template(error)) => match awaited(error) {
+                Some(Awaited::Key(key)) => Some(key),
+                _ => None,
+            },
+            _ => None,
+        };
+        let was_awaiting = self.slots[position]
+            .awaiting_key
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if awaited_key != was_awaiting {
+            self.key_wait_changed(position, awaited_key.clone());
+        }
         let slot = &self.slots[position];
         let name = &slot.resource.name;
         match result {
+            Err(_) if awaited_key.is_some() => {
+                // consul-template waits for a missing key without a word; terad waits too
+                // (the last good file stays), but says which key, in /ready and in the log.
+                slot.member.render_finished(None);
+            }
             Ok(content) => {
                 self.telemetry.rendered(name, true, took);
                 let size = content.len();
@@ -377,6 +405,40 @@ impl Scheduler {
         if self.deferred.contains(&id) {
             self.render_deferred(sources);
         }
+    }
+
+    /// The resource at `position` now waits for `key` (or no longer waits): `/ready` says so,
+    /// the log says so at once, and warns if the key has not appeared after
+    /// [`KEY_WAIT_WARNING`].
+    fn key_wait_changed(&self, position: usize, key: Option<String>) {
+        let slot = &self.slots[position];
+        let name = slot.resource.name.clone();
+        *slot.awaiting_key.lock().unwrap_or_else(|e| e.into_inner()) = key.clone();
+        let Some(key) = key else {
+            self.telemetry.held(&name, None);
+            return;
+        };
+        info!(resource = %name, key = %key, "waiting for a key the template reads, which does not exist");
+        self.telemetry.held(
+            &name,
+            Some(format!("waiting for key {key:?}, which its template reads")),
+        );
+        let awaiting = Arc::clone(&slot.awaiting_key);
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(KEY_WAIT_WARNING) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if awaiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_deref()
+                == Some(key.as_str())
+            {
+                warn!(resource = %name, key = %key, waited_s = KEY_WAIT_WARNING.as_secs(), "still waiting for a key the template reads; the destination keeps its last good content");
+            }
+        });
     }
 
     /// Takes in the catalog queries a render made: one the resource did not know of becomes its

@@ -367,6 +367,41 @@ impl<'a> View<'a> {
         Ok(found)
     }
 
+    /// consul-template's listing: every visible entry whose relative key starts with `prefix`
+    /// as plain text (`/app` lists `/app/x` and `/application` alike), in key order, with
+    /// relative keys; an error when one of them is refused by the value policy.
+    pub fn text_prefixed(&self, prefix: &str) -> Result<Vec<(&'a str, &'a str)>, LookupError> {
+        let mut found = Vec::new();
+        for (key, value) in self.store.with_text_prefix(self.absolute(prefix)) {
+            if self.visible(key) {
+                self.vet(key, value)?;
+                found.push((self.relative(key), value));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether the resource watches everything at or below `path` (relative): a listing of
+    /// something it does not watch would be silently incomplete, so it is an error instead.
+    pub fn covers(&self, path: &str) -> Result<(), LookupError> {
+        let absolute = self.absolute(path.trim_end_matches('/'));
+        let absolute = if absolute.is_empty() { "/" } else { &absolute };
+        if key_in_scope(self.prefix, absolute)
+            && self
+                .scopes
+                .iter()
+                .any(|scope| key_in_scope(scope, absolute))
+        {
+            Ok(())
+        } else {
+            Err(LookupError::OutOfScope {
+                what: "prefix",
+                key: path.to_owned(),
+                keys: self.relative_scopes(),
+            })
+        }
+    }
+
     /// Visible entries at or below `path` (relative), in key order, with relative keys.
     fn under(&self, path: &str) -> impl Iterator<Item = &'a str> + use<'a> {
         let view = *self;

@@ -3,8 +3,8 @@
 //!
 //! - [`confd`]: confd's functions, written once over the store view, engine-neutral.
 //! - [`tera`]: the Tera engine, a thin adapter exposing them as functions and filters.
-//! - [`go`]: Go's `text/template`, natively, with confd's function map: confd templates render
-//!   unchanged and byte for byte.
+//! - [`go`]: Go's `text/template`, natively, with confd's function map (confd templates render
+//!   unchanged and byte for byte) or consul-template's ([`go::ct`], chosen per resource).
 //! - [`services`]: Consul's service catalog (`service`, `services`, `nodes`), engine-neutral.
 //! - [`prepare`](mod@prepare): the second step of loading: the resources' templates, checked
 //!   against them.
@@ -35,6 +35,8 @@ pub enum EngineKind {
     Tera,
     /// Go's `text/template` with confd's functions.
     Go,
+    /// Go's `text/template` with consul-template's functions.
+    ConsulTemplate,
 }
 
 impl EngineKind {
@@ -42,6 +44,7 @@ impl EngineKind {
         match self {
             EngineKind::Tera => "tera",
             EngineKind::Go => "go",
+            EngineKind::ConsulTemplate => "consul-template",
         }
     }
 }
@@ -137,6 +140,9 @@ impl RenderError {
 pub struct Templates {
     tera: tera::TeraEngine,
     go: go::engine::GoEngine,
+    /// The same engine with consul-template's function map: one template file may be
+    /// rendered by both dialects (two resources naming it), each parse against its own table.
+    consul_template: go::engine::GoEngine,
     /// What `auto` became for each template file.
     resolved: BTreeMap<String, EngineKind>,
     /// Every template's engine, for the start-up log and `--noop`.
@@ -161,6 +167,7 @@ impl Templates {
             let kind = match template.engine {
                 EngineChoice::Tera => EngineKind::Tera,
                 EngineChoice::Go => EngineKind::Go,
+                EngineChoice::ConsulTemplate => EngineKind::ConsulTemplate,
                 EngineChoice::Auto => match resolved.get(&template.name) {
                     Some(kind) => *kind,
                     None => {
@@ -192,8 +199,14 @@ impl Templates {
             }
         };
         let mut go = go::engine::GoEngine::default();
+        let mut consul_template = go::engine::GoEngine::consul_template();
         let mut time_dependent = Vec::new();
-        for (name, _) in wanted.keys().filter(|(_, kind)| *kind == EngineKind::Go) {
+        for (name, kind) in wanted.keys() {
+            let engine = match kind {
+                EngineKind::Go => &mut go,
+                EngineKind::ConsulTemplate => &mut consul_template,
+                EngineKind::Tera => continue,
+            };
             let path = templates_dir.join(name);
             let Some(source) = read_source(&path, &mut errors) else {
                 if path.exists() {
@@ -202,12 +215,17 @@ impl Templates {
                 errors.push(ConfigError::in_file(&path, "template not found"));
                 continue;
             };
-            match go.parse(name, &source) {
+            match engine.parse(name, &source) {
                 Ok(template) => {
-                    if template.follows_the_clock() {
+                    if template.follows_the_clock() && !time_dependent.contains(name) {
                         time_dependent.push(name.clone());
                     }
-                    go.insert(name, template);
+                    if *kind == EngineKind::ConsulTemplate {
+                        for error in go::ct::unsupported_calls(name, &template) {
+                            errors.push(go::engine::config_error(&path, &source, &error));
+                        }
+                    }
+                    engine.insert(name, template);
                 }
                 Err(error) => errors.push(go::engine::config_error(&path, &source, &error)),
             }
@@ -224,6 +242,7 @@ impl Templates {
             Some(tera) if errors.is_empty() => Ok(Templates {
                 tera,
                 go,
+                consul_template,
                 resolved,
                 chosen,
                 time_dependent,
@@ -239,7 +258,20 @@ impl Templates {
     pub fn literal_lookups(&self, template: &TemplateRef) -> Vec<tera::Located> {
         match self.engine_of(template) {
             EngineKind::Tera => self.tera.literal_lookups(&template.name),
-            EngineKind::Go => Vec::new(),
+            EngineKind::Go | EngineKind::ConsulTemplate => Vec::new(),
+        }
+    }
+
+    /// The KV reads of a consul-template template (`key`, `ls`, `tree`, …), found at load;
+    /// none for the other dialects, whose resources list their `keys`.
+    pub fn kv_reads(&self, template: &TemplateRef) -> Vec<go::ct::kv::FoundRead> {
+        match self.engine_of(template) {
+            EngineKind::ConsulTemplate => self
+                .consul_template
+                .template(&template.name)
+                .map(go::ct::kv::literal_reads)
+                .unwrap_or_default(),
+            _ => Vec::new(),
         }
     }
 
@@ -248,6 +280,7 @@ impl Templates {
         match template.engine {
             EngineChoice::Tera => EngineKind::Tera,
             EngineChoice::Go => EngineKind::Go,
+            EngineChoice::ConsulTemplate => EngineKind::ConsulTemplate,
             EngineChoice::Auto => self
                 .resolved
                 .get(&template.name)
@@ -278,6 +311,10 @@ impl Templates {
         match self.engine_of(template) {
             EngineKind::Tera => self.tera.render(&template.name, input, out),
             EngineKind::Go => self.go.render(&template.name, input, deadline, out),
+            EngineKind::ConsulTemplate => {
+                self.consul_template
+                    .render(&template.name, input, deadline, out)
+            }
         }
     }
 

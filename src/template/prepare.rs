@@ -33,11 +33,52 @@ pub fn prepare(
             resource.template.engine = match templates.engine_of(&resource.template) {
                 EngineKind::Tera => EngineChoice::Tera,
                 EngineKind::Go => EngineChoice::Go,
+                EngineKind::ConsulTemplate => EngineChoice::ConsulTemplate,
             };
         }
         check_service_calls(settings, resources, templates, errors);
+        watch_kv_reads(settings, resources, templates, errors);
     }
     templates
+}
+
+/// A consul-template template lists no `keys`: what its `key`, `ls` and `tree` calls read with
+/// literal paths becomes what its resource watches, here at load (a path computed at render
+/// is found then). A literal path that can never work is a configuration error.
+fn watch_kv_reads(
+    settings: &Settings,
+    resources: &mut [Resource],
+    templates: &Templates,
+    errors: &mut ConfigErrors,
+) {
+    use crate::template::go::ct::kv::{Read, watched_prefix};
+    for resource in resources.iter_mut() {
+        let reads = templates.kv_reads(&resource.template);
+        for found in reads {
+            match found.path {
+                Ok(Some(path)) => {
+                    let watched = watched_prefix(Read::of(&found.function), &path);
+                    let key = crate::store::join_key(&[&resource.prefix, &watched]);
+                    let key = if key.is_empty() { "/".to_owned() } else { key };
+                    if !resource.keys.contains(&key) {
+                        resource.keys.push(key);
+                    }
+                }
+                // Computed: found when the template renders.
+                Ok(None) => {}
+                Err(problem) => {
+                    let mut error = ConfigError::in_file(
+                        &settings.templates_dir().join(&resource.template.name),
+                        format!("{}: {problem}", found.function),
+                    );
+                    error.position = Some((found.line, found.column));
+                    errors.push(error);
+                }
+            }
+        }
+        resource.keys.sort();
+        resource.keys.dedup();
+    }
 }
 
 /// A literal lookup outside the resource's keys (`getv(key="/other/port")` with

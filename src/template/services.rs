@@ -7,8 +7,8 @@
 //! ([`FoundCall`]), so they are watched before the first render.
 
 use crate::catalog::{
-    CatalogNode, CatalogService, HealthQuery, ServiceData, ServiceError, ServiceInput,
-    ServiceInstance, ServiceQuery, StatusFilter, check_name,
+    CatalogNode, CatalogService, HealthQuery, NodeServices, ServiceData, ServiceError,
+    ServiceInput, ServiceInstance, ServiceQuery, StatusFilter, check_name,
 };
 
 /// `service`: the instances of a service that pass the query's filters, sorted by node, then
@@ -47,6 +47,33 @@ pub fn nodes<'a>(
     };
     match input.lookup(&query)? {
         ServiceData::Nodes(nodes) => Ok(nodes),
+        _ => Ok(&[]),
+    }
+}
+
+/// consul-template's `node`: a node and its services (`None` for a node the catalog lacks).
+pub fn node<'a>(
+    input: &'a ServiceInput,
+    name: Option<&str>,
+    datacenter: Option<&str>,
+) -> Result<Option<&'a NodeServices>, ServiceError> {
+    if let Some(name) = name {
+        check_name("node name", name)?;
+    }
+    let query = ServiceQuery::Node {
+        name: name.map(str::to_owned),
+        datacenter: datacenter_arg(datacenter)?,
+    };
+    match input.lookup(&query)? {
+        ServiceData::Node(node) => Ok(node.as_deref()),
+        _ => Ok(None),
+    }
+}
+
+/// consul-template's `datacenters`: the datacenters' names, sorted.
+pub fn datacenters(input: &ServiceInput) -> Result<&[String], ServiceError> {
+    match input.lookup(&ServiceQuery::Datacenters)? {
+        ServiceData::Datacenters(names) => Ok(names),
         _ => Ok(&[]),
     }
 }
@@ -193,6 +220,7 @@ impl super::Templates {
         match self.engine_of(template) {
             super::EngineKind::Tera => self.tera.service_calls(&template.name),
             super::EngineKind::Go => self.go.service_calls(&template.name),
+            super::EngineKind::ConsulTemplate => self.consul_template.service_calls(&template.name),
         }
     }
 }
@@ -215,6 +243,7 @@ mod tests {
             tags: Vec::new(),
             meta: BTreeMap::new(),
             status,
+            ..Default::default()
         }
     }
 

@@ -9,6 +9,7 @@ mod confd_cli;
 mod confd_migration;
 mod conformance;
 mod consul;
+mod consul_template;
 mod entrypoint;
 mod etcd;
 mod fleet;

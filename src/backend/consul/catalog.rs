@@ -28,8 +28,12 @@ use super::{
 };
 use crate::backend::BackendError;
 use crate::catalog::{
-    CatalogNode, Health, HealthQuery, ServiceData, ServiceInstance, ServiceQuery, StatusFilter,
+    CatalogNode, Health, HealthCheck, HealthQuery, NodeDetail, NodeService, NodeServices,
+    ServiceData, ServiceInstance, ServiceQuery, StatusFilter,
 };
+
+/// How often the datacenters' list, which has no blocking query, is read again.
+const DATACENTERS_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Where a followed query stands: the index to block on and the last answer reported.
 #[derive(Debug, Default)]
@@ -61,6 +65,65 @@ struct NodeEntry {
     node: String,
     #[serde(default)]
     address: String,
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(default)]
+    datacenter: String,
+    #[serde(default)]
+    tagged_addresses: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    meta: Option<BTreeMap<String, String>>,
+}
+
+impl NodeEntry {
+    fn detail(&mut self) -> NodeDetail {
+        NodeDetail {
+            id: std::mem::take(&mut self.id),
+            address: self.address.clone(),
+            datacenter: std::mem::take(&mut self.datacenter),
+            tagged_addresses: self.tagged_addresses.take().unwrap_or_default(),
+            meta: self.meta.take().unwrap_or_default(),
+        }
+    }
+}
+
+/// One service of `/v1/catalog/node/<name>`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NodeServiceEntry {
+    #[serde(rename = "ID")]
+    id: String,
+    service: String,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    meta: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    port: u16,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    enable_tag_override: bool,
+}
+
+/// A service's tagged address: `{"Address": "…", "Port": 80}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct TaggedAddress {
+    #[serde(default)]
+    pub(super) address: String,
+    #[serde(default)]
+    pub(super) port: u16,
+}
+
+/// The tagged addresses of a service, as the catalog keeps them.
+pub(super) fn tagged_addresses(
+    raw: Option<BTreeMap<String, TaggedAddress>>,
+) -> BTreeMap<String, (String, u16)> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|(name, tagged)| (name, (tagged.address, tagged.port)))
+        .collect()
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +140,8 @@ struct ServiceEntry {
     meta: Option<BTreeMap<String, String>>,
     #[serde(default)]
     port: u16,
+    #[serde(default)]
+    tagged_addresses: Option<BTreeMap<String, TaggedAddress>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +151,20 @@ struct CheckEntry {
     check_id: String,
     #[serde(default)]
     status: String,
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    notes: String,
+    #[serde(default)]
+    output: String,
+    #[serde(rename = "ServiceID", default)]
+    service_id: String,
+    #[serde(default)]
+    service_name: String,
+    #[serde(default)]
+    service_tags: Option<Vec<String>>,
 }
 
 impl ConsulSource {
@@ -111,6 +190,14 @@ impl ConsulSource {
             }
             ServiceQuery::Services { .. } => ("catalog/services", "", Vec::new()),
             ServiceQuery::Nodes { .. } => ("catalog/nodes", "", Vec::new()),
+            ServiceQuery::Node { name, .. } => {
+                let name = match name {
+                    Some(name) => Cow::Borrowed(name.as_str()),
+                    None => Cow::Owned(source.agent_node_name().await?),
+                };
+                return source.read_node(query, &name, index, wait).await;
+            }
+            ServiceQuery::Datacenters => ("catalog/datacenters", "", Vec::new()),
         };
         let timeout = blocking_query(&mut params, wait.map(|wait| (index, wait)));
         let response = source
@@ -201,8 +288,14 @@ impl ConsulSource {
             state.last = Some(data.clone());
             return Ok(Some(data));
         }
-        if unchanged_index || started.elapsed() < MIN_QUERY_INTERVAL {
-            tokio::time::sleep(MIN_QUERY_INTERVAL.saturating_sub(started.elapsed())).await;
+        // The datacenters' list cannot be blocked on: it is read again every 15 s, as
+        // consul-template does.
+        let pace = match query {
+            ServiceQuery::Datacenters => DATACENTERS_INTERVAL,
+            _ => MIN_QUERY_INTERVAL,
+        };
+        if unchanged_index || started.elapsed() < pace {
+            tokio::time::sleep(pace.saturating_sub(started.elapsed())).await;
         }
         Ok(None)
     }
@@ -220,9 +313,101 @@ impl ConsulSource {
                 }
             }
             ServiceQuery::Services { .. } => missing.push("service:read".to_owned()),
-            ServiceQuery::Nodes { .. } => missing.push("node:read".to_owned()),
+            ServiceQuery::Nodes { .. } | ServiceQuery::Node { .. } => {
+                missing.push("node:read".to_owned())
+            }
+            // Every token may list the datacenters, and there is always one.
+            ServiceQuery::Datacenters => {}
         }
         missing
+    }
+
+    /// The name of the node of the agent terad talks to (`/v1/agent/self`).
+    async fn agent_node_name(&self) -> Result<String, BackendError> {
+        #[derive(Deserialize)]
+        struct AgentSelf {
+            #[serde(rename = "Config")]
+            config: AgentConfig,
+        }
+        #[derive(Deserialize)]
+        struct AgentConfig {
+            #[serde(rename = "NodeName")]
+            node_name: String,
+        }
+        let response = self
+            .call(
+                reqwest::Method::GET,
+                "agent/self",
+                "",
+                &[],
+                None,
+                LIST_TIMEOUT,
+            )
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(BackendError::Other {
+                backend: BACKEND,
+                message: format!(
+                    "reading the agent's node name answered {status}: {}",
+                    error_text(response).await
+                ),
+            });
+        }
+        let body = read_body(response, MAX_BODY, "the agent's node name").await?;
+        serde_json::from_slice::<AgentSelf>(&body)
+            .map(|agent| agent.config.node_name)
+            .map_err(|e| BackendError::Other {
+                backend: BACKEND,
+                message: format!("unreadable answer for the agent's node name: {e}"),
+            })
+    }
+
+    /// `/v1/catalog/node/<name>`: the node and its services (Consul answers `null` for a node
+    /// it does not know).
+    async fn read_node(
+        &self,
+        query: &ServiceQuery,
+        name: &str,
+        index: u64,
+        wait: Option<Duration>,
+    ) -> Result<(u64, ServiceData), BackendError> {
+        let mut params = Vec::new();
+        let timeout = blocking_query(&mut params, wait.map(|wait| (index, wait)));
+        let response = self
+            .call(
+                reqwest::Method::GET,
+                "catalog/node",
+                name,
+                &params,
+                None,
+                timeout,
+            )
+            .await?;
+        let status = response.status();
+        let new_index = consul_index(&response);
+        match status {
+            StatusCode::OK => {
+                let body = read_body(response, MAX_BODY, &format!("{query}")).await?;
+                let data = parse(query, &body).map_err(|e| BackendError::Other {
+                    backend: BACKEND,
+                    message: format!("unreadable answer for {query}: {e}"),
+                })?;
+                Ok((new_index, data))
+            }
+            StatusCode::NOT_FOUND => Ok((new_index, ServiceData::Node(None))),
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+                let reason = error_text(response).await;
+                Err(self.refused(query, reason.trim()))
+            }
+            other => Err(BackendError::Other {
+                backend: BACKEND,
+                message: format!(
+                    "reading {query} answered {other}: {}",
+                    error_text(response).await
+                ),
+            }),
+        }
     }
 
     /// Whether Consul refuses a read of `endpoint/key` with 403.
@@ -284,12 +469,53 @@ pub fn parse(query: &ServiceQuery, body: &[u8]) -> Result<ServiceData, serde_jso
                     .map(|(name, tags)| (name, tags.unwrap_or_default())),
             )
         }
+        ServiceQuery::Node { .. } => {
+            #[derive(Deserialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct NodeAnswer {
+                node: NodeEntry,
+                #[serde(default)]
+                services: Option<BTreeMap<String, NodeServiceEntry>>,
+            }
+            let Some(mut answer) = serde_json::from_slice::<Option<NodeAnswer>>(body)? else {
+                return Ok(ServiceData::Node(None));
+            };
+            let mut services: Vec<NodeService> = answer
+                .services
+                .unwrap_or_default()
+                .into_values()
+                .map(|service| NodeService {
+                    id: service.id,
+                    service: service.service,
+                    tags: service.tags.unwrap_or_default(),
+                    meta: service.meta.unwrap_or_default(),
+                    port: service.port,
+                    address: service.address,
+                    enable_tag_override: service.enable_tag_override,
+                })
+                .collect();
+            services.sort_by(|a, b| (&a.service, &a.id).cmp(&(&b.service, &b.id)));
+            ServiceData::Node(Some(Box::new(NodeServices {
+                node: CatalogNode {
+                    detail: answer.node.detail(),
+                    node: answer.node.node,
+                    address: answer.node.address,
+                },
+                services,
+            })))
+        }
+        ServiceQuery::Datacenters => {
+            let mut datacenters: Vec<String> = serde_json::from_slice(body)?;
+            datacenters.sort();
+            ServiceData::Datacenters(datacenters)
+        }
         ServiceQuery::Nodes { .. } => {
             let nodes: Vec<NodeEntry> = serde_json::from_slice(body)?;
             ServiceData::nodes(
                 nodes
                     .into_iter()
-                    .map(|n| CatalogNode {
+                    .map(|mut n| CatalogNode {
+                        detail: n.detail(),
                         node: n.node,
                         address: n.address,
                     })
@@ -299,19 +525,38 @@ pub fn parse(query: &ServiceQuery, body: &[u8]) -> Result<ServiceData, serde_jso
     })
 }
 
-fn instance(entry: HealthEntry) -> ServiceInstance {
+fn instance(mut entry: HealthEntry) -> ServiceInstance {
     let status = Health::aggregate(
         entry
             .checks
             .iter()
             .map(|check| (check.check_id.as_str(), check.status.as_str())),
     );
+    let node_detail = entry.node.detail();
     let address = if entry.service.address.is_empty() {
         entry.node.address
     } else {
         entry.service.address
     };
+    let checks = entry
+        .checks
+        .into_iter()
+        .map(|check| HealthCheck {
+            node: check.node,
+            check_id: check.check_id,
+            name: check.name,
+            status: check.status,
+            notes: check.notes,
+            output: check.output,
+            service_id: check.service_id,
+            service_name: check.service_name,
+            service_tags: check.service_tags.unwrap_or_default(),
+        })
+        .collect();
     ServiceInstance {
+        node_detail,
+        tagged_addresses: tagged_addresses(entry.service.tagged_addresses),
+        checks,
         id: entry.service.id,
         name: entry.service.service,
         node: entry.node.node,
@@ -402,11 +647,20 @@ mod tests {
             ServiceData::Nodes(vec![
                 CatalogNode {
                     node: "a".into(),
-                    address: "10.0.0.1".into()
+                    address: "10.0.0.1".into(),
+                    detail: NodeDetail {
+                        address: "10.0.0.1".into(),
+                        ..Default::default()
+                    },
                 },
                 CatalogNode {
                     node: "b".into(),
-                    address: "10.0.0.2".into()
+                    address: "10.0.0.2".into(),
+                    detail: NodeDetail {
+                        id: "x".into(),
+                        address: "10.0.0.2".into(),
+                        ..Default::default()
+                    },
                 },
             ])
         );

@@ -35,7 +35,9 @@ use super::{
     read_body,
 };
 use crate::backend::BackendError;
-use crate::catalog::{Health, HealthQuery, ServiceData, ServiceInstance, ServiceQuery};
+use crate::catalog::{
+    Health, HealthCheck, HealthQuery, NodeDetail, ServiceData, ServiceInstance, ServiceQuery,
+};
 use crate::retry::Backoff;
 
 /// One instance as `/v1/catalog/service/<name>` lists it.
@@ -56,6 +58,16 @@ pub struct CatalogEntry {
     service_meta: Option<BTreeMap<String, String>>,
     #[serde(default)]
     service_port: u16,
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(default)]
+    datacenter: String,
+    #[serde(default)]
+    tagged_addresses: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    node_meta: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    service_tagged_addresses: Option<BTreeMap<String, super::catalog::TaggedAddress>>,
 }
 
 /// One check as `/v1/health/state/<state>` lists it. A node's own checks have no service id.
@@ -121,6 +133,24 @@ impl FailingChecks {
         FailingChecks { served, by_node }
     }
 
+    /// The failing checks of service instance `service_id` on `node` (its own and its node's):
+    /// what watch mode knows of an instance's checks.
+    fn of(&self, node: &str, service_id: &str) -> Vec<HealthCheck> {
+        self.by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter(|check| check.service_id.is_empty() || check.service_id == service_id)
+            .map(|check| HealthCheck {
+                node: check.node.clone(),
+                check_id: check.check_id.clone(),
+                status: check.status.clone(),
+                service_id: check.service_id.clone(),
+                ..HealthCheck::default()
+            })
+            .collect()
+    }
+
     /// The health of service instance `service_id` on `node`: passing unless one of its own
     /// checks or one of its node's fails.
     fn health(&self, node: &str, service_id: &str) -> Health {
@@ -158,6 +188,24 @@ pub fn combine(
             tags: entry.service_tags.clone().unwrap_or_default(),
             meta: entry.service_meta.clone().unwrap_or_default(),
             status: checks.health(&entry.node, &entry.service_id),
+            node_detail: NodeDetail {
+                id: entry.id.clone(),
+                address: entry.address.clone(),
+                datacenter: entry.datacenter.clone(),
+                tagged_addresses: entry.tagged_addresses.clone().unwrap_or_default(),
+                meta: entry.node_meta.clone().unwrap_or_default(),
+            },
+            tagged_addresses: entry
+                .service_tagged_addresses
+                .as_ref()
+                .map(|tagged| {
+                    tagged
+                        .iter()
+                        .map(|(name, t)| (name.clone(), (t.address.clone(), t.port)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            checks: checks.of(&entry.node, &entry.service_id),
         })
         .collect();
     ServiceData::instances(query, all)
@@ -723,12 +771,28 @@ mod tests {
         );
         let checks = FailingChecks::new(1, &StateList::default(), &warning);
         let entries: Vec<CatalogEntry> = serde_json::from_str(catalog).unwrap();
+        // Watch mode knows only the failing checks (consul-template's `.Checks` lists them
+        // all in a one-shot run): everything else agrees.
+        let without_checks = |data: ServiceData| match data {
+            ServiceData::Instances(mut instances) => {
+                for instance in &mut instances {
+                    instance.checks.clear();
+                }
+                ServiceData::Instances(instances)
+            }
+            other => other,
+        };
         for status in [StatusFilter::Any, StatusFilter::Passing] {
             let query = HealthQuery::new("web").unwrap().with_status(status);
             assert_eq!(
-                combine(&query, &entries, &checks),
-                super::super::parse_service_answer(&ServiceQuery::Health(query), health.as_bytes())
+                without_checks(combine(&query, &entries, &checks)),
+                without_checks(
+                    super::super::parse_service_answer(
+                        &ServiceQuery::Health(query),
+                        health.as_bytes()
+                    )
                     .unwrap()
+                )
             );
         }
     }

@@ -41,16 +41,22 @@ pub enum EngineChoice {
     #[default]
     Auto,
     Tera,
+    /// Go's `text/template` with confd's functions.
     Go,
+    /// Go's `text/template` with consul-template's functions. Its names clash with confd's
+    /// (`ls`, `split`, `join`, `contains` take other arguments), so it is never guessed: a
+    /// resource (or the command line) names it.
+    ConsulTemplate,
 }
 
 impl EngineChoice {
-    /// `auto`, `tera` or `go`.
+    /// `auto`, `tera`, `go` or `consul-template`.
     pub fn parse(text: &str) -> Result<EngineChoice, super::value::ValueError> {
         match text {
             "auto" => Ok(EngineChoice::Auto),
             "tera" => Ok(EngineChoice::Tera),
             "go" => Ok(EngineChoice::Go),
+            "consul-template" => Ok(EngineChoice::ConsulTemplate),
             other => Err(super::value::ValueError::Engine(other.to_owned())),
         }
     }

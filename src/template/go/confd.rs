@@ -15,9 +15,26 @@ use crate::store::{Glob, GlobError, LookupError};
 use crate::template::RenderInput;
 use crate::template::confd::{self, FunctionErrorKind, IpFamily};
 
-/// What a Go template's functions read: the render's input.
+/// What a Go template's functions read: the render's input, and what one render of
+/// consul-template's dialect keeps (its `scratch`, its own template set for `executeTemplate`).
 pub struct GoContext {
     pub input: RenderInput,
+    /// consul-template's `scratch`: fresh for every render, as consul-template makes one per
+    /// execution.
+    pub scratch: super::ct::Scratch,
+    /// The template being rendered and its function table, for `executeTemplate`.
+    pub set: Option<(Arc<super::Template>, Arc<Functions<GoContext>>)>,
+}
+
+impl GoContext {
+    /// The context of one render of `input`, without a template set.
+    pub fn new(input: RenderInput) -> GoContext {
+        GoContext {
+            input,
+            scratch: super::ct::Scratch::default(),
+            set: None,
+        }
+    }
 }
 
 /// What confd's functions return: a value, or why the function failed.
@@ -242,11 +259,11 @@ pub fn names() -> impl Iterator<Item = &'static str> {
 }
 
 // Arguments arrive checked against the signature, so these only unpack.
-fn text(args: &[Value], i: usize) -> &str {
+pub(super) fn text(args: &[Value], i: usize) -> &str {
     args[i].as_str().unwrap_or_default()
 }
 
-fn int(args: &[Value], i: usize) -> i64 {
+pub(super) fn int(args: &[Value], i: usize) -> i64 {
     args[i].as_int().unwrap_or_default()
 }
 
@@ -365,7 +382,7 @@ fn split(_: &GoContext, args: &[Value]) -> Result<Value> {
 }
 
 /// Parses JSON as Go's `json.Unmarshal` would see it: its syntax error first.
-fn parse_json(text: &str) -> std::result::Result<serde_json::Value, JsonError> {
+pub(super) fn parse_json(text: &str) -> std::result::Result<serde_json::Value, JsonError> {
     if let Some(error) = super::json::syntax_error(text) {
         return Err(JsonError::Syntax(error));
     }
@@ -400,7 +417,7 @@ fn json_array(_: &GoContext, args: &[Value]) -> Result<Value> {
     }
 }
 
-fn json_kind(value: &serde_json::Value) -> &'static str {
+pub(super) fn json_kind(value: &serde_json::Value) -> &'static str {
     match value {
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "bool",
@@ -451,13 +468,13 @@ fn single(mut mapped: impl ExactSizeIterator<Item = char>) -> Option<char> {
     }
 }
 
-fn to_upper(_: &GoContext, args: &[Value]) -> Result<Value> {
+pub(super) fn to_upper(_: &GoContext, args: &[Value]) -> Result<Value> {
     Ok(Value::from(map_case(text(args, 0), |c| {
         single(c.to_uppercase())
     })))
 }
 
-fn to_lower(_: &GoContext, args: &[Value]) -> Result<Value> {
+pub(super) fn to_lower(_: &GoContext, args: &[Value]) -> Result<Value> {
     Ok(Value::from(map_case(text(args, 0), |c| {
         // Go lowers İ (U+0130) to i; Rust's full mapping adds a combining dot.
         if c == '\u{130}' {
@@ -575,11 +592,11 @@ fn file_exists(_: &GoContext, args: &[Value]) -> Result<Value> {
     Ok(Value::Bool(confd::file_exists(text(args, 0))))
 }
 
-fn base64_encode(_: &GoContext, args: &[Value]) -> Result<Value> {
+pub(super) fn base64_encode(_: &GoContext, args: &[Value]) -> Result<Value> {
     Ok(Value::from(confd::base64_encode(text(args, 0))))
 }
 
-fn base64_decode(_: &GoContext, args: &[Value]) -> Result<Value> {
+pub(super) fn base64_decode(_: &GoContext, args: &[Value]) -> Result<Value> {
     let encoded = text(args, 0);
     use base64::Engine as _;
     match base64::engine::general_purpose::STANDARD.decode(encoded) {

@@ -7,9 +7,13 @@
 //!
 //! Besides confd's map, templates have consul-template's `service`, `services` and `nodes`
 //! ([`super::services`]); the literal calls of each file are found when it is inserted.
+//!
+//! [`GoEngine::consul_template`] is the same engine with consul-template's function map
+//! ([`super::ct`]) instead of confd's: a third dialect, chosen per resource.
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::confd::{GoContext, functions};
 use super::services;
@@ -20,10 +24,14 @@ use crate::template::{RenderError, RenderInput};
 
 /// The parsed Go templates, by name below `templates/`.
 pub struct GoEngine {
-    funcs: Functions<GoContext>,
-    templates: HashMap<String, Template>,
+    /// Shared with each render's context, for consul-template's `executeTemplate`.
+    funcs: Arc<Functions<GoContext>>,
+    templates: HashMap<String, Arc<Template>>,
     /// The catalog calls of each template, found at insert.
     service_calls: HashMap<String, Vec<FoundCall>>,
+    /// How the dialect finds a template's catalog calls (confd's map has consul-template's
+    /// catalog functions with terad's own argument checks).
+    find_service_calls: fn(&str, &Template) -> Vec<FoundCall>,
 }
 
 impl std::fmt::Debug for GoEngine {
@@ -38,15 +46,28 @@ impl Default for GoEngine {
     fn default() -> Self {
         let mut funcs = functions();
         services::register(&mut funcs);
-        GoEngine {
-            funcs,
-            templates: HashMap::new(),
-            service_calls: HashMap::new(),
-        }
+        GoEngine::with(funcs, services::literal_calls)
     }
 }
 
 impl GoEngine {
+    /// The engine with consul-template's function map.
+    pub fn consul_template() -> GoEngine {
+        GoEngine::with(super::ct::functions(), super::ct::catalog::literal_calls)
+    }
+
+    fn with(
+        funcs: Functions<GoContext>,
+        find_service_calls: fn(&str, &Template) -> Vec<FoundCall>,
+    ) -> GoEngine {
+        GoEngine {
+            funcs: Arc::new(funcs),
+            templates: HashMap::new(),
+            service_calls: HashMap::new(),
+            find_service_calls,
+        }
+    }
+
     /// Parses `source` as the template `name` (below `templates/`). Errors name the file by
     /// its base name, as confd's do (`template: haproxy.cfg.tmpl:9: …`).
     pub fn parse(&self, name: &str, source: &str) -> Result<Template, ParseError> {
@@ -56,8 +77,13 @@ impl GoEngine {
 
     pub fn insert(&mut self, name: &str, template: Template) {
         self.service_calls
-            .insert(name.to_owned(), services::literal_calls(name, &template));
-        self.templates.insert(name.to_owned(), template);
+            .insert(name.to_owned(), (self.find_service_calls)(name, &template));
+        self.templates.insert(name.to_owned(), Arc::new(template));
+    }
+
+    /// The parsed template `name`, if it was loaded.
+    pub fn template(&self, name: &str) -> Option<&Template> {
+        self.templates.get(name).map(|template| &**template)
     }
 
     /// The calls of `service`, `services` and `nodes` in the template `name`.
@@ -77,9 +103,8 @@ impl GoEngine {
         let Some(template) = self.templates.get(name) else {
             return Err(RenderError::not_loaded(name));
         };
-        let context = GoContext {
-            input: input.clone(),
-        };
+        let mut context = GoContext::new(input.clone());
+        context.set = Some((Arc::clone(template), Arc::clone(&self.funcs)));
         let executed = match deadline {
             Some(deadline) => {
                 template.execute_before(deadline, &context, &self.funcs, &Value::Nil, out)

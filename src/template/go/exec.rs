@@ -150,7 +150,12 @@ fn ideal(n: &Number) -> Result<Value, ExecErrorKind> {
 fn can_be_nil(param: Param) -> bool {
     matches!(
         param,
-        Param::Any | Param::StringList | Param::PairList | Param::Map
+        Param::Any
+            | Param::StringList
+            | Param::PairList
+            | Param::Map
+            | Param::AnyList
+            | Param::ObjectList(_)
     )
 }
 
@@ -160,6 +165,8 @@ fn nil_of(param: Param) -> Value {
         Param::StringList => Value::list(ListType::Strings, Vec::new()),
         Param::PairList => Value::list(ListType::PairSlice, Vec::new()),
         Param::Map => Value::map([]),
+        Param::AnyList => Value::list(ListType::Any, Vec::new()),
+        Param::ObjectList(name) => Value::list(ListType::Objects(name), Vec::new()),
         _ => Value::Nil,
     }
 }
@@ -908,6 +915,8 @@ impl<'a, C> State<'a, C> {
             (Value::List(list), Param::PairList) => {
                 matches!(list.ty, ListType::Pairs | ListType::PairSlice)
             }
+            (Value::List(list), Param::AnyList) => list.ty == ListType::Any,
+            (Value::List(list), Param::ObjectList(name)) => list.ty == ListType::Objects(name),
             _ => false,
         };
         if ok {

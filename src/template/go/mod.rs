@@ -69,6 +69,7 @@
 mod builtins;
 mod clock;
 pub mod confd;
+pub mod ct;
 pub mod engine;
 mod error;
 mod exec;
@@ -116,6 +117,10 @@ pub enum Param {
     Pair,
     /// `map[string]interface {}`
     Map,
+    /// `[]interface {}`
+    AnyList,
+    /// A slice of pointers to structs, by its Go spelling (`[]*dependency.KeyPair`).
+    ObjectList(&'static str),
 }
 
 impl Param {
@@ -131,6 +136,8 @@ impl Param {
             Param::PairList => "[]memkv.KVPair",
             Param::Pair => "memkv.KVPair",
             Param::Map => "map[string]interface {}",
+            Param::AnyList => "[]interface {}",
+            Param::ObjectList(name) => name,
         }
     }
 }

@@ -79,7 +79,7 @@ fn nodes(context: &GoContext, args: &[Value]) -> Result<Value, FuncError> {
 }
 
 /// Go's `%v` of a pointer to a struct: `&{a b c}` (`%+v`: `&{A:a B:b C:c}`).
-fn fmt_struct(out: &mut String, plus: bool, fields: &[(&str, Value)]) {
+pub(super) fn fmt_struct(out: &mut String, plus: bool, fields: &[(&str, Value)]) {
     out.push_str("&{");
     for (i, (name, value)) in fields.iter().enumerate() {
         if i > 0 {
@@ -280,6 +280,7 @@ mod tests {
             tags: vec!["a".to_owned(), "v2".to_owned()],
             meta: [("zone".to_owned(), "z1".to_owned())].into_iter().collect(),
             status,
+            ..Default::default()
         }
     }
 
@@ -326,6 +327,7 @@ mod tests {
             Ok(Arc::new(ServiceData::nodes(vec![CatalogNode {
                 node: "m1".into(),
                 address: "10.1.0.1".into(),
+                ..Default::default()
             }]))),
         );
         snapshot

@@ -44,6 +44,9 @@ pub enum ListType {
     Pairs,
     /// `[]memkv.KVPair`
     PairSlice,
+    /// A slice of pointers to structs (consul-template's `[]*dependency.KeyPair`, …): the
+    /// Go spelling of the type.
+    Objects(&'static str),
 }
 
 impl ListType {
@@ -56,6 +59,7 @@ impl ListType {
             ListType::Floats => "[]float64",
             ListType::Pairs => "memkv.KVPairs",
             ListType::PairSlice => "[]memkv.KVPair",
+            ListType::Objects(name) => name,
         }
     }
 
@@ -102,6 +106,11 @@ pub trait Object: Send + Sync {
             type_name: self.type_name().to_owned(),
             method: name.to_owned(),
         })
+    }
+    /// The exported fields in declaration order, for encoders (consul-template's `toJSON`
+    /// of a struct); none for a type that is not a struct.
+    fn fields(&self) -> Vec<(&'static str, Value)> {
+        Vec::new()
     }
     /// How `%v` prints the value (`plus` is `%+v`). For a type with a `String` method this is
     /// what `String` returns.
@@ -226,6 +235,7 @@ impl Value {
             ListType::Ints => Value::Int(0),
             ListType::Floats => Value::Float(0.0),
             ListType::Pairs | ListType::PairSlice => Value::pair("", ""),
+            ListType::Objects(_) => Value::Nil,
         }
     }
 }

@@ -343,6 +343,7 @@ mod tests {
             tags: vec!["v2".to_owned()],
             meta: [("zone".to_owned(), "a".to_owned())].into_iter().collect(),
             status: Health::Passing,
+            ..Default::default()
         };
         let mut snapshot = ServiceSnapshot::default();
         let web = HealthQuery::new("web").unwrap();
@@ -369,6 +370,7 @@ mod tests {
             Ok(Arc::new(ServiceData::nodes(vec![CatalogNode {
                 node: "n1".into(),
                 address: "10.0.0.1".into(),
+                ..Default::default()
             }]))),
         );
         let input = RenderInput {

@@ -20,6 +20,8 @@ pub struct Consul {
     acl: bool,
     /// A server with a data directory (survives restarts) instead of `-dev` (in memory).
     persistent: bool,
+    /// The agent's node name and id, when a test needs them fixed (they are printed).
+    node: Option<(String, String)>,
 }
 
 /// Where the consul binary is: on PATH, or where install-deps.sh puts it.
@@ -43,7 +45,16 @@ impl Consul {
         Consul::start(false, true)
     }
 
+    /// `consul agent -dev` with a fixed node name and node id.
+    pub fn start_dev_as(node: &str, node_id: &str) -> Consul {
+        Consul::start_with(false, false, Some((node.to_owned(), node_id.to_owned())))
+    }
+
     fn start(acl: bool, persistent: bool) -> Consul {
+        Consul::start_with(acl, persistent, None)
+    }
+
+    fn start_with(acl: bool, persistent: bool, node: Option<(String, String)>) -> Consul {
         let mut consul = Consul {
             child: None,
             dir: tempfile::tempdir().unwrap(),
@@ -53,6 +64,7 @@ impl Consul {
             server: free_port(),
             acl,
             persistent,
+            node,
         };
         consul.spawn();
         consul
@@ -83,6 +95,11 @@ impl Consul {
                 ));
         } else {
             command.arg("-dev");
+        }
+        if let Some((node, node_id)) = &self.node {
+            command
+                .arg(format!("-node={node}"))
+                .arg(format!("-node-id={node_id}"));
         }
         command
             .args([
