@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use terad::store::KeyStore;
-use terad::template::go::confd::{GoContext, functions};
+use terad::template::go::confd::functions;
+use terad::template::go::context::GoContext;
 use terad::template::go::{Functions, Template, Value};
 use terad::template::{KeyScope, RenderInput};
 

@@ -9,33 +9,11 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use super::context::GoContext;
 use super::json::JsonError;
 use super::{FuncError, Functions, ListType, Object, Param, Signature, Value};
 use crate::store::{Glob, GlobError, LookupError};
-use crate::template::RenderInput;
 use crate::template::confd::{self, FunctionErrorKind, IpFamily};
-
-/// What a Go template's functions read: the render's input, and what one render of
-/// consul-template's dialect keeps (its `scratch`, its own template set for `executeTemplate`).
-pub struct GoContext {
-    pub input: RenderInput,
-    /// consul-template's `scratch`: fresh for every render, as consul-template makes one per
-    /// execution.
-    pub scratch: super::ct::Scratch,
-    /// The template being rendered and its function table, for `executeTemplate`.
-    pub set: Option<(Arc<super::Template>, Arc<Functions<GoContext>>)>,
-}
-
-impl GoContext {
-    /// The context of one render of `input`, without a template set.
-    pub fn new(input: RenderInput) -> GoContext {
-        GoContext {
-            input,
-            scratch: super::ct::Scratch::default(),
-            set: None,
-        }
-    }
-}
 
 /// What confd's functions return: a value, or why the function failed.
 type Result<T> = std::result::Result<T, FuncError>;

@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::confd::{GoContext, functions};
+use super::confd::functions;
+use super::context::GoContext;
 use super::services;
 use super::{Functions, ParseError, Template, Value};
 use crate::diagnostic::ConfigError;

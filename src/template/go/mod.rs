@@ -69,6 +69,7 @@
 mod builtins;
 mod clock;
 pub mod confd;
+pub mod context;
 pub mod ct;
 pub mod engine;
 mod error;

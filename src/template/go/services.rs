@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use super::confd::GoContext;
+use super::context::GoContext;
 use super::{FuncError, Functions, ListType, Object, Param, Signature, Template, Value};
 use crate::catalog::{self, CatalogNode, CatalogService, ServiceInstance, ServiceQuery};
 use crate::template::services::{self as functions, BadCall, FoundCall};

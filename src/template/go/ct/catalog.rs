@@ -20,7 +20,7 @@ use crate::catalog::{
     CatalogNode, CatalogService, HealthCheck, HealthQuery, NodeService, NodeServices,
     ServiceInstance, ServiceQuery, StatusFilter,
 };
-use crate::template::go::confd::GoContext;
+use crate::template::go::context::GoContext;
 use crate::template::go::services::fmt_struct;
 use crate::template::go::{Functions, ListType, Object, Param, Signature, Template, Value};
 use crate::template::services::{self as shared, BadCall, CallProblem, FoundCall};

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::{CtError, Result, text};
-use crate::template::go::confd::GoContext;
+use crate::template::go::context::GoContext;
 use crate::template::go::{Functions, ListType, Param, Signature, Value};
 
 pub(super) fn register(f: &mut Functions<GoContext>) {

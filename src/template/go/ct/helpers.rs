@@ -13,7 +13,8 @@ use std::sync::Arc;
 use super::catalog::HEALTH_SERVICES;
 use super::kv::PAIRS;
 use super::{ANY2, CtError, KeyPair, Result, STRING, STRING2, STRING3, text};
-use crate::template::go::confd::{self, GoContext};
+use crate::template::go::confd;
+use crate::template::go::context::GoContext;
 use crate::template::go::{FuncError, Functions, ListType, Param, Signature, Value};
 
 pub(super) fn register(f: &mut Functions<GoContext>) {

@@ -12,7 +12,7 @@
 
 use super::{CtError, KEY_PAIRS, KeyPair, Result, STRING, STRING2, text};
 use crate::store::LookupError;
-use crate::template::go::confd::GoContext;
+use crate::template::go::context::GoContext;
 use crate::template::go::{FuncError, Functions, ListType, Param, Signature, Template, Value};
 
 /// The KV functions, by the names templates call them.

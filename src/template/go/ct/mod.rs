@@ -23,9 +23,9 @@ pub mod helpers;
 pub mod kv;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::confd::GoContext;
+use super::context::{GoContext, Scratch};
 use super::{FuncError, Functions, Object, Param, ParseError, Signature, Template, Value};
 
 /// Why one of consul-template's functions failed, as consul-template words it.
@@ -187,10 +187,6 @@ pub fn awaited(error: &crate::template::RenderError) -> Option<Awaited> {
 pub(super) fn text(args: &[Value], i: usize) -> &str {
     args.get(i).and_then(Value::as_str).unwrap_or_default()
 }
-
-/// consul-template's `scratch`: a per-render map templates write and read back.
-#[derive(Debug, Default, Clone)]
-pub struct Scratch(Arc<Mutex<BTreeMap<String, Value>>>);
 
 fn scratch(context: &GoContext, _: &[Value]) -> Result<Value> {
     Ok(Value::Object(Arc::new(context.scratch.clone())))
