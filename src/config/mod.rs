@@ -35,7 +35,7 @@ pub use crate::cli::defaults::{
 };
 pub use crate::diagnostic::{ConfigError, ConfigErrors, line_and_column};
 pub use crate::logging::LogFormat;
-pub use resource::{EngineChoice, Resource, TemplateRef, load_resources, parse_mode};
+pub use resource::{EngineChoice, Resource, TemplateRef, TemplateText, load_resources, parse_mode};
 pub use settings::*;
 pub use warning::Warning;
 

@@ -4,7 +4,7 @@
 //! [`crate::config::load`]; [`crate::setup`] runs both.
 
 use super::{EngineKind, Templates};
-use crate::config::{BackendKind, EngineChoice, Resource, Settings};
+use crate::config::{BackendKind, EngineChoice, Resource, Settings, TemplateText};
 use crate::diagnostic::{ConfigError, ConfigErrors};
 
 /// Loads the templates of `resources`, adding every problem to `errors`; `None` when a template
@@ -14,9 +14,16 @@ pub fn prepare(
     resources: &mut [Resource],
     errors: &mut ConfigErrors,
 ) -> Option<Templates> {
-    let templates = match Templates::load(
+    // consul-template's inline `contents` and delimiters, by template name.
+    let texts = resources
+        .iter()
+        .filter(|r| r.text != TemplateText::default())
+        .map(|r| (r.template.name.clone(), r.text.clone()))
+        .collect();
+    let templates = match Templates::load_with(
         &settings.templates_dir(),
         resources.iter().map(|r| &r.template),
+        &texts,
     ) {
         Ok(templates) => Some(templates),
         Err(template_errors) => {
