@@ -48,16 +48,18 @@ fn run() -> Result<ExitCode, Failure> {
     if let Some(errors) = config.nothing_to_run() {
         return Err(errors.into());
     }
+    terad::logging::init(config.settings.log_level, config.settings.log_format);
+    config.settings.log_origin();
     if config.settings.parse_only {
-        // The configuration loaded and every template parsed: nothing else to do.
+        // The configuration loaded and every template parsed: said what it was accepted with,
+        // nothing else to do.
+        config.log_warnings();
         let mut errors = terad::diagnostic::ConfigErrors::default();
         for broken in &config.broken {
             errors.extend(broken.errors.clone());
         }
         return errors.into_result(ExitCode::SUCCESS).map_err(Into::into);
     }
-    terad::logging::init(config.settings.log_level, config.settings.log_format);
-    config.settings.log_origin();
     // A sidecar needs little parallelism; two workers keep the footprint small on big hosts.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
