@@ -120,10 +120,11 @@ fn pid_of(child: &Child) -> Option<Pid> {
         .map(Pid::from_raw)
 }
 
-/// SIGTERM, then SIGKILL to the whole process group after `timeout`.
-async fn stop(child: &mut Child, timeout: Duration) {
+/// `signal` (SIGTERM; consul-template's SIGINT), then SIGKILL to the whole process group after
+/// `timeout`.
+async fn stop(child: &mut Child, signal: Signal, timeout: Duration) {
     let Some(pid) = pid_of(child) else { return };
-    let _ = kill(pid, Signal::SIGTERM);
+    let _ = kill(pid, signal);
     if tokio::time::timeout(timeout, child.wait()).await.is_err() {
         warn!(
             pid = pid.as_raw(),
@@ -179,7 +180,7 @@ async fn supervise(
         tokio::select! {
             _ = stop_service.cancelled() => {
                 info!("stopping the service");
-                stop(running, settings.kill_timeout).await;
+                stop(running, settings.kill_signal, settings.kill_timeout).await;
                 return;
             }
             status = running.wait() => {
@@ -207,13 +208,19 @@ async fn supervise(
             }
             request = requests.recv() => match request {
                 Some(Request::FilesChanged(reply)) => {
+                    if !settings.splay.is_zero() {
+                        // A random share of the splay, so that a fleet does not reload at once.
+                        let delay = settings.splay.mul_f64(fastrand::f64());
+                        info!(delay_ms = delay.as_millis() as u64, "waiting out the splay before telling the service");
+                        tokio::time::sleep(delay).await;
+                    }
                     let result = match (settings.reload_signal, pid_of(running)) {
                         (Some(signal), Some(pid)) => kill(pid, signal)
                             .map(|()| info!(signal = %signal, pid = pid.as_raw(), "service signalled to reload"))
                             .map_err(ExecError::Signal),
                         _ => {
                             info!("restarting the service to load its new files");
-                            stop(running, settings.kill_timeout).await;
+                            stop(running, settings.kill_signal, settings.kill_timeout).await;
                             child = None;
                             Ok(())
                         }

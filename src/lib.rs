@@ -96,6 +96,12 @@ pub enum Failure {
     },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error("cannot write the pid file {path:?}")]
+    PidFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// `--generate` could not write to standard output.
     #[error("cannot write")]
     Output(#[source] std::io::Error),
@@ -109,15 +115,42 @@ impl Failure {
     /// command line that cannot be parsed exits 2 either way, as Go's flag package does.
     pub fn exit_code(&self, rules: &cli::Rules) -> u8 {
         match self {
-            Failure::Flag(_) => EXIT_CONFIG,
+            Failure::Flag(_) => rules.flag_error_exit,
             Failure::Config(_) => rules.config_error_exit,
             Failure::Command(error) if error.is_configuration() => rules.config_error_exit,
             Failure::Signals(_)
             | Failure::WatchConfig(_)
             | Failure::Listen { .. }
             | Failure::Runtime(_)
+            | Failure::PidFile { .. }
             | Failure::Output(_)
             | Failure::Command(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+/// consul-template's `-pid-file`: the process id, written at start and removed at exit.
+struct PidFile(Option<std::path::PathBuf>);
+
+impl PidFile {
+    fn write(path: Option<&std::path::Path>) -> Result<PidFile, Failure> {
+        let Some(path) = path else {
+            return Ok(PidFile(None));
+        };
+        std::fs::write(path, format!("{}", std::process::id())).map_err(|source| {
+            Failure::PidFile {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        Ok(PidFile(Some(path.to_owned())))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -138,6 +171,7 @@ pub async fn run(
 ) -> Result<ExitCode, Failure> {
     // Descriptors are what a flood of connections or a burst of syncs runs out of first.
     process::raise_open_file_limit();
+    let pid_file = PidFile::write(config.settings.pid_file.as_deref())?;
     let backend = Backend::connect(&config.settings)?;
     fleet::service::check_self_at_start(&config, &backend).await?;
     let settings = config.settings.clone();
@@ -163,6 +197,7 @@ pub async fn run(
     if settings.watch_config {
         signal::watch_configuration(&settings, control_tx).map_err(Failure::WatchConfig)?;
     } else if settings.mode != config::Mode::Onetime
+        && settings.rules.follow_template_edits
         && let Err(error) = signal::watch_templates(&settings, control_tx)
     {
         tracing::warn!(
@@ -199,6 +234,7 @@ pub async fn run(
     if let Some(task) = server {
         let _ = task.await;
     }
+    drop(pid_file);
     if let Some(code) = exit_status.get() {
         return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
     }

@@ -8,9 +8,7 @@ fn main() -> ExitCode {
     // Before anything else: it may fork, which is only safe while there is one thread.
     terad::signal::become_init_if_pid1();
     tune_allocator();
-    let flavour = std::env::args_os()
-        .next()
-        .map_or(Flavour::Terad, |program| Flavour::from_program(&program));
+    let flavour = Flavour::from_args(&std::env::args_os().collect::<Vec<_>>());
     match run() {
         Ok(status) => status,
         Err(failure) => {
@@ -27,6 +25,18 @@ fn run() -> Result<ExitCode, Failure> {
         Err(ParseError::Clap(error)) => error.exit(),
         Err(ParseError::Flag(error)) => return Err(error.into()),
     };
+    if let Some(args) = &cli.consul_template {
+        // As consul-template: its usage and its version go to standard error, exit 0.
+        if args.wants_help() {
+            eprint!("{}", terad::cli::ct_args::USAGE);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if args.wants_version() {
+            let rules = cli.flavour.rules();
+            eprintln!("{} {}", rules.program, rules.version);
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
     if let Some(kind) = cli.generate {
         terad::cli::generate(kind, &mut std::io::stdout().lock()).map_err(Failure::Output)?;
         return Ok(ExitCode::SUCCESS);
@@ -40,6 +50,16 @@ fn run() -> Result<ExitCode, Failure> {
     }
     terad::logging::init(config.settings.log_level, config.settings.log_format);
     config.settings.log_origin();
+    if config.settings.parse_only {
+        // The configuration loaded and every template parsed: said what it was accepted with,
+        // nothing else to do.
+        config.log_warnings();
+        let mut errors = terad::diagnostic::ConfigErrors::default();
+        for broken in &config.broken {
+            errors.extend(broken.errors.clone());
+        }
+        return errors.into_result(ExitCode::SUCCESS).map_err(Into::into);
+    }
     // A sidecar needs little parallelism; two workers keep the footprint small on big hosts.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+use crate::cli::NoopOutput;
 use crate::config::Resource;
 use crate::fs::{self, Attributes, CommitKind, CurrentFile, FsError};
 use crate::process::{self, CommandError};
@@ -20,6 +21,8 @@ use crate::process::{self, CommandError};
 pub struct SyncOptions {
     /// Print a diff of each pending change; write and run nothing.
     pub noop: bool,
+    /// What `noop` prints: a diff, or (consul-template's `-dry`) every render whole.
+    pub noop_output: NoopOutput,
     /// Write changes, but run neither check_cmd nor reload_cmd.
     pub sync_only: bool,
     /// Keep every stage file that was not committed, an unchanged render's too, and log its
@@ -234,6 +237,15 @@ pub async fn remove_destination(resource: &Resource) -> Result<(), FsError> {
 
 /// Compares the render with the destination and stages it if it differs. Blocking.
 fn prepare(resource: &Resource, content: &[u8], options: SyncOptions) -> Result<Staging, FsError> {
+    if options.noop && options.noop_output == NoopOutput::Contents {
+        // consul-template's -dry: `> DEST` and the render, changed or not.
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "> {}", resource.dest.display());
+        let _ = out.write_all(content);
+        let _ = out.flush();
+        return Ok(Staging::Pending);
+    }
     let target = fs::resolve_destination(&resource.dest)?;
     let current = fs::read_current(&target)?;
     let attributes = Attributes {

@@ -36,6 +36,28 @@ pub enum FlagError {
          flags and the rest would be ignored); write {flag}={value}"
     )]
     SeparateBooleanValue { flag: String, value: String },
+    /// Under the name consul-template: a flag consul-template does not have.
+    #[error(
+        "unknown flag {flag:?}{} (terad takes consul-template's flags under the name \
+         consul-template; see -h)",
+        match suggestion {
+            Some(name) => format!("; did you mean -{name}?"),
+            None => String::new(),
+        }
+    )]
+    UnknownConsulTemplate {
+        flag: String,
+        suggestion: Option<String>,
+    },
+    #[error("flag {flag:?} needs a value")]
+    MissingValue { flag: String },
+    #[error("invalid boolean value {value:?} for {flag:?}: use true or false")]
+    InvalidBoolean { flag: String, value: String },
+    /// Arguments after the flags, which consul-template refuses (`cli: extra args`).
+    #[error(
+        "extra arguments {0:?}: consul-template takes only flags (a boolean flag takes its value after =, as -once=true)"
+    )]
+    ExtraArguments(Vec<String>),
 }
 
 /// What a long option takes.

@@ -42,6 +42,8 @@ pub struct Defaults {
     pub ready_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub exec_kill_timeout: Duration,
+    /// What stops the `--exec` service before SIGKILL.
+    pub exec_kill_signal: &'static str,
 }
 
 /// The configuration files tried, in order, when none is named; the first that exists is read.
@@ -85,24 +87,31 @@ impl Defaults {
                 ConfigFiles::InConfdir(&["terad.toml", "confd.toml"]),
             ),
             Flavour::Confd => (CONFD_CONFDIR, ConfigFiles::Fixed(CONFD_CONFIG_FILE)),
+            // consul-template reads only the files given with -config.
+            Flavour::ConsulTemplate => (DEFAULT_CONFDIR, ConfigFiles::InConfdir(&[])),
         };
+        let consul_template = flavour == Flavour::ConsulTemplate;
         Defaults {
-            backend: "etcd",
+            backend: if consul_template { "consul" } else { "etcd" },
             confdir: PathBuf::from(confdir),
             config_files,
             etcd_node: "127.0.0.1:2379",
             consul_node: "127.0.0.1:8500",
             interval: DEFAULT_INTERVAL,
-            log_level: "info",
+            // consul-template's default level is WARN.
+            log_level: if consul_template { "warn" } else { "info" },
             log_format: "text",
             template_engine: "auto",
             scheme: "http",
             backend_timeout: DEFAULT_BACKEND_TIMEOUT,
             consul_wait: DEFAULT_CONSUL_WAIT,
-            consistency: "default",
+            // consul-template's default max_stale, 2s, makes every read a stale one.
+            consistency: if consul_template { "stale" } else { "default" },
             ready_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(30),
-            exec_kill_timeout: Duration::from_secs(10),
+            // consul-template's DefaultExecKillTimeout and DefaultExecKillSignal.
+            exec_kill_timeout: Duration::from_secs(if consul_template { 30 } else { 10 }),
+            exec_kill_signal: if consul_template { "SIGINT" } else { "SIGTERM" },
         }
     }
 

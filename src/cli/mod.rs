@@ -5,13 +5,19 @@
 //!
 //! confd's command lines work unchanged: [`confd_args`] translates Go's flag syntax (`-onetime`,
 //! `-backend etcd`, `-node=URL`) into terad's before clap sees it, and under the name `confd`
-//! ([`Flavour::Confd`]) the defaults are confd's.
+//! ([`Flavour::Confd`]) the defaults are confd's. Under the name `consul-template`
+//! ([`Flavour::ConsulTemplate`]) terad takes consul-template's flags instead, read by
+//! [`ct_args`] into [`Cli::consul_template`].
 
 pub mod confd_args;
+pub mod ct_args;
 pub mod defaults;
 mod flavour;
 
-pub use self::flavour::{Flavour, GlobalPrefix, OnetimeWithWatch, Rules, UnknownKeys};
+pub use self::flavour::{
+    CONSUL_TEMPLATE_FLAGS, Flavour, GlobalPrefix, Layout, NoopOutput, OnetimeWithWatch, Rules,
+    UnknownKeys,
+};
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -267,6 +273,11 @@ pub struct Cli {
     #[arg(skip)]
     pub flavour: Flavour,
 
+    /// Under the name consul-template: its flags, as given ([`ct_args`]); none of the options
+    /// above is then set.
+    #[arg(skip)]
+    pub consul_template: Option<ct_args::ConsulTemplateArgs>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -374,9 +385,19 @@ where
     T: Into<OsString>,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let flavour = args
-        .first()
-        .map_or(Flavour::Terad, |program| Flavour::from_program(program));
+    let flavour = Flavour::from_args(&args);
+    if flavour.rules().layout == Layout::ConsulTemplate {
+        let skip = match args.get(1) {
+            Some(first) if CONSUL_TEMPLATE_FLAGS.iter().any(|flag| first == flag) => 2,
+            _ => 1,
+        };
+        let parsed = ct_args::parse(args.get(skip..).unwrap_or_default())?;
+        return Ok(Cli {
+            flavour,
+            consul_template: Some(parsed),
+            ..Cli::default()
+        });
+    }
     let command = command(flavour);
     let args = confd_args::translate(args, &command)?;
     let matches = command.try_get_matches_from(args)?;

@@ -275,6 +275,11 @@ impl RawConfigFile {
             exec_exit_with_child: self.exec_exit_with_child,
             instance: self.instance,
             coordination: self.coordination,
+            exec_kill_signal: None,
+            exec_splay: None,
+            pid_file: None,
+            parse_only: None,
+            consul_templates: None,
             confd_only: ConfdOnly {
                 srv_domain: self.srv_domain,
                 srv_record: self.srv_record,

@@ -116,9 +116,19 @@ layer! {
     exec_reload_signal: String,
     exec_kill_timeout: String,
     exec_exit_with_child: bool,
+    /// What stops the `--exec` service (consul-template's `-exec-kill-signal`).
+    exec_kill_signal: String,
+    /// The longest random delay before the `--exec` service is signalled (`-exec-splay`).
+    exec_splay: String,
     instance: String,
     /// Only a configuration file has one.
     coordination: RawCoordination,
+    /// consul-template's `-pid-file`.
+    pid_file: PathBuf,
+    /// consul-template's `-parse-only`.
+    parse_only: bool,
+    /// consul-template's `-template`s and `template {}` blocks, files' first.
+    consul_templates: Vec<super::consul_template::TemplateSpec>,
 }
 
 /// confd settings for features terad does not have, as one layer gave them.
@@ -199,8 +209,13 @@ impl Layer {
             exec_reload_signal: cli.exec_reload_signal.clone(),
             exec_kill_timeout: cli.exec_kill_timeout.clone(),
             exec_exit_with_child: cli.exec_exit_with_child,
+            exec_kill_signal: None,
+            exec_splay: None,
             instance: cli.instance.clone(),
             coordination: None,
+            pid_file: None,
+            parse_only: None,
+            consul_templates: None,
             confd_only: ConfdOnly {
                 srv_domain: confd.srv_domain.clone().filter(|v| !v.is_empty()),
                 srv_record: confd.srv_record.clone().filter(|v| !v.is_empty()),

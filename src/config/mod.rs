@@ -15,6 +15,7 @@
 //! - [`coordination`]: `[coordination]` and `[template.coordination]`, the fleet's settings.
 //! - [`haproxy`]: `[template.haproxy]`, HAProxy's runtime API for a resource.
 
+pub mod consul_template;
 pub mod coordination;
 mod duration;
 mod file;
@@ -35,11 +36,11 @@ pub use crate::cli::defaults::{
 };
 pub use crate::diagnostic::{ConfigError, ConfigErrors, line_and_column};
 pub use crate::logging::LogFormat;
-pub use resource::{EngineChoice, Resource, TemplateRef, load_resources, parse_mode};
+pub use resource::{EngineChoice, Resource, TemplateRef, TemplateText, load_resources, parse_mode};
 pub use settings::*;
 pub use warning::Warning;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Layout};
 
 /// Settings and the resources that parsed, with the problems found so far: the next step (the
 /// templates) adds its own, so that every problem is reported at once.
@@ -62,12 +63,15 @@ pub fn load(cli: &Cli) -> Result<Loaded, ConfigErrors> {
         global_prefix: &settings.prefix,
         rules: settings.rules,
     };
-    let (mut resources, mut errors) = load_resources(
-        &settings.conf_d(),
-        &settings.templates_dir(),
-        reading,
-        &mut warnings,
-    );
+    let (mut resources, mut errors) = match settings.rules.layout {
+        Layout::Confdir => load_resources(
+            &settings.conf_d(),
+            &settings.templates_dir(),
+            reading,
+            &mut warnings,
+        ),
+        Layout::ConsulTemplate => consul_template::resources(&settings, &mut warnings),
+    };
     for resource in &mut resources {
         resource.template.engine = resource.engine.unwrap_or(settings.template_engine);
         if resource.coordination.is_none() {

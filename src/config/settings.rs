@@ -106,6 +106,11 @@ pub struct ExecSettings {
     /// Sent when the service's files change; `None` restarts it instead.
     pub reload_signal: Option<nix::sys::signal::Signal>,
     pub kill_timeout: Duration,
+    /// What stops it before SIGKILL: SIGTERM (consul-template: SIGINT, or `-exec-kill-signal`).
+    pub kill_signal: nix::sys::signal::Signal,
+    /// The longest random delay before it is signalled or restarted for changed files
+    /// (consul-template's `-exec-splay`), so that a fleet does not reload at once.
+    pub splay: Duration,
     /// Exit with the service instead of restarting it.
     pub exit_with_child: bool,
 }
@@ -201,6 +206,13 @@ pub struct Settings {
     pub instance: String,
     /// The coordination of resources that have no `[template.coordination]` of their own.
     pub coordination: Option<coordination::Coordination>,
+    /// Where to write the process id while terad runs (consul-template's `-pid-file`).
+    pub pid_file: Option<PathBuf>,
+    /// Load the configuration and the templates, then exit (consul-template's `-parse-only`).
+    pub parse_only: bool,
+    /// The templates consul-template's flags and files give, made resources of by
+    /// [`super::load`] instead of `conf.d`.
+    pub consul_templates: Vec<super::consul_template::TemplateSpec>,
 }
 
 impl Settings {

@@ -12,7 +12,7 @@ use super::settings::*;
 use super::value::ValueError;
 use super::warning::Warning;
 use crate::cli::defaults::Defaults;
-use crate::cli::{Cli, OnetimeWithWatch, Rules};
+use crate::cli::{Cli, Layout, OnetimeWithWatch, Rules};
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::logging::LogFormat;
 
@@ -21,9 +21,12 @@ impl Settings {
     /// through `env`), combines them once, higher over lower, and validates the result over the
     /// [`Defaults`] of the name terad runs under, collecting every error.
     pub fn load(cli: &Cli, env: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigErrors> {
-        let mut errors = ConfigErrors::default();
         let defaults = Defaults::of(cli.flavour);
         let rules = cli.flavour.rules();
+        if rules.layout == Layout::ConsulTemplate {
+            return Settings::load_consul_template(cli, env, &defaults, rules);
+        }
+        let mut errors = ConfigErrors::default();
         let mut command_line = Layer::command_line(cli);
         let lookup = ConfigFileLookup::run(
             cli.config_file.as_deref(),
@@ -81,6 +84,43 @@ impl Settings {
         settings.warnings = check.warnings;
         settings.config_file = lookup.path;
         settings.config_candidates = lookup.candidates;
+        errors.into_result(settings)
+    }
+}
+
+impl Settings {
+    /// Under consul-template's layout: its flags over its configuration files (both already
+    /// merged the way consul-template merges them) over Consul's variables, validated as
+    /// terad's settings are.
+    fn load_consul_template(
+        cli: &Cli,
+        env: impl Fn(&str) -> Option<String>,
+        defaults: &Defaults,
+        rules: Rules,
+    ) -> Result<Settings, ConfigErrors> {
+        use super::consul_template;
+        let mut found = Vec::new();
+        let mut warnings = Vec::new();
+        let args = cli.consul_template.clone().unwrap_or_default();
+        let (flags, paths) = consul_template::command_line(&args, &mut found);
+        let files = consul_template::read_files(&paths, &mut found);
+        let layer = flags.over(files).layer(&mut found, &mut warnings);
+        let combined = layer
+            .combine(consul_template::environment(&env))
+            .combine(Layer::environment(&env, false));
+        let mut check = Validation {
+            defaults,
+            rules,
+            config_file: None,
+            candidates: &paths,
+            errors: ConfigErrors(found),
+            warnings,
+        };
+        let mut settings = check.settings(combined, false);
+        let errors = check.errors;
+        settings.warnings = check.warnings;
+        settings.config_file = paths.first().cloned();
+        settings.config_candidates = paths;
         errors.into_result(settings)
     }
 }
@@ -212,8 +252,13 @@ impl Validation<'_> {
             exec_reload_signal,
             exec_kill_timeout,
             exec_exit_with_child,
+            exec_kill_signal,
+            exec_splay,
             instance,
             coordination,
+            pid_file,
+            parse_only,
+            consul_templates,
             confd_only: _,
         } = layer;
 
@@ -378,10 +423,23 @@ impl Validation<'_> {
                     "supervises a service, which a one-shot run does not do; use --watch or --interval",
                 );
             }
+            let kill_signal = exec_kill_signal.as_deref().unwrap_or(defaults.exec_kill_signal);
+            let kill_signal = parse_signal(kill_signal).unwrap_or_else(|message| {
+                self.option_error("--exec-kill-signal", message.to_string());
+                nix::sys::signal::Signal::SIGTERM
+            });
+            let splay = exec_splay.map_or(Duration::ZERO, |text| {
+                humantime::parse_duration(text.trim()).unwrap_or_else(|e| {
+                    self.option_error("--exec-splay", format!("invalid duration {text:?}: {e}"));
+                    Duration::ZERO
+                })
+            });
             ExecSettings {
                 command,
                 reload_signal,
                 kill_timeout: exec_kill_timeout,
+                kill_signal,
+                splay,
                 exit_with_child: exec_exit_with_child.unwrap_or(false),
             }
         });
@@ -439,6 +497,9 @@ impl Validation<'_> {
             rules: self.rules,
             instance: instance.unwrap_or_else(default_instance),
             coordination,
+            pid_file,
+            parse_only: parse_only.unwrap_or(false),
+            consul_templates: consul_templates.unwrap_or_default(),
         }
     }
 

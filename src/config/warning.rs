@@ -43,6 +43,9 @@ pub enum Warning {
         key: &'static str,
         file: PathBuf,
     },
+    /// A setting of consul-template's that terad accepts but does not follow, and why.
+    #[error("{setting}: {message}")]
+    NotFollowed { setting: String, message: String },
     /// A `mode` of digits without a leading zero, which confd parses as a decimal number.
     #[error(
         "{}:{line}: mode {mode:?} is read as octal {terad:04o}; confd reads it as the decimal number \
@@ -68,6 +71,7 @@ impl Warning {
             Warning::UnknownKey { .. } => "unknown_key",
             Warning::FileOverridden { .. } => "file_overridden",
             Warning::DecimalMode { .. } => "decimal_mode",
+            Warning::NotFollowed { .. } => "not_followed",
         };
         warn!(kind, "{self}");
     }

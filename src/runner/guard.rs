@@ -144,6 +144,7 @@ mod tests {
                 engine: crate::template::EngineChoice::Tera,
             },
             engine: None,
+            text: Default::default(),
             dest: "/tmp/x".into(),
             prefix: "/".into(),
             keys: vec!["/app".into()],

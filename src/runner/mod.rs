@@ -139,6 +139,7 @@ pub async fn run(config: Config, backend: Backend, mut context: RunContext) -> R
 fn sync_options(settings: &Settings) -> SyncOptions {
     SyncOptions {
         noop: settings.noop,
+        noop_output: settings.rules.noop_output,
         sync_only: settings.sync_only,
         keep_stage_file: settings.keep_stage_file,
     }

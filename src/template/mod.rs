@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-pub use crate::config::{EngineChoice, TemplateRef};
+pub use crate::config::{EngineChoice, TemplateRef, TemplateText};
 use crate::diagnostic::{ConfigError, ConfigErrors};
 use crate::store::{KeyStore, ValuePolicy, View};
 pub use prepare::prepare;
@@ -160,6 +160,16 @@ impl Templates {
         templates_dir: &Path,
         refs: impl IntoIterator<Item = &'a TemplateRef>,
     ) -> Result<Templates, ConfigErrors> {
+        Templates::load_with(templates_dir, refs, &BTreeMap::new())
+    }
+
+    /// [`Templates::load`] where some Go templates, by name, are not read from their file as
+    /// written with `{{ }}`: consul-template's inline `contents` and other delimiters.
+    pub fn load_with<'a>(
+        templates_dir: &Path,
+        refs: impl IntoIterator<Item = &'a TemplateRef>,
+        texts: &BTreeMap<String, TemplateText>,
+    ) -> Result<Templates, ConfigErrors> {
         let mut errors = ConfigErrors::default();
         let mut wanted: BTreeMap<(String, EngineKind), bool> = BTreeMap::new();
         let mut resolved = BTreeMap::new();
@@ -208,14 +218,19 @@ impl Templates {
                 EngineKind::Tera => continue,
             };
             let path = templates_dir.join(name);
-            let Some(source) = read_source(&path, &mut errors) else {
+            let text = texts.get(name);
+            let inline = text.and_then(|text| text.contents.clone());
+            let Some(source) = inline.or_else(|| read_source(&path, &mut errors)) else {
                 if path.exists() {
                     continue;
                 }
                 errors.push(ConfigError::in_file(&path, "template not found"));
                 continue;
             };
-            match engine.parse(name, &source) {
+            let delims = text
+                .and_then(|text| text.delimiters.as_ref())
+                .map(|(left, right)| (left.as_str(), right.as_str()));
+            match engine.parse_with_delims(name, &source, delims) {
                 Ok(template) => {
                     if template.follows_the_clock() && !time_dependent.contains(name) {
                         time_dependent.push(name.clone());

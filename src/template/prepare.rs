@@ -4,7 +4,7 @@
 //! [`crate::config::load`]; [`crate::setup`] runs both.
 
 use super::{EngineKind, Templates};
-use crate::config::{BackendKind, EngineChoice, Resource, Settings};
+use crate::config::{BackendKind, EngineChoice, Resource, Settings, TemplateText};
 use crate::diagnostic::{ConfigError, ConfigErrors};
 
 /// Loads the templates of `resources`, adding every problem to `errors`; `None` when a template
@@ -14,9 +14,16 @@ pub fn prepare(
     resources: &mut [Resource],
     errors: &mut ConfigErrors,
 ) -> Option<Templates> {
-    let templates = match Templates::load(
+    // consul-template's inline `contents` and delimiters, by template name.
+    let texts = resources
+        .iter()
+        .filter(|r| r.text != TemplateText::default())
+        .map(|r| (r.template.name.clone(), r.text.clone()))
+        .collect();
+    let templates = match Templates::load_with(
         &settings.templates_dir(),
         resources.iter().map(|r| &r.template),
+        &texts,
     ) {
         Ok(templates) => Some(templates),
         Err(template_errors) => {
@@ -43,8 +50,11 @@ pub fn prepare(
 }
 
 /// A consul-template template lists no `keys`: what its `key`, `ls` and `tree` calls read with
-/// literal paths becomes what its resource watches, here at load (a path computed at render
-/// is found then). A literal path that can never work is a configuration error.
+/// literal paths becomes what its resource watches, here at load. A path computed at render
+/// cannot be known here, so a template with one watches its whole prefix: a change anywhere
+/// renders it again (an unchanged output writes nothing and runs no command), which is
+/// correct where watching only the literal paths would miss the computed one. A literal path
+/// that can never work is a configuration error.
 fn watch_kv_reads(
     settings: &Settings,
     resources: &mut [Resource],
@@ -58,14 +68,10 @@ fn watch_kv_reads(
             match found.path {
                 Ok(Some(path)) => {
                     let watched = watched_prefix(Read::of(&found.function), &path);
-                    let key = crate::store::join_key(&[&resource.prefix, &watched]);
-                    let key = if key.is_empty() { "/".to_owned() } else { key };
-                    if !resource.keys.contains(&key) {
-                        resource.keys.push(key);
-                    }
+                    resource.keys.push(watched_key(&resource.prefix, &watched));
                 }
-                // Computed: found when the template renders.
-                Ok(None) => {}
+                // Computed: read when the template renders; watched as the whole prefix.
+                Ok(None) => resource.keys.push(watched_key(&resource.prefix, "")),
                 Err(problem) => {
                     let mut error = ConfigError::in_file(
                         &settings.templates_dir().join(&resource.template.name),
@@ -79,6 +85,12 @@ fn watch_kv_reads(
         resource.keys.sort();
         resource.keys.dedup();
     }
+}
+
+/// `path` under the resource's `prefix` as a watched key; the store's root is `/`.
+fn watched_key(prefix: &str, path: &str) -> String {
+    let key = crate::store::join_key(&[prefix, path]);
+    if key.is_empty() { "/".to_owned() } else { key }
 }
 
 /// A literal lookup outside the resource's keys (`getv(key="/other/port")` with

@@ -10,6 +10,7 @@ mod confd_migration;
 mod conformance;
 mod consul;
 mod consul_template;
+mod consul_template_cli;
 mod entrypoint;
 mod etcd;
 mod fleet;

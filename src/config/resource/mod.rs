@@ -76,6 +76,16 @@ impl std::fmt::Display for TemplateRef {
     }
 }
 
+/// How a template's text is read when it is not its file as written with `{{ }}`:
+/// consul-template's `contents` (the template inline, its name then only names it) and
+/// `left_delimiter`/`right_delimiter`. Go templates only.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateText {
+    pub contents: Option<String>,
+    /// Left and right; an empty one keeps Go's default, as in Go.
+    pub delimiters: Option<(String, String)>,
+}
+
 /// A validated template resource, ready to render and sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resource {
@@ -88,6 +98,8 @@ pub struct Resource {
     pub template: TemplateRef,
     /// The language the resource file names, if it names one.
     pub engine: Option<EngineChoice>,
+    /// Inline contents or other delimiters (consul-template's); default for a `conf.d` file.
+    pub text: TemplateText,
     pub dest: PathBuf,
     /// Absolute key prefix: the global `--prefix` joined with the resource's `prefix`.
     pub prefix: String,

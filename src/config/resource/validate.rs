@@ -283,6 +283,7 @@ pub(super) fn validate(
                 engine: engine.unwrap_or_default(),
             },
             engine,
+            text: super::TemplateText::default(),
             dest,
             prefix,
             keys,

@@ -72,8 +72,19 @@ impl GoEngine {
     /// Parses `source` as the template `name` (below `templates/`). Errors name the file by
     /// its base name, as confd's do (`template: haproxy.cfg.tmpl:9: …`).
     pub fn parse(&self, name: &str, source: &str) -> Result<Template, ParseError> {
+        self.parse_with_delims(name, source, None)
+    }
+
+    /// [`GoEngine::parse`] with other delimiters (consul-template's `left_delimiter` and
+    /// `right_delimiter`).
+    pub fn parse_with_delims(
+        &self,
+        name: &str,
+        source: &str,
+        delims: Option<(&str, &str)>,
+    ) -> Result<Template, ParseError> {
         let base = name.rsplit('/').next().unwrap_or(name);
-        Template::parse(base, source, &self.funcs)
+        Template::parse_with_delims(base, source, &self.funcs, delims)
     }
 
     pub fn insert(&mut self, name: &str, template: Template) {

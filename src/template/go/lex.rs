@@ -101,8 +101,9 @@ impl Token {
     }
 }
 
-const LEFT_DELIM: &str = "{{";
-const RIGHT_DELIM: &str = "}}";
+/// Go's default delimiters; consul-template's `left_delimiter`/`right_delimiter` replace them.
+pub(crate) const LEFT_DELIM: &str = "{{";
+pub(crate) const RIGHT_DELIM: &str = "}}";
 const LEFT_COMMENT: &str = "/*";
 const RIGHT_COMMENT: &str = "*/";
 
@@ -150,10 +151,25 @@ struct Lexer<'s> {
     tokens: Vec<Token>,
     /// Where the action being scanned began, for "unclosed action started at …".
     action_start: usize,
+    left: &'s str,
+    right: &'s str,
 }
 
 /// Scans `src`. `break` and `continue` are keywords unless functions of that name exist.
+#[cfg(test)]
 pub(crate) fn lex(name: &str, src: &str, break_ok: bool, continue_ok: bool) -> Vec<Token> {
+    lex_with(name, src, break_ok, continue_ok, (LEFT_DELIM, RIGHT_DELIM))
+}
+
+/// Scans `src` between the delimiters `left` and `right` (Go's `Delims`; `{{` and `}}` unless
+/// the template says).
+pub(crate) fn lex_with<'s>(
+    name: &'s str,
+    src: &'s str,
+    break_ok: bool,
+    continue_ok: bool,
+    (left, right): (&'s str, &'s str),
+) -> Vec<Token> {
     let mut lexer = Lexer {
         name,
         src,
@@ -164,6 +180,8 @@ pub(crate) fn lex(name: &str, src: &str, break_ok: bool, continue_ok: bool) -> V
         continue_ok,
         tokens: Vec::new(),
         action_start: 0,
+        left,
+        right,
     };
     lexer.run();
     lexer.tokens
@@ -223,7 +241,7 @@ impl<'s> Lexer<'s> {
     }
 
     fn lex_text(&mut self) -> Next {
-        let Some(x) = self.rest().find(LEFT_DELIM) else {
+        let Some(x) = self.rest().find(self.left) else {
             self.pos = self.src.len();
             if self.pos > self.start {
                 self.emit(Kind::Text);
@@ -232,7 +250,7 @@ impl<'s> Lexer<'s> {
             return Next::Done;
         };
         let delim = self.pos + x;
-        let after = &self.src[delim + LEFT_DELIM.len()..];
+        let after = &self.src[delim + self.left.len()..];
         let trim = has_left_trim_marker(after);
         let mut text_end = delim;
         if trim {
@@ -245,7 +263,7 @@ impl<'s> Lexer<'s> {
         }
         // The left delimiter.
         self.start = delim;
-        self.pos = delim + LEFT_DELIM.len();
+        self.pos = delim + self.left.len();
         let after_marker = if trim { 2 } else { 0 };
         if self.src[self.pos + after_marker..].starts_with(LEFT_COMMENT) {
             self.pos += after_marker;
@@ -262,10 +280,10 @@ impl<'s> Lexer<'s> {
     /// Whether a right delimiter starts here, and whether it trims (` -}}`).
     fn at_right_delim(&self) -> (bool, bool) {
         let rest = self.rest();
-        if has_right_trim_marker(rest) && rest[2..].starts_with(RIGHT_DELIM) {
+        if has_right_trim_marker(rest) && rest[2..].starts_with(self.right) {
             return (true, true);
         }
-        (rest.starts_with(RIGHT_DELIM), false)
+        (rest.starts_with(self.right), false)
     }
 
     fn lex_comment(&mut self) -> Next {
@@ -281,7 +299,7 @@ impl<'s> Lexer<'s> {
         if trim {
             self.pos += 2;
         }
-        self.pos += RIGHT_DELIM.len();
+        self.pos += self.right.len();
         if trim {
             self.skip_leading_space();
         }
@@ -300,7 +318,7 @@ impl<'s> Lexer<'s> {
             self.pos += 2;
             self.start = self.pos;
         }
-        self.pos += RIGHT_DELIM.len();
+        self.pos += self.right.len();
         self.emit(Kind::RightDelim);
         if trim {
             self.skip_leading_space();
@@ -394,7 +412,7 @@ impl<'s> Lexer<'s> {
         }
         // " -}}": the last space belongs to the trim marker.
         let last_space = &self.src[self.pos - 1..];
-        if has_right_trim_marker(last_space) && last_space[2..].starts_with(RIGHT_DELIM) {
+        if has_right_trim_marker(last_space) && last_space[2..].starts_with(self.right) {
             self.pos -= 1;
             if spaces == 1 {
                 return self.lex_right_delim();
@@ -410,7 +428,7 @@ impl<'s> Lexer<'s> {
             None => true,
             Some(c) if is_space(c) => true,
             Some('.' | ',' | '|' | ':' | ')' | '(') => true,
-            Some(_) => self.rest().starts_with(RIGHT_DELIM),
+            Some(_) => self.rest().starts_with(self.right),
         }
     }
 
@@ -707,5 +725,22 @@ mod tests {
             assert_eq!(last.kind, Kind::Error, "{src}");
             assert_eq!(last.message.as_deref(), Some(want), "{src}");
         }
+    }
+
+    /// consul-template's `left_delimiter`/`right_delimiter`: the default ones are then text,
+    /// and trimming and comments work with the new ones, as in Go.
+    #[test]
+    fn other_delimiters() {
+        let src = "{{x}} <<- .a ->> [[ <</* c */>>";
+        let tokens = lex_with("t", src, true, true, ("<<", ">>"));
+        let kinds: Vec<Kind> = tokens.iter().map(|t| t.kind).collect();
+        use Kind::*;
+        assert_eq!(
+            kinds,
+            [Text, LeftDelim, Field, RightDelim, Text, Eof],
+            "{tokens:?}"
+        );
+        assert_eq!(tokens[0].text(src), "{{x}}");
+        assert_eq!(tokens[4].text(src), "[[ ");
     }
 }

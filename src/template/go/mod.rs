@@ -254,7 +254,29 @@ impl Template {
         source: &str,
         funcs: &Functions<C>,
     ) -> Result<Template, ParseError> {
-        let parsed = parse::parse(name, source, funcs)?;
+        Template::parse_with_delims(name, source, funcs, None)
+    }
+
+    /// [`Template::parse`] with other delimiters than `{{` and `}}` (Go's `Delims`; an empty
+    /// one keeps the default, as in Go).
+    pub fn parse_with_delims<C>(
+        name: &str,
+        source: &str,
+        funcs: &Functions<C>,
+        delims: Option<(&str, &str)>,
+    ) -> Result<Template, ParseError> {
+        let (left, right) = delims.unwrap_or_default();
+        let left = if left.is_empty() {
+            lex::LEFT_DELIM
+        } else {
+            left
+        };
+        let right = if right.is_empty() {
+            lex::RIGHT_DELIM
+        } else {
+            right
+        };
+        let parsed = parse::parse(name, source, funcs, (left, right))?;
         Ok(Template {
             name: Arc::from(name),
             source: Arc::from(source),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::builtins::Builtin;
-use super::lex::{Kind, Token, lex};
+use super::lex::{Kind, Token, lex_with};
 use super::node::{Arg, Branch, Callee, Command, Node, Pipe, Tree, VarRef, parse_number, show};
 use super::strconv::{quoted, unquote};
 use super::value::Value;
@@ -55,12 +55,19 @@ struct Parser<'a, C> {
 
 type PResult<T> = Result<T, ParseError>;
 
-pub(crate) fn parse<C>(name: &str, src: &str, funcs: &Functions<C>) -> PResult<Parsed> {
-    let tokens = lex(
+/// Parses `src` between the delimiters `delims` (Go's `{{` and `}}` unless the template says).
+pub(crate) fn parse<C>(
+    name: &str,
+    src: &str,
+    funcs: &Functions<C>,
+    delims: (&str, &str),
+) -> PResult<Parsed> {
+    let tokens = lex_with(
         name,
         src,
         !funcs.contains("break"),
         !funcs.contains("continue"),
+        delims,
     );
     let mut p = Parser {
         name,
