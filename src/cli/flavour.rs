@@ -67,6 +67,7 @@ impl Flavour {
                 consul_environment: false,
                 noop_output: NoopOutput::Diff,
                 follow_template_edits: true,
+                repeated_flag_last_wins: false,
             },
             Flavour::Confd => Rules {
                 program: "confd",
@@ -86,6 +87,7 @@ impl Flavour {
                 consul_environment: false,
                 noop_output: NoopOutput::Diff,
                 follow_template_edits: true,
+                repeated_flag_last_wins: true,
             },
             Flavour::ConsulTemplate => Rules {
                 program: "consul-template",
@@ -108,6 +110,8 @@ impl Flavour {
                 noop_output: NoopOutput::Contents,
                 // consul-template reads its templates at start and on its reload signal.
                 follow_template_edits: false,
+                // Its own parser (`ct_args`) keeps the last, as Go's flag package does.
+                repeated_flag_last_wins: true,
             },
         }
     }
@@ -171,6 +175,10 @@ pub struct Rules {
     /// Whether a daemon run follows edits of its templates (terad and confd read a template
     /// as it is now; consul-template reads its templates at start and on its reload signal).
     pub follow_template_edits: bool,
+    /// A flag given twice (`-interval 5 -interval 10`): the last wins, as Go's flag package
+    /// has it, or it is refused as a likely mistake. Flags that add up (`-node`, `-file`)
+    /// add up either way.
+    pub repeated_flag_last_wins: bool,
 }
 
 /// Where the settings and the templates come from.

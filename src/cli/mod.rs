@@ -361,7 +361,10 @@ pub enum ParseError {
 pub fn command(flavour: Flavour) -> clap::Command {
     let rules = flavour.rules();
     // `--version` prints "NAME VERSION": confd's shape under its name.
-    let mut command = Cli::command().name(rules.program).version(rules.version);
+    let mut command = Cli::command()
+        .name(rules.program)
+        .version(rules.version)
+        .args_override_self(rules.repeated_flag_last_wins);
     for (id, default) in Defaults::of(flavour).shown() {
         command = command.mut_arg(id, |arg| {
             let suffix = format!("[default: {default}]");
@@ -511,6 +514,48 @@ mod tests {
         // The short help too.
         let short = command(Flavour::Terad).render_help().to_string();
         assert!(short.contains("[default: etcd]"), "{short}");
+    }
+
+    /// Go's flag package keeps the last of a flag given twice; confd's unit files and scripts
+    /// rely on it (a default in the unit, an override appended by a drop-in). Under its own
+    /// name terad refuses the repetition; `-node` adds up under both.
+    #[test]
+    fn a_repeated_flag_keeps_the_last_under_confds_name_and_is_refused_under_terads() {
+        let cli = try_parse_from([
+            "confd",
+            "-prefix",
+            "/a",
+            "-interval",
+            "5",
+            "-node",
+            "http://a:2379",
+            "-prefix",
+            "/b",
+            "-interval=10",
+            "-node",
+            "http://b:2379",
+        ])
+        .unwrap();
+        assert_eq!(cli.prefix.as_deref(), Some("/b"));
+        assert_eq!(cli.interval, Some(10));
+        assert_eq!(cli.nodes, ["http://a:2379", "http://b:2379"]);
+
+        let refused = try_parse_from(["terad", "--prefix", "/a", "--prefix", "/b"]).unwrap_err();
+        assert!(
+            refused
+                .to_string()
+                .contains("cannot be used multiple times"),
+            "{refused}"
+        );
+        let cli = try_parse_from([
+            "terad",
+            "--node",
+            "http://a:2379",
+            "--node",
+            "http://b:2379",
+        ])
+        .unwrap();
+        assert_eq!(cli.nodes, ["http://a:2379", "http://b:2379"]);
     }
 
     fn generated(kind: Generate) -> String {
