@@ -128,7 +128,7 @@ layer! {
     /// consul-template's `-parse-only`.
     parse_only: bool,
     /// consul-template's `-template`s and `template {}` blocks, files' first.
-    consul_templates: Vec<super::consul_template::TemplateSpec>,
+    consul_templates: Vec<super::consul_template::given::TemplateSpec>,
 }
 
 /// confd settings for features terad does not have, as one layer gave them.

@@ -212,7 +212,7 @@ pub struct Settings {
     pub parse_only: bool,
     /// The templates consul-template's flags and files give, made resources of by
     /// [`super::load`] instead of `conf.d`.
-    pub consul_templates: Vec<super::consul_template::TemplateSpec>,
+    pub consul_templates: Vec<super::consul_template::given::TemplateSpec>,
 }
 
 impl Settings {

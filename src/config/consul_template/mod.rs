@@ -9,6 +9,8 @@
 //! configuration error naming it where going on would not do what was asked (`-vault-addr`,
 //! `ssl { ca_path }`).
 //!
+//! - [`given`]: what was given, each value with its [`Place`].
+//! - [`go_value`]: booleans, durations and `wait` as Go's parsers read them.
 //! - [`flags`]: the command line into a [`Given`].
 //! - [`hcl`]: a configuration file into a tree of values with positions.
 //! - [`file`]: that tree into a [`Given`] (serde, unknown keys refused with the valid names).
@@ -18,11 +20,12 @@
 pub mod command;
 mod file;
 mod flags;
+pub mod given;
+mod go_value;
 mod hcl;
 mod resources;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::layer::{Credential, Layer};
 use super::warning::Warning;
@@ -31,136 +34,9 @@ use crate::diagnostic::ConfigError;
 pub use self::command::CommandValue;
 pub(super) use self::file::read_files;
 pub(super) use self::flags::command_line;
+pub use self::given::{At, Given, Perms, Place, TemplateSpec};
+pub use self::go_value::{GoValueError, go_bool, go_duration, go_wait};
 pub use self::resources::resources;
-
-/// Where a setting was given, for its messages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Place {
-    /// A flag, as written (`-consul-ssl-ca-path`).
-    Flag(String),
-    /// A key of a configuration file, with the position of its value.
-    Key {
-        file: PathBuf,
-        position: (usize, usize),
-        key: String,
-    },
-}
-
-impl Place {
-    pub fn error(&self, message: impl Into<String>) -> ConfigError {
-        match self {
-            Place::Flag(flag) => ConfigError::option(flag, message),
-            Place::Key {
-                file,
-                position,
-                key,
-            } => ConfigError {
-                file: Some(file.clone()),
-                position: Some(*position),
-                key: Some(key.clone()),
-                message: message.into(),
-            },
-        }
-    }
-
-    pub fn warning(&self, message: impl Into<String>) -> Warning {
-        Warning::NotFollowed {
-            setting: self.to_string(),
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Place {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Place::Flag(flag) => write!(f, "{flag:?}"),
-            Place::Key {
-                file,
-                position: (line, column),
-                key,
-            } => write!(f, "{}:{line}:{column}: {key:?}", file.display()),
-        }
-    }
-}
-
-/// A value and where it was given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct At<T> {
-    pub value: T,
-    pub place: Place,
-}
-
-/// consul-template's settings as given by one source (the flags, or the configuration files
-/// merged in order), before they mean anything to terad.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Given {
-    pub consul_address: Option<At<String>>,
-    pub consul_token: Option<At<String>>,
-    /// `enabled`, `username`, `password` of `consul { auth {} }`, or `-consul-auth user:pass`.
-    pub consul_auth: Option<At<(bool, String, Option<String>)>>,
-    pub ssl_enabled: Option<At<bool>>,
-    pub ssl_verify: Option<At<bool>>,
-    pub ssl_cert: Option<At<String>>,
-    pub ssl_key: Option<At<String>>,
-    pub ssl_ca_cert: Option<At<String>>,
-    pub ssl_ca_path: Option<At<String>>,
-    pub ssl_server_name: Option<At<String>>,
-    /// Settings terad has nothing to do with, each with why (retry, transport, dedup, syslog,
-    /// exec env).
-    pub not_followed: Vec<At<&'static str>>,
-    /// Settings terad refuses (Vault), each with why.
-    pub refused: Vec<At<&'static str>>,
-    pub exec_command: Option<At<CommandValue>>,
-    pub exec_kill_signal: Option<At<String>>,
-    pub exec_kill_timeout: Option<At<String>>,
-    pub exec_reload_signal: Option<At<String>>,
-    pub exec_splay: Option<At<String>>,
-    pub kill_signal: Option<At<String>>,
-    pub reload_signal: Option<At<String>>,
-    pub log_level: Option<At<String>>,
-    pub max_stale: Option<At<String>>,
-    pub pid_file: Option<At<String>>,
-    /// `MIN[:MAX]`, as `-wait` and `wait = "…"` write it.
-    pub wait: Option<At<String>>,
-    pub once: Option<bool>,
-    pub dry: Option<bool>,
-    pub parse_only: Option<bool>,
-    pub templates: Vec<TemplateSpec>,
-}
-
-/// One template as consul-template's `-template` or `template {}` gives it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TemplateSpec {
-    /// The `-template` flag or the `template` block.
-    pub place: Option<Place>,
-    pub source: Option<At<String>>,
-    pub contents: Option<At<String>>,
-    pub destination: Option<At<String>>,
-    pub command: Option<At<CommandValue>>,
-    pub command_timeout: Option<At<String>>,
-    pub perms: Option<At<Perms>>,
-    pub backup: Option<At<bool>>,
-    pub create_dest_dirs: Option<bool>,
-    pub left_delimiter: Option<String>,
-    pub right_delimiter: Option<String>,
-    pub wait: Option<At<String>>,
-    pub error_on_missing_key: Option<At<bool>>,
-    pub user: Option<At<String>>,
-    pub group: Option<At<String>>,
-    pub uid: Option<At<i64>>,
-    pub gid: Option<At<i64>>,
-    /// Keys of its `exec {}` terad does not follow, each with why.
-    pub not_followed: Vec<At<&'static str>>,
-}
-
-/// `perms` as written: a string of octal digits, or a number (octal when it has a leading `0`,
-/// as HCL 1 reads it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Perms {
-    Text(String),
-    Number(i64),
-}
 
 impl Given {
     /// `self` (a later file, or the flags) over `lower`: each setting from the highest source
@@ -265,7 +141,7 @@ impl Given {
                 Ok(stale) if stale.is_zero() => Some("default".to_owned()),
                 Ok(_) => Some("stale".to_owned()),
                 Err(message) => {
-                    errors.push(given.place.error(message));
+                    errors.push(given.place.error(message.to_string()));
                     None
                 }
             });
@@ -273,7 +149,7 @@ impl Given {
             given.and_then(|given| match go_duration(&given.value) {
                 Ok(duration) => Some(format!("{}ms", duration.as_millis())),
                 Err(message) => {
-                    errors.push(given.place.error(message));
+                    errors.push(given.place.error(message.to_string()));
                     None
                 }
             })
@@ -283,7 +159,7 @@ impl Given {
         let wait = self.wait.and_then(|given| match go_wait(&given.value) {
             Ok(wait) => Some(wait),
             Err(message) => {
-                errors.push(given.place.error(message));
+                errors.push(given.place.error(message.to_string()));
                 None
             }
         });
@@ -382,88 +258,9 @@ pub(super) fn environment(env: impl Fn(&str) -> Option<String>) -> Layer {
     }
 }
 
-/// Go's `strconv.ParseBool`.
-pub(super) fn go_bool(text: &str) -> Option<bool> {
-    match text {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
-/// A duration as Go's `time.ParseDuration` reads it: `"30s"`, `"1m30s"`, `"1.5s"`, `"250ms"`.
-pub fn go_duration(text: &str) -> Result<Duration, String> {
-    let invalid =
-        || format!("invalid duration {text:?} (write e.g. \"30s\", \"1m30s\" or \"250ms\")");
-    let mut rest = text.trim();
-    if rest == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if rest.is_empty() || rest.starts_with('-') {
-        return Err(invalid());
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let number_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(invalid)?;
-        let number: f64 = rest[..number_end].parse().map_err(|_| invalid())?;
-        rest = &rest[number_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(invalid()),
-        };
-        total += number * seconds;
-        rest = &rest[unit_end..];
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
-/// consul-template's `-wait` / `wait = "MIN[:MAX]"` (Go durations), as terad's `MIN:MAX`.
-fn go_wait(text: &str) -> Result<String, String> {
-    let parts: Vec<&str> = text.trim().split(':').collect();
-    let (min, max) = match parts.as_slice() {
-        [min] => {
-            let min = go_duration(min)?;
-            (min, min * 4)
-        }
-        [min, max] => (go_duration(min)?, go_duration(max)?),
-        _ => {
-            return Err(format!(
-                "invalid wait {text:?}: write MIN or MIN:MAX, e.g. \"5s:10s\""
-            ));
-        }
-    };
-    if max < min {
-        return Err(format!("invalid wait {text:?}: MAX is shorter than MIN"));
-    }
-    Ok(format!("{}ms:{}ms", min.as_millis(), max.as_millis()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_are_read_as_go_reads_them() {
-        assert_eq!(go_duration("1m30s"), Ok(Duration::from_secs(90)));
-        assert_eq!(go_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert_eq!(go_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(go_duration("0"), Ok(Duration::ZERO));
-        assert!(go_duration("5").is_err());
-        assert!(go_duration("5 parsecs").is_err());
-        assert_eq!(go_wait("5s"), Ok("5000ms:20000ms".into()));
-        assert_eq!(go_wait("1s:3s"), Ok("1000ms:3000ms".into()));
-        assert!(go_wait("3s:1s").is_err());
-    }
 
     #[test]
     fn consuls_variables_are_read() {

@@ -158,6 +158,7 @@ fn resource(
     }
     let wait = spec.wait.as_ref().and_then(|wait| {
         match go_wait(&wait.value)
+            .map_err(|error| error.to_string())
             .and_then(|text| crate::config::parse_wait(&text).map_err(|error| error.to_string()))
         {
             Ok(wait) => Some(wait),
@@ -261,7 +262,7 @@ fn mode(perms: &At<Perms>, problems: &mut Vec<ConfigError>) -> Option<u32> {
 fn duration(given: Option<&At<String>>, problems: &mut Vec<ConfigError>) -> Option<Duration> {
     let given = given?;
     go_duration(&given.value)
-        .map_err(|message| problems.push(given.place.error(message)))
+        .map_err(|error| problems.push(given.place.error(error.to_string())))
         .ok()
 }
 
