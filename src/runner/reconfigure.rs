@@ -41,12 +41,14 @@ impl Runtime {
                 return Reconfigured::Kept;
             }
         };
-        // A running resource whose template broke keeps its last good template: the reload is
-        // not applied (a new resource with a broken template is only left out).
-        let running_broken: Vec<&str> = config
+        // A running resource whose template broke keeps rendering with its last good template
+        // (its slot, with the template set it started with, stays as it is) while the rest of
+        // the reload applies: one broken edit must not hold back every other change. A new
+        // resource with a broken template is only left out.
+        let running_broken: Vec<String> = config
             .broken
             .iter()
-            .map(|broken| broken.resource.as_str())
+            .map(|broken| broken.resource.clone())
             .filter(|name| {
                 self.scheduler
                     .slots
@@ -54,14 +56,22 @@ impl Runtime {
                     .any(|slot| slot.resource.name == *name)
             })
             .collect();
-        if !running_broken.is_empty() || config.resources.is_empty() {
+        if config.resources.is_empty() && running_broken.is_empty() {
             error!(
-                resources = crate::logging::json(&running_broken),
-                "the template of a running resource cannot be used; the configuration reload is not applied and the running configuration stays"
+                "no resource of the new configuration can be used; the configuration reload is not applied and the running configuration stays"
             );
             return Reconfigured::Kept;
         }
         if !config.settings.same_backend(&self.settings) {
+            // A new backend starts the run again from the new configuration, which has no
+            // last good template to keep.
+            if !running_broken.is_empty() {
+                error!(
+                    resources = crate::logging::json(&running_broken),
+                    "the template of a running resource cannot be used and the backend changes; the configuration reload is not applied and the running configuration stays"
+                );
+                return Reconfigured::Kept;
+            }
             return match crate::backend::Backend::connect(&config.settings) {
                 Ok(backend) => Reconfigured::NewBackend(Box::new(config), backend),
                 Err(errors) => {
@@ -109,12 +119,24 @@ impl Runtime {
             match keep.and_then(|index| old[index].take()) {
                 Some(mut slot) => {
                     slot.wait = slot.resource.wait.or(self.settings.wait);
+                    slot.use_templates(&self.scheduler.templates);
                     slots.push(slot);
                 }
                 None => slots.push(self.new_slot(resource)),
             }
         }
+        let mut last_good = 0;
         for slot in old.into_iter().flatten() {
+            if running_broken.contains(&slot.resource.name) {
+                warn!(
+                    resource = %slot.resource.name,
+                    dest = %slot.resource.dest.display(),
+                    "its edited template cannot be used; it renders with its last good template until the template is fixed"
+                );
+                last_good += 1;
+                slots.push(slot);
+                continue;
+            }
             // Its worker finishes what it is writing, then ends; its reload groups stop
             // counting it, and a group left without members goes.
             self.workers.stop(&slot.member);
@@ -124,7 +146,8 @@ impl Runtime {
         info!(
             kept = diff.kept(),
             started = diff.keep.len() - diff.kept(),
-            stopped = diff.stopped,
+            stopped = diff.stopped - last_good,
+            last_good_template = last_good,
             "configuration reloaded"
         );
         Reconfigured::InPlace { prefixes_changed }

@@ -98,7 +98,7 @@ impl Runtime {
             resource,
             member,
             self.settings.wait,
-            &self.scheduler.templates,
+            Arc::clone(&self.scheduler.templates),
         )
     }
 

@@ -47,6 +47,9 @@ pub(super) struct Slot {
     debounce: Quiescence,
     /// What the resource's template reads.
     pub(super) dependencies: Vec<Dependency>,
+    /// The template set this resource renders with: the current one, or for a running
+    /// resource whose edited template broke, the set holding its last good template.
+    pub(super) templates: Arc<Templates>,
     guard: Guard,
     /// The resource waits for the first answer to a catalog query it uses (logged once).
     awaiting_services: bool,
@@ -64,24 +67,14 @@ impl Slot {
         resource: Arc<Resource>,
         member: Arc<Member>,
         default_wait: Option<WaitSpec>,
-        templates: &Templates,
+        templates: Arc<Templates>,
     ) -> Slot {
-        // The catalog queries written out in the template are watched before the first render;
-        // the others are found by the renders.
-        let mut dependencies = Dependency::from_keys(&resource.keys);
-        for call in templates.service_calls(&resource.template) {
-            if let Ok(Some(query)) = call.query {
-                let dependency = Dependency::Service(query);
-                if !dependencies.contains(&dependency) {
-                    dependencies.push(dependency);
-                }
-            }
-        }
         Slot {
             id,
             scope: Arc::new(render::key_scope(&resource)),
             wait: resource.wait.or(default_wait),
-            dependencies,
+            dependencies: dependencies(&resource, &templates),
+            templates,
             resource,
             member,
             debounce: Quiescence::default(),
@@ -91,6 +84,30 @@ impl Slot {
             busy: Arc::default(),
         }
     }
+}
+
+impl Slot {
+    /// The resource renders with `templates` from now on (a configuration reload that kept
+    /// the resource; its template may have been edited).
+    pub(super) fn use_templates(&mut self, templates: &Arc<Templates>) {
+        self.dependencies = dependencies(&self.resource, templates);
+        self.templates = Arc::clone(templates);
+    }
+}
+
+/// What a resource reads: its keys, and the catalog queries written out in its template,
+/// watched before the first render (the others are found by the renders).
+fn dependencies(resource: &Resource, templates: &Templates) -> Vec<Dependency> {
+    let mut dependencies = Dependency::from_keys(&resource.keys);
+    for call in templates.service_calls(&resource.template) {
+        if let Ok(Some(query)) = call.query {
+            let dependency = Dependency::Service(query);
+            if !dependencies.contains(&dependency) {
+                dependencies.push(dependency);
+            }
+        }
+    }
+    dependencies
 }
 
 /// A resource's render, back from the blocking pool.
@@ -105,6 +122,7 @@ pub(super) struct Rendered {
 /// The resources, what their templates read, and their renders in flight.
 pub(super) struct Scheduler {
     pub(super) slots: Vec<Slot>,
+    /// The current template set, for the slots started from now on.
     pub(super) templates: Arc<Templates>,
     /// Which resources each dependency feeds, by slot position.
     index: DependencyIndex,
@@ -309,7 +327,7 @@ impl Scheduler {
             };
             let services = Arc::clone(&input.services.record);
             let (templates, resource, busy) = (
-                Arc::clone(&self.templates),
+                Arc::clone(&slot.templates),
                 Arc::clone(&slot.resource),
                 Arc::clone(&slot.busy),
             );

@@ -510,13 +510,13 @@ fn a_broken_template_takes_only_its_resource_out_of_a_watching_run() {
     let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert!(!metrics.contains("terad_resource_broken{"), "{metrics}");
 
-    // Broken again while it runs: the reload is not applied, the last good template stays.
+    // Broken again while it runs: the last good template stays.
     fx.template("broken.tmpl", "{{ if }}\n");
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
-    wait_for("the reload to be refused", limit, || {
+    wait_for("the last good template to be kept", limit, || {
         daemon
             .log()
-            .contains("the configuration reload is not applied")
+            .contains("renders with its last good template until the template is fixed")
     });
     etcd.put("/upstream/c", "10.0.0.3:80");
     wait_for("the last good template to render the change", limit, || {
@@ -529,6 +529,103 @@ fn a_broken_template_takes_only_its_resource_out_of_a_watching_run() {
         "{body}"
     );
     drop(daemon);
+}
+
+/// One broken template holds back nothing else: while a running resource renders with its last
+/// good template, an edit of another resource's template goes live, and a new resource starts.
+#[test]
+fn a_broken_template_keeps_its_last_good_one_while_other_edits_go_live() {
+    use crate::support::{Daemon, free_port, http_get, wait_for};
+    let etcd = Etcd::start();
+    etcd.put("/upstream/a", "10.0.0.1:80");
+    let fx = Fixture::new();
+    upstreams(&fx, &fx.path("out/app.conf"), "");
+    fx.template("other.tmpl", "{{ getv \"/upstream/a\" }}\n");
+    fx.resource(
+        "other.toml",
+        &format!(
+            "[template]\nsrc = \"other.tmpl\"\ndest = \"{}\"\nkeys = [\"/upstream\"]\n",
+            fx.path("out/other.conf").display()
+        ),
+    );
+    let port = free_port();
+    let mut command = fx.terad();
+    command
+        .args(["--watch", "--backend", "etcd", "--node", &etcd.url()])
+        .args(["--listen", &format!("127.0.0.1:{port}")]);
+    let daemon = Daemon::start(&mut command, fx.path("terad.log"));
+    let limit = Duration::from_secs(30);
+    wait_for("the first renders", limit, || {
+        fx.read("out/app.conf") == "a=10.0.0.1:80\n" && fx.read("out/other.conf") == "10.0.0.1:80\n"
+    });
+    let edit = |name: &str, body: &str| {
+        let temporary = fx.path(&format!("templates/.{name}.swp"));
+        std::fs::write(&temporary, body).unwrap();
+        std::fs::rename(&temporary, fx.path(&format!("templates/{name}"))).unwrap();
+    };
+
+    edit(
+        "upstreams.tmpl",
+        "{{ range gets \"/upstream/*\" }}server {{ .Value }\n",
+    );
+    wait_for("the broken edit to be reported", limit, || {
+        http_get(port, "/ready").is_some_and(|(status, body)| {
+            status == 503 && body.contains("app: its template cannot be used:")
+        })
+    });
+    // Another template edited, and a resource added, while the first stays broken.
+    edit("other.tmpl", "other {{ getv \"/upstream/a\" }}\n");
+    fx.template("new.tmpl", "new {{ getv \"/upstream/a\" }}\n");
+    fx.resource(
+        "new.toml",
+        &format!(
+            "[template]\nsrc = \"new.tmpl\"\ndest = \"{}\"\nkeys = [\"/upstream\"]\n",
+            fx.path("out/new.conf").display()
+        ),
+    );
+    std::process::Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_content_of(&fx, &daemon, "out/other.conf", "other 10.0.0.1:80\n");
+    wait_content_of(&fx, &daemon, "out/new.conf", "new 10.0.0.1:80\n");
+    // The broken one renders a change with its last good template.
+    etcd.put("/upstream/b", "10.0.0.2:80");
+    wait_content_of(
+        &fx,
+        &daemon,
+        "out/app.conf",
+        "a=10.0.0.1:80\nb=10.0.0.2:80\n",
+    );
+    let log = daemon.log();
+    assert!(
+        log.contains("renders with its last good template until the template is fixed"),
+        "{log}"
+    );
+
+    // Repaired: its new template is used and nothing is reported any more.
+    edit(
+        "upstreams.tmpl",
+        "{{ range gets \"/upstream/*\" }}{{ .Value }} {{ end }}\n",
+    );
+    wait_content_of(&fx, &daemon, "out/app.conf", "10.0.0.1:80 10.0.0.2:80 \n");
+    wait_for("ready", limit, || {
+        http_get(port, "/ready").is_some_and(|(status, _)| status == 200)
+    });
+}
+
+/// Waits until `relative` holds exactly `expected`, failing after 30 s with the daemon's log.
+fn wait_content_of(fx: &Fixture, daemon: &crate::support::Daemon, relative: &str, expected: &str) {
+    let started = std::time::Instant::now();
+    while fx.read(relative) != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {relative}: have {:?}, want {expected:?}\nterad log:\n{}",
+            fx.read(relative),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// confd reads a template at every render, so an edit goes live without a signal: terad
