@@ -349,6 +349,46 @@ fn a_watching_run_names_the_missing_key_in_ready_and_renders_when_it_appears() {
     );
 }
 
+/// `safeLs` and `safeTree` (later consul-template's, so no recorded case) list what `ls` and
+/// `tree` list, and where those give nothing they wait, as a missing `key` does: a one-shot run
+/// gives up after its timeout naming the prefix, and renders once something is written there.
+#[test]
+fn safe_listings_list_as_ls_and_tree_and_wait_for_an_empty_prefix() {
+    let consul = Consul::start_dev(false);
+    consul.put("app/servers/a", "10.0.0.1:80");
+    consul.put("app/servers/deep/b", "10.0.0.2:80");
+    let fx = ct_fixture(
+        "{{ range ls \"app/servers\" }}{{ .Key }} {{ end }}| {{ range safeLs \"app/servers\" }}{{ .Key }} {{ end }}\n\
+         {{ range tree \"app/servers\" }}{{ .Key }} {{ end }}| {{ range safeTree \"app/servers\" }}{{ .Key }} {{ end }}\n",
+    );
+    let output = run(&mut consul::terad(&fx, &consul, &["--onetime"]), LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "a | a \na deep/b | a deep/b \n");
+
+    let fx = ct_fixture("{{ range safeTree \"app/empty\" }}{{ .Key }}{{ end }}\n");
+    let output = run(
+        &mut consul::terad(&fx, &consul, &["--onetime", "--backend-timeout", "2s"]),
+        LIMIT,
+    );
+    let log = stderr(&output);
+    assert!(!output.status.success(), "{log}");
+    assert!(log.contains("app/empty"), "names the prefix: {log}");
+    assert!(!fx.path("out/app.conf").exists());
+
+    let fx = ct_fixture("{{ range safeLs \"app/later\" }}{{ .Key }}={{ .Value }}{{ end }}\n");
+    let mut command = consul::terad(&fx, &consul, &["--onetime", "--backend-timeout", "20s"]);
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    consul.put("app/later/x", "1");
+    let output = crate::support::wait_output(child, LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "x=1\n");
+}
+
 /// Vault, Nomad, Connect and `plugin` are refused at start, with file, line and column.
 #[test]
 fn functions_terad_does_not_provide_are_refused_at_start() {
