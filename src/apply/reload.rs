@@ -588,6 +588,56 @@ impl Member {
 mod tests {
     use super::*;
 
+    /// `reload_interval` of a resource with `resource_extra` in its table, under these flags.
+    fn pacing_of(resource_extra: &str, flags: &[&str]) -> Duration {
+        use clap::Parser;
+        let mut args = vec!["terad", "--confdir", "/nonexistent"];
+        args.extend_from_slice(flags);
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        let settings = Settings::load(&cli, |_| None).unwrap();
+        let templates = tempfile::tempdir().unwrap();
+        std::fs::write(templates.path().join("t.tmpl"), "").unwrap();
+        let resource = crate::config::resource::parse_resource(
+            "r".into(),
+            std::path::Path::new("r.toml"),
+            &format!(
+                "[template]\nsrc = \"t.tmpl\"\ndest = \"/tmp/r\"\nkeys = [\"/a\"]\n{resource_extra}"
+            ),
+            templates.path(),
+            "",
+        )
+        .unwrap();
+        pacing(&resource, &settings)
+    }
+
+    /// The resource's own `reload_interval` first, then `--reload-interval`, then none when a
+    /// `wait` (the resource's or `--wait`) spaces the renders, then one second.
+    #[test]
+    fn reload_spacing_is_the_resources_then_the_flags_then_none_with_a_wait_then_a_second() {
+        let second = DEFAULT_RELOAD_INTERVAL;
+        assert_eq!(pacing_of("", &[]), second);
+        assert_eq!(
+            pacing_of("", &["--reload-interval", "3s"]),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            pacing_of("reload_interval = \"5s\"\n", &["--reload-interval", "3s"]),
+            Duration::from_secs(5)
+        );
+        assert_eq!(pacing_of("", &["--wait", "100ms"]), Duration::ZERO);
+        assert_eq!(pacing_of("wait = \"100ms\"\n", &[]), Duration::ZERO);
+        // An explicit interval wins over a wait's none.
+        assert_eq!(
+            pacing_of("wait = \"100ms\"\n", &["--reload-interval", "2s"]),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            pacing_of("reload_interval = \"0s\"\n", &[]),
+            Duration::ZERO,
+            "0s turns spacing off"
+        );
+    }
+
     fn command(command: String) -> Action {
         Action::Command {
             command,
