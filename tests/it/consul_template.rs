@@ -389,6 +389,34 @@ fn safe_listings_list_as_ls_and_tree_and_wait_for_an_empty_prefix() {
     assert_eq!(fx.read("out/app.conf"), "x=1\n");
 }
 
+/// `sockaddr` reads this machine's interfaces (no injected table): the loopback interface's
+/// IPv4 address is 127.0.0.1/8 on any Linux, and not forwardable, so `GetInterfaceIP` passes it
+/// over. consul-template (v0.20.1 with the later `sockaddr`) renders `127.0.0.1||127.0.0.1/8`.
+/// A literal go-sockaddr template that calls `math` is refused at start, with its position.
+#[test]
+fn sockaddr_reads_the_machines_interfaces() {
+    let consul = Consul::start_dev(false);
+    let fx = ct_fixture(concat!(
+        r#"{{ sockaddr "GetAllInterfaces | include \"name\" \"^lo$\" | include \"type\" \"ipv4\" | attr \"address\"" }}|"#,
+        r#"{{ sockaddr "GetInterfaceIP \"^lo$\"" }}|"#,
+        r#"{{ sockaddr "GetAllInterfaces | include \"flags\" \"loopback\" | include \"type\" \"ipv4\" | attr \"string\"" }}"#,
+        "\n"
+    ));
+    let output = run(&mut consul::terad(&fx, &consul, &["--onetime"]), LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/app.conf"), "127.0.0.1||127.0.0.1/8\n");
+
+    let fx =
+        ct_fixture("ok\n{{ sockaddr \"GetAllInterfaces | math \\\"address\\\" \\\"+1\\\"\" }}\n");
+    let output = run(&mut consul::terad(&fx, &consul, &["--onetime"]), LIMIT);
+    let log = stderr(&output);
+    assert!(!output.status.success());
+    assert!(
+        log.contains("app.tmpl:2:4") && log.contains("function \"math\" is not supported"),
+        "{log}"
+    );
+}
+
 /// Vault, Nomad, Connect and `plugin` are refused at start, with file, line and column.
 #[test]
 fn functions_terad_does_not_provide_are_refused_at_start() {

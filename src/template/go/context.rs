@@ -18,6 +18,9 @@ pub struct GoContext {
     pub scratch: Scratch,
     /// The template being rendered and its function table, for `executeTemplate`.
     pub set: Option<(Arc<super::Template>, Arc<Functions<GoContext>>)>,
+    /// The interface table consul-template's `sockaddr` reads; `None`, the usual case, reads
+    /// the machine's at each call. Set by tests, to evaluate against a recorded table.
+    pub sockaddr_host: Option<Arc<super::ct::sockaddr::host::Host>>,
 }
 
 impl GoContext {
@@ -27,6 +30,7 @@ impl GoContext {
             input,
             scratch: Scratch::default(),
             set: None,
+            sockaddr_host: None,
         }
     }
 }

@@ -123,6 +123,11 @@ pub trait Object: Send + Sync {
     fn truthy(&self) -> bool {
         true
     }
+    /// The value itself, for the functions of a dialect that take its own objects back
+    /// (go-sockaddr's `include` of the `IfAddr`s its sources return).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }
 
 impl Value {

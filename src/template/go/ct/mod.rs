@@ -21,6 +21,7 @@ pub mod catalog;
 pub mod encode;
 pub mod helpers;
 pub mod kv;
+pub mod sockaddr;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,7 +104,6 @@ pub const UNSUPPORTED: &[(&str, &str)] = &[
     ("nomadVarExists", "reads Nomad"),
     ("nomadVarList", "reads Nomad"),
     ("nomadVarListSafe", "reads Nomad"),
-    ("sockaddr", "reads the host's network interfaces"),
 ];
 
 /// consul-template's whole function map.
@@ -114,6 +114,7 @@ pub fn functions() -> Functions<GoContext> {
     catalog::register(&mut f);
     helpers::register(&mut f);
     encode::register(&mut f);
+    sockaddr::register(&mut f);
     f.register("scratch", s(&[], None), scratch);
     for (name, _) in UNSUPPORTED {
         f.register(name, s(&[], Some(Param::Any)), unsupported);
@@ -126,28 +127,29 @@ fn unsupported(_: &GoContext, _: &[Value]) -> Result<Value> {
     Err(CtError::Plain("this function is not supported by terad".to_owned()).into())
 }
 
-/// The calls of functions terad does not provide, as load errors with their position.
+/// The calls of functions terad does not provide, as load errors with their position, and
+/// `sockaddr` calls whose literal go-sockaddr template does not parse or needs what terad
+/// does not provide.
 pub fn unsupported_calls(file: &str, template: &Template) -> Vec<ParseError> {
     let names: Vec<&str> = UNSUPPORTED.iter().map(|(name, _)| *name).collect();
-    template
-        .find_calls(&names)
-        .into_iter()
-        .map(|call| {
-            let why = UNSUPPORTED
-                .iter()
-                .find(|(name, _)| *name == &*call.function)
-                .map_or("", |(_, why)| why);
-            ParseError {
-                name: file.rsplit('/').next().unwrap_or(file).to_owned(),
-                line: call.line,
-                column: call.column,
-                message: format!(
-                    "function {:?} {why}, which terad does not do: remove it from the template",
-                    call.function
-                ),
-            }
-        })
-        .collect()
+    let mut errors = sockaddr::literal_call_errors(file, template);
+    let refused = template.find_calls(&names).into_iter().map(|call| {
+        let why = UNSUPPORTED
+            .iter()
+            .find(|(name, _)| *name == &*call.function)
+            .map_or("", |(_, why)| why);
+        ParseError {
+            name: file.rsplit('/').next().unwrap_or(file).to_owned(),
+            line: call.line,
+            column: call.column,
+            message: format!(
+                "function {:?} {why}, which terad does not do: remove it from the template",
+                call.function
+            ),
+        }
+    });
+    errors.extend(refused);
+    errors
 }
 
 /// What a failed render of consul-template's dialect waits for in the KV store.
