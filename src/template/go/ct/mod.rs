@@ -12,6 +12,8 @@
 //! - [`catalog`]: `service services node nodes datacenters` over Consul's catalog.
 //! - [`helpers`]: the pure functions (`byKey byTag contains in split join regex… math …`).
 //! - [`encode`]: `toJSON toJSONPretty toYAML toTOML parseYAML`, Go's encoders' output.
+//! - [`sockaddr`]: `sockaddr` (after v0.20.1, as consul-template's head defines it), a
+//!   go-sockaddr template over the host's interface table, on this same engine.
 //!
 //! Vault, Nomad, Connect and `plugin` functions parse (so a template using them gets a clear
 //! error rather than Go's `function not defined`), and [`unsupported_calls`] refuses them at
