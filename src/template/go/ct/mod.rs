@@ -5,7 +5,7 @@
 //!
 //! The functions follow consul-template v0.20.1's `template/funcs.go`; those added after it
 //! (`safeLs`, `safeTree`, `envOrDefault`, `parseYAML`, `sha256Hex`, `md5sum`, `minimum`,
-//! `maximum`) follow its current head. By area:
+//! `maximum`, `sockaddr`) follow its current head. By area:
 //!
 //! - [`kv`]: `key keyExists keyOrDefault ls safeLs tree safeTree` over the store view, and the
 //!   KV prefixes a template reads, found at load.
