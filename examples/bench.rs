@@ -4,6 +4,7 @@
 //! cargo build --release
 //! cargo run --release --example bench -- onetime-file 1000 10000 100000
 //! cargo run --release --example bench -- etcd 1000 10000 100000
+//! BENCH_CONSUL_TEMPLATE=/path/to/consul-template cargo run --release --example bench -- consul-template
 //! ```
 //!
 //! - `onetime-file N…`: one-shot wall time and peak RSS, keys from a YAML file.
@@ -55,6 +56,13 @@
 //!   memory (RSS and PSS of the master and every worker) and the reloads run
 //!   (`bench/haproxy_runtime.rs`).
 //!
+//! - `consul-template [INSTANCES [WATCHERS [KEYS…]]]` (default 1000 100 1000 10000): terad side
+//!   by side with a real consul-template (`$BENCH_CONSUL_TEMPLATE`, else on `PATH`) on one Consul
+//!   agent, both with the same command line and template (terad through a symlink named
+//!   `consul-template`): one-shot, put → file and RSS at KEYS keys, health flip → file at
+//!   INSTANCES instances, and the Consul requests of WATCHERS templates in one process
+//!   (`bench/consul_template.rs`).
+//!
 //! `--go` (anywhere on the command line) makes every other mode use the Go template instead of
 //! the Tera one, as an unchanged confd confdir would: same file name, no `engine` key (terad's
 //! `auto` picks Go).
@@ -81,6 +89,17 @@ mod etcd_cluster;
 #[path = "../tests/it/support/ports.rs"]
 mod ports;
 use ports::free_port;
+// terad and consul-template side by side.
+#[path = "bench/consul_template.rs"]
+mod consul_template;
+// What the modes share: terad's binary, a dev Consul agent, /proc readings, percentiles.
+#[path = "bench/harness.rs"]
+mod harness;
+use harness::{
+    ConsulServer, DirEvents, consul_api, consul_put_many, memory_kb, ms, peak_rss_kb, percentile,
+    pss_kb, raw_get, register_instances, server_address, terad_binary, threads_and_fds,
+    time_onetime,
+};
 // The integration tests' HAProxy: master-worker in its own process group, killed with it.
 #[path = "bench/haproxy_runtime.rs"]
 mod haproxy_runtime;
@@ -99,7 +118,7 @@ fn main() {
     }
     let Some((mode, sizes)) = args.split_first() else {
         eprintln!(
-            "usage: bench [--go] (onetime-file | onetime-etcd | onetime-haproxy | haproxy-runtime | etcd | consul | soak) N…"
+            "usage: bench [--go] (onetime-file | onetime-etcd | onetime-haproxy | haproxy-runtime | etcd | consul | consul-services | consul-template | fleet | fleet-consul | soak) N…"
         );
         std::process::exit(2);
     };
@@ -121,6 +140,15 @@ fn main() {
         } else {
             &sizes
         }),
+        "consul-template" => consul_template::run(
+            sizes.first().copied().unwrap_or(1000),
+            sizes.get(1).copied().unwrap_or(100),
+            if sizes.len() > 2 {
+                &sizes[2..]
+            } else {
+                &[1000, 10_000]
+            },
+        ),
         "fleet" => fleet(
             sizes.first().copied().unwrap_or(200),
             sizes.get(1).copied().unwrap_or(1000),
@@ -156,17 +184,6 @@ fn main() {
             std::process::exit(2);
         }
     }
-}
-
-fn terad_binary() -> PathBuf {
-    // BENCH_TERAD: another build (a debug one to try a mode out; the figures are release's).
-    if let Some(binary) = std::env::var_os("BENCH_TERAD") {
-        return PathBuf::from(binary);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let binary = root.join("target/release/terad");
-    assert!(binary.exists(), "build it first: cargo build --release");
-    binary
 }
 
 /// `--go`: the modes use the confd (Go) template.
@@ -227,15 +244,6 @@ fn confdir_with(dir: &Path, engine: Engine) -> PathBuf {
     dest
 }
 
-fn server_address(i: usize) -> String {
-    format!(
-        "10.{}.{}.{}:8080",
-        (i >> 16) & 0xff,
-        (i >> 8) & 0xff,
-        i & 0xff
-    )
-}
-
 /// The keys of the HAProxy example: the frontend port and `servers` registered servers.
 fn haproxy_entries(port: &str, servers: usize) -> Vec<(String, String)> {
     let mut entries = vec![("/proxy/port".to_owned(), port.to_owned())];
@@ -252,56 +260,6 @@ fn wait_initial_render(dest: &Path, servers: usize, limit: Duration) {
         assert!(started.elapsed() < limit, "no initial render");
         std::thread::sleep(Duration::from_millis(5));
     }
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.1} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
-}
-
-/// Peak RSS of one run of `command` under GNU time, in KiB.
-fn peak_rss_kb(command: &mut Command) -> u64 {
-    let program = command.get_program().to_owned();
-    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
-    let output = Command::new("/usr/bin/time")
-        .args(["-f", "%M"])
-        .arg(program)
-        .args(args)
-        .output()
-        .expect("GNU time (apt-get install time)");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    stderr
-        .trim()
-        .lines()
-        .last()
-        .unwrap_or("0")
-        .trim()
-        .parse()
-        .unwrap_or(0)
-}
-
-/// Runs the one-shot `runs` times, removing the destination first each time (a fresh
-/// container has no file yet), and returns the sorted wall times.
-fn time_onetime(mut make: impl FnMut() -> Command, dest: &Path, runs: usize) -> Vec<Duration> {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let _ = std::fs::remove_file(dest);
-            let started = Instant::now();
-            let output = make().output().expect("run terad");
-            let elapsed = started.elapsed();
-            assert!(
-                output.status.success(),
-                "{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            elapsed
-        })
-        .collect();
-    times.sort();
-    times
 }
 
 fn onetime_file(sizes: &[usize]) {
@@ -476,105 +434,6 @@ impl Store {
     }
 }
 
-/// A Consul agent in dev mode on free loopback ports.
-struct ConsulServer {
-    child: Child,
-    url: String,
-}
-
-impl ConsulServer {
-    fn start(runtime: &tokio::runtime::Runtime) -> ConsulServer {
-        let port = || {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        };
-        let http = port();
-        let child = Command::new("consul")
-            .args([
-                "agent",
-                "-dev",
-                "-bind=127.0.0.1",
-                "-client=127.0.0.1",
-                "-dns-port=-1",
-                "-grpc-port=-1",
-                "-log-level=error",
-            ])
-            .arg(format!("-http-port={http}"))
-            .arg(format!("-serf-lan-port={}", port()))
-            .arg(format!("-serf-wan-port={}", port()))
-            .arg(format!("-server-port={}", port()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("consul installed (scripts/install-deps.sh)");
-        let server = ConsulServer {
-            child,
-            url: format!("http://127.0.0.1:{http}"),
-        };
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            let ready = runtime.block_on(async {
-                match client
-                    .put(format!("{}/v1/kv/bench-ready", server.url))
-                    .body("1")
-                    .send()
-                    .await
-                {
-                    Ok(response) => response.status().is_success(),
-                    Err(_) => false,
-                }
-            });
-            if ready {
-                return server;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "consul did not start"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for ConsulServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Puts many keys through Consul transactions (at most 64 operations each).
-async fn consul_put_many(url: &str, client: &reqwest::Client, entries: Vec<(String, String)>) {
-    use base64::Engine as _;
-    for chunk in entries.chunks(64) {
-        let ops: Vec<String> = chunk
-            .iter()
-            .map(|(key, value)| {
-                format!(
-                    "{{\"KV\":{{\"Verb\":\"set\",\"Key\":\"{}\",\"Value\":\"{}\"}}}}",
-                    key.trim_start_matches('/'),
-                    base64::engine::general_purpose::STANDARD.encode(value)
-                )
-            })
-            .collect();
-        let response = client
-            .put(format!("{url}/v1/txn"))
-            .body(format!("[{}]", ops.join(",")))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{}",
-            response.text().await.unwrap_or_default()
-        );
-    }
-}
-
 /// Puts many keys in transactions of 128 (etcd's limit per transaction).
 async fn put_many(client: &mut EtcdClient, entries: Vec<(String, String)>) {
     for chunk in entries.chunks(128) {
@@ -608,30 +467,6 @@ fn etcd_txn<'a>(puts: impl IntoIterator<Item = (&'a str, &'a str)>) -> TxnReques
             .collect(),
         ..TxnRequest::default()
     }
-}
-
-/// Two `Name:   N kB` fields of a file under `/proc/PID/`, in KiB (0 when missing).
-fn proc_kb(pid: u32, file: &str, names: [&str; 2]) -> (u64, u64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (field(names[0]), field(names[1]))
-}
-
-/// Resident and peak memory of a running process, in KiB.
-fn memory_kb(pid: u32) -> (u64, u64) {
-    proc_kb(pid, "status", ["VmRSS:", "VmHWM:"])
-}
-
-/// Proportional set size and anonymous memory of a process, in KiB (`/proc/PID/smaps_rollup`):
-/// PSS charges each shared page (the binary's code, mapped by every instance of a fleet) to its
-/// processes in equal parts, where RSS charges it to each in full.
-fn pss_kb(pid: u32) -> (u64, u64) {
-    proc_kb(pid, "smaps_rollup", ["Pss:", "Anonymous:"])
 }
 
 fn watch_bench(kind: &str, sizes: &[usize]) {
@@ -690,18 +525,7 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
         wait_initial_render(&dest, servers, Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(500));
 
-        let (events_tx, events) = std::sync::mpsc::channel();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = events_tx.send(());
-                }
-            })
-            .unwrap();
-        use notify::Watcher;
-        watcher
-            .watch(dest.parent().unwrap(), notify::RecursiveMode::NonRecursive)
-            .unwrap();
+        let events = DirEvents::watch(dest.parent().unwrap());
 
         let iterations = match servers {
             s if s >= 100_000 => 30,
@@ -714,18 +538,11 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
         for i in 0..iterations {
             let key = format!("/proxy/frontend/web-{:06}", (i * 7919) % servers);
             let value = format!("192.168.{}.{}:{}", i / 250, i % 250, 9000 + i);
-            while events.try_recv().is_ok() {}
+            events.drain();
             let t0 = Instant::now();
             store.put(&runtime, &key, &value);
             put_rpcs.push(t0.elapsed());
-            loop {
-                events
-                    .recv_timeout(Duration::from_secs(30))
-                    .expect("destination updated within 30 s");
-                if std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&value)) {
-                    break;
-                }
-            }
+            events.until(&dest, Duration::from_secs(30), |t| t.contains(&value));
             latencies.push(t0.elapsed());
             sampled_rss = sampled_rss.max(memory_kb(pid).0);
             std::thread::sleep(Duration::from_millis(20));
@@ -800,20 +617,6 @@ fn watch_bench(kind: &str, sizes: &[usize]) {
             peak as f64 / 1024.0,
         );
     }
-}
-
-/// Threads and open file descriptors of a process.
-fn threads_and_fds(pid: u32) -> (usize, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let threads = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Threads:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    (threads, fds)
 }
 
 /// RATE key updates per second for SECONDS; with BATCH > 1 each request is a transaction of BATCH
@@ -1087,57 +890,6 @@ fn onetime_etcd(sizes: &[usize]) {
     }
 }
 
-/// A request to a Consul agent's HTTP API; panics unless it answers 200.
-fn consul_api(
-    runtime: &tokio::runtime::Runtime,
-    client: &reqwest::Client,
-    server: &ConsulServer,
-    method: reqwest::Method,
-    path: &str,
-    body: String,
-) {
-    let response = runtime
-        .block_on(
-            client
-                .request(method, format!("{}{path}", server.url))
-                .body(body)
-                .send(),
-        )
-        .unwrap();
-    let status = response.status();
-    assert!(
-        status.is_success(),
-        "{path}: {status} {}",
-        runtime.block_on(response.text()).unwrap_or_default()
-    );
-}
-
-/// Registers `count` instances of `service` with the agent, each with a TTL check
-/// `check-<service>-<i>` that starts passing.
-fn register_instances(
-    runtime: &tokio::runtime::Runtime,
-    client: &reqwest::Client,
-    server: &ConsulServer,
-    service: &str,
-    count: usize,
-) {
-    for i in 0..count {
-        let body = format!(
-            "{{\"ID\": \"{service}-{i:06}\", \"Name\": \"{service}\", \"Address\": \"{}\", \"Port\": 8080, \
-             \"Check\": {{\"CheckID\": \"check-{service}-{i}\", \"Name\": \"ttl\", \"TTL\": \"24h\", \"Status\": \"passing\"}}}}",
-            server_address(i).trim_end_matches(":8080")
-        );
-        consul_api(
-            runtime,
-            client,
-            server,
-            reqwest::Method::PUT,
-            "/v1/agent/service/register",
-            body,
-        );
-    }
-}
-
 /// Health change → file, with N instances of one service; then RSS with 50 services watched.
 /// `terad --watch` against the Consul agent at `url`, with the confdir `confdir`, quiet.
 fn watch_consul(terad: &Path, url: &str, confdir: &Path) -> Child {
@@ -1206,18 +958,7 @@ fn services_bench(sizes: &[usize]) {
         }
         std::thread::sleep(Duration::from_millis(500));
 
-        let (events_tx, events) = std::sync::mpsc::channel();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
-                    let _ = events_tx.send(());
-                }
-            })
-            .unwrap();
-        use notify::Watcher;
-        watcher
-            .watch(dest.parent().unwrap(), notify::RecursiveMode::NonRecursive)
-            .unwrap();
+        let events = DirEvents::watch(dest.parent().unwrap());
 
         let samples = 100;
         let mut latencies = Vec::with_capacity(samples);
@@ -1230,7 +971,7 @@ fn services_bench(sizes: &[usize]) {
             let k = (i / 2 * 7919) % instances;
             let failing = i % 2 == 0;
             let line = format!("server web-{k:06} ");
-            while events.try_recv().is_ok() {}
+            events.drain();
             let t0 = Instant::now();
             consul_api(
                 &runtime,
@@ -1244,14 +985,9 @@ fn services_bench(sizes: &[usize]) {
                 String::new(),
             );
             updates.push(t0.elapsed());
-            loop {
-                events
-                    .recv_timeout(Duration::from_secs(30))
-                    .expect("destination updated within 30 s");
-                if std::fs::read_to_string(&dest).is_ok_and(|t| t.contains(&line) != failing) {
-                    break;
-                }
-            }
+            events.until(&dest, Duration::from_secs(30), |t| {
+                t.contains(&line) != failing
+            });
             latencies.push(t0.elapsed());
             if failing {
                 leaves.push(t0.elapsed());
@@ -1395,31 +1131,6 @@ fn services_bench(sizes: &[usize]) {
         rss as f64 / 1024.0,
         peak as f64 / 1024.0
     );
-}
-
-/// A GET over a new HTTP/1.0 connection to `addr`: the answer's `X-Consul-Index` and the moment
-/// its last byte arrived.
-fn raw_get(addr: &str, path: &str) -> (u64, Instant) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to consul");
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).unwrap();
-    let done = Instant::now();
-    let head_end = answer
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(answer.len());
-    let head = String::from_utf8_lossy(&answer[..head_end]);
-    let index = head
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.eq_ignore_ascii_case("X-Consul-Index")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    (index, done)
 }
 
 /// A 3-member etcd cluster on free loopback ports, for the fleet benchmark.

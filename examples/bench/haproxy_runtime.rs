@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 
 use terad::backend::etcd::api::etcdserverpb::DeleteRangeRequest;
 
+use crate::EtcdServer;
 use crate::haproxy_support::{Haproxy, http_get, local_template};
-use crate::{EtcdServer, memory_kb, ms, percentile, pss_kb, terad_binary};
+use crate::harness::{memory_kb, ms, percentile, pss_kb, terad_binary};
 
 /// Backends that come and go; more than are ever live at once, so that an added server always
 /// points at a backend nobody is answering from.
