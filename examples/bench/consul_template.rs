@@ -1,5 +1,6 @@
 //! `consul-template [INSTANCES [WATCHERS [KEYS…]]]` (default 1000 100 1000 10000): terad side by
-//! side with a real consul-template on one Consul agent (`-dev`), issue 25's drop-in claim.
+//! side with a real consul-template, both on the same Consul agent (`-dev`, a fresh one for each
+//! part), issue 25's drop-in claim.
 //!
 //! Both tools get the same command line and the same template: terad runs through a symlink
 //! named `consul-template`, which makes it read consul-template's flags, so the only thing that
@@ -19,6 +20,9 @@
 //!   `key "app/config"` and its own `key "app/N"`, through a counting proxy in front of Consul:
 //!   the requests made in the first 10 s (initial render included) and during 20 changes
 //!   (10 puts to `app/config`, 10 health flips), and the connections opened to Consul.
+//!
+//! A size of 0 skips its part. `BENCH_SAMPLES` prints every latency in the order taken,
+//! `BENCH_PROXY_LOG` every request line the proxy sees, `BENCH_VERBOSE` the tools' own logs.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
