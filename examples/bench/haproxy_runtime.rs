@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use terad::backend::etcd::api::etcdserverpb::DeleteRangeRequest;
 
 use crate::haproxy_support::{Haproxy, http_get, local_template};
-use crate::{EtcdServer, memory_kb, ms, percentile, pss_kb, terad_binary};
+use crate::harness::{memory_kb, ms, percentile, pss_kb, terad_binary};
+use crate::stores::{EtcdServer, etcd_put};
 
 /// Backends that come and go; more than are ever live at once, so that an added server always
 /// points at a backend nobody is answering from.
@@ -95,11 +96,9 @@ fn one_way(changes: usize, hold_every: usize, runtime_api: bool) -> Figures {
     let churn: Vec<Backend> = (0..CHURN)
         .map(|i| Backend::start(&format!("churn{i}"), false))
         .collect();
-    let port = crate::free_port();
-    let put = |client: &mut crate::EtcdClient, key: &str, value: &str| {
-        runtime
-            .block_on(client.put(crate::etcd_put(key, value)))
-            .unwrap();
+    let port = crate::ports::free_port();
+    let put = |client: &mut terad::backend::etcd::client::Client, key: &str, value: &str| {
+        runtime.block_on(client.put(etcd_put(key, value))).unwrap();
     };
     put(&mut client, "/proxy/port", &port.to_string());
     for (i, backend) in stay.iter().enumerate() {
