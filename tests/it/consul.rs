@@ -243,3 +243,60 @@ fn a_resumed_watch_that_finds_the_same_keys_sends_nothing_again() {
     consul.put("/app/upstream/b", "2");
     wait_content(&fx, &daemon, "a change after the resume", "a=1\nb=2\n");
 }
+
+/// Several prefixes are listed in one transaction, whose `get-tree` matches keys as text: each
+/// prefix must still get exactly the keys on its `/` boundaries (`/svc/1` is not `/svc/10`),
+/// an empty prefix must be watched from where the listing left it, and each resource must
+/// then follow its own prefix.
+#[test]
+fn prefixes_listed_together_keep_their_boundaries_and_are_followed() {
+    let consul = Consul::start_dev(false);
+    consul.put("/svc/1/port", "81");
+    consul.put("/svc/10/port", "810");
+    consul.put("/svc/1x", "not mine");
+    let fx = Fixture::new();
+    for name in ["1", "10", "2"] {
+        fx.template(
+            &format!("svc{name}.tmpl"),
+            &format!(
+                "{{% for kv in gets(pattern=\"/svc/{name}/*\") %}}{{{{ kv.key }}}}={{{{ kv.value }}}}\n{{% endfor %}}"
+            ),
+        );
+        fx.resource(
+            &format!("svc{name}.toml"),
+            &format!(
+                "[template]\nsrc = \"svc{name}.tmpl\"\ndest = \"{}\"\nkeys = [\"/svc/{name}\"]\nallow_empty = true\n",
+                fx.path(&format!("out/svc{name}.conf")).display()
+            ),
+        );
+    }
+    let daemon = Daemon::start(
+        &mut terad(&fx, &consul, &["--watch", "--log-level", "debug"]),
+        fx.path("terad.log"),
+    );
+    wait_for("the first renders", Duration::from_secs(30), || {
+        fx.read("out/svc1.conf") == "/svc/1/port=81\n"
+            && fx.read("out/svc10.conf") == "/svc/10/port=810\n"
+            && fx.path("out/svc2.conf").exists()
+    });
+    assert_eq!(fx.read("out/svc2.conf"), "");
+
+    consul.put("/svc/2/port", "82");
+    wait_for(
+        "the empty prefix to be followed",
+        Duration::from_secs(30),
+        || fx.read("out/svc2.conf") == "/svc/2/port=82\n",
+    );
+    consul.put("/svc/10/port", "811");
+    wait_for(
+        "a change to its own prefix",
+        Duration::from_secs(30),
+        || fx.read("out/svc10.conf") == "/svc/10/port=811\n",
+    );
+    assert_eq!(
+        fx.read("out/svc1.conf"),
+        "/svc/1/port=81\n",
+        "{}",
+        daemon.log()
+    );
+}

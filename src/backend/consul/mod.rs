@@ -1,5 +1,5 @@
-//! The Consul KV backend: a small client over reqwest (rustls) for the one endpoint terad needs,
-//! `GET /v1/kv/<prefix>?recurse`.
+//! The Consul KV backend: a small client over reqwest (rustls) for what terad reads,
+//! `GET /v1/kv/<prefix>?recurse` (and `PUT /v1/txn` to list several prefixes at once).
 //!
 //! Watching runs one blocking query per merged prefix (`?index=N&wait=5m`), so a write outside
 //! the resources' keys wakes nothing, unlike confd's single query over the whole prefix. A 404
@@ -17,9 +17,10 @@
 //! in `/`) carry no value and are skipped.
 //!
 //! With ACLs, Consul silently filters a recursive read down to what the token may see: without a
-//! token, a protected prefix looks empty. A listing therefore also reads the prefix key itself,
-//! which Consul answers with 403 instead of filtering, so a missing or wrong token is an error
-//! and never an empty render.
+//! token, a protected prefix looks empty. A listing that finds a prefix empty therefore also
+//! reads the prefix key itself, which Consul answers with 403 instead of filtering, so a missing
+//! or wrong token is an error and never an empty render ([`listing`]: several prefixes are
+//! listed in one transaction, and a watch starts blocking where the listing left off).
 //!
 //! The token goes only where it was meant to: redirects are not followed (a 3xx is an error
 //! naming the node), TLS options with a plain `http://` node are a configuration error (as for
@@ -41,6 +42,7 @@ use tokio::sync::mpsc;
 
 mod catalog;
 mod health;
+mod listing;
 
 pub use catalog::{QueryState, parse as parse_service_answer};
 pub use health::{FailingChecksHandle, HealthFollower};
@@ -90,6 +92,8 @@ pub struct ConsulSource {
     datacenter: Option<String>,
     consistency: Consistency,
     wait: Duration,
+    /// Where the last listing left each prefix: the watch that follows it blocks from there.
+    listed: Arc<listing::Listed>,
 }
 
 impl std::fmt::Debug for ConsulSource {
@@ -105,6 +109,15 @@ impl std::fmt::Debug for ConsulSource {
 struct KvPair {
     key: String,
     value: Option<String>,
+}
+
+/// Which nodes are failing since when, the node last logged as in use, and when a node last
+/// answered (a blocking query's return counts).
+#[derive(Debug)]
+struct NodeHealth {
+    failing: Vec<Option<Instant>>,
+    announced: Option<usize>,
+    last_answer: Option<Instant>,
 }
 
 impl ConsulSource {
@@ -157,6 +170,7 @@ impl ConsulSource {
             health: Arc::new(std::sync::Mutex::new(NodeHealth {
                 failing: vec![None; nodes.len()],
                 announced: None,
+                last_answer: None,
             })),
             nodes: Arc::new(nodes),
             current: Arc::new(AtomicUsize::new(0)),
@@ -165,6 +179,7 @@ impl ConsulSource {
             datacenter: settings.consul.datacenter.clone(),
             consistency: settings.consul.consistency,
             wait: settings.consul.wait,
+            listed: Arc::default(),
         })
     }
 
@@ -211,8 +226,9 @@ impl ConsulSource {
             if let Some(dc) = &self.datacenter {
                 pairs.append_pair("dc", dc);
             }
+            // A transaction of reads takes the consistency mode as a read does.
             match self.consistency {
-                _ if *method != reqwest::Method::GET => {}
+                _ if *method != reqwest::Method::GET && endpoint != "txn" => {}
                 Consistency::Default => {}
                 Consistency::Stale => {
                     pairs.append_key_only("stale");
@@ -338,6 +354,7 @@ impl ConsulSource {
     /// Node `index` answered: its failure (if any) is over, and it is the node in use.
     fn node_answered(&self, index: usize) {
         let mut health = self.health.lock().expect("node health");
+        health.last_answer = Some(Instant::now());
         let recovered = health.failing[index].take();
         let announce = self.nodes.len() > 1 && health.announced != Some(index);
         health.announced = Some(index);
@@ -399,6 +416,12 @@ impl ConsulSource {
     async fn watchdog(&self, hung: &mut usize) -> String {
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
+            // An answer within the interval (a blocking query returned, a catalog read) already
+            // proved the node alive: no probe, so a busy watch adds no requests of its own.
+            let answered = self.health.lock().expect("node health").last_answer;
+            if answered.is_some_and(|at| at.elapsed() < PROBE_INTERVAL) {
+                continue;
+            }
             let index = self.current.load(Ordering::Relaxed);
             match self.alive(index).await {
                 Ok(()) => *hung = 0,
@@ -478,19 +501,6 @@ impl ConsulSource {
         }
     }
 
-    /// Reads the prefix key itself. Consul answers a single-key read the token may not see with
-    /// 403, where a recursive read would quietly come back empty.
-    async fn check_access(&self, prefix: &str) -> Result<(), BackendError> {
-        let key = consul_key(prefix);
-        let response = self.send(key, &[], LIST_TIMEOUT).await?;
-        match response.status() {
-            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
-                Err(self.denied(key, response).await)
-            }
-            _ => Ok(()),
-        }
-    }
-
     pub(crate) async fn denied(&self, key: &str, response: reqwest::Response) -> BackendError {
         let reason = error_text(response).await;
         let hint = if self.token.is_some() {
@@ -516,14 +526,27 @@ impl ConsulSource {
         positions: Arc<Mutex<HashMap<String, PrefixPosition>>>,
         updates: mpsc::Sender<Update>,
     ) -> Result<(), BackendError> {
-        let mut last = positions
+        let resumed = positions
             .lock()
             .expect("watch cursor lock")
             .get(&prefix)
             .map(|delivered| delivered.fingerprint);
-        // Index 0: the first query answers at once.
-        let mut index = 0u64;
-        let mut first = true;
+        let listed = self.listed.take_fresh(&prefix);
+        // After a listing the runner just applied, the first query blocks from where the
+        // listing left the prefix: the listing proved the node serves. Otherwise index 0 makes
+        // the first query answer at once.
+        let (mut last, mut index, mut first) = match (resumed, listed) {
+            (None, Some(listed)) => {
+                // What the listing delivered is the cursor's, as if this loop had sent it: a
+                // restart compares against it.
+                positions
+                    .lock()
+                    .expect("watch cursor lock")
+                    .insert(prefix.clone(), listed);
+                (Some(listed.fingerprint), listed.index, false)
+            }
+            (resumed, _) => (resumed, 0u64, true),
+        };
         loop {
             let started = Instant::now();
             let (new_index, entries) = self.read_prefix(&prefix, index, Some(self.wait)).await?;
@@ -748,18 +771,7 @@ impl KeySource for ConsulSource {
     }
 
     async fn list(&mut self, prefixes: &[String]) -> Result<Listing, BackendError> {
-        let mut revision = 0;
-        let mut all = Vec::new();
-        for prefix in prefixes {
-            self.check_access(prefix).await?;
-            let (index, entries) = self.read_prefix(prefix, 0, None).await?;
-            revision = revision.max(index);
-            all.extend(entries);
-        }
-        Ok(Listing {
-            revision,
-            entries: all,
-        })
+        self.list_prefixes(prefixes).await
     }
 
     async fn watch(
@@ -841,13 +853,6 @@ pub(crate) fn consul_index(response: &reqwest::Response) -> u64 {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// Which nodes are failing since when, and the node last logged as in use.
-#[derive(Debug)]
-struct NodeHealth {
-    failing: Vec<Option<Instant>>,
-    announced: Option<usize>,
 }
 
 #[cfg(test)]
