@@ -1,25 +1,23 @@
 //! Following a service's instances by health in watch mode: the catalog's instances of the
 //! service (`/v1/catalog/service/<name>`), and the checks that are not passing, shared by every
-//! service of a datacenter (`/v1/health/state/any?filter=Status != "passing"`).
+//! service of a datacenter (`/v1/health/state/critical` and `/v1/health/state/warning`).
 //!
 //! Why not `/v1/health/service/<name>?passing`, which answers both at once (and which one-shot
 //! runs still read, one request being quickest there): Consul rebuilds and encodes that whole
 //! answer, instances and all their checks, on every check change of the service and for every
 //! watcher. At 1 000 instances it is 2.4 MB and a check flip reaches a blocked client after
-//! 77 ms. The catalog query wakes only when instances come, go or change, and the state query
-//! on a check change, with an answer as small as the number of failing checks: the same flip
-//! arrives by the state query in 9.8 ms. One filtered query covers both failing states: Consul
-//! wakes a blocking state query on any check's change whatever its state, so two queries
-//! (critical, warning) cost two requests per flip where one does, and a check moving from
-//! critical to warning is seen in one answer.
+//! 77 ms. The catalog query wakes only when instances come, go or change, and each state query
+//! only when a check enters or leaves its state, with an answer as small as the number of
+//! failing checks: the same flip arrives by `state/critical` in 9.8 ms.
 //!
 //! An instance registered with a failing check must never show as passing, even for one render.
 //! Consul writes an instance and its checks in one transaction, so a view of the checks read
 //! after the catalog answer arrived knows them: a changed catalog answer asks the checks
 //! follower for such a read (a refresh ticket) and is combined only with a view that served
-//! it.
+//! it. And a check that leaves one state may have entered the other (critical → warning), so
+//! the other state is re-read before the view is published.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -84,7 +82,30 @@ struct StateCheck {
     status: String,
 }
 
-/// The checks that are not passing as last read, and the index to block on for the next change.
+/// The two check states that keep an instance from passing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailingState {
+    Critical,
+    Warning,
+}
+
+impl FailingState {
+    fn name(self) -> &'static str {
+        match self {
+            FailingState::Critical => "critical",
+            FailingState::Warning => "warning",
+        }
+    }
+
+    fn other(self) -> FailingState {
+        match self {
+            FailingState::Critical => FailingState::Warning,
+            FailingState::Warning => FailingState::Critical,
+        }
+    }
+}
+
+/// The checks of one state as last read, and the index to block on for the next change.
 #[derive(Debug, Default, Clone)]
 struct StateList {
     index: u64,
@@ -101,9 +122,9 @@ pub struct FailingChecks {
 }
 
 impl FailingChecks {
-    fn new(served: u64, failing: &StateList) -> FailingChecks {
+    fn new(served: u64, critical: &StateList, warning: &StateList) -> FailingChecks {
         let mut by_node: HashMap<String, Vec<StateCheck>> = HashMap::new();
-        for check in &failing.checks {
+        for check in critical.checks.iter().chain(&warning.checks) {
             by_node
                 .entry(check.node.clone())
                 .or_default()
@@ -247,27 +268,28 @@ impl ConsulSource {
         Ok((index, entries))
     }
 
-    /// The checks of a datacenter that are not passing, blocking until the index passes
-    /// `blocking`'s when given, sorted.
+    /// The checks of a datacenter in `state`, blocking until the index passes `blocking`'s
+    /// when given, sorted.
     async fn read_state(
         &self,
         datacenter: Option<&str>,
+        state: FailingState,
         blocking: Option<(u64, Duration)>,
     ) -> Result<StateList, BackendError> {
         let source = self.in_datacenter(datacenter);
-        let mut params = vec![("filter", "Status != \"passing\"".to_owned())];
+        let mut params = Vec::new();
         let timeout = blocking_query(&mut params, blocking);
         let response = source
             .call(
                 reqwest::Method::GET,
                 "health/state",
-                "any",
+                state.name(),
                 &params,
                 None,
                 timeout,
             )
             .await?;
-        let what = "the checks that are not passing".to_owned();
+        let what = format!("the checks in state {:?}", state.name());
         let status = response.status();
         if status != StatusCode::OK {
             return Err(BackendError::Other {
@@ -354,8 +376,8 @@ impl Refreshes {
     }
 }
 
-/// Follows the failing checks of a datacenter with one blocking query, publishing a view
-/// whenever they change or a refresh is asked for.
+/// Follows the critical and the warning checks of a datacenter with one blocking query each,
+/// publishing a view whenever either changes or a refresh is asked for.
 async fn follow_failing_checks(
     source: ConsulSource,
     datacenter: Option<String>,
@@ -364,71 +386,101 @@ async fn follow_failing_checks(
     stop: CancellationToken,
 ) {
     let wait = source.wait;
-    let read = |index: u64, delay: Duration| -> StateRead {
+    let read = |state: FailingState, index: u64, delay: Duration| -> StateRead {
         let source = source.clone();
         let datacenter = datacenter.clone();
         Box::pin(async move {
             tokio::time::sleep(delay).await;
             source
-                .read_state(datacenter.as_deref(), Some((index, wait)))
+                .read_state(datacenter.as_deref(), state, Some((index, wait)))
                 .await
         })
     };
     let mut checks = ChecksState {
         source: source.clone(),
         datacenter: datacenter.clone(),
-        failing_checks: StateList::default(),
+        critical: StateList::default(),
+        warning: StateList::default(),
         served: 0,
         failing: None,
         view,
     };
-    let mut state_read = read(0, Duration::ZERO);
+    let mut critical_read = read(FailingState::Critical, 0, Duration::ZERO);
+    let mut warning_read = read(FailingState::Warning, 0, Duration::ZERO);
     let mut backoff = Backoff::new(Backoff::BACKEND);
     // Whether the last refresh failed: served again after a backoff, since a health query
     // waits for it.
     let mut unserved = false;
     loop {
-        let result = tokio::select! {
+        let (state, result) = tokio::select! {
             _ = stop.cancelled() => return,
-            result = &mut state_read => result,
+            result = &mut critical_read => (FailingState::Critical, result),
+            result = &mut warning_read => (FailingState::Warning, result),
             ticket = refreshes.next(&mut unserved, &mut backoff) => {
                 if checks.refresh(ticket).await {
                     backoff.reset();
-                    // Block from the new index: an answer still on its way from the old one
-                    // could be older than what was just read.
-                    state_read = read(checks.failing_checks.index, Duration::ZERO);
+                    // Block from the new indexes: an answer still on its way from the old
+                    // ones could be older than what was just read.
+                    critical_read = read(FailingState::Critical, checks.critical.index, Duration::ZERO);
+                    warning_read = read(FailingState::Warning, checks.warning.index, Duration::ZERO);
                 } else {
                     unserved = true;
                 }
                 continue;
             }
         };
-        state_read = match result {
+        let next = match result {
             Ok(list) => {
                 backoff.reset();
-                // An answer that brings nothing new (a wait that ran out, a change of a
-                // passing check, or Consul answering early) is not asked again at once, so a
-                // misbehaving agent cannot make this spin; a change is followed at once.
-                let delay = if checks.apply(list) {
-                    Duration::ZERO
-                } else {
-                    MIN_QUERY_INTERVAL
-                };
-                read(checks.failing_checks.index, delay)
+                // An answer that brings nothing new (a wait that ran out, or Consul answering
+                // early) is not asked again at once, so a misbehaving agent cannot make this
+                // spin; a change is followed at once.
+                let mut delay = Duration::ZERO;
+                match checks.apply(state, list).await {
+                    Applied::Published { other_read: true } => {
+                        let other = state.other();
+                        let again = read(other, checks.list(other).index, Duration::ZERO);
+                        match other {
+                            FailingState::Critical => critical_read = again,
+                            FailingState::Warning => warning_read = again,
+                        }
+                    }
+                    Applied::Published { other_read: false } => {}
+                    Applied::Unchanged => delay = MIN_QUERY_INTERVAL,
+                    // Nothing published: serve the current ticket again, reading both.
+                    Applied::Held => unserved = true,
+                }
+                read(state, checks.list(state).index, delay)
             }
             Err(err) => {
                 checks.failed(&err);
-                read(checks.failing_checks.index, backoff.next_delay())
+                read(state, checks.list(state).index, backoff.next_delay())
             }
         };
+        match state {
+            FailingState::Critical => critical_read = next,
+            FailingState::Warning => warning_read = next,
+        }
     }
+}
+
+/// What became of a blocking query's answer.
+enum Applied {
+    Unchanged,
+    /// A new view is out; `other_read` when the other state was read again for it.
+    Published {
+        other_read: bool,
+    },
+    /// Changed, but the other state could not be read again: nothing published.
+    Held,
 }
 
 /// What the checks follower knows, and where it publishes.
 struct ChecksState {
     source: ConsulSource,
     datacenter: Option<String>,
-    failing_checks: StateList,
+    critical: StateList,
+    warning: StateList,
     served: u64,
     /// The error last logged, so an outage is logged once, not per retry.
     failing: Option<String>,
@@ -436,10 +488,18 @@ struct ChecksState {
 }
 
 impl ChecksState {
+    fn list(&mut self, state: FailingState) -> &mut StateList {
+        match state {
+            FailingState::Critical => &mut self.critical,
+            FailingState::Warning => &mut self.warning,
+        }
+    }
+
     fn publish(&self) {
         self.view.send_replace(Arc::new(FailingChecks::new(
             self.served,
-            &self.failing_checks,
+            &self.critical,
+            &self.warning,
         )));
     }
 
@@ -457,17 +517,18 @@ impl ChecksState {
         }
     }
 
-    /// Reads the failing checks now and publishes them as serving `ticket`; false when the
-    /// read failed.
+    /// Reads both states now and publishes them as serving `ticket`; false when a read failed.
     async fn refresh(&mut self, ticket: u64) -> bool {
-        match self
-            .source
-            .read_state(self.datacenter.as_deref(), None)
-            .await
-        {
-            Ok(failing_checks) => {
+        let dc = self.datacenter.as_deref();
+        let both = tokio::try_join!(
+            self.source.read_state(dc, FailingState::Critical, None),
+            self.source.read_state(dc, FailingState::Warning, None),
+        );
+        match both {
+            Ok((critical, warning)) => {
                 self.answered();
-                self.failing_checks = failing_checks;
+                self.critical = critical;
+                self.warning = warning;
                 self.served = ticket;
                 self.publish();
                 true
@@ -479,10 +540,10 @@ impl ChecksState {
         }
     }
 
-    /// Takes a blocking query's answer, publishing a view when it changed; whether it did.
-    fn apply(&mut self, list: StateList) -> bool {
+    /// Takes a blocking query's answer for `state`, publishing a view when it changed.
+    async fn apply(&mut self, state: FailingState, list: StateList) -> Applied {
         self.answered();
-        let mine = &mut self.failing_checks;
+        let mine = self.list(state);
         // Consul's index only grows; a smaller one is a new agent or a restored snapshot.
         mine.index = if list.index < mine.index {
             0
@@ -490,11 +551,29 @@ impl ChecksState {
             list.index
         };
         if list.checks == mine.checks {
-            return false;
+            return Applied::Unchanged;
         }
+        let now: HashSet<&StateCheck> = list.checks.iter().collect();
+        let left = mine.checks.iter().any(|check| !now.contains(check));
         mine.checks = list.checks;
+        if left {
+            // A check that left this state may have entered the other one: read that before
+            // publishing, or a critical → warning move would show the instance passing.
+            let other = state.other();
+            match self
+                .source
+                .read_state(self.datacenter.as_deref(), other, None)
+                .await
+            {
+                Ok(list) => *self.list(other) = list,
+                Err(err) => {
+                    self.failed(&err);
+                    return Applied::Held;
+                }
+            }
+        }
         self.publish();
-        true
+        Applied::Published { other_read: left }
     }
 }
 
@@ -622,13 +701,15 @@ mod tests {
         let entries: Vec<CatalogEntry> = serde_json::from_str(CATALOG).unwrap();
         // web-b warns; web-c is in maintenance; node n3 fails, so web-d with it; a check of
         // another service on n1 touches neither web-a nor web-c.
-        let failing = list(
+        let critical = list(
             r#"[{"Node": "n1", "CheckID": "_service_maintenance:web-c", "ServiceID": "web-c", "Status": "critical"},
                 {"Node": "n1", "CheckID": "service:db", "ServiceID": "db", "Status": "critical"},
-                {"Node": "n3", "CheckID": "serfHealth", "ServiceID": "", "Status": "critical"},
-                {"Node": "n2", "CheckID": "service:web-b", "ServiceID": "web-b", "Status": "warning"}]"#,
+                {"Node": "n3", "CheckID": "serfHealth", "ServiceID": "", "Status": "critical"}]"#,
         );
-        let checks = FailingChecks::new(1, &failing);
+        let warning = list(
+            r#"[{"Node": "n2", "CheckID": "service:web-b", "ServiceID": "web-b", "Status": "warning"}]"#,
+        );
+        let checks = FailingChecks::new(1, &critical, &warning);
         let any = HealthQuery::new("web")
             .unwrap()
             .with_status(StatusFilter::Any);
@@ -688,7 +769,7 @@ mod tests {
         let warning = list(
             r#"[{"Node": "n1", "CheckID": "service:web-a", "ServiceID": "web-a", "Status": "warning"}]"#,
         );
-        let checks = FailingChecks::new(1, &warning);
+        let checks = FailingChecks::new(1, &StateList::default(), &warning);
         let entries: Vec<CatalogEntry> = serde_json::from_str(catalog).unwrap();
         // Watch mode knows only the failing checks (consul-template's `.Checks` lists them
         // all in a one-shot run): everything else agrees.
