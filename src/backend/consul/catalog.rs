@@ -532,7 +532,7 @@ fn instance(mut entry: HealthEntry) -> ServiceInstance {
             .iter()
             .map(|check| (check.check_id.as_str(), check.status.as_str())),
     );
-    let node_detail = entry.node.detail();
+    let node_detail = std::sync::Arc::new(entry.node.detail());
     let address = if entry.service.address.is_empty() {
         entry.node.address
     } else {

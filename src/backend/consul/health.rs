@@ -173,6 +173,8 @@ pub fn combine(
     entries: &[CatalogEntry],
     checks: &FailingChecks,
 ) -> ServiceData {
+    // One node detail per node, shared by its instances.
+    let mut nodes: HashMap<&str, Arc<NodeDetail>> = HashMap::new();
     let all = entries
         .iter()
         .map(|entry| ServiceInstance {
@@ -188,13 +190,15 @@ pub fn combine(
             tags: entry.service_tags.clone().unwrap_or_default(),
             meta: entry.service_meta.clone().unwrap_or_default(),
             status: checks.health(&entry.node, &entry.service_id),
-            node_detail: NodeDetail {
-                id: entry.id.clone(),
-                address: entry.address.clone(),
-                datacenter: entry.datacenter.clone(),
-                tagged_addresses: entry.tagged_addresses.clone().unwrap_or_default(),
-                meta: entry.node_meta.clone().unwrap_or_default(),
-            },
+            node_detail: Arc::clone(nodes.entry(&entry.node).or_insert_with(|| {
+                Arc::new(NodeDetail {
+                    id: entry.id.clone(),
+                    address: entry.address.clone(),
+                    datacenter: entry.datacenter.clone(),
+                    tagged_addresses: entry.tagged_addresses.clone().unwrap_or_default(),
+                    meta: entry.node_meta.clone().unwrap_or_default(),
+                })
+            })),
             tagged_addresses: entry
                 .service_tagged_addresses
                 .as_ref()
