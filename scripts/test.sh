@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (etcd, Consul, HAProxy), then checks
-# formatting and lints, then runs every test against real services. 6 minutes cold on 2 cores,
+# formatting and lints, then runs every test against real services. 7 minutes cold on 2 cores,
 # plus about a minute to install the packages on a fresh machine (docs/src/development.md, "The
 # test suite", says how it was measured).
 #
