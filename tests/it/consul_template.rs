@@ -269,6 +269,25 @@ fn ct_fixture(body: &str) -> Fixture {
     fx
 }
 
+/// A one-shot run that may wait 20 s for what its template reads, with `key` written 1.5 s
+/// after it started: its output.
+fn onetime_while_written(
+    fx: &Fixture,
+    consul: &Consul,
+    key: &str,
+    value: &str,
+) -> std::process::Output {
+    let mut command = consul::terad(fx, consul, &["--onetime", "--backend-timeout", "20s"]);
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    consul.put(key, value);
+    crate::support::wait_output(child, LIMIT)
+}
+
 /// consul-template's most reported trap is a `key` that does not exist: it waits without a
 /// word. A one-shot terad waits for it too, then fails naming it.
 #[test]
@@ -291,15 +310,7 @@ fn a_missing_key_fails_a_one_shot_run_naming_the_key_after_its_timeout() {
     assert!(!fx.path("out/app.conf").exists());
 
     // Written while a run waits: the run renders it.
-    let mut command = consul::terad(&fx, &consul, &["--onetime", "--backend-timeout", "20s"]);
-    let child = command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    consul.put("app/missing", "here");
-    let output = crate::support::wait_output(child, LIMIT);
+    let output = onetime_while_written(&fx, &consul, "app/missing", "here");
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(fx.read("out/app.conf"), "shop here\n");
 }
@@ -376,15 +387,7 @@ fn safe_listings_list_as_ls_and_tree_and_wait_for_an_empty_prefix() {
     assert!(!fx.path("out/app.conf").exists());
 
     let fx = ct_fixture("{{ range safeLs \"app/later\" }}{{ .Key }}={{ .Value }}{{ end }}\n");
-    let mut command = consul::terad(&fx, &consul, &["--onetime", "--backend-timeout", "20s"]);
-    let child = command
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    consul.put("app/later/x", "1");
-    let output = crate::support::wait_output(child, LIMIT);
+    let output = onetime_while_written(&fx, &consul, "app/later/x", "1");
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(fx.read("out/app.conf"), "x=1\n");
 }
