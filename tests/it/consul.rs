@@ -300,3 +300,38 @@ fn prefixes_listed_together_keep_their_boundaries_and_are_followed() {
         daemon.log()
     );
 }
+
+/// Prefixes listed together under ACLs: a token that may read one prefix but not the other
+/// is refused naming the key it may not read, never given an empty list for it; with a token
+/// for both, the listing goes through.
+#[test]
+fn prefixes_listed_together_report_the_one_the_token_may_not_read() {
+    let consul = Consul::start_dev(true);
+    consul.put("/app/upstream/a", "10.0.0.1:80");
+    consul.put("/secret/db", "hidden");
+    let fx = fixture();
+    fx.template("secret.tmpl", "{{ getv(key=\"/secret/db\") }}\n");
+    fx.resource(
+        "secret.toml",
+        &format!(
+            "[template]\nsrc = \"secret.tmpl\"\ndest = \"{}\"\nkeys = [\"/secret\"]\n",
+            fx.path("out/secret.conf").display()
+        ),
+    );
+    let token = consul.read_token("app/upstream");
+    let mut command = terad(&fx, &consul, &["--onetime"]);
+    command.env("CONSUL_HTTP_TOKEN", &token);
+    let output = run(&mut command, LIMIT);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(err.contains("consul refused access"), "{err}");
+    assert!(err.contains("\"secret\""), "names the key: {err}");
+    assert!(!fx.path("out/secret.conf").exists());
+
+    let mut command = terad(&fx, &consul, &["--onetime"]);
+    command.env("CONSUL_HTTP_TOKEN", MASTER_TOKEN);
+    let output = run(&mut command, LIMIT);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(fx.read("out/secret.conf"), "hidden\n");
+    assert_eq!(fx.read("out/app.conf"), "a=10.0.0.1:80\n");
+}

@@ -91,7 +91,15 @@ impl ConsulSource {
         let read = if prefixes.len() > 1 {
             let mut read = Vec::with_capacity(prefixes.len());
             for chunk in prefixes.chunks(TXN_OPS) {
-                read.extend(self.read_prefixes_together(chunk).await?);
+                match self.read_prefixes_together(chunk).await? {
+                    Some(together) => read.extend(together),
+                    // Refused (an ACL, an old agent): one read each, whose errors name the key.
+                    None => {
+                        for prefix in chunk {
+                            read.push(self.read_prefix(prefix, 0, None).await?);
+                        }
+                    }
+                }
             }
             read
         } else {
@@ -123,11 +131,12 @@ impl ConsulSource {
 
     /// Reads `prefixes` in one transaction: for each, the index its blocking query waits from
     /// (the highest `ModifyIndex` under it; 0 when it is empty, so that query answers at once)
-    /// and its entries.
+    /// and its entries. `None` when Consul refuses the transaction or one of its operations:
+    /// the caller reads the prefixes one by one, and a refusal is then reported for its key.
     async fn read_prefixes_together(
         &self,
         prefixes: &[String],
-    ) -> Result<Vec<(u64, Vec<(String, String)>)>, BackendError> {
+    ) -> Result<Option<Vec<(u64, Vec<(String, String)>)>>, BackendError> {
         let operations: Vec<serde_json::Value> = prefixes
             .iter()
             .map(|prefix| {
@@ -146,10 +155,14 @@ impl ConsulSource {
             )
             .await?;
         let status = response.status();
-        if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
-            return Err(self.denied("txn", response).await);
+        if matches!(
+            status,
+            StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED | StatusCode::CONFLICT
+        ) {
+            tracing::debug!(status = %status, "consul refused a transaction of reads; reading the prefixes one by one");
+            return Ok(None);
         }
-        if status != StatusCode::OK && status != StatusCode::CONFLICT {
+        if status != StatusCode::OK {
             return Err(BackendError::Other {
                 backend: BACKEND,
                 message: format!(
@@ -166,14 +179,8 @@ impl ConsulSource {
         })?;
         drop(body);
         if let Some(error) = answer.errors.as_ref().and_then(|errors| errors.first()) {
-            return Err(BackendError::Other {
-                backend: BACKEND,
-                message: format!(
-                    "reading {} prefixes in a transaction: {}",
-                    prefixes.len(),
-                    error.what
-                ),
-            });
+            tracing::debug!(error = %error.what, "consul refused a read of a transaction; reading the prefixes one by one");
+            return Ok(None);
         }
         let pairs: Vec<TxnPair> = answer
             .results
@@ -183,24 +190,26 @@ impl ConsulSource {
             .collect();
         // A `get-tree` matches keys as text (`app/1` also lists `app/10`); each prefix keeps
         // what lies on its `/` boundaries, as a recursive read's answer is kept.
-        Ok(prefixes
-            .iter()
-            .map(|prefix| {
-                let mine: Vec<&TxnPair> = pairs
-                    .iter()
-                    .filter(|pair| key_in_scope(prefix, &format!("/{}", pair.key)))
-                    .collect();
-                let index = mine.iter().map(|pair| pair.modify_index).max().unwrap_or(0);
-                let kv = mine
-                    .into_iter()
-                    .map(|pair| KvPair {
-                        key: pair.key.clone(),
-                        value: pair.value.clone(),
-                    })
-                    .collect();
-                (index, entries(prefix, kv))
-            })
-            .collect())
+        Ok(Some(
+            prefixes
+                .iter()
+                .map(|prefix| {
+                    let mine: Vec<&TxnPair> = pairs
+                        .iter()
+                        .filter(|pair| key_in_scope(prefix, &format!("/{}", pair.key)))
+                        .collect();
+                    let index = mine.iter().map(|pair| pair.modify_index).max().unwrap_or(0);
+                    let kv = mine
+                        .into_iter()
+                        .map(|pair| KvPair {
+                            key: pair.key.clone(),
+                            value: pair.value.clone(),
+                        })
+                        .collect();
+                    (index, entries(prefix, kv))
+                })
+                .collect(),
+        ))
     }
 
     /// Reads the prefix key itself. Consul answers a single-key read the token may not see with
