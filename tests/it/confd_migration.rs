@@ -431,7 +431,7 @@ fn confds_integration_suite_env() {
 /// `/ready` and by `terad_resource_broken`, at start and after a configuration reload.
 #[test]
 fn a_broken_template_takes_only_its_resource_out_of_a_watching_run() {
-    use crate::support::{Daemon, free_port, http_get, wait_for};
+    use crate::support::{free_port, http_get, wait_for};
     let etcd = Etcd::start();
     etcd.put("/upstream/a", "10.0.0.1:80");
     let fx = Fixture::new();
@@ -450,21 +450,7 @@ fn a_broken_template_takes_only_its_resource_out_of_a_watching_run() {
     fx.write("confd.toml", "");
     let confd = ConfdBinary::new();
     let port = free_port();
-    let mut command = confd.command();
-    command
-        .args([
-            "-watch",
-            "-backend",
-            "etcdv3",
-            "-node",
-            &etcd.url(),
-            "-confdir",
-        ])
-        .arg(fx.root())
-        .arg("-config-file")
-        .arg(fx.path("confd.toml"))
-        .args(["-listen", &format!("127.0.0.1:{port}")]);
-    let daemon = Daemon::start(&mut command, fx.path("confd.log"));
+    let daemon = watching_confd(&confd, &fx, &etcd, port);
     let limit = Duration::from_secs(30);
     wait_for("the valid resource", limit, || {
         fx.read("out/app.conf") == "a=10.0.0.1:80\n"
@@ -535,7 +521,7 @@ fn a_broken_template_takes_only_its_resource_out_of_a_watching_run() {
 /// good template, an edit of another resource's template goes live, and a new resource starts.
 #[test]
 fn a_broken_template_keeps_its_last_good_one_while_other_edits_go_live() {
-    use crate::support::{Daemon, free_port, http_get, wait_for};
+    use crate::support::{Daemon, free_port, http_get, wait_file, wait_for};
     let etcd = Etcd::start();
     etcd.put("/upstream/a", "10.0.0.1:80");
     let fx = Fixture::new();
@@ -587,15 +573,30 @@ fn a_broken_template_keeps_its_last_good_one_while_other_edits_go_live() {
         .args(["-HUP", &daemon.child.id().to_string()])
         .status()
         .unwrap();
-    wait_content_of(&fx, &daemon, "out/other.conf", "other 10.0.0.1:80\n");
-    wait_content_of(&fx, &daemon, "out/new.conf", "new 10.0.0.1:80\n");
-    // The broken one renders a change with its last good template.
-    etcd.put("/upstream/b", "10.0.0.2:80");
-    wait_content_of(
+    wait_file(
         &fx,
         &daemon,
+        "the other edited template",
+        "out/other.conf",
+        "other 10.0.0.1:80\n",
+    );
+    wait_file(
+        &fx,
+        &daemon,
+        "the new resource",
+        "out/new.conf",
+        "new 10.0.0.1:80\n",
+    );
+    // The broken one renders a change with its last good template.
+    etcd.put("/upstream/b", "10.0.0.2:80");
+    wait_file(
+        &fx,
+        &daemon,
+        "the last good template to render the change",
         "out/app.conf",
-        "a=10.0.0.1:80\nb=10.0.0.2:80\n",
+        "a=10.0.0.1:80
+b=10.0.0.2:80
+",
     );
     let log = daemon.log();
     assert!(
@@ -608,39 +609,26 @@ fn a_broken_template_keeps_its_last_good_one_while_other_edits_go_live() {
         "upstreams.tmpl",
         "{{ range gets \"/upstream/*\" }}{{ .Value }} {{ end }}\n",
     );
-    wait_content_of(&fx, &daemon, "out/app.conf", "10.0.0.1:80 10.0.0.2:80 \n");
+    wait_file(
+        &fx,
+        &daemon,
+        "the repaired template",
+        "out/app.conf",
+        "10.0.0.1:80 10.0.0.2:80 \n",
+    );
     wait_for("ready", limit, || {
         http_get(port, "/ready").is_some_and(|(status, _)| status == 200)
     });
 }
 
-/// Waits until `relative` holds exactly `expected`, failing after 30 s with the daemon's log.
-fn wait_content_of(fx: &Fixture, daemon: &crate::support::Daemon, relative: &str, expected: &str) {
-    let started = std::time::Instant::now();
-    while fx.read(relative) != expected {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {relative}: have {:?}, want {expected:?}\nterad log:\n{}",
-            fx.read(relative),
-            daemon.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// confd reads a template at every render, so an edit goes live without a signal: terad
-/// follows its templates directory in a watching run, validates an edited template before
-/// using it, and keeps the last good one when an edit is broken.
-#[test]
-fn an_edited_template_goes_live_without_a_signal_and_a_broken_edit_keeps_the_last_good_one() {
-    use crate::support::{Daemon, free_port, http_get, wait_for};
-    let etcd = Etcd::start();
-    etcd.put("/upstream/a", "10.0.0.1:80");
-    let fx = Fixture::new();
-    upstreams(&fx, &fx.path("out/app.conf"), "");
-    fx.write("confd.toml", "");
-    let confd = ConfdBinary::new();
-    let port = free_port();
+/// `confd` (terad under that name) as `confd -watch` over `etcd`, on the fixture's confdir and `confd.toml`, serving
+/// `/ready` and `/metrics` on `port`.
+fn watching_confd(
+    confd: &ConfdBinary,
+    fx: &Fixture,
+    etcd: &Etcd,
+    port: u16,
+) -> crate::support::Daemon {
     let mut command = confd.command();
     command
         .args([
@@ -655,7 +643,23 @@ fn an_edited_template_goes_live_without_a_signal_and_a_broken_edit_keeps_the_las
         .arg("-config-file")
         .arg(fx.path("confd.toml"))
         .args(["-listen", &format!("127.0.0.1:{port}")]);
-    let daemon = Daemon::start(&mut command, fx.path("confd.log"));
+    crate::support::Daemon::start(&mut command, fx.path("confd.log"))
+}
+
+/// confd reads a template at every render, so an edit goes live without a signal: terad
+/// follows its templates directory in a watching run, validates an edited template before
+/// using it, and keeps the last good one when an edit is broken.
+#[test]
+fn an_edited_template_goes_live_without_a_signal_and_a_broken_edit_keeps_the_last_good_one() {
+    use crate::support::{free_port, http_get, wait_for};
+    let etcd = Etcd::start();
+    etcd.put("/upstream/a", "10.0.0.1:80");
+    let fx = Fixture::new();
+    upstreams(&fx, &fx.path("out/app.conf"), "");
+    fx.write("confd.toml", "");
+    let confd = ConfdBinary::new();
+    let port = free_port();
+    let daemon = watching_confd(&confd, &fx, &etcd, port);
     let limit = Duration::from_secs(30);
     wait_for("the first render", limit, || {
         fx.read("out/app.conf") == "a=10.0.0.1:80\n"

@@ -140,14 +140,19 @@ pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool
 /// Waits until `out/app.conf` exists with exactly `expected` (an empty render counts only once
 /// the file is there), failing the test after 30 s with the daemon's log.
 pub fn wait_content(fx: &Fixture, daemon: &Daemon, what: &str, expected: &str) {
+    wait_file(fx, daemon, what, "out/app.conf", expected);
+}
+
+/// [`wait_content`] for the fixture's file `relative`.
+pub fn wait_file(fx: &Fixture, daemon: &Daemon, what: &str, relative: &str, expected: &str) {
     let limit = Duration::from_secs(30);
-    let path = fx.path("out/app.conf");
+    let path = fx.path(relative);
     let started = Instant::now();
-    while !path.exists() || fx.read("out/app.conf") != expected {
+    while !path.exists() || fx.read(relative) != expected {
         if started.elapsed() > limit {
             panic!(
                 "timed out waiting for {what}: have {:?}, want {expected:?}\nterad log:\n{}",
-                fx.read("out/app.conf"),
+                fx.read(relative),
                 daemon.log()
             );
         }
