@@ -182,11 +182,13 @@ impl ConsulSource {
             tracing::debug!(error = %error.what, "consul refused a read of a transaction; reading the prefixes one by one");
             return Ok(None);
         }
-        let pairs: Vec<TxnPair> = answer
+        // Each pair with its absolute key, made once for all the prefixes that test it.
+        let pairs: Vec<(String, TxnPair)> = answer
             .results
             .unwrap_or_default()
             .into_iter()
             .filter_map(|result| result.kv)
+            .map(|pair| (format!("/{}", pair.key), pair))
             .collect();
         // A `get-tree` matches keys as text (`app/1` also lists `app/10`); each prefix keeps
         // what lies on its `/` boundaries, as a recursive read's answer is kept.
@@ -196,7 +198,8 @@ impl ConsulSource {
                 .map(|prefix| {
                     let mine: Vec<&TxnPair> = pairs
                         .iter()
-                        .filter(|pair| key_in_scope(prefix, &format!("/{}", pair.key)))
+                        .filter(|(key, _)| key_in_scope(prefix, key))
+                        .map(|(_, pair)| pair)
                         .collect();
                     let index = mine.iter().map(|pair| pair.modify_index).max().unwrap_or(0);
                     let kv = mine
